@@ -1,0 +1,281 @@
+/**
+ * The only module that talks to WebGPU directly: adapter and device acquisition, buffers, pipelines,
+ * bind groups, readbacks, and error surfacing. It counts pipeline and bind-group creations and
+ * readbacks so tests can assert that none happen inside the training step.
+ */
+import { UserError } from "../errors.ts";
+
+/** Counts of expensive runtime operations since the {@link Gpu} was created. */
+export interface GpuCounters {
+  pipelines: number;
+  bindGroups: number;
+  readbacks: number;
+  submits: number;
+}
+
+/** Options for {@link createGpu}. */
+export interface GpuOptions {
+  /** Print the adapter's name once to stderr. */
+  announce?: boolean;
+  /** Request shader-f16 when the adapter has it. */
+  f16?: boolean;
+  /** Override the storage-binding limit (tests force tiny limits with this). */
+  maxStorageBufferBindingSize?: number;
+}
+
+/** A device plus the helpers the kernels use. Create one per process with {@link createGpu}. */
+export class Gpu {
+  /** The WebGPU device. */
+  readonly device: GPUDevice;
+  /** Human-readable adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  readonly adapterName: string;
+  /** Whether timestamp queries are available. */
+  readonly hasTimestamps: boolean;
+  /** Whether shader-f16 was enabled. */
+  readonly hasF16: boolean;
+  /** Largest storage binding in bytes. */
+  readonly maxBinding: number;
+  /** Operation counters (see {@link GpuCounters}). */
+  readonly counters: GpuCounters = { pipelines: 0, bindGroups: 0, readbacks: 0, submits: 0 };
+  private failure: Error | null = null;
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private dummyBuf: GPUBuffer | null = null;
+
+  /** Use {@link createGpu}. */
+  constructor(device: GPUDevice, info: { name: string; f16: boolean; maxBinding: number }) {
+    this.device = device;
+    this.adapterName = info.name;
+    this.hasF16 = info.f16;
+    this.hasTimestamps = device.features.has("timestamp-query");
+    this.maxBinding = info.maxBinding;
+    device.addEventListener("uncapturederror", (e) => {
+      const err = (e as GPUUncapturedErrorEvent).error;
+      this.failure ??= new Error(`GPU error: ${err.message.trim()}`);
+    });
+    device.lost.then((info) => {
+      this.failure ??= new Error(
+        `GPU device lost (${info.reason}): ${info.message || "no message"}`,
+      );
+    });
+  }
+
+  /** Throws the first device loss or uncaptured validation error seen so far, if any. */
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Creates a storage buffer of `bytes` (rounded up to 4), checking the binding limit. */
+  buffer(label: string, bytes: number, extraUsage = 0): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 4) * 4);
+    if (size > this.maxBinding) {
+      throw new UserError(
+        `buffer '${label}' needs ${fmtBytes(size)}, over this adapter's storage-binding limit of ` +
+          `${fmtBytes(this.maxBinding)}: reduce d_sae, d_in or batch`,
+      );
+    }
+    return this.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST |
+        extraUsage,
+    });
+  }
+
+  /** Creates a storage buffer holding `data`. */
+  upload(label: string, data: Float32Array | Uint32Array | Int32Array): GPUBuffer {
+    const buf = this.buffer(label, data.byteLength);
+    this.write(buf, data);
+    return buf;
+  }
+
+  /** Writes `data` into `buf` at byte `offset`. */
+  write(buf: GPUBuffer, data: Float32Array | Uint32Array | Int32Array, offset = 0): void {
+    this.device.queue.writeBuffer(
+      buf,
+      offset,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      data.byteLength,
+    );
+  }
+
+  /** A uniform buffer holding `words` u32/f32 values (packed as given). */
+  uniform(label: string, data: ArrayBuffer): GPUBuffer {
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    const buf = this.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.device.queue.writeBuffer(buf, 0, data);
+    return buf;
+  }
+
+  /** A 16-byte buffer to fill binding slots a kernel variant does not read. */
+  dummy(): GPUBuffer {
+    this.dummyBuf ??= this.buffer("dummy", 16);
+    return this.dummyBuf;
+  }
+
+  /** Compiles (once per source) and creates a compute pipeline; throws naming `label` on error. */
+  async pipeline(
+    label: string,
+    code: string,
+    constants: Record<string, number> = {},
+    entryPoint = "main",
+  ): Promise<GPUComputePipeline> {
+    let module = this.modules.get(code);
+    if (!module) {
+      module = this.device.createShaderModule({ label, code });
+      const info = await module.getCompilationInfo();
+      const errors = info.messages.filter((m) => m.type === "error");
+      if (errors.length) {
+        throw new Error(`WGSL for '${label}' failed to compile: ${errors[0].message.trim()}`);
+      }
+      this.modules.set(code, module);
+    }
+    this.device.pushErrorScope("validation");
+    const pipeline = this.device.createComputePipeline({
+      label,
+      layout: "auto",
+      compute: { module, entryPoint, constants },
+    });
+    const err = await this.device.popErrorScope();
+    if (err) throw new Error(`pipeline '${label}' is invalid: ${err.message.trim()}`);
+    this.counters.pipelines++;
+    return pipeline;
+  }
+
+  /** Creates a bind group binding `buffers` to slots 0..n-1 of group 0. */
+  bindGroup(pipeline: GPUComputePipeline, buffers: GPUBuffer[], label?: string): GPUBindGroup {
+    this.counters.bindGroups++;
+    return this.device.createBindGroup({
+      label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+  }
+
+  /** Submits command buffers, counting submissions. */
+  submit(cmds: GPUCommandBuffer[]): void {
+    this.counters.submits++;
+    this.device.queue.submit(cmds);
+  }
+
+  /**
+   * Copies several buffers to the host in one submission and one map; returns one Float32Array per
+   * request. Throws if the device failed.
+   */
+  async readMany(reqs: { buf: GPUBuffer; bytes?: number }[]): Promise<Float32Array[]> {
+    this.throwIfFailed();
+    const sizes = reqs.map((r) => Math.ceil((r.bytes ?? r.buf.size) / 4) * 4);
+    const offsets: number[] = [];
+    let total = 0;
+    for (const s of sizes) {
+      offsets.push(total);
+      total += s;
+    }
+    const staging = this.device.createBuffer({
+      size: Math.max(16, total),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    reqs.forEach((r, i) => enc.copyBufferToBuffer(r.buf, 0, staging, offsets[i], sizes[i]));
+    this.submit([enc.finish()]);
+    this.counters.readbacks++;
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      this.throwIfFailed();
+      throw e;
+    }
+    const all = new Float32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    this.throwIfFailed();
+    return sizes.map((s, i) => all.subarray(offsets[i] / 4, (offsets[i] + s) / 4));
+  }
+
+  /** Reads one buffer back as f32. */
+  async read(buf: GPUBuffer, bytes?: number): Promise<Float32Array> {
+    return (await this.readMany([{ buf, bytes }]))[0];
+  }
+
+  /** Reads one buffer back as u32. */
+  async readU32(buf: GPUBuffer, bytes?: number): Promise<Uint32Array> {
+    const f = await this.read(buf, bytes);
+    return new Uint32Array(f.buffer, f.byteOffset, f.length);
+  }
+
+  /** Waits for all submitted work, then throws any device failure. */
+  async sync(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwIfFailed();
+  }
+
+  /** Releases the device. */
+  destroy(): void {
+    this.device.destroy();
+  }
+}
+
+let shared: Promise<Gpu> | null = null;
+
+/**
+ * Returns the process-wide GPU (created on first call). Tests and the CLI share one device: Deno
+ * holds one adapter per process, and device creation costs time on the CPU adapter.
+ */
+export function getGpu(opts: GpuOptions = {}): Promise<Gpu> {
+  shared ??= createGpu(opts);
+  return shared;
+}
+
+/**
+ * Requests an adapter and a device with the adapter's larger limits.
+ * @throws UserError when no adapter exists, naming what to install.
+ */
+export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
+  // Mesa's drivers print a warning and may fail without it; it only needs to be a writable dir.
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    throw new UserError("this Deno has no WebGPU (navigator.gpu is missing): use Deno ≥ 2.0");
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new UserError(
+      "no WebGPU adapter found: install a GPU driver, or for the CPU adapter run " +
+        "'apt-get install -y mesa-vulkan-drivers' (as root)",
+    );
+  }
+  const al = adapter.limits;
+  const wanted: Record<string, number> = {
+    maxStorageBufferBindingSize: al.maxStorageBufferBindingSize,
+    maxBufferSize: al.maxBufferSize,
+    maxComputeWorkgroupStorageSize: al.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: al.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: al.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: al.maxComputeWorkgroupSizeY,
+    maxStorageBuffersPerShaderStage: al.maxStorageBuffersPerShaderStage,
+    maxComputeWorkgroupsPerDimension: al.maxComputeWorkgroupsPerDimension,
+  };
+  const features: GPUFeatureName[] = [];
+  if (adapter.features.has("timestamp-query")) features.push("timestamp-query");
+  const f16 = !!opts.f16 && adapter.features.has("shader-f16");
+  if (f16) features.push("shader-f16");
+  const device = await adapter.requestDevice({
+    requiredFeatures: features,
+    requiredLimits: wanted,
+  });
+  const info = adapter.info;
+  const name = info.description || `${info.vendor} ${info.architecture} ${info.device}`.trim();
+  if (opts.announce) console.error(`adapter: ${name}${info.isFallbackAdapter ? " (CPU)" : ""}`);
+  const maxBinding = Math.min(
+    opts.maxStorageBufferBindingSize ?? Infinity,
+    device.limits.maxStorageBufferBindingSize,
+  );
+  return new Gpu(device, { name, f16, maxBinding });
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${n} B`;
+}
