@@ -146,14 +146,21 @@ export class Gpu {
     return pipeline;
   }
 
-  /** Creates a bind group binding `buffers` to slots 0..n-1 of group 0. */
-  bindGroup(pipeline: GPUComputePipeline, buffers: GPUBuffer[], label?: string): GPUBindGroup {
+  /**
+   * Creates a bind group binding `buffers[i]` to slot i of group 0; `null` leaves a slot out (an
+   * entry point of a multi-kernel file uses only some of the file's bindings).
+   */
+  bindGroup(
+    pipeline: GPUComputePipeline,
+    buffers: (GPUBuffer | null)[],
+    label?: string,
+  ): GPUBindGroup {
     this.counters.bindGroups++;
-    return this.device.createBindGroup({
-      label,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    const entries: GPUBindGroupEntry[] = [];
+    buffers.forEach((buffer, binding) => {
+      if (buffer) entries.push({ binding, resource: { buffer } });
     });
+    return this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
   }
 
   /** Submits command buffers, counting submissions. */

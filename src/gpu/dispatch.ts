@@ -32,3 +32,39 @@ export function run(gpu: Gpu, list: readonly Dispatch[]): void {
 export function cdiv(a: number, b: number): number {
   return Math.floor((a + b - 1) / b);
 }
+
+/** Largest workgroup count per dimension WebGPU guarantees. */
+export const MAX_GROUPS = 65535;
+
+/**
+ * Workgroup counts covering `n` items with `perGroup` items per workgroup, folded into 2-D when
+ * more than 65535 groups are needed. Kernels index with `g.x + g.y * nw.x * WG` (items) or
+ * `w.x + w.y * 65535` (one group per row).
+ */
+export function groupsFor(n: number, perGroup = 1): [number, number, number] {
+  const total = cdiv(Math.max(n, 1), perGroup);
+  const x = Math.min(total, MAX_GROUPS);
+  return [x, cdiv(total, x), 1];
+}
+
+/** Everything needed to build one dispatch of one entry point. */
+export interface KernelSpec {
+  label: string;
+  code: string;
+  entry?: string;
+  constants?: Record<string, number>;
+  /** Slot i gets buffers[i]; null skips a slot the entry point does not use. */
+  buffers: (GPUBuffer | null)[];
+  groups: [number, number, number];
+}
+
+/** Creates the pipeline and bind group of one kernel (at setup, never inside the step). */
+export async function kernel(gpu: Gpu, spec: KernelSpec): Promise<Dispatch> {
+  const pipeline = await gpu.pipeline(spec.label, spec.code, spec.constants, spec.entry);
+  return {
+    label: spec.label,
+    pipeline,
+    bindGroup: gpu.bindGroup(pipeline, spec.buffers, spec.label),
+    groups: spec.groups,
+  };
+}

@@ -3,7 +3,7 @@ import { Rng } from "../../src/rng.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 
 /** Uniform random values in [lo, hi). */
-export function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
+export function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * rng.uniform();
   return out;

@@ -1,0 +1,85 @@
+/** Input preparation and reconstruction loss (wgsl/loss.wgsl). */
+import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
+import type { Gpu } from "../gpu/device.ts";
+import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+
+/** Shapes and options of the loss kernels. */
+export interface LossSpec {
+  batch: number;
+  dIn: number;
+  /** Input normalisation factor (1 = none). */
+  scale: number;
+  applyBDec: boolean;
+  squared: boolean;
+}
+
+/** Buffers of the loss kernels. */
+export interface LossBuffers {
+  x: GPUBuffer; // [B, d] raw in, scaled out
+  xc: GPUBuffer; // [B, d] encoder input
+  bDec: GPUBuffer; // [d]
+  xhat: GPUBuffer; // [B, d]
+  dxhat: GPUBuffer; // [B, d]
+  xmean: GPUBuffer; // [d]
+  rowstats: GPUBuffer; // [B, 3]
+}
+
+function constants(s: LossSpec): Record<string, number> {
+  return {
+    D: s.dIn,
+    B: s.batch,
+    SCALE: s.scale,
+    APPLY_B_DEC: s.applyBDec ? 1 : 0,
+    SQUARED: s.squared ? 1 : 0,
+  };
+}
+
+/** x ← scale·x; xc ← x − b_dec. */
+export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "prepare",
+    code: lossSrc,
+    entry: "prepare",
+    constants: constants(s),
+    buffers: [b.x, b.xc, b.bDec],
+    groups: groupsFor(s.batch * s.dIn, 64),
+  });
+}
+
+/** dL/dx̂ and per-row statistics (‖r‖, ‖r‖², ‖x − x̄‖²). */
+export function residualKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "residual",
+    code: lossSrc,
+    entry: "residual",
+    constants: constants(s),
+    buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],
+    groups: groupsFor(s.batch),
+  });
+}
+
+/** Reference of {@link residualKernel}: returns dL/dx̂ [B, d] and rowstats [B, 3]. */
+export function residualReference(
+  s: LossSpec,
+  x: Float32Array,
+  xhat: Float32Array,
+  xmean: Float32Array,
+): { dxhat: Float32Array; rowstats: Float32Array } {
+  const { batch: B, dIn: D } = s;
+  const dxhat = new Float32Array(B * D);
+  const rowstats = new Float32Array(B * 3);
+  for (let b = 0; b < B; b++) {
+    let ss = 0, vv = 0;
+    for (let k = 0; k < D; k++) {
+      const r = xhat[b * D + k] - x[b * D + k];
+      const c = x[b * D + k] - xmean[k];
+      ss += r * r;
+      vv += c * c;
+    }
+    const norm = Math.sqrt(ss);
+    const coef = s.squared ? 2 / B : norm > 0 ? 1 / (B * norm) : 0;
+    for (let k = 0; k < D; k++) dxhat[b * D + k] = coef * (xhat[b * D + k] - x[b * D + k]);
+    rowstats.set([norm, ss, vv], b * 3);
+  }
+  return { dxhat, rowstats };
+}

@@ -1,0 +1,98 @@
+/** Metric accumulators kept on the GPU (wgsl/metrics.wgsl) and read back only at log steps. */
+import metricsSrc from "../../wgsl/metrics.wgsl" with { type: "text" };
+import type { Gpu } from "../gpu/device.ts";
+import { type Dispatch, kernel } from "../gpu/dispatch.ts";
+import { STATE_WGSL } from "./state.ts";
+
+/** Slot of each accumulator (mirrors the writes at the end of wgsl/metrics.wgsl). */
+export const METRIC_INDEX = {
+  steps: 0,
+  loss: 1,
+  l2: 2,
+  mse: 3,
+  l1: 4,
+  l0: 5,
+  resid_ss: 6,
+  total_ss: 7,
+  dead: 8,
+  dense: 9,
+} as const;
+
+/** Accumulator buffer length in f32 words. */
+export const METRIC_WORDS = 16;
+
+/** Averages over the steps since the last read. */
+export interface StepMetrics {
+  /** Full loss: reconstruction term + λ1·L1. */
+  loss: number;
+  /** Mean ‖x − x̂‖₂. */
+  l2: number;
+  /** Mean squared error per element. */
+  mse: number;
+  /** Mean ‖f‖₁. */
+  l1: number;
+  /** Mean number of active latents per row. */
+  l0: number;
+  /** 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over the window (x̄: each batch's mean). */
+  explained_variance: number;
+  /** Fraction of latents that have not fired for dead_steps steps. */
+  dead_fraction: number;
+  /** Mean fraction of latents firing on more than dense_threshold of a batch's rows. */
+  dense_fraction: number;
+}
+
+/** Turns accumulator words into averages (host-side, once per log line). */
+export function summarize(acc: Float32Array): StepMetrics {
+  const I = METRIC_INDEX;
+  const n = Math.max(acc[I.steps], 1);
+  return {
+    loss: acc[I.loss] / n,
+    l2: acc[I.l2] / n,
+    mse: acc[I.mse] / n,
+    l1: acc[I.l1] / n,
+    l0: acc[I.l0] / n,
+    explained_variance: 1 - acc[I.resid_ss] / Math.max(acc[I.total_ss], 1e-30),
+    dead_fraction: acc[I.dead],
+    dense_fraction: acc[I.dense] / n,
+  };
+}
+
+/** Shapes and settings of the metrics kernel. */
+export interface MetricsSpec {
+  batch: number;
+  dSae: number;
+  dIn: number;
+  l1: number;
+  squared: boolean;
+  deadSteps: number;
+  denseThreshold: number;
+}
+
+/** Builds the dispatch that folds a step's statistics into `acc`. */
+export function metricsKernel(
+  gpu: Gpu,
+  s: MetricsSpec,
+  b: {
+    rowstats: GPUBuffer;
+    fstats: GPUBuffer;
+    lastFired: GPUBuffer;
+    acc: GPUBuffer;
+    state: GPUBuffer;
+  },
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "metrics",
+    code: STATE_WGSL + metricsSrc,
+    constants: {
+      B: s.batch,
+      M: s.dSae,
+      D: s.dIn,
+      L1: s.l1,
+      SQUARED: s.squared ? 1 : 0,
+      DEAD_STEPS: s.deadSteps,
+      DENSE: s.denseThreshold,
+    },
+    buffers: [b.rowstats, b.fstats, b.lastFired, b.acc, b.state],
+    groups: [1, 1, 1],
+  });
+}

@@ -1,0 +1,154 @@
+/**
+ * SAE parameters and the working buffers of a training step, all on the GPU, plus the
+ * initialisation (on the host, once, before the first step).
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { Rng } from "../rng.ts";
+import { METRIC_WORDS } from "./metrics.ts";
+import { initialState, packState, STATE_WORDS } from "./state.ts";
+
+/** Host copies of the four parameters. */
+export interface SaeWeights {
+  wEnc: Float32Array; // W_enc: [d_sae, d_in] f32, row-major (row i encodes latent i)
+  bEnc: Float32Array; // b_enc: [d_sae]
+  wDec: Float32Array; // W_dec: [d_sae, d_in] f32, row-major (row i is the paper's column w_i)
+  bDec: Float32Array; // b_dec: [d_in]
+}
+
+/** Names of the parameters, in checkpoint order. */
+export const PARAM_NAMES = ["wEnc", "bEnc", "wDec", "bDec"] as const;
+/** One of {@link PARAM_NAMES}. */
+export type ParamName = typeof PARAM_NAMES[number];
+
+/** Shape of each parameter for the given sizes. */
+export function paramShapes(dIn: number, dSae: number): Record<ParamName, number[]> {
+  return { wEnc: [dSae, dIn], bEnc: [dSae], wDec: [dSae, dIn], bDec: [dIn] };
+}
+
+/** A parameter on the GPU with its gradient and Adam moments. */
+export interface ParamBuffers {
+  p: GPUBuffer;
+  g: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  shape: number[];
+  size: number;
+}
+
+/** Every GPU buffer of a training step. */
+export interface StepBuffers {
+  params: Record<ParamName, ParamBuffers>;
+  x: GPUBuffer; // [B, d_in] batch (scaled in place)
+  xc: GPUBuffer; // [B, d_in] encoder input x − b_dec
+  f: GPUBuffer; // [B, d_sae] latents
+  xhat: GPUBuffer; // [B, d_in] reconstruction
+  dxhat: GPUBuffer; // [B, d_in] dL/dx̂
+  dpre: GPUBuffer; // [B, d_sae] dL/dpre
+  xmean: GPUBuffer; // [d_in] batch mean of x
+  rowstats: GPUBuffer; // [B, 3]
+  fstats: GPUBuffer; // [d_sae, 2] fires, Σf
+  lastFired: GPUBuffer; // [d_sae] u32
+  state: GPUBuffer; // [STATE_WORDS] step state
+  acc: GPUBuffer; // [METRIC_WORDS] metric accumulators
+}
+
+/** Allocates the step's buffers and uploads `w` (moments zero, state before step 1). */
+export function allocStep(gpu: Gpu, dIn: number, dSae: number, batch: number, w: SaeWeights) {
+  const shapes = paramShapes(dIn, dSae);
+  const params = {} as Record<ParamName, ParamBuffers>;
+  for (const name of PARAM_NAMES) {
+    const size = shapes[name].reduce((a, b) => a * b, 1);
+    params[name] = {
+      p: gpu.upload(name, w[name]),
+      g: gpu.buffer(`${name} grad`, size * 4),
+      m: gpu.buffer(`${name} adam m`, size * 4),
+      v: gpu.buffer(`${name} adam v`, size * 4),
+      shape: shapes[name],
+      size,
+    };
+  }
+  const bufs: StepBuffers = {
+    params,
+    x: gpu.buffer("x", batch * dIn * 4),
+    xc: gpu.buffer("xc", batch * dIn * 4),
+    f: gpu.buffer("f", batch * dSae * 4),
+    xhat: gpu.buffer("xhat", batch * dIn * 4),
+    dxhat: gpu.buffer("dxhat", batch * dIn * 4),
+    dpre: gpu.buffer("dpre", batch * dSae * 4),
+    xmean: gpu.buffer("xmean", dIn * 4),
+    rowstats: gpu.buffer("rowstats", batch * 3 * 4),
+    fstats: gpu.buffer("fstats", dSae * 2 * 4),
+    lastFired: gpu.buffer("last fired", dSae * 4),
+    state: gpu.upload("state", packState(initialState())),
+    acc: gpu.buffer("metrics", METRIC_WORDS * 4),
+  };
+  void STATE_WORDS;
+  return bufs;
+}
+
+/**
+ * Initial weights: decoder rows random Gaussian directions of unit norm, W_enc = W_decᵀ (the same
+ * [d_sae, d_in] array), b_enc = 0, b_dec given (from the data).
+ */
+export function initWeights(dIn: number, dSae: number, seed: number, bDec: Float32Array) {
+  const rng = new Rng(seed ^ 0x5ae5ae);
+  const wDec = new Float32Array(dSae * dIn);
+  for (let i = 0; i < dSae; i++) {
+    let s = 0;
+    for (let k = 0; k < dIn; k++) {
+      const v = rng.normal();
+      wDec[i * dIn + k] = v;
+      s += v * v;
+    }
+    const n = Math.sqrt(s);
+    for (let k = 0; k < dIn; k++) wDec[i * dIn + k] /= n;
+  }
+  return { wEnc: wDec.slice(), bEnc: new Float32Array(dSae), wDec, bDec: bDec.slice() };
+}
+
+/** Mean of rows [n, d]. */
+export function rowMean(x: Float32Array, d: number): Float32Array {
+  const n = x.length / d;
+  const acc = new Float64Array(d);
+  for (let r = 0; r < n; r++) for (let k = 0; k < d; k++) acc[k] += x[r * d + k];
+  return Float32Array.from(acc, (v) => v / n);
+}
+
+/** Geometric median of rows [n, d] by Weiszfeld's iterations (as SAELens initialises b_dec). */
+export function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol = 1e-6) {
+  const n = x.length / d;
+  let y = Float64Array.from(rowMean(x, d));
+  for (let it = 0; it < maxIter; it++) {
+    const num = new Float64Array(d);
+    let den = 0;
+    for (let r = 0; r < n; r++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += (x[r * d + k] - y[k]) ** 2;
+      const w = 1 / Math.max(Math.sqrt(s), 1e-8);
+      den += w;
+      for (let k = 0; k < d; k++) num[k] += w * x[r * d + k];
+    }
+    let move = 0, norm = 0;
+    for (let k = 0; k < d; k++) {
+      const v = num[k] / den;
+      move += (v - y[k]) ** 2;
+      norm += v * v;
+      num[k] = v;
+    }
+    y = num;
+    if (Math.sqrt(move) <= tol * Math.max(Math.sqrt(norm), 1)) break;
+  }
+  return Float32Array.from(y);
+}
+
+/** Scale so that rows have mean norm √d (SAELens' expected_average_only_in). */
+export function normScale(x: Float32Array, d: number): number {
+  const n = x.length / d;
+  let s = 0;
+  for (let r = 0; r < n; r++) {
+    let q = 0;
+    for (let k = 0; k < d; k++) q += x[r * d + k] ** 2;
+    s += Math.sqrt(q);
+  }
+  return Math.sqrt(d) / Math.max(s / n, 1e-30);
+}

@@ -1,0 +1,163 @@
+/**
+ * A plain-TypeScript training step of the baseline SAE, written from the math (f64 accumulation),
+ * independent of the GPU kernels: tests compare the GPU step with it, and its gradients are checked
+ * against finite differences.
+ */
+import type { TrainConfig } from "../config.ts";
+import type { SaeWeights } from "./model.ts";
+
+/** Loss terms and intermediate values of one forward pass. */
+export interface ReferenceForward {
+  loss: number;
+  recon: number;
+  l1: number;
+  f: Float64Array; // [B, m]
+  xhat: Float64Array; // [B, d]
+  xc: Float64Array; // [B, d]
+}
+
+type Cfg = Pick<TrainConfig, "d_in" | "d_sae" | "apply_b_dec_to_input" | "recon_loss">;
+
+/** Forward pass and loss L = mean_b recon_b + l1Weight · mean_b ‖f_b‖₁ (x already scaled). */
+export function referenceForward(
+  cfg: Cfg,
+  w: SaeWeights,
+  x: Float32Array,
+  l1Weight: number,
+): ReferenceForward {
+  const d = cfg.d_in, m = cfg.d_sae, B = x.length / d;
+  const xc = new Float64Array(B * d);
+  const f = new Float64Array(B * m);
+  const xhat = new Float64Array(B * d);
+  let recon = 0, l1 = 0;
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < d; k++) {
+      xc[b * d + k] = x[b * d + k] - (cfg.apply_b_dec_to_input ? w.bDec[k] : 0);
+    }
+    for (let i = 0; i < m; i++) {
+      let s = w.bEnc[i];
+      for (let k = 0; k < d; k++) s += xc[b * d + k] * w.wEnc[i * d + k];
+      f[b * m + i] = Math.max(s, 0);
+      l1 += Math.abs(f[b * m + i]);
+    }
+    let ss = 0;
+    for (let k = 0; k < d; k++) {
+      let s = w.bDec[k];
+      for (let i = 0; i < m; i++) s += f[b * m + i] * w.wDec[i * d + k];
+      xhat[b * d + k] = s;
+      ss += (s - x[b * d + k]) ** 2;
+    }
+    recon += cfg.recon_loss === "squared" ? ss : Math.sqrt(ss);
+  }
+  recon /= B;
+  l1 /= B;
+  return { loss: recon + l1Weight * l1, recon, l1, f, xhat, xc };
+}
+
+/** Gradients of {@link referenceForward}'s loss with respect to each parameter. */
+export function referenceGradients(
+  cfg: Cfg,
+  w: SaeWeights,
+  x: Float32Array,
+  l1Weight: number,
+): SaeWeights {
+  const d = cfg.d_in, m = cfg.d_sae, B = x.length / d;
+  const fw = referenceForward(cfg, w, x, l1Weight);
+  const g: SaeWeights = {
+    wEnc: new Float32Array(m * d),
+    bEnc: new Float32Array(m),
+    wDec: new Float32Array(m * d),
+    bDec: new Float32Array(d),
+  };
+  const gwe = new Float64Array(m * d), gbe = new Float64Array(m);
+  const gwd = new Float64Array(m * d), gbd = new Float64Array(d);
+  const dxh = new Float64Array(d);
+  for (let b = 0; b < B; b++) {
+    let ss = 0;
+    for (let k = 0; k < d; k++) ss += (fw.xhat[b * d + k] - x[b * d + k]) ** 2;
+    const norm = Math.sqrt(ss);
+    const coef = cfg.recon_loss === "squared" ? 2 / B : norm > 0 ? 1 / (B * norm) : 0;
+    for (let k = 0; k < d; k++) {
+      dxh[k] = coef * (fw.xhat[b * d + k] - x[b * d + k]);
+      gbd[k] += dxh[k];
+    }
+    for (let i = 0; i < m; i++) {
+      const fi = fw.f[b * m + i];
+      let df = 0;
+      for (let k = 0; k < d; k++) {
+        df += dxh[k] * w.wDec[i * d + k];
+        gwd[i * d + k] += fi * dxh[k];
+      }
+      if (fi <= 0) continue;
+      const dpre = df + l1Weight / B;
+      gbe[i] += dpre;
+      for (let k = 0; k < d; k++) {
+        gwe[i * d + k] += dpre * fw.xc[b * d + k];
+        if (cfg.apply_b_dec_to_input) gbd[k] -= dpre * w.wEnc[i * d + k];
+      }
+    }
+  }
+  g.wEnc.set(gwe);
+  g.bEnc.set(gbe);
+  g.wDec.set(gwd);
+  g.bDec.set(gbd);
+  return g;
+}
+
+/** Adam moments of all four parameters. */
+export interface ReferenceOptState {
+  m: SaeWeights;
+  v: SaeWeights;
+  step: number;
+}
+
+/** Zero moments. */
+export function referenceOptState(d: number, m: number): ReferenceOptState {
+  const z = () => ({
+    wEnc: new Float32Array(m * d),
+    bEnc: new Float32Array(m),
+    wDec: new Float32Array(m * d),
+    bDec: new Float32Array(d),
+  });
+  return { m: z(), v: z(), step: 0 };
+}
+
+/**
+ * One full baseline training step in place: gradient, decoder-gradient projection, AdamW with
+ * warmup and bias correction, decoder renormalisation. `x` must already be scaled. Returns the loss
+ * before the update.
+ */
+export function referenceStep(
+  cfg: TrainConfig,
+  w: SaeWeights,
+  opt: ReferenceOptState,
+  x: Float32Array,
+): number {
+  const d = cfg.d_in, m = cfg.d_sae;
+  const loss = referenceForward(cfg, w, x, cfg.l1).loss;
+  const g = referenceGradients(cfg, w, x, cfg.l1);
+  for (let i = 0; i < m; i++) {
+    let dot = 0;
+    for (let k = 0; k < d; k++) dot += g.wDec[i * d + k] * w.wDec[i * d + k];
+    for (let k = 0; k < d; k++) g.wDec[i * d + k] -= dot * w.wDec[i * d + k];
+  }
+  const t = ++opt.step;
+  const lr = cfg.lr * Math.min(1, t / Math.max(cfg.warmup_steps, 1));
+  const bc1 = 1 - cfg.beta1 ** t, bc2 = 1 - cfg.beta2 ** t;
+  for (const name of ["wEnc", "bEnc", "wDec", "bDec"] as const) {
+    const p = w[name], gr = g[name], mm = opt.m[name], vv = opt.v[name];
+    for (let i = 0; i < p.length; i++) {
+      mm[i] = cfg.beta1 * mm[i] + (1 - cfg.beta1) * gr[i];
+      vv[i] = cfg.beta2 * vv[i] + (1 - cfg.beta2) * gr[i] * gr[i];
+      p[i] = p[i] * (1 - lr * cfg.weight_decay) -
+        lr * (mm[i] / bc1) / (Math.sqrt(vv[i] / bc2) + cfg.adam_eps);
+    }
+  }
+  for (let i = 0; i < m; i++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += w.wDec[i * d + k] ** 2;
+    const n = Math.sqrt(s);
+    if (n > 0) { for (let k = 0; k < d; k++) w.wDec[i * d + k] /= n; }
+  }
+  return loss;
+}

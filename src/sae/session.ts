@@ -1,0 +1,128 @@
+/**
+ * A training session on the GPU: the step's buffers and dispatches, built once; `step()` uploads
+ * one batch and submits the step with no readback; metrics and weights are read only when asked.
+ */
+import type { TrainConfig } from "../config.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
+import { baselineStep } from "./baseline.ts";
+import { METRIC_WORDS, type StepMetrics, summarize } from "./metrics.ts";
+import { allocStep, PARAM_NAMES, type SaeWeights, type StepBuffers } from "./model.ts";
+import { type StepState, unpackState } from "./state.ts";
+import type { StepContext } from "./step.ts";
+
+/** Builds a variant's step dispatches. */
+export type StepBuilder = (ctx: StepContext) => Promise<Dispatch[]>;
+
+/** The variants the trainer knows, by config name. */
+export const VARIANTS: Record<TrainConfig["variant"], StepBuilder> = {
+  baseline: baselineStep,
+};
+
+/** Optimizer and statistics state that a checkpoint must hold besides the weights. */
+export interface SessionState {
+  adamM: SaeWeights;
+  adamV: SaeWeights;
+  lastFired: Uint32Array;
+  state: Uint32Array;
+}
+
+/** One run's GPU state. */
+export class Session {
+  readonly gpu: Gpu;
+  readonly cfg: TrainConfig;
+  readonly bufs: StepBuffers;
+  readonly scale: number;
+  private dispatches: Dispatch[] = [];
+  private clearAcc = false;
+  private inflight: Promise<void>[] = [];
+
+  private constructor(gpu: Gpu, cfg: TrainConfig, bufs: StepBuffers, scale: number) {
+    this.gpu = gpu;
+    this.cfg = cfg;
+    this.bufs = bufs;
+    this.scale = scale;
+  }
+
+  /** Allocates buffers, uploads `weights`, and builds the step of `cfg.variant`. */
+  static async create(gpu: Gpu, cfg: TrainConfig, weights: SaeWeights, scale: number) {
+    const bufs = allocStep(gpu, cfg.d_in, cfg.d_sae, cfg.batch, weights);
+    const s = new Session(gpu, cfg, bufs, scale);
+    s.dispatches = await VARIANTS[cfg.variant]({ gpu, cfg, bufs, scale });
+    return s;
+  }
+
+  /**
+   * Uploads a raw batch ([batch, d_in] f32) and submits one step. At most two steps are queued:
+   * the host waits for the step before last, which bounds memory without stalling the GPU.
+   */
+  async step(batch: Float32Array): Promise<void> {
+    if (this.inflight.length >= 2) await this.inflight.shift();
+    this.gpu.write(this.bufs.x, batch);
+    const enc = this.gpu.device.createCommandEncoder();
+    if (this.clearAcc) {
+      enc.clearBuffer(this.bufs.acc);
+      this.clearAcc = false;
+    }
+    encodeDispatches(enc, this.dispatches);
+    this.gpu.submit([enc.finish()]);
+    this.inflight.push(this.gpu.device.queue.onSubmittedWorkDone());
+  }
+
+  /** Reads and resets the metric accumulators; also returns the step state. */
+  async readMetrics(): Promise<{ metrics: StepMetrics; state: StepState }> {
+    const [acc, st] = await this.gpu.readMany([
+      { buf: this.bufs.acc, bytes: METRIC_WORDS * 4 },
+      { buf: this.bufs.state },
+    ]);
+    this.clearAcc = true;
+    const words = new Uint32Array(st.buffer, st.byteOffset, st.length);
+    return { metrics: summarize(acc), state: unpackState(words) };
+  }
+
+  /** Reads the four parameters. */
+  async readWeights(): Promise<SaeWeights> {
+    const P = this.bufs.params;
+    const got = await this.gpu.readMany(
+      PARAM_NAMES.map((n) => ({ buf: P[n].p, bytes: P[n].size * 4 })),
+    );
+    return Object.fromEntries(
+      PARAM_NAMES.map((n, i) => [n, got[i].slice()]),
+    ) as unknown as SaeWeights;
+  }
+
+  /** Reads the optimizer moments, latent statistics and step state (for checkpoints). */
+  async readState(): Promise<SessionState> {
+    const P = this.bufs.params;
+    const reqs = [
+      ...PARAM_NAMES.map((n) => ({ buf: P[n].m, bytes: P[n].size * 4 })),
+      ...PARAM_NAMES.map((n) => ({ buf: P[n].v, bytes: P[n].size * 4 })),
+      { buf: this.bufs.lastFired, bytes: this.cfg.d_sae * 4 },
+      { buf: this.bufs.state },
+    ];
+    const got = await this.gpu.readMany(reqs);
+    const pick = (o: number) =>
+      Object.fromEntries(
+        PARAM_NAMES.map((n, i) => [n, got[o + i].slice()]),
+      ) as unknown as SaeWeights;
+    const u32 = (f: Float32Array) => new Uint32Array(f.slice().buffer);
+    return { adamM: pick(0), adamV: pick(4), lastFired: u32(got[8]), state: u32(got[9]) };
+  }
+
+  /** Restores moments, statistics and step state saved by {@link Session.readState}. */
+  restoreState(s: SessionState): void {
+    const P = this.bufs.params;
+    for (const n of PARAM_NAMES) {
+      this.gpu.write(P[n].m, s.adamM[n]);
+      this.gpu.write(P[n].v, s.adamV[n]);
+    }
+    this.gpu.write(this.bufs.lastFired, s.lastFired);
+    this.gpu.write(this.bufs.state, s.state);
+  }
+
+  /** Waits for all queued steps and surfaces any device error. */
+  async sync(): Promise<void> {
+    this.inflight = [];
+    await this.gpu.sync();
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The training step, in order, as one list of GPU dispatches built once per run:
+ *
+ *   schedule      st.step += 1; lr (warmup), Adam bias powers, L1 coefficient      [1]
+ *   x̄             xmean = mean_b x                                                 [d]
+ *   prepare       x ← scale·x;  xc = x − b_dec                                      [B,d]
+ *   encode        f = ReLU(xc·W_encᵀ + b_enc)                                       [B,m]
+ *   decode        x̂ = f·W_dec + b_dec                                               [B,d]
+ *   residual      dL/dx̂ = r/(B‖r‖) (or 2r/B), row stats                              [B,d]
+ *   dF            dL/dpre = (dL/dx̂·W_decᵀ + λ1/B)·1[f>0]                            [B,m]
+ *   dW_dec        fᵀ·dL/dx̂                                                          [m,d]
+ *   dW_enc        (dL/dpre)ᵀ·xc                                                     [m,d]
+ *   db_enc        Σ_b dL/dpre                                                       [m]
+ *   db_dec        Σ_b dL/dx̂ − db_enc·W_enc                                          [d]
+ *   stats         per-latent fires and Σf, last-fired step                          [m]
+ *   metrics       fold the step's statistics into the accumulators                  [16]
+ *   project       remove each dW_dec row's component along its (unit) decoder row   [m,d]
+ *   adamw ×4      update W_enc, b_enc, W_dec, b_dec
+ *   normalize     decoder rows back to unit norm                                    [m,d]
+ *
+ * A variant (baseline.ts, later the paper's) supplies the pieces it changes through
+ * {@link StepHooks}; this file never needs to know which variant runs.
+ */
+import type { Gpu } from "../gpu/device.ts";
+import type { Dispatch } from "../gpu/dispatch.ts";
+import { adamwKernel } from "../kernels/adamw.ts";
+import { normalizeKernel, projectGradKernel } from "../kernels/decoder.ts";
+import { gemm } from "../kernels/gemm.ts";
+import { type LossSpec, prepareKernel, residualKernel } from "../kernels/loss.ts";
+import { bDecGradKernel, colSumKernel, featureStatsKernel } from "../kernels/reduce.ts";
+import { scheduleKernel } from "../kernels/schedule.ts";
+import type { TrainConfig } from "../config.ts";
+import { metricsKernel } from "./metrics.ts";
+import { PARAM_NAMES, type StepBuffers } from "./model.ts";
+import { STATE_INDEX } from "./state.ts";
+
+/** What a step is built from. */
+export interface StepContext {
+  gpu: Gpu;
+  cfg: TrainConfig;
+  bufs: StepBuffers;
+  /** Input normalisation factor (1 = none), fixed for the run. */
+  scale: number;
+}
+
+/** Points where a variant inserts its own dispatches (each list may be empty). */
+export interface StepHooks {
+  /** After the backward pass, before the optimizer (e.g. statistics, extra loss gradients). */
+  beforeUpdate: Dispatch[];
+  /** After the optimizer and the decoder normalisation. */
+  afterUpdate: Dispatch[];
+  /** Steps with only the reconstruction loss (the paper's warmup phase; 0 for the baseline). */
+  reconOnlySteps: number;
+}
+
+/** The forward pass and statistics without any update: evaluation reuses it. */
+export async function forwardDispatches(ctx: StepContext): Promise<Dispatch[]> {
+  const { gpu, cfg, bufs } = ctx;
+  const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
+  const P = bufs.params;
+  const loss: LossSpec = {
+    batch: B,
+    dIn: d,
+    scale: ctx.scale,
+    applyBDec: cfg.apply_b_dec_to_input,
+    squared: cfg.recon_loss === "squared",
+  };
+  const lb = { ...bufs, bDec: P.bDec.p };
+  return [
+    await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean),
+    await prepareKernel(gpu, loss, lb),
+    await gemm(gpu, {
+      label: "encode",
+      M: B,
+      N: m,
+      K: d,
+      transA: false,
+      transB: true,
+      epilogue: "bias_relu",
+    }, { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p }),
+    await gemm(gpu, {
+      label: "decode",
+      M: B,
+      N: d,
+      K: m,
+      transA: false,
+      transB: false,
+      epilogue: "bias",
+    }, { a: bufs.f, b: P.wDec.p, c: bufs.xhat, e: P.bDec.p }),
+    await residualKernel(gpu, loss, lb),
+    await featureStatsKernel(gpu, B, m, {
+      f: bufs.f,
+      out: bufs.fstats,
+      lastFired: bufs.lastFired,
+      state: bufs.state,
+    }),
+    await metricsKernel(gpu, {
+      batch: B,
+      dSae: m,
+      dIn: d,
+      l1: cfg.l1,
+      squared: loss.squared,
+      deadSteps: cfg.dead_steps,
+      denseThreshold: cfg.dense_threshold,
+    }, { ...bufs }),
+  ];
+}
+
+/** Builds the whole step's dispatch list (pipelines and bind groups created here, once). */
+export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dispatch[]> {
+  const { gpu, cfg, bufs } = ctx;
+  const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
+  const P = bufs.params;
+  const forward = await forwardDispatches(ctx);
+  const [xMean, prepare, encode, decode, residual, stats, metrics] = forward;
+  const schedule = await scheduleKernel(gpu, {
+    lr: cfg.lr,
+    warmupSteps: cfg.warmup_steps,
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    l1Coef: cfg.l1 / B,
+    reconOnlySteps: hooks.reconOnlySteps,
+  }, bufs.state);
+  const backward = [
+    await gemm(gpu, {
+      label: "dF",
+      M: B,
+      N: m,
+      K: d,
+      transA: false,
+      transB: true,
+      epilogue: "relu_grad",
+      scalarIdx: STATE_INDEX.l1_coef,
+    }, { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state }),
+    await gemm(gpu, {
+      label: "dW_dec",
+      M: m,
+      N: d,
+      K: B,
+      transA: true,
+      transB: false,
+      epilogue: "none",
+    }, { a: bufs.f, b: bufs.dxhat, c: P.wDec.g }),
+    await gemm(gpu, {
+      label: "dW_enc",
+      M: m,
+      N: d,
+      K: B,
+      transA: true,
+      transB: false,
+      epilogue: "none",
+    }, { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g }),
+    await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g),
+    await bDecGradKernel(gpu, B, d, m, cfg.apply_b_dec_to_input, {
+      dxhat: bufs.dxhat,
+      gBEnc: P.bEnc.g,
+      wEnc: P.wEnc.p,
+      out: P.bDec.g,
+    }),
+  ];
+  const adam = {
+    beta1: cfg.beta1,
+    beta2: cfg.beta2,
+    eps: cfg.adam_eps,
+    weightDecay: cfg.weight_decay,
+  };
+  const update = [await projectGradKernel(gpu, m, d, P.wDec.p, P.wDec.g)];
+  for (const name of PARAM_NAMES) {
+    const p = P[name];
+    update.push(await adamwKernel(gpu, name, p.size, adam, p, bufs.state));
+  }
+  update.push(await normalizeKernel(gpu, m, d, P.wDec.p));
+  return [
+    schedule,
+    xMean,
+    prepare,
+    encode,
+    decode,
+    residual,
+    ...backward,
+    stats,
+    metrics,
+    ...hooks.beforeUpdate,
+    ...update,
+    ...hooks.afterUpdate,
+  ];
+}

@@ -1,0 +1,38 @@
+import { getGpu } from "../../src/gpu/device.ts";
+import { run } from "../../src/gpu/dispatch.ts";
+import { prepareKernel, residualKernel, residualReference } from "../../src/kernels/loss.ts";
+import { Rng } from "../../src/rng.ts";
+import { assertClose, poisoned, randArray } from "../helpers/check.ts";
+
+for (const squared of [false, true]) {
+  Deno.test(`prepare + residual (${squared ? "squared" : "l2 norm"}) match the reference`, async () => {
+    const gpu = await getGpu();
+    const rng = new Rng(13);
+    const B = 19, d = 203, scale = 0.75;
+    const x = randArray(rng, B * d, -2, 3), xhat = randArray(rng, B * d);
+    const bDec = randArray(rng, d), xmean = randArray(rng, d);
+    const spec = { batch: B, dIn: d, scale, applyBDec: true, squared };
+    const bufs = {
+      x: gpu.upload("x", x),
+      xc: poisoned(gpu, "xc", B * d),
+      bDec: gpu.upload("bdec", bDec),
+      xhat: gpu.upload("xhat", xhat),
+      dxhat: poisoned(gpu, "dxhat", B * d),
+      xmean: gpu.upload("xmean", xmean),
+      rowstats: poisoned(gpu, "rowstats", B * 3),
+    };
+    run(gpu, [await prepareKernel(gpu, spec, bufs), await residualKernel(gpu, spec, bufs)]);
+    const [gx, gxc, gd, gr] = await gpu.readMany([
+      { buf: bufs.x },
+      { buf: bufs.xc },
+      { buf: bufs.dxhat },
+      { buf: bufs.rowstats },
+    ]);
+    const xs = x.map((v) => v * scale);
+    assertClose(gx, xs, 1e-6, "scaled x");
+    assertClose(gxc, xs.map((v, i) => v - bDec[i % d]), 1e-6, "xc");
+    const ref = residualReference(spec, xs, xhat, xmean);
+    assertClose(gd, ref.dxhat, 1e-5, "dxhat");
+    assertClose(gr, ref.rowstats, 1e-5, "rowstats");
+  });
+}

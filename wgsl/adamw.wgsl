@@ -1,0 +1,29 @@
+// AdamW (decoupled weight decay, as torch.optim.AdamW), one invocation per parameter.
+// Needs wgsl/state.wgsl prepended: reads lr and the bias-correction powers of this step.
+override N: u32 = 64u;
+override BETA1: f32 = 0.9;
+override BETA2: f32 = 0.999;
+override EPS: f32 = 1e-8;
+override WEIGHT_DECAY: f32 = 0.01;
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;  // parameter [N]
+@group(0) @binding(1) var<storage, read> g: array<f32>;        // gradient [N]
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;  // first moment [N]
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;  // second moment [N]
+@group(0) @binding(4) var<storage, read> st: State;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * WG;
+  if (i >= N) { return; }
+  let gi = g[i];
+  let mi = BETA1 * m[i] + (1.0 - BETA1) * gi;
+  let vi = BETA2 * v[i] + (1.0 - BETA2) * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  let mhat = mi / (1.0 - st.b1t);
+  let vhat = vi / (1.0 - st.b2t);
+  let pi = p[i] * (1.0 - st.lr * WEIGHT_DECAY);
+  p[i] = pi - st.lr * mhat / (sqrt(vhat) + EPS);
+}

@@ -1,0 +1,62 @@
+// Folds one step's row and latent statistics into the metric accumulators (one workgroup).
+// Needs wgsl/state.wgsl prepended. Accumulator layout: src/sae/metrics.ts (METRIC_INDEX).
+override B: u32 = 64u;            // rows
+override M: u32 = 64u;            // latents
+override D: u32 = 64u;            // d_in
+override L1: f32 = 0.0;           // λ1 (for the logged loss)
+override SQUARED: bool = false;   // reconstruction term is ‖r‖² instead of ‖r‖
+override DEAD_STEPS: u32 = 1000u;
+override DENSE: f32 = 0.1;
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<storage, read> rowstats: array<f32>;   // [B, 3]: ‖r‖, ‖r‖², ‖x−x̄‖²
+@group(0) @binding(1) var<storage, read> fstats: array<f32>;     // [M, 2]: fires, Σf
+@group(0) @binding(2) var<storage, read> last_fired: array<u32>; // [M]
+@group(0) @binding(3) var<storage, read_write> acc: array<f32>;  // accumulators
+@group(0) @binding(4) var<storage, read> st: State;
+
+var<workgroup> red: array<vec4<f32>, WG>;
+
+fn reduce4(t: u32, v: vec4<f32>) -> vec4<f32> {
+  red[t] = v;
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    if (t < h) { red[t] += red[t + h]; }
+    workgroupBarrier();
+  }
+  let s = red[0];
+  workgroupBarrier();
+  return s;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) t: u32) {
+  var rs = vec4<f32>(0.0);
+  for (var b = t; b < B; b += WG) {
+    rs += vec4<f32>(rowstats[3u * b], rowstats[3u * b + 1u], rowstats[3u * b + 2u], 0.0);
+  }
+  let r = reduce4(t, rs);
+  var fs = vec4<f32>(0.0);
+  for (var i = t; i < M; i += WG) {
+    let fires = fstats[2u * i];
+    let dead = st.step - last_fired[i] >= DEAD_STEPS;
+    fs += vec4<f32>(fires, fstats[2u * i + 1u], select(0.0, 1.0, dead),
+                    select(0.0, 1.0, fires > DENSE * f32(B)));
+  }
+  let f = reduce4(t, fs);
+  if (t == 0u) {
+    let nb = f32(B);
+    let recon = select(r.x, r.y, SQUARED) / nb;
+    let l1 = f.y / nb;
+    acc[0] += 1.0;                       // steps accumulated
+    acc[1] += recon + L1 * l1;           // loss (full-loss value, whatever the phase)
+    acc[2] += r.x / nb;                  // mean ‖x − x̂‖₂
+    acc[3] += r.y / (nb * f32(D));       // MSE per element
+    acc[4] += l1;                        // mean ‖f‖₁
+    acc[5] += f.x / nb;                  // mean L0
+    acc[6] += r.y;                       // Σ‖x − x̂‖² (explained variance numerator)
+    acc[7] += r.z;                       // Σ‖x − x̄‖² (explained variance denominator)
+    acc[8] = f.z / f32(M);               // dead fraction now
+    acc[9] += f.w / f32(M);              // dense fraction (per-step firing rate > DENSE)
+  }
+}
