@@ -1,5 +1,5 @@
 /** Shared test helpers: random data, poisoned buffers, relative-error comparison. */
-import { Rng } from "../../src/rng.ts";
+import type { Rng } from "../../src/rng.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 
 /** Uniform random values in [lo, hi). */
