@@ -3,6 +3,9 @@
  * files, in config.yaml of a run directory and (with '-' for '_') as CLI flags.
  */
 
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { UserError } from "./errors.ts";
+
 /** Synthetic ground-truth activation generator settings (see src/data/synthetic.ts). */
 export interface SyntheticConfig {
   /** Number of ground-truth directions (more than d_in: superposition). */
@@ -132,3 +135,441 @@ export const DEFAULT_CONFIG: TrainConfig = {
   data: "synthetic",
   synthetic: DEFAULT_SYNTHETIC,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Validation, loading, merging and overrides. Every check is driven by DEFAULT_CONFIG's keys plus
+// one rule per key below, so a new key needs a default and a rule and nothing else.
+
+/** A layer of configuration (a YAML file, --set overrides, flags): any subset of the keys. */
+export type PartialConfig =
+  & Partial<Omit<TrainConfig, "synthetic">>
+  & { synthetic?: Partial<SyntheticConfig> };
+
+/** The values an enum-typed key allows. */
+export const VARIANTS = ["baseline"] as const satisfies readonly TrainConfig["variant"][];
+/** Allowed values of `recon_loss`. */
+export const RECON_LOSSES = ["l2", "squared"] as const satisfies readonly TrainConfig[
+  "recon_loss"
+][];
+/** Allowed values of `b_dec_init`. */
+export const B_DEC_INITS = [
+  "mean",
+  "geometric_median",
+  "zeros",
+] as const satisfies readonly TrainConfig[
+  "b_dec_init"
+][];
+/** Allowed values of `normalize_activations`. */
+export const NORMALIZATIONS = [
+  "none",
+  "expected_average_only_in",
+] as const satisfies readonly TrainConfig[
+  "normalize_activations"
+][];
+
+/** What a key accepts. */
+type Rule =
+  | { kind: "int"; min: number; max?: number }
+  | { kind: "number"; min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean }
+  | { kind: "bool" }
+  | { kind: "string" }
+  | { kind: "enum"; values: readonly string[] };
+
+const UINT32_MAX = 0xffffffff;
+const PROBABILITY: Rule = { kind: "number", min: 0, max: 1 };
+const NON_NEGATIVE: Rule = { kind: "number", min: 0 };
+const POSITIVE: Rule = { kind: "number", min: 0, exclusiveMin: true };
+const SEED: Rule = { kind: "int", min: 0, max: UINT32_MAX };
+
+/** One rule per top-level key except `synthetic` (a section with its own rules). */
+const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
+  variant: { kind: "enum", values: VARIANTS },
+  seed: SEED,
+  d_in: { kind: "int", min: 1 },
+  d_sae: { kind: "int", min: 1 },
+  // One row per workgroup along a dispatch dimension: WebGPU guarantees at most 65535.
+  batch: { kind: "int", min: 1, max: 65535 },
+  steps: { kind: "int", min: 1 },
+  lr: POSITIVE,
+  warmup_steps: { kind: "int", min: 0 },
+  weight_decay: NON_NEGATIVE,
+  beta1: { kind: "number", min: 0, max: 1, exclusiveMax: true },
+  beta2: { kind: "number", min: 0, max: 1, exclusiveMax: true },
+  adam_eps: POSITIVE,
+  l1: NON_NEGATIVE,
+  recon_loss: { kind: "enum", values: RECON_LOSSES },
+  apply_b_dec_to_input: { kind: "bool" },
+  b_dec_init: { kind: "enum", values: B_DEC_INITS },
+  init_rows: { kind: "int", min: 1 },
+  normalize_activations: { kind: "enum", values: NORMALIZATIONS },
+  dead_steps: { kind: "int", min: 1 },
+  dense_threshold: PROBABILITY,
+  log_every: { kind: "int", min: 1 },
+  checkpoint_every: { kind: "int", min: 0 },
+  data: { kind: "string" },
+};
+
+/**
+ * Rules of the `synthetic` section. Partial on purpose: a key added to SyntheticConfig without a
+ * rule here still gets its default's type checked (and tests/config_test.ts asks for a rule).
+ */
+const SYNTHETIC_RULES: Partial<Record<keyof SyntheticConfig, Rule>> = {
+  n_features: { kind: "int", min: 1 },
+  mean_l0: NON_NEGATIVE,
+  power_law_exponent: NON_NEGATIVE,
+  magnitude_mean: NON_NEGATIVE,
+  magnitude_std: NON_NEGATIVE,
+  n_groups: { kind: "int", min: 0 },
+  group_size: { kind: "int", min: 0 },
+  group_correlation: PROBABILITY,
+  n_parents: { kind: "int", min: 0 },
+  children_per_parent: { kind: "int", min: 0 },
+  parent_probability: PROBABILITY,
+  concept_probability: PROBABILITY,
+  // A phi coefficient, not a probability.
+  concept_correlation: { kind: "number", min: -1, max: 1 },
+  offset_norm: NON_NEGATIVE,
+  noise_std: NON_NEGATIVE,
+  seed: SEED,
+};
+
+/** The rule of a key: its explicit one, or one derived from its default's type. */
+function ruleFor(rules: Partial<Record<string, Rule>>, defaults: object, key: string): Rule {
+  const explicit = rules[key];
+  if (explicit !== undefined) return explicit;
+  const d = (defaults as Record<string, unknown>)[key];
+  if (typeof d === "boolean") return { kind: "bool" };
+  if (typeof d === "string") return { kind: "string" };
+  return { kind: "number" };
+}
+
+/** Whether `key` has an explicit rule (tests check that every default key has one). */
+export function hasExplicitRule(key: string): boolean {
+  const [head, rest] = splitFirst(key);
+  if (rest === undefined) return head in TRAIN_RULES;
+  return head === "synthetic" && rest in SYNTHETIC_RULES;
+}
+
+function splitFirst(key: string): [string, string | undefined] {
+  const dot = key.indexOf(".");
+  return dot < 0 ? [key, undefined] : [key.slice(0, dot), key.slice(dot + 1)];
+}
+
+/** "an integer in [1, 65535]", "a number > 0", "one of 'l2', 'squared'". */
+function describeRule(rule: Rule): string {
+  switch (rule.kind) {
+    case "bool":
+      return "true or false";
+    case "string":
+      return "a non-empty string";
+    case "enum":
+      return `one of ${rule.values.map((v) => `'${v}'`).join(", ")}`;
+    case "int":
+    case "number": {
+      const noun = rule.kind === "int" ? "an integer" : "a number";
+      const min = rule.min;
+      const max = rule.max;
+      const exMin = rule.kind === "number" && rule.exclusiveMin === true;
+      const exMax = rule.kind === "number" && rule.exclusiveMax === true;
+      if (min !== undefined && max !== undefined) {
+        return `${noun} in ${exMin ? "(" : "["}${min}, ${max}${exMax ? ")" : "]"}`;
+      }
+      if (min !== undefined) return `${noun} ${exMin ? ">" : ">="} ${min}`;
+      if (max !== undefined) return `${noun} ${exMax ? "<" : "<="} ${max}`;
+      return `a finite ${rule.kind === "int" ? "integer" : "number"}`;
+    }
+  }
+}
+
+function satisfies(rule: Rule, v: unknown): boolean {
+  switch (rule.kind) {
+    case "bool":
+      return typeof v === "boolean";
+    case "string":
+      return typeof v === "string" && v.length > 0;
+    case "enum":
+      return typeof v === "string" && rule.values.includes(v);
+    case "int":
+    case "number": {
+      if (typeof v !== "number" || !Number.isFinite(v)) return false;
+      if (rule.kind === "int" && !Number.isSafeInteger(v)) return false;
+      const exMin = rule.kind === "number" && rule.exclusiveMin === true;
+      const exMax = rule.kind === "number" && rule.exclusiveMax === true;
+      if (rule.min !== undefined && (exMin ? v <= rule.min : v < rule.min)) return false;
+      if (rule.max !== undefined && (exMax ? v >= rule.max : v > rule.max)) return false;
+      return true;
+    }
+  }
+}
+
+/** A value as the user would have written it: 'abc' quoted, numbers and objects as JSON. */
+function showValue(v: unknown): string {
+  if (typeof v === "string") return `'${v}'`;
+  if (v === undefined) return "nothing";
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Levenshtein distance (small strings only: config keys). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** Every key as a dotted path: "lr", ..., "synthetic.n_features", ... */
+export function configKeys(): string[] {
+  const keys: string[] = [];
+  for (const [k, v] of Object.entries(DEFAULT_CONFIG)) {
+    if (k === "synthetic") {
+      for (const s of Object.keys(v as SyntheticConfig)) keys.push(`synthetic.${s}`);
+    } else keys.push(k);
+  }
+  return keys;
+}
+
+/** The known key closest to `key` (dotted paths; "n_features" finds "synthetic.n_features"). */
+function closestKey(key: string): string {
+  let best = "";
+  let bestD = Infinity;
+  for (const candidate of configKeys()) {
+    const leaf = candidate.slice(candidate.lastIndexOf(".") + 1);
+    const d = Math.min(editDistance(key, candidate), editDistance(key, leaf) + 0.5);
+    if (d < bestD) {
+      bestD = d;
+      best = candidate;
+    }
+  }
+  return best;
+}
+
+function checkSection(
+  obj: Record<string, unknown>,
+  defaults: object,
+  rules: Partial<Record<string, Rule>>,
+  prefix: string,
+  source: string,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(obj)) {
+    const path = prefix + key;
+    if (!Object.hasOwn(defaults, key)) {
+      throw new UserError(
+        `unknown config key '${path}' in ${source} (did you mean '${closestKey(path)}'?)`,
+      );
+    }
+    if (prefix === "" && key === "synthetic") {
+      if (!isPlainObject(value)) {
+        throw new UserError(
+          `invalid value ${showValue(value)} for 'synthetic' in ${source} ` +
+            `(expected a mapping of synthetic.* keys)`,
+        );
+      }
+      out[key] = checkSection(value, DEFAULT_SYNTHETIC, SYNTHETIC_RULES, "synthetic.", source);
+      continue;
+    }
+    const rule = ruleFor(rules, defaults, key);
+    if (!satisfies(rule, value)) {
+      throw new UserError(
+        `invalid value ${showValue(value)} for '${path}' in ${source} (expected ${
+          describeRule(rule)
+        })`,
+      );
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/**
+ * Checks one configuration layer: every key known, every value of the right type and range.
+ * Throws a one-line UserError naming the key, the value, `source` and what is allowed.
+ *
+ * @example
+ * ```ts
+ * validatePartialConfig({ lr: 1e-3, synthetic: { n_features: 512 } }, "--set"); // ok
+ * validatePartialConfig({ d_sea: 1 }, "x.yaml"); // unknown config key 'd_sea' in x.yaml (did you mean 'd_sae'?)
+ * ```
+ */
+export function validatePartialConfig(obj: unknown, source: string): PartialConfig {
+  if (!isPlainObject(obj)) {
+    throw new UserError(
+      `${source} must be a mapping of config keys to values, got ${
+        Array.isArray(obj) ? "a list" : showValue(obj)
+      }`,
+    );
+  }
+  return checkSection(obj, DEFAULT_CONFIG, TRAIN_RULES, "", source) as PartialConfig;
+}
+
+/**
+ * Validates `obj` (see {@link validatePartialConfig}) and fills every missing key from
+ * DEFAULT_CONFIG. The result shares nothing with DEFAULT_CONFIG or `obj`.
+ *
+ * @example
+ * ```ts
+ * const cfg = validateConfig({ steps: 10 }, "test"); // cfg.lr === DEFAULT_CONFIG.lr
+ * ```
+ */
+export function validateConfig(obj: unknown, source: string): TrainConfig {
+  return mergeConfig(DEFAULT_CONFIG, validatePartialConfig(obj, source));
+}
+
+/**
+ * Reads a YAML config file and validates its keys and values (missing keys stay missing: merge it
+ * over DEFAULT_CONFIG). An empty file is an empty layer.
+ */
+export async function loadConfigFile(path: string): Promise<PartialConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw new UserError(`config file not found: ${path}`);
+    if (err instanceof Deno.errors.IsADirectory) {
+      throw new UserError(`config file ${path} is a directory; pass a .yaml file`);
+    }
+    throw err;
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (err) {
+    const e = err as { linePos?: { line: number; col: number }[]; message?: string };
+    const pos = e.linePos?.[0];
+    const where = pos ? `${path}:${pos.line}:${pos.col}` : path;
+    // The yaml package appends " at line L, column C:" and a code frame; keep the first clause.
+    const reason = String(e.message ?? err).split("\n")[0].replace(
+      / at line \d+, column \d+:?$/,
+      "",
+    );
+    throw new UserError(`${where}: YAML syntax error: ${reason}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  return validatePartialConfig(parsed, path);
+}
+
+/**
+ * Deep-merges configuration layers left to right: later layers win, nested sections merge key by
+ * key, `undefined` values are skipped. Returns a fresh object; the inputs are not modified.
+ *
+ * @example
+ * ```ts
+ * mergeConfig(DEFAULT_CONFIG, { synthetic: { n_features: 512 } }).synthetic.mean_l0; // 6
+ * ```
+ */
+export function mergeConfig(base: TrainConfig, ...overrides: PartialConfig[]): TrainConfig;
+export function mergeConfig(base: PartialConfig, ...overrides: PartialConfig[]): PartialConfig;
+export function mergeConfig(base: PartialConfig, ...overrides: PartialConfig[]): PartialConfig {
+  let out = deepMerge({}, base);
+  for (const layer of overrides) out = deepMerge(out, layer);
+  return out as PartialConfig;
+}
+
+function deepMerge(a: Record<string, unknown>, b: object): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    if (v === undefined) continue;
+    const prev = out[k];
+    if (isPlainObject(v)) out[k] = deepMerge(isPlainObject(prev) ? prev : {}, v);
+    else out[k] = Array.isArray(v) ? structuredClone(v) : v;
+  }
+  return out;
+}
+
+/** One `--set KEY=VALUE`: the dotted key split into a path and the value typed by its look. */
+export interface Override {
+  /** ["synthetic", "n_features"] */
+  path: string[];
+  /** 512 (numbers and true/false are parsed; anything else stays a string). */
+  value: string | number | boolean;
+  /** The text after '=', for keys whose type is string ("--set data=123"). */
+  raw: string;
+}
+
+const NUMBER_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** "512" → 512, "3e-4" → 0.0003, "true" → true, "'12'" → "12", anything else as is. */
+export function parseScalar(raw: string): string | number | boolean {
+  if (raw === "true") return true;
+  if (raw === "false") return false;
+  if (NUMBER_RE.test(raw)) return Number(raw);
+  const quoted = /^(["'])(.*)\1$/s.exec(raw);
+  if (quoted) return quoted[2];
+  return raw;
+}
+
+/**
+ * Parses `KEY=VALUE` where KEY is a config key or a dotted path into a section (dashes count as
+ * underscores). Whether the key exists and the value fits is checked by validation.
+ *
+ * @example
+ * ```ts
+ * parseOverride("synthetic.n_features=512"); // { path: ["synthetic", "n_features"], value: 512, raw: "512" }
+ * ```
+ */
+export function parseOverride(text: string): Override {
+  const eq = text.indexOf("=");
+  if (eq < 0) {
+    throw new UserError(`--set expects KEY=VALUE (e.g. synthetic.n_features=512), got '${text}'`);
+  }
+  const key = text.slice(0, eq).trim().replaceAll("-", "_");
+  const path = key.split(".");
+  if (path.some((p) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(p))) {
+    throw new UserError(
+      `--set '${text}': '${key}' is not a config key (use names like lr or synthetic.n_features)`,
+    );
+  }
+  const raw = text.slice(eq + 1);
+  return { path, value: parseScalar(raw), raw };
+}
+
+/**
+ * Turns overrides into one configuration layer. A key whose default is a string gets the raw
+ * text, so `--set data=123` means the file "123".
+ */
+export function overridesToPartial(overrides: Override[]): PartialConfig {
+  const out: Record<string, unknown> = {};
+  for (const { path, value, raw } of overrides) {
+    let node = out;
+    let defaults: unknown = DEFAULT_CONFIG;
+    for (const p of path.slice(0, -1)) {
+      if (!isPlainObject(node[p])) node[p] = {};
+      node = node[p] as Record<string, unknown>;
+      defaults = isPlainObject(defaults) ? defaults[p] : undefined;
+    }
+    const leaf = path[path.length - 1];
+    const isString = isPlainObject(defaults) && typeof defaults[leaf] === "string";
+    node[leaf] = isString ? raw : value;
+  }
+  return out as PartialConfig;
+}
+
+/** The config as YAML, keys in DEFAULT_CONFIG's order (config.yaml of a run directory). */
+export function configToYaml(cfg: TrainConfig): string {
+  const ordered: Record<string, unknown> = {};
+  for (const k of Object.keys(DEFAULT_CONFIG)) {
+    if (k === "synthetic") continue;
+    ordered[k] = cfg[k as keyof TrainConfig];
+  }
+  const synthetic: Record<string, unknown> = {};
+  for (const k of Object.keys(DEFAULT_SYNTHETIC)) {
+    synthetic[k] = cfg.synthetic[k as keyof SyntheticConfig];
+  }
+  // Keys the defaults do not know (none after validation) would be dropped silently: keep them.
+  for (const [k, v] of Object.entries(cfg.synthetic)) if (!(k in synthetic)) synthetic[k] = v;
+  ordered.synthetic = synthetic;
+  return "# The full configuration of this run, written by `sae train`.\n" +
+    "# `sae train --resume <this directory>` reads it back.\n" + stringifyYaml(ordered);
+}

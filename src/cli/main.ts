@@ -1,0 +1,77 @@
+/**
+ * `sae`: the command-line entry point. Each command lives in its own file in src/cli/ and is
+ * registered by one line in COMMANDS.
+ *
+ * Exit status: 0 success (and --help), 2 usage errors and UserErrors (printed as one line
+ * `error: <message>`), 1 anything else (a bug: the full stack is printed).
+ *
+ * @example
+ * ```sh
+ * deno task sae train --steps 100 --name smoke
+ * ```
+ */
+
+import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import denoJson from "../../deno.json" with { type: "json" };
+import { UserError } from "../errors.ts";
+import { trainCommand } from "./train.ts";
+
+/** Every subcommand's factory, one line each. */
+const COMMANDS: (() => CommandUnknownOpts)[] = [
+  trainCommand,
+];
+
+/** Where the CLI writes (injectable for tests). */
+export interface CliIo {
+  writeOut: (text: string) => void;
+  writeErr: (text: string) => void;
+}
+
+const encoder = new TextEncoder();
+const STDIO: CliIo = {
+  writeOut: (text) => Deno.stdout.writeSync(encoder.encode(text)),
+  writeErr: (text) => Deno.stderr.writeSync(encoder.encode(text)),
+};
+
+/** The `sae` program with every command registered. */
+export function buildProgram(io: CliIo = STDIO): CommandUnknownOpts {
+  const program = new Command("sae")
+    .description("train and evaluate sparse autoencoders on language-model activations (WebGPU)")
+    .version(denoJson.version, "-V, --version", "print the version and exit")
+    .helpOption("-h, --help", "show help for a command and exit")
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ writeOut: io.writeOut, writeErr: io.writeErr });
+  for (const make of COMMANDS) {
+    const cmd = make();
+    // addCommand() does not pass settings down; exit handling and output must reach every command.
+    cmd.copyInheritedSettings(program);
+    program.addCommand(cmd);
+  }
+  return program;
+}
+
+/** Runs the CLI on `argv` (without the program name) and returns the exit status. */
+export async function main(
+  argv: string[],
+  io: CliIo = STDIO,
+  program: CommandUnknownOpts = buildProgram(io),
+): Promise<number> {
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (or the help).
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof UserError) {
+      io.writeErr(`error: ${err.message.replaceAll("\n", " ")}\n`);
+      return 2;
+    }
+    io.writeErr(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

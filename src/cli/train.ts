@@ -1,0 +1,219 @@
+/**
+ * `sae train`: resolve the configuration from defaults, a config file, --set overrides and flags,
+ * then hand it to train().
+ *
+ * Precedence, lowest first: DEFAULT_CONFIG < --config FILE (or DIR/config.yaml with --resume DIR)
+ * < --set KEY=VALUE < named flags. Commander is given no defaults for config values, so a value it
+ * reports was typed by the user; the defaults appear only in the help text, read from
+ * DEFAULT_CONFIG.
+ */
+
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { resolve } from "node:path";
+import {
+  configKeys,
+  DEFAULT_CONFIG,
+  loadConfigFile,
+  mergeConfig,
+  overridesToPartial,
+  parseOverride,
+  parseScalar,
+  type PartialConfig,
+  type TrainConfig,
+  validateConfig,
+  validatePartialConfig,
+} from "../config.ts";
+import { UserError } from "../errors.ts";
+import { readRunConfig } from "../run/rundir.ts";
+import { train, type TrainOptions } from "../sae/trainer.ts";
+
+/** The default of a config key, as shown in help. */
+function def(key: Exclude<keyof TrainConfig, "synthetic">): string {
+  return `(default: ${DEFAULT_CONFIG[key]})`;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Flags that set a config key: commander's attribute name → config key. */
+const CONFIG_FLAGS = {
+  steps: "steps",
+  seed: "seed",
+  dIn: "d_in",
+  dSae: "d_sae",
+  batch: "batch",
+  lr: "lr",
+  l1: "l1",
+  warmupSteps: "warmup_steps",
+  checkpointEvery: "checkpoint_every",
+  logEvery: "log_every",
+  data: "data",
+} as const satisfies Record<string, Exclude<keyof TrainConfig, "synthetic">>;
+
+/** Every config key with its default, for the end of `sae train --help`. */
+function configKeysHelp(): string {
+  const lines = configKeys().map((key) => {
+    const [head, leaf] = key.split(".");
+    const value = leaf === undefined
+      ? DEFAULT_CONFIG[head as keyof TrainConfig]
+      : DEFAULT_CONFIG.synthetic[leaf as keyof TrainConfig["synthetic"]];
+    return `  ${key.padEnd(30)} ${value}`;
+  });
+  return [
+    "",
+    "Precedence: built-in defaults < --config FILE (or DIR/config.yaml with --resume DIR)",
+    "< --set KEY=VALUE < the flags above.",
+    "",
+    "Config keys and their defaults (any of them works in a config file and with --set):",
+    ...lines,
+  ].join("\n");
+}
+
+/** The `train` command's options (no action attached). */
+export function makeTrainCommand() {
+  return new Command("train")
+    .description("train a sparse autoencoder; writes config.yaml, checkpoints and metrics to --out")
+    .option(
+      "--config <file>",
+      "YAML config file whose values replace the built-in defaults (default: none, built-in defaults)",
+    )
+    .option("--out <dir>", "run directory (default: runs/<name>)")
+    .option(
+      "--name <name>",
+      "run name used by the default --out (default: a timestamp like 20261124-131500)",
+    )
+    .option("--steps <n>", `total optimizer steps ${def("steps")}`)
+    .option("--seed <n>", `seed for initialisation and data order ${def("seed")}`)
+    .option("--d-in <n>", `activation width ${def("d_in")}`)
+    .option("--d-sae <n>", `number of SAE latents ${def("d_sae")}`)
+    .option("--batch <n>", `rows per training step ${def("batch")}`)
+    .option("--lr <x>", `AdamW peak learning rate ${def("lr")}`)
+    .option("--l1 <x>", `λ1, weight of the L1 sparsity penalty ${def("l1")}`)
+    .option("--warmup-steps <n>", `linear LR warmup length in steps ${def("warmup_steps")}`)
+    .option(
+      "--checkpoint-every <n>",
+      `write a checkpoint every N steps, 0: only the final one ${def("checkpoint_every")}`,
+    )
+    .option("--log-every <n>", `log metrics every N steps ${def("log_every")}`)
+    .option("--data <path>", `"synthetic" or a path/glob of activation files ${def("data")}`)
+    .option(
+      "--resume <dir>",
+      "continue the run in DIR from its last good checkpoint, with DIR/config.yaml as the base " +
+        "config; flags may still override keys, e.g. --steps to extend it (default: off)",
+    )
+    .option("--overwrite", "replace an existing run directory (default: off)")
+    .option("--no-progress", "hide the progress bar (default: shown when stdout is a terminal)")
+    .option(
+      "--set <key=value>",
+      "set any config key, nested ones too: --set synthetic.n_features=512; repeatable " +
+        "(default: none)",
+      collect,
+    )
+    .addHelpText("after", configKeysHelp());
+}
+
+/** What commander parsed for `train`. */
+export type TrainFlags = ReturnType<ReturnType<typeof makeTrainCommand>["opts"]>;
+
+/** 20261124-131500 (local time). */
+export function timestampName(d: Date = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-` +
+    `${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+/** Turns parsed flags into the run's config and options (reads --config / DIR/config.yaml). */
+export async function resolveTrainFlags(
+  flags: TrainFlags,
+): Promise<{ cfg: TrainConfig; opts: TrainOptions }> {
+  let base: PartialConfig = {};
+  let outDir: string;
+  if (flags.resume !== undefined) {
+    if (flags.config !== undefined) {
+      throw new UserError(
+        "--resume takes its config from DIR/config.yaml; drop --config (change keys with --set or flags)",
+      );
+    }
+    if (flags.overwrite) {
+      throw new UserError("--resume and --overwrite contradict each other; pass only one");
+    }
+    if (flags.out !== undefined && resolve(flags.out) !== resolve(flags.resume)) {
+      throw new UserError("--resume DIR continues in DIR; drop --out");
+    }
+    if (flags.name !== undefined) {
+      throw new UserError("--name has no effect with --resume; drop it");
+    }
+    outDir = flags.resume;
+    base = await readRunConfig(flags.resume);
+  } else {
+    if (flags.config !== undefined) base = await loadConfigFile(flags.config);
+    if (flags.name !== undefined && (flags.name === "" || /[/\\]/.test(flags.name))) {
+      throw new UserError(`--name '${flags.name}' must be non-empty and contain no '/' or '\\'`);
+    }
+    if (flags.name !== undefined && flags.out !== undefined) {
+      throw new UserError("--name only names the default --out directory; pass one of them");
+    }
+    outDir = flags.out ?? `runs/${flags.name ?? timestampName()}`;
+  }
+
+  const sets = (flags.set ?? []).map((text) => {
+    const layer = overridesToPartial([parseOverride(text)]);
+    return validatePartialConfig(layer, `--set ${text}`);
+  });
+
+  const named: Record<string, unknown> = {};
+  for (const [attr, key] of Object.entries(CONFIG_FLAGS)) {
+    const raw = flags[attr as keyof typeof CONFIG_FLAGS];
+    if (raw === undefined) continue;
+    const value = typeof DEFAULT_CONFIG[key] === "string" ? raw : parseScalar(raw);
+    validatePartialConfig({ [key]: value }, `--${key.replaceAll("_", "-")}`);
+    named[key] = value;
+  }
+
+  const cfg = validateConfig(
+    mergeConfig(base, ...sets, named as PartialConfig),
+    "the configuration",
+  );
+  const opts: TrainOptions = {
+    outDir,
+    resume: flags.resume !== undefined,
+    overwrite: flags.overwrite === true,
+    progress: flags.progress !== false && Deno.stdout.isTerminal(),
+  };
+  return { cfg, opts };
+}
+
+/**
+ * Parses `sae train` arguments (those after "train") into the run's config and options, exactly
+ * as the command does. Usage errors become UserErrors.
+ *
+ * @example
+ * ```ts
+ * const { cfg, opts } = await parseTrainArgs(["--steps", "10", "--set", "synthetic.n_features=512"]);
+ * ```
+ */
+export async function parseTrainArgs(
+  argv: string[],
+): Promise<{ cfg: TrainConfig; opts: TrainOptions }> {
+  const cmd = makeTrainCommand()
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
+  try {
+    cmd.parse(argv, { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      throw new UserError(err.message.replace(/^error: /, ""));
+    }
+    throw err;
+  }
+  return await resolveTrainFlags(cmd.opts());
+}
+
+/** `sae train`, ready to register on the program. */
+export function trainCommand() {
+  return makeTrainCommand().action(async (flags) => {
+    const { cfg, opts } = await resolveTrainFlags(flags);
+    await train(cfg, opts);
+  });
+}
