@@ -18,10 +18,54 @@ export type Epilogue = "none" | "bias" | "bias_relu" | "relu_grad";
 
 const EPILOGUE_CODE: Record<Epilogue, number> = { none: 0, bias: 1, bias_relu: 2, relu_grad: 3 };
 
-/** Tile shape: the one place it is set. BM = WG_Y·TM, BN = WG_X·TN. */
-export const GEMM_TILE = { WG_X: 16, WG_Y: 16, TM: 4, BK: 16 } as const;
-/** Columns per thread: fixed at 4 (one vec4 accumulator per row) in wgsl/gemm.wgsl. */
+/**
+ * Tile shapes: the one place they are set.
+ *
+ * `vec4` (entry point `main_v4`) is the fast path: no workgroup memory, each invocation keeps an
+ * (4·RG)x(4·CG) block of C in registers and loads both operands as vec4 along their contiguous
+ * dimension. It needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B is not (see
+ * {@link vec4Ok}); every SAE size qualifies. Other sizes use `scalar` (entry point `main`, a 64x64x16
+ * shared-memory tile with any M, N, K).
+ *
+ * Why no workgroup memory: on llvmpipe/lavapipe every load whose address differs per invocation
+ * is a per-lane loop (8 scalar loads, each with bounds check and branch); a workgroup-memory tile
+ * adds a store and a load of that kind per element plus barriers, and gains nothing since the CPU
+ * caches hold the operands anyway. What pays is loaded values reused from registers: an 8x8 block
+ * does 256 FMAs per 16 vec4 loads. Measured on lavapipe (bench/RESULTS.md).
+ *
+ * Adapters: CPU adapters (llvmpipe, lavapipe, SwiftShader, or `isFallbackAdapter`) get `cpu`; other
+ * adapters get `gpu`, an untuned guess (same kernel, 16x16 invocations, 128x128 tile) left for the
+ * H100 tuning issue, which may add a workgroup-memory variant there.
+ */
+export const GEMM_TILE = {
+  /** Fallback for sizes vec4 cannot take. BM = WG_Y·TM, BN = WG_X·4. */
+  scalar: { WG_X: 16, WG_Y: 16, TM: 4, BK: 16 },
+  /** vec4 fast path on a CPU adapter. BM = V_WG_Y·4·V_RG, BN = V_WG_X·4·V_CG. */
+  cpu: { V_WG_X: 8, V_WG_Y: 8, V_RG: 2, V_CG: 2 },
+  /** vec4 fast path on other adapters (untuned). */
+  gpu: { V_WG_X: 16, V_WG_Y: 16, V_RG: 2, V_CG: 2 },
+} as const;
+/** Columns per thread of the scalar fallback: fixed at 4 (one vec4 accumulator per row). */
 const TN = 4;
+
+/** Whether `name` is a CPU (software) WebGPU adapter. */
+export function isCpuAdapter(name: string): boolean {
+  return /llvmpipe|lavapipe|swiftshader|software|cpu/i.test(name);
+}
+
+/** Whether the vec4 path can run this shape (its vec4 dimensions are multiples of 4). */
+export function vec4Ok(spec: Pick<GemmSpec, "M" | "N" | "K" | "transA" | "transB">): boolean {
+  return spec.K % 4 === 0 && (!spec.transA || spec.M % 4 === 0) &&
+    (spec.transB || spec.N % 4 === 0);
+}
+
+/** Options of {@link gemm}, mostly for tests and benchmarks. */
+export interface GemmOptions {
+  /** Force a path: "vec4" throws if the shape cannot take it. Default: vec4 when possible. */
+  path?: "vec4" | "scalar";
+  /** vec4 tile shape; default from the adapter (see {@link GEMM_TILE}). */
+  tile?: { V_WG_X: number; V_WG_Y: number; V_RG: 1 | 2; V_CG: 1 | 2 };
+}
 
 /** Shape and layout of one GEMM. */
 export interface GemmSpec {
@@ -48,15 +92,33 @@ export interface GemmBuffers {
 }
 
 /** Creates the pipeline and bind group of one GEMM; run it with the returned dispatch. */
-export async function gemm(gpu: Gpu, spec: GemmSpec, bufs: GemmBuffers): Promise<Dispatch> {
-  const t = GEMM_TILE;
-  const pipeline = await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, {
+export async function gemm(
+  gpu: Gpu,
+  spec: GemmSpec,
+  bufs: GemmBuffers,
+  opts: GemmOptions = {},
+): Promise<Dispatch> {
+  const path = opts.path ?? (vec4Ok(spec) ? "vec4" : "scalar");
+  if (path === "vec4" && !vec4Ok(spec)) {
+    throw new Error(`gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the vec4 path`);
+  }
+  const common = {
     TRANS_A: spec.transA ? 1 : 0,
     TRANS_B: spec.transB ? 1 : 0,
     EPILOGUE: EPILOGUE_CODE[spec.epilogue],
     SCALAR_IDX: spec.scalarIdx ?? 0,
-    ...GEMM_TILE,
-  });
+  };
+  let pipeline: GPUComputePipeline;
+  let groups: [number, number, number];
+  if (path === "vec4") {
+    const t = opts.tile ?? (isCpuAdapter(gpu.adapterName) ? GEMM_TILE.cpu : GEMM_TILE.gpu);
+    pipeline = await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main_v4");
+    groups = [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1];
+  } else {
+    const t = GEMM_TILE.scalar;
+    pipeline = await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
+    groups = [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1];
+  }
   const params = gpu.uniform(
     `gemm ${spec.label} params`,
     new Uint32Array([spec.M, spec.N, spec.K, 0]).buffer,
@@ -69,12 +131,7 @@ export async function gemm(gpu: Gpu, spec: GemmSpec, bufs: GemmBuffers): Promise
     bufs.s ?? gpu.dummy(),
     params,
   ]);
-  return {
-    label: spec.label,
-    pipeline,
-    bindGroup,
-    groups: [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1],
-  };
+  return { label: spec.label, pipeline, bindGroup, groups };
 }
 
 /** Floating-point operations of one GEMM (2·M·N·K). */

@@ -1,6 +1,13 @@
 import { getGpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
-import { type Epilogue, gemm, gemmReference, type GemmSpec } from "../../src/kernels/gemm.ts";
+import {
+  type Epilogue,
+  gemm,
+  type GemmOptions,
+  gemmReference,
+  type GemmSpec,
+  vec4Ok,
+} from "../../src/kernels/gemm.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 
@@ -15,30 +22,95 @@ const cases: [string, boolean, boolean, Epilogue][] = [
 // Awkward sizes: none a multiple of the 64x64x16 tile; one smaller than a tile; one with K < BK.
 const shapes = [[37, 53, 71], [5, 3, 130], [130, 67, 9], [1, 1, 1]];
 
+/** Runs one GEMM on random data into a NaN-poisoned C and compares with the reference. */
+async function check(
+  name: string,
+  [M, N, K]: number[],
+  transA: boolean,
+  transB: boolean,
+  epilogue: Epilogue,
+  opts: GemmOptions = {},
+) {
+  const gpu = await getGpu();
+  const rng = new Rng(M * 7919 + N * 31 + K);
+  const spec: GemmSpec = { label: name, M, N, K, transA, transB, epilogue, scalarIdx: 1 };
+  const a = randArray(rng, M * K);
+  const b = randArray(rng, K * N);
+  // relu_grad masks by E > 0: use a signed matrix so roughly half the entries are masked.
+  const e = randArray(rng, epilogue === "relu_grad" ? M * N : N);
+  const s = new Float32Array([0.5, 0.125, 2]);
+  const bufs = {
+    a: gpu.upload("a", a),
+    b: gpu.upload("b", b),
+    c: poisoned(gpu, "c", M * N),
+    e: gpu.upload("e", e),
+    s: gpu.upload("s", s),
+  };
+  run(gpu, [await gemm(gpu, spec, bufs, opts)]);
+  const got = await gpu.read(bufs.c, M * N * 4);
+  const how = opts.path ?? (vec4Ok(spec) ? "vec4" : "scalar");
+  const tile = opts.tile ? ` ${JSON.stringify(opts.tile)}` : "";
+  assertClose(got, gemmReference(spec, a, b, e, s), 1e-5, `${name} ${M}x${N}x${K} ${how}${tile}`);
+  for (const buf of Object.values(bufs)) buf.destroy();
+}
+
 for (const [name, transA, transB, epilogue] of cases) {
   Deno.test(`gemm ${name} matches the reference on awkward sizes`, async () => {
-    const gpu = await getGpu();
-    const rng = new Rng(7);
-    for (const [M, N, K] of shapes) {
-      const spec: GemmSpec = { label: name, M, N, K, transA, transB, epilogue, scalarIdx: 1 };
-      const a = randArray(rng, M * K);
-      const b = randArray(rng, K * N);
-      // relu_grad masks by E > 0: use a signed matrix so roughly half the entries are masked.
-      const e = randArray(rng, epilogue === "relu_grad" ? M * N : N);
-      const s = new Float32Array([0.5, 0.125, 2]);
-      const bufs = {
-        a: gpu.upload("a", a),
-        b: gpu.upload("b", b),
-        c: poisoned(gpu, "c", M * N),
-        e: gpu.upload("e", e),
-        s: gpu.upload("s", s),
-      };
-      run(gpu, [await gemm(gpu, spec, bufs)]);
-      const got = await gpu.read(bufs.c, M * N * 4);
-      assertClose(got, gemmReference(spec, a, b, e, s), 1e-5, `${name} ${M}x${N}x${K}`);
-    }
+    for (const shape of shapes) await check(name, shape, transA, transB, epilogue);
   });
 }
+
+// Shapes the vec4 path takes (vec4 dimensions multiples of 4), none a multiple of its 64x64 tile;
+// 4x4x4 is smaller than one invocation's 8x8 block; 36x52x1028 has a long K.
+const vec4Shapes = [[36, 52, 68], [4, 4, 4], [132, 68, 8], [8, 200, 12], [36, 52, 1028]];
+// Shapes where only some dimensions are multiples of 4: which path runs depends on the layout.
+const mixedShapes = [[37, 52, 72], [36, 53, 72], [36, 52, 71], [1, 4, 4]];
+
+for (const [name, transA, transB, epilogue] of cases) {
+  Deno.test(`gemm ${name} vec4 path matches the reference`, async () => {
+    for (const shape of vec4Shapes) {
+      const [M, N, K] = shape;
+      if (!vec4Ok({ M, N, K, transA, transB })) throw new Error(`${shape} should take vec4`);
+      await check(name, shape, transA, transB, epilogue);
+    }
+  });
+
+  Deno.test(`gemm ${name} on sizes divisible by 4 in some dimensions only`, async () => {
+    for (const shape of mixedShapes) await check(name, shape, transA, transB, epilogue);
+  });
+
+  Deno.test(`gemm ${name} vec4 tile variants and the forced scalar path agree`, async () => {
+    for (const V_RG of [1, 2] as const) {
+      for (const V_CG of [1, 2] as const) {
+        const tile = { V_WG_X: 4, V_WG_Y: 2, V_RG, V_CG };
+        await check(name, [36, 52, 68], transA, transB, epilogue, { path: "vec4", tile });
+      }
+    }
+    await check(name, [36, 52, 68], transA, transB, epilogue, { path: "scalar" });
+  });
+}
+
+Deno.test("gemm refuses the vec4 path on a shape it cannot take", async () => {
+  const gpu = await getGpu();
+  const spec: GemmSpec = {
+    label: "bad",
+    M: 4,
+    N: 4,
+    K: 5,
+    transA: false,
+    transB: true,
+    epilogue: "none",
+  };
+  const buf = gpu.buffer("x", 128);
+  let threw = false;
+  try {
+    await gemm(gpu, spec, { a: buf, b: buf, c: buf }, { path: "vec4" });
+  } catch {
+    threw = true;
+  }
+  buf.destroy();
+  if (!threw) throw new Error("expected an error");
+});
 
 Deno.test("gemm reference itself: a hand-computed 2x2 case", () => {
   const spec: GemmSpec = {
