@@ -270,3 +270,4 @@ fn main_v4(
   if (V_RG == 2u) { storeBlock(rb * 4u + 4u, cb * 4u, acc10); }
   if (V_RG == 2u && V_CG == 2u) { storeBlock(rb * 4u + 4u, cb * 4u + 4u, acc11); }
 }
+

@@ -1,0 +1,162 @@
+/**
+ * GEMM throughput on the current adapter: `deno bench -A bench/gemm_bench.ts`.
+ *
+ * Before the Deno.bench table, prints one line per case with GFLOP/s (timed over several
+ * dispatches with onSubmittedWorkDone) and the fraction of the adapter's measured FMA peak (a
+ * compute-bound kernel of independent vec4 FMA chains, no memory traffic). Cases: the SAE step's
+ * layouts at B=1024, d=512, m=4096 and at B=256, d=128, m=1024, on the default path (vec4) and
+ * the scalar fallback (the kernel before the vec4 path) for comparison.
+ *
+ * Env: GEMM_BENCH_REPS (dispatches per timing, default 2), GEMM_BENCH_SCALAR=0 skips the
+ * fallback rows, =all adds them at the large size too (slow: ~6 s per dispatch on 2 cores);
+ * GEMM_BENCH_SMALL=1 runs the small size only.
+ */
+import { getGpu } from "../src/gpu/device.ts";
+import { type Dispatch, run } from "../src/gpu/dispatch.ts";
+import { type Epilogue, gemm, gemmFlops, type GemmSpec } from "../src/kernels/gemm.ts";
+
+const gpu = await getGpu();
+const REPS = Number(Deno.env.get("GEMM_BENCH_REPS") ?? 2);
+const SCALAR = Deno.env.get("GEMM_BENCH_SCALAR") ?? "small";
+const SMALL_ONLY = Deno.env.get("GEMM_BENCH_SMALL") === "1";
+
+/** Seconds per dispatch: best of 3 timings of `reps` dispatches each (after a warm-up). */
+async function secondsPer(d: Dispatch, reps = REPS): Promise<number> {
+  run(gpu, [d]);
+  await gpu.sync();
+  let best = Infinity;
+  for (let t = 0; t < 3; t++) {
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) run(gpu, [d]);
+    await gpu.sync();
+    best = Math.min(best, (performance.now() - t0) / 1000 / reps);
+  }
+  return best;
+}
+
+// --- Peak: CHAINS independent vec4 FMA chains per invocation, UNROLL FMAs per chain per loop trip.
+const PEAK_ITERS = 4096;
+const PEAK_UNROLL = 8;
+const PEAK_GROUPS = 512;
+const PEAK_WG = 64;
+function peakSource(chains: number): string {
+  const decl = Array.from(
+    { length: chains },
+    (_, i) => `var a${i} = vec4<f32>(f32(lid + ${i}u) * 1e-3);`,
+  );
+  const body = Array.from(
+    { length: PEAK_UNROLL },
+    () => Array.from({ length: chains }, (_, i) => `a${i} = fma(a${i}, x, y);`).join(" "),
+  );
+  const sum = Array.from({ length: chains }, (_, i) => `a${i}`).join(" + ");
+  return `
+@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(1) var<uniform> iters: vec4<u32>;
+@compute @workgroup_size(${PEAK_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let x = vec4<f32>(0.999);
+  let y = vec4<f32>(1e-4);
+  ${decl.join("\n  ")}
+  for (var i = 0u; i < iters.x; i++) {
+    ${body.join("\n    ")}
+  }
+  out[gid.x] = ${sum};
+}`;
+}
+
+async function peakGflops(chains: number): Promise<number> {
+  const pipeline = await gpu.pipeline(`fma peak ${chains}`, peakSource(chains));
+  const out = gpu.buffer("fma out", PEAK_GROUPS * PEAK_WG * 16);
+  const iters = gpu.uniform("fma iters", new Uint32Array([PEAK_ITERS, 0, 0, 0]).buffer);
+  const d: Dispatch = {
+    label: "fma peak",
+    pipeline,
+    bindGroup: gpu.bindGroup(pipeline, [out, iters]),
+    groups: [PEAK_GROUPS, 1, 1],
+  };
+  const flops = PEAK_GROUPS * PEAK_WG * PEAK_ITERS * PEAK_UNROLL * chains * 4 * 2;
+  return flops / await secondsPer(d) / 1e9;
+}
+
+const peaks = new Map<number, number>();
+for (const chains of [2, 3, 4]) peaks.set(chains, await peakGflops(chains));
+const peak = Math.max(...peaks.values());
+console.log(`adapter: ${gpu.adapterName}`);
+console.log(
+  `FMA peak: ${peak.toFixed(2)} GFLOP/s (vec4 chains per invocation: ${
+    [...peaks].map(([c, g]) => `${c}: ${g.toFixed(2)}`).join(", ")
+  })`,
+);
+
+// --- GEMM cases: the SAE step's layouts.
+interface Case {
+  name: string;
+  spec: GemmSpec;
+  path: "vec4" | "scalar";
+}
+function stepCases(B: number, d: number, m: number): Omit<GemmSpec, "label">[] {
+  const c = (M: number, N: number, K: number, tA: boolean, tB: boolean, ep: Epilogue) => ({
+    M,
+    N,
+    K,
+    transA: tA,
+    transB: tB,
+    epilogue: ep,
+    scalarIdx: 0,
+  });
+  return [
+    c(B, m, d, false, true, "bias_relu"), // pre = x·W_encᵀ + b
+    c(B, d, m, false, false, "bias"), // x̂ = f·W_dec + b
+    c(B, m, d, false, true, "relu_grad"), // dF = dX̂·W_decᵀ
+    c(m, d, B, true, false, "none"), // dW_dec = fᵀ·dX̂
+  ];
+}
+const sizes: [number, number, number][] = SMALL_ONLY
+  ? [[256, 128, 1024]]
+  : [[1024, 512, 4096], [256, 128, 1024]];
+const cases: Case[] = [];
+for (const [B, d, m] of sizes) {
+  for (const s of stepCases(B, d, m)) {
+    const layout = `${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
+    const shape = `${s.M}x${s.N}x${s.K}`;
+    const withScalar = SCALAR === "all" || (SCALAR !== "0" && B === sizes.at(-1)![0]);
+    for (const path of withScalar ? ["vec4", "scalar"] as const : ["vec4"] as const) {
+      const name = `${layout} ${s.epilogue} ${shape} (B=${B} d=${d} m=${m}) ${path}`;
+      cases.push({ name, spec: { ...s, label: name }, path });
+    }
+  }
+}
+
+function rand(n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
+  return a;
+}
+
+const dispatches = new Map<string, Dispatch>();
+for (const c of cases) {
+  const { M, N, K } = c.spec;
+  const bufs = {
+    a: gpu.upload("a", rand(M * K)),
+    b: gpu.upload("b", rand(K * N)),
+    c: gpu.buffer("c", M * N * 4),
+    e: gpu.upload("e", rand(c.spec.epilogue === "relu_grad" ? M * N : N)),
+    s: gpu.upload("s", new Float32Array([0.01, 0, 0, 0])),
+  };
+  const d = await gemm(gpu, c.spec, bufs, { path: c.path });
+  dispatches.set(c.name, d);
+  const g = gemmFlops(c.spec) / await secondsPer(d) / 1e9;
+  console.log(
+    `${c.name.padEnd(60)} ${g.toFixed(2).padStart(6)} GFLOP/s  ${
+      (100 * g / peak).toFixed(1).padStart(5)
+    }% of FMA peak`,
+  );
+}
+
+for (const c of cases) {
+  const d = dispatches.get(c.name)!;
+  Deno.bench({ name: c.name, n: 2, warmup: 1 }, async () => {
+    run(gpu, [d]);
+    await gpu.sync();
+  });
+}
