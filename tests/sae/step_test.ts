@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { DEFAULT_CONFIG, type TrainConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { initWeights, PARAM_NAMES, type SaeWeights } from "../../src/sae/model.ts";
@@ -92,4 +93,21 @@ Deno.test("GPU step: loss and every parameter and moment after 3 steps match the
       assertClose(st.adamV[n], opt.v[n], 1e-4, `adam v ${n}`);
     }
   }
+});
+
+Deno.test("the step creates no pipelines or bind groups and reads nothing back", async () => {
+  const gpu = await getGpu();
+  const cfg = tinyConfig();
+  const session = await Session.create(gpu, cfg, randomWeights(cfg, new Rng(1)), 1);
+  const before = { ...gpu.counters };
+  const x = randArray(new Rng(2), cfg.batch * cfg.d_in);
+  for (let i = 0; i < 5; i++) await session.step(x);
+  await session.sync();
+  assert.equal(gpu.counters.pipelines, before.pipelines);
+  assert.equal(gpu.counters.bindGroups, before.bindGroups);
+  assert.equal(gpu.counters.readbacks, before.readbacks);
+  assert.equal(gpu.counters.submits, before.submits + 5);
+  // The logged scalars cost exactly one readback.
+  await session.readMetrics();
+  assert.equal(gpu.counters.readbacks, before.readbacks + 1);
 });
