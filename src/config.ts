@@ -41,8 +41,11 @@ export interface SyntheticConfig {
 
 /** Every option of a training run. */
 export interface TrainConfig {
-  /** SAE variant: "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4). */
-  variant: "baseline";
+  /**
+   * SAE variant: "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4); "paper" adds the
+   * paper's Section 4 mechanisms (the keys from ema_decay to importance_lr).
+   */
+  variant: "baseline" | "paper";
   /** Seed for initialisation and data order. */
   seed: number;
   /** Activation width. */
@@ -84,6 +87,32 @@ export interface TrainConfig {
   checkpoint_every: number;
   /** "synthetic" or a path/glob of activation files. */
   data: string;
+  /** Steps at the start with the reconstruction loss only (paper §4.4 phase 1: 1000). */
+  recon_only_steps: number;
+  /** γ of the EMA activation frequency (Eq. 1). */
+  ema_decay: number;
+  /** τ_base of the dynamic threshold (Eq. 2). */
+  tau_base: number;
+  /** β, the variance sensitivity of the threshold (Eq. 2). */
+  tau_beta: number;
+  /**
+   * "decrease": τ = τ_base(1 − β·var), Eq. 2 as printed; "increase": τ = τ_base(1 + β·var), the
+   * prose ("erratic features see increased thresholds").
+   */
+  tau_variance_sign: "decrease" | "increase";
+  /** Mask latents whose pre-activation is not above their dynamic threshold (§4.1). */
+  adaptive_threshold: boolean;
+  /** λ_ortho of the correlation-aware orthogonality penalty (Eq. 4); 0 switches it off. */
+  lambda_ortho: number;
+  /** ε of Eq. 5. */
+  ortho_eps: number;
+  /** Weight α_ij by the importance product s_i s_j / max s_k s_l (Eq. 5); false: weight 1. */
+  ortho_importance: boolean;
+  /**
+   * ρ of the importance-weighted learning rate: latent i's rows update with
+   * lr · ((1 − ρ) + ρ · s_i / max_j s_j); 0 switches it off.
+   */
+  importance_lr: number;
   /** Settings of the synthetic generator (used when data is "synthetic"). */
   synthetic: SyntheticConfig;
 }
@@ -136,6 +165,16 @@ export const DEFAULT_CONFIG: TrainConfig = {
   log_every: 50,
   checkpoint_every: 1000,
   data: "synthetic",
+  recon_only_steps: 0,
+  ema_decay: 0.999,
+  tau_base: 0.3,
+  tau_beta: 1.0,
+  tau_variance_sign: "decrease",
+  adaptive_threshold: true,
+  lambda_ortho: 0.1,
+  ortho_eps: 1e-6,
+  ortho_importance: true,
+  importance_lr: 0.5,
   synthetic: DEFAULT_SYNTHETIC,
 };
 
@@ -149,7 +188,7 @@ export type PartialConfig =
   & { synthetic?: Partial<SyntheticConfig> };
 
 /** The values an enum-typed key allows. */
-export const VARIANTS = ["baseline"] as const satisfies readonly TrainConfig["variant"][];
+export const VARIANTS = ["baseline", "paper"] as const satisfies readonly TrainConfig["variant"][];
 /** Allowed values of `recon_loss`. */
 export const RECON_LOSSES = ["l2", "squared"] as const satisfies readonly TrainConfig[
   "recon_loss"
@@ -210,6 +249,16 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   log_every: { kind: "int", min: 1 },
   checkpoint_every: { kind: "int", min: 0 },
   data: { kind: "string" },
+  recon_only_steps: { kind: "int", min: 0 },
+  ema_decay: { kind: "number", min: 0, max: 1, exclusiveMax: true },
+  tau_base: NON_NEGATIVE,
+  tau_beta: NON_NEGATIVE,
+  tau_variance_sign: { kind: "enum", values: ["decrease", "increase"] },
+  adaptive_threshold: { kind: "bool" },
+  lambda_ortho: NON_NEGATIVE,
+  ortho_eps: POSITIVE,
+  ortho_importance: { kind: "bool" },
+  importance_lr: PROBABILITY,
 };
 
 /**

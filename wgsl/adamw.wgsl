@@ -5,6 +5,8 @@ override BETA1: f32 = 0.9;
 override BETA2: f32 = 0.999;
 override EPS: f32 = 1e-8;
 override WEIGHT_DECAY: f32 = 0.01;
+// Elements per latent for a per-latent learning-rate factor (W rows: d_in, b_enc: 1); 0: none.
+override ROW_LEN: u32 = 0u;
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;  // parameter [N]
@@ -12,6 +14,7 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;  // first moment [N]
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;  // second moment [N]
 @group(0) @binding(4) var<storage, read> st: State;
+@group(0) @binding(5) var<storage, read> lr_scale: array<f32>; // [latents] (ROW_LEN > 0)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
@@ -24,6 +27,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   v[i] = vi;
   let mhat = mi / (1.0 - st.b1t);
   let vhat = vi / (1.0 - st.b2t);
-  let pi = p[i] * (1.0 - st.lr * WEIGHT_DECAY);
-  p[i] = pi - st.lr * mhat / (sqrt(vhat) + EPS);
+  var lr = st.lr;
+  if (ROW_LEN > 0u) { lr = lr * lr_scale[i / ROW_LEN]; }
+  let pi = p[i] * (1.0 - lr * WEIGHT_DECAY);
+  p[i] = pi - lr * mhat / (sqrt(vhat) + EPS);
 }

@@ -11,6 +11,9 @@
 //   1: C = acc + E[n]                        (bias)
 //   2: C = max(acc + E[n], 0)                (bias + ReLU: the encoder)
 //   3: C = (acc + S[SCALAR_IDX]) * (E[m,N+n] > 0)   (dL/dpre from dL/df: + λ1/B, ReLU mask)
+//   4: C = v * (v > S[n]), v = acc + E[n]            (encoder with per-latent thresholds S)
+//   5: C = S[0]·E[row0+m]·E[n]·acc/(|acc| + S[1]), 0 where row0+m == n (orthogonality coefficients)
+//   6: C += acc                                      (accumulate)
 // main: each workgroup computes a BM x BN tile with WG_X x WG_Y threads, each TM x TN outputs, strided
 // by WG_X / WG_Y so neighbouring threads touch neighbouring columns. Out-of-range loads read 0 and
 // out-of-range stores are skipped, so any M, N, K works. The K loop runs ceil(K / BK) times.
@@ -30,7 +33,7 @@ struct Params {
   M: u32,
   N: u32,
   K: u32,
-  _pad: u32,
+  row0: u32, // global row index of this GEMM's row 0 (epilogue 5)
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
@@ -42,6 +45,31 @@ struct Params {
 
 var<workgroup> As: array<f32, BK * WG_Y * TM>; // [BK][BM]
 var<workgroup> Bs: array<f32, BK * WG_X * TN>; // [BK][BN]
+
+// The epilogue of both paths: C[m, n] from the accumulated dot product.
+fn epilogue(m: u32, n: u32, acc: f32) {
+  var v = acc;
+  let idx = m * p.N + n;
+  if (EPILOGUE == 1u) {
+    v = v + E[n];
+  } else if (EPILOGUE == 2u) {
+    v = max(v + E[n], 0.0);
+  } else if (EPILOGUE == 3u) {
+    v = select(0.0, v + S[SCALAR_IDX], E[idx] > 0.0);
+  } else if (EPILOGUE == 4u) {
+    // Adaptive masking (paper §4.1): keep the latent only above its threshold τ_n = S[n] ≥ 0.
+    v = v + E[n];
+    v = select(0.0, v, v > max(S[n], 0.0));
+  } else if (EPILOGUE == 5u) {
+    // Orthogonality coefficients (paper Eqs. 4-5, α constant): for the Gram entry c = w_i·w_j,
+    // i = row0 + m, j = n: S[0]·E[i]·E[j]·c/(|c| + S[1]), 0 on the diagonal.
+    let i = p.row0 + m;
+    v = select(S[0] * E[i] * E[n] * v / (abs(v) + S[1]), 0.0, i == n);
+  } else if (EPILOGUE == 6u) {
+    v = C[idx] + v;
+  }
+  C[idx] = v;
+}
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
@@ -104,16 +132,7 @@ fn main(
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + lid.x * 4u + j;
       if (n >= p.N) { continue; }
-      var v = acc[i][j];
-      let idx = m * p.N + n;
-      if (EPILOGUE == 1u) {
-        v = v + E[n];
-      } else if (EPILOGUE == 2u) {
-        v = max(v + E[n], 0.0);
-      } else if (EPILOGUE == 3u) {
-        v = select(0.0, v + S[SCALAR_IDX], E[idx] > 0.0);
-      }
-      C[idx] = v;
+      epilogue(m, n, acc[i][j]);
     }
   }
 }
@@ -132,18 +151,6 @@ fn main(
 override V_WG_X: u32 = 8u;
 override V_WG_Y: u32 = 8u;
 
-fn epilogue(m: u32, n: u32, acc: f32) {
-  var v = acc;
-  let idx = m * p.N + n;
-  if (EPILOGUE == 1u) {
-    v = v + E[n];
-  } else if (EPILOGUE == 2u) {
-    v = max(v + E[n], 0.0);
-  } else if (EPILOGUE == 3u) {
-    v = select(0.0, v + S[SCALAR_IDX], E[idx] > 0.0);
-  }
-  C[idx] = v;
-}
 
 fn storeRow(m: u32, n: u32, acc: vec4<f32>) {
   if (m >= p.M) { return; }

@@ -16,4 +16,5 @@ fn main() {
   st.b1t = st.b1t * BETA1;
   st.b2t = st.b2t * BETA2;
   st.l1_coef = select(0.0, L1_COEF, t > RECON_ONLY_STEPS);
+  st.main_phase = select(0.0, 1.0, t > RECON_ONLY_STEPS);
 }

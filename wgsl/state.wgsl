@@ -7,7 +7,7 @@ struct State {
   b1t: f32,      // beta1^t, for Adam's bias correction
   b2t: f32,      // beta2^t
   l1_coef: f32,  // λ1 / B: added to dL/df of every active latent (0 in a recon-only phase)
-  _pad0: u32,
+  main_phase: f32, // 1 once the recon-only phase is over (paper §4.4 phase 2), else 0
   _pad1: u32,
   _pad2: u32,
 }

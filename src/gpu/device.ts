@@ -147,18 +147,19 @@ export class Gpu {
   }
 
   /**
-   * Creates a bind group binding `buffers[i]` to slot i of group 0; `null` leaves a slot out (an
-   * entry point of a multi-kernel file uses only some of the file's bindings).
+   * Creates a bind group binding `buffers[i]` (a buffer or a byte range of one) to slot i of
+   * group 0; `null` leaves a slot out (an entry point of a multi-kernel file uses only some of the
+   * file's bindings).
    */
   bindGroup(
     pipeline: GPUComputePipeline,
-    buffers: (GPUBuffer | null)[],
+    buffers: (GPUBuffer | GPUBufferBinding | null)[],
     label?: string,
   ): GPUBindGroup {
     this.counters.bindGroups++;
     const entries: GPUBindGroupEntry[] = [];
-    buffers.forEach((buffer, binding) => {
-      if (buffer) entries.push({ binding, resource: { buffer } });
+    buffers.forEach((b, binding) => {
+      if (b) entries.push({ binding, resource: b instanceof GPUBuffer ? { buffer: b } : b });
     });
     return this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
   }

@@ -54,7 +54,7 @@ export interface KernelSpec {
   entry?: string;
   constants?: Record<string, number>;
   /** Slot i gets buffers[i]; null skips a slot the entry point does not use. */
-  buffers: (GPUBuffer | null)[];
+  buffers: (GPUBuffer | GPUBufferBinding | null)[];
   groups: [number, number, number];
 }
 

@@ -28,6 +28,7 @@ export function adamwKernel(
   s: AdamSpec,
   b: AdamBuffers,
   state: GPUBuffer,
+  lrScale?: { buf: GPUBuffer; rowLen: number },
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label: `adamw ${label}`,
@@ -38,13 +39,17 @@ export function adamwKernel(
       BETA2: s.beta2,
       EPS: s.eps,
       WEIGHT_DECAY: s.weightDecay,
+      ROW_LEN: lrScale?.rowLen ?? 0,
     },
-    buffers: [b.p, b.g, b.m, b.v, state],
+    buffers: [b.p, b.g, b.m, b.v, state, lrScale?.buf ?? gpu.dummy()],
     groups: groupsFor(n, 64),
   });
 }
 
-/** Reference AdamW step (in place), torch.optim.AdamW's formula. */
+/**
+ * Reference AdamW step (in place), torch.optim.AdamW's formula; with `lrScale`, element i uses
+ * lr · lrScale[floor(i / rowLen)].
+ */
 export function adamwReference(
   s: AdamSpec,
   st: StepState,
@@ -52,12 +57,14 @@ export function adamwReference(
   g: Float32Array,
   m: Float32Array,
   v: Float32Array,
+  lrScale?: { values: Float32Array; rowLen: number },
 ) {
   for (let i = 0; i < p.length; i++) {
     m[i] = s.beta1 * m[i] + (1 - s.beta1) * g[i];
     v[i] = s.beta2 * v[i] + (1 - s.beta2) * g[i] * g[i];
     const mhat = m[i] / (1 - st.b1t);
     const vhat = v[i] / (1 - st.b2t);
-    p[i] = p[i] * (1 - st.lr * s.weightDecay) - st.lr * mhat / (Math.sqrt(vhat) + s.eps);
+    const lr = lrScale ? st.lr * lrScale.values[Math.floor(i / lrScale.rowLen)] : st.lr;
+    p[i] = p[i] * (1 - lr * s.weightDecay) - lr * mhat / (Math.sqrt(vhat) + s.eps);
   }
 }

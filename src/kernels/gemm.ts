@@ -14,9 +14,24 @@ import type { Gpu } from "../gpu/device.ts";
 import { cdiv, type Dispatch } from "../gpu/dispatch.ts";
 
 /** What follows the matrix product. */
-export type Epilogue = "none" | "bias" | "bias_relu" | "relu_grad";
+export type Epilogue =
+  | "none"
+  | "bias"
+  | "bias_relu"
+  | "relu_grad"
+  | "bias_threshold"
+  | "ortho_coef"
+  | "accumulate";
 
-const EPILOGUE_CODE: Record<Epilogue, number> = { none: 0, bias: 1, bias_relu: 2, relu_grad: 3 };
+const EPILOGUE_CODE: Record<Epilogue, number> = {
+  none: 0,
+  bias: 1,
+  bias_relu: 2,
+  relu_grad: 3,
+  bias_threshold: 4,
+  ortho_coef: 5,
+  accumulate: 6,
+};
 
 /**
  * Tile shapes: the one place they are set.
@@ -80,13 +95,21 @@ export interface GemmSpec {
   epilogue: Epilogue;
   /** For "relu_grad": index into the scalars buffer S of the value added before masking. */
   scalarIdx?: number;
+  /** For "ortho_coef": global row index of this GEMM's first row (A may be a row chunk). */
+  row0?: number;
 }
 
-/** Buffers of one GEMM; `e` is the bias [N] or mask [M,N], `s` the step scalars. */
+/** A whole buffer, or a byte range of one (offset a multiple of 256). */
+export type Operand = GPUBuffer | GPUBufferBinding;
+
+/**
+ * Buffers of one GEMM; `e` is the bias [N], mask [M,N] or importance vector, `s` the step
+ * scalars or thresholds (see the epilogues in wgsl/gemm.wgsl).
+ */
 export interface GemmBuffers {
-  a: GPUBuffer;
-  b: GPUBuffer;
-  c: GPUBuffer;
+  a: Operand;
+  b: Operand;
+  c: Operand;
   e?: GPUBuffer;
   s?: GPUBuffer;
 }
@@ -121,7 +144,7 @@ export async function gemm(
   }
   const params = gpu.uniform(
     `gemm ${spec.label} params`,
-    new Uint32Array([spec.M, spec.N, spec.K, 0]).buffer,
+    new Uint32Array([spec.M, spec.N, spec.K, spec.row0 ?? 0]).buffer,
   );
   const bindGroup = gpu.bindGroup(pipeline, [
     bufs.a,
@@ -146,9 +169,10 @@ export function gemmReference(
   b: Float32Array,
   e?: Float32Array,
   s?: Float32Array,
+  cIn?: Float32Array,
 ): Float32Array {
   const { M, N, K } = spec;
-  const c = new Float32Array(M * N);
+  const c = cIn ? cIn.slice() : new Float32Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let acc = 0;
@@ -166,6 +190,18 @@ export function gemmReference(
           break;
         case "relu_grad":
           acc = e![m * N + n] > 0 ? acc + s![spec.scalarIdx ?? 0] : 0;
+          break;
+        case "bias_threshold":
+          acc += e![n];
+          if (!(acc > Math.max(s![n], 0))) acc = 0;
+          break;
+        case "ortho_coef": {
+          const i = (spec.row0 ?? 0) + m;
+          acc = i === n ? 0 : s![0] * e![i] * e![n] * acc / (Math.abs(acc) + s![1]);
+          break;
+        }
+        case "accumulate":
+          acc += c[m * N + n];
           break;
       }
       c[m * N + n] = acc;

@@ -44,5 +44,6 @@ export function scheduleReference(prev: StepState, s: ScheduleSpec): StepState {
     b1t: f(prev.b1t * f(s.beta1)),
     b2t: f(prev.b2t * f(s.beta2)),
     l1_coef: t > s.reconOnlySteps ? f(s.l1Coef) : 0,
+    main_phase: t > s.reconOnlySteps ? 1 : 0,
   };
 }

@@ -5,19 +5,15 @@
 import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
-import { baselineStep } from "./baseline.ts";
+import { baseline } from "./baseline.ts";
+import { paper } from "./paper.ts";
 import { METRIC_WORDS, type StepMetrics, summarize } from "./metrics.ts";
 import { allocStep, PARAM_NAMES, type SaeWeights, type StepBuffers } from "./model.ts";
 import { type StepState, unpackState } from "./state.ts";
-import type { StepContext } from "./step.ts";
+import { buildStep, forwardDispatches, type StepHooks, type Variant } from "./step.ts";
 
-/** Builds a variant's step dispatches. */
-export type StepBuilder = (ctx: StepContext) => Promise<Dispatch[]>;
-
-/** The variants the trainer knows, by config name. */
-export const VARIANTS: Record<TrainConfig["variant"], StepBuilder> = {
-  baseline: baselineStep,
-};
+/** The variants the trainer knows, by config name: adding one is a file and a line here. */
+export const VARIANTS: Record<TrainConfig["variant"], Variant> = { baseline, paper };
 
 /** Optimizer and statistics state that a checkpoint must hold besides the weights. */
 export interface SessionState {
@@ -25,6 +21,8 @@ export interface SessionState {
   adamV: SaeWeights;
   lastFired: Uint32Array;
   state: Uint32Array;
+  /** The variant's extra per-latent state, by name. */
+  extra: Record<string, Float32Array>;
 }
 
 /** One run's GPU state. */
@@ -34,6 +32,8 @@ export class Session {
   readonly bufs: StepBuffers;
   readonly scale: number;
   private dispatches: Dispatch[] = [];
+  private hooks: StepHooks = {};
+  private extra: Record<string, GPUBuffer> = {};
   private clearAcc = false;
   private inflight: Promise<void>[] = [];
 
@@ -48,8 +48,18 @@ export class Session {
   static async create(gpu: Gpu, cfg: TrainConfig, weights: SaeWeights, scale: number) {
     const bufs = allocStep(gpu, cfg.d_in, cfg.d_sae, cfg.batch, weights);
     const s = new Session(gpu, cfg, bufs, scale);
-    s.dispatches = await VARIANTS[cfg.variant]({ gpu, cfg, bufs, scale });
+    const ctx = { gpu, cfg, bufs, scale };
+    const parts = await VARIANTS[cfg.variant](ctx);
+    s.hooks = parts.hooks;
+    s.extra = parts.extra;
+    s.dispatches = await buildStep(ctx, parts.hooks);
     return s;
+  }
+
+  /** The forward pass and metrics into `acc` (no update): for evaluation. */
+  forward(acc: GPUBuffer): Promise<Dispatch[]> {
+    const ctx = { gpu: this.gpu, cfg: this.cfg, bufs: { ...this.bufs, acc }, scale: this.scale };
+    return forwardDispatches(ctx, this.hooks);
   }
 
   /**
@@ -99,6 +109,7 @@ export class Session {
       ...PARAM_NAMES.map((n) => ({ buf: P[n].v, bytes: P[n].size * 4 })),
       { buf: this.bufs.lastFired, bytes: this.cfg.d_sae * 4 },
       { buf: this.bufs.state },
+      ...Object.values(this.extra).map((buf) => ({ buf, bytes: this.cfg.d_sae * 4 })),
     ];
     const got = await this.gpu.readMany(reqs);
     const pick = (o: number) =>
@@ -106,7 +117,13 @@ export class Session {
         PARAM_NAMES.map((n, i) => [n, got[o + i].slice()]),
       ) as unknown as SaeWeights;
     const u32 = (f: Float32Array) => new Uint32Array(f.slice().buffer);
-    return { adamM: pick(0), adamV: pick(4), lastFired: u32(got[8]), state: u32(got[9]) };
+    const extra = Object.fromEntries(Object.keys(this.extra).map((n, i) => [n, got[10 + i].slice()]));
+    return { adamM: pick(0), adamV: pick(4), lastFired: u32(got[8]), state: u32(got[9]), extra };
+  }
+
+  /** Names of the variant's extra state buffers. */
+  extraNames(): string[] {
+    return Object.keys(this.extra);
   }
 
   /** Restores moments, statistics and step state saved by {@link Session.readState}. */
@@ -118,6 +135,7 @@ export class Session {
     }
     this.gpu.write(this.bufs.lastFired, s.lastFired);
     this.gpu.write(this.bufs.state, s.state);
+    for (const [name, buf] of Object.entries(this.extra)) this.gpu.write(buf, s.extra[name]);
   }
 
   /** Waits for all queued steps and surfaces any device error. */

@@ -5,7 +5,7 @@
 import stateSrc from "../../wgsl/state.wgsl" with { type: "text" };
 
 /** Word index of each field in the state buffer (mirrors `struct State`). */
-export const STATE_INDEX = { step: 0, lr: 1, b1t: 2, b2t: 3, l1_coef: 4 } as const;
+export const STATE_INDEX = { step: 0, lr: 1, b1t: 2, b2t: 3, l1_coef: 4, main_phase: 5 } as const;
 
 /** Size of the state buffer in 32-bit words. */
 export const STATE_WORDS = 8;
@@ -20,11 +20,13 @@ export interface StepState {
   b1t: number;
   b2t: number;
   l1_coef: number;
+  /** 1 after the recon-only phase, else 0. */
+  main_phase: number;
 }
 
 /** The state before the first step. */
 export function initialState(): StepState {
-  return { step: 0, lr: 0, b1t: 1, b2t: 1, l1_coef: 0 };
+  return { step: 0, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 };
 }
 
 /** Packs a state into the buffer's bytes. */
@@ -36,6 +38,7 @@ export function packState(s: StepState): Uint32Array {
   f[STATE_INDEX.b1t] = s.b1t;
   f[STATE_INDEX.b2t] = s.b2t;
   f[STATE_INDEX.l1_coef] = s.l1_coef;
+  f[STATE_INDEX.main_phase] = s.main_phase;
   return words;
 }
 
@@ -48,5 +51,6 @@ export function unpackState(words: Uint32Array): StepState {
     b1t: f[STATE_INDEX.b1t],
     b2t: f[STATE_INDEX.b2t],
     l1_coef: f[STATE_INDEX.l1_coef],
+    main_phase: f[STATE_INDEX.main_phase],
   };
 }

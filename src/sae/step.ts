@@ -18,8 +18,8 @@
  *   adamw ×4      update W_enc, b_enc, W_dec, b_dec
  *   normalize     decoder rows back to unit norm                                    [m,d]
  *
- * A variant (baseline.ts, later the paper's) supplies the pieces it changes through
- * {@link StepHooks}; this file never needs to know which variant runs.
+ * A variant (baseline.ts, paper.ts) supplies the pieces it changes through {@link StepHooks};
+ * this file never needs to know which variant runs.
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
@@ -43,18 +43,28 @@ export interface StepContext {
   scale: number;
 }
 
-/** Points where a variant inserts its own dispatches (each list may be empty). */
+/** What a variant changes in the shared step (every field optional: the baseline sets none). */
 export interface StepHooks {
-  /** After the backward pass, before the optimizer (e.g. statistics, extra loss gradients). */
-  beforeUpdate: Dispatch[];
+  /** Per-latent thresholds τ [m]: the encoder keeps f_i only where its pre-activation > τ_i. */
+  thresholds?: GPUBuffer;
+  /**
+   * When set, the dF GEMM writes the raw dL_recon/df into dpre and these dispatches must turn it
+   * into dL/dpre (adding λ1/B and masking), e.g. after taking statistics of the raw gradient.
+   */
+  afterReconGrad?: Dispatch[];
+  /** After the backward pass and the statistics, before the optimizer (e.g. extra gradients). */
+  beforeUpdate?: Dispatch[];
+  /** Per-latent learning-rate factors [m] for W_enc rows, b_enc and W_dec rows. */
+  lrScale?: GPUBuffer;
   /** After the optimizer and the decoder normalisation. */
-  afterUpdate: Dispatch[];
-  /** Steps with only the reconstruction loss (the paper's warmup phase; 0 for the baseline). */
-  reconOnlySteps: number;
+  afterUpdate?: Dispatch[];
 }
 
 /** The forward pass and statistics without any update: evaluation reuses it. */
-export async function forwardDispatches(ctx: StepContext): Promise<Dispatch[]> {
+export async function forwardDispatches(
+  ctx: StepContext,
+  hooks: StepHooks = {},
+): Promise<Dispatch[]> {
   const { gpu, cfg, bufs } = ctx;
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const P = bufs.params;
@@ -76,8 +86,8 @@ export async function forwardDispatches(ctx: StepContext): Promise<Dispatch[]> {
       K: d,
       transA: false,
       transB: true,
-      epilogue: "bias_relu",
-    }, { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p }),
+      epilogue: hooks.thresholds ? "bias_threshold" : "bias_relu",
+    }, { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p, s: hooks.thresholds }),
     await gemm(gpu, {
       label: "decode",
       M: B,
@@ -111,7 +121,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
   const { gpu, cfg, bufs } = ctx;
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const P = bufs.params;
-  const forward = await forwardDispatches(ctx);
+  const forward = await forwardDispatches(ctx, hooks);
   const [xMean, prepare, encode, decode, residual, stats, metrics] = forward;
   const schedule = await scheduleKernel(gpu, {
     lr: cfg.lr,
@@ -119,7 +129,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     beta1: cfg.beta1,
     beta2: cfg.beta2,
     l1Coef: cfg.l1 / B,
-    reconOnlySteps: hooks.reconOnlySteps,
+    reconOnlySteps: cfg.recon_only_steps,
   }, bufs.state);
   const backward = [
     await gemm(gpu, {
@@ -129,9 +139,10 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       K: d,
       transA: false,
       transB: true,
-      epilogue: "relu_grad",
+      epilogue: hooks.afterReconGrad ? "none" : "relu_grad",
       scalarIdx: STATE_INDEX.l1_coef,
     }, { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state }),
+    ...(hooks.afterReconGrad ?? []),
     await gemm(gpu, {
       label: "dW_dec",
       M: m,
@@ -165,9 +176,11 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     weightDecay: cfg.weight_decay,
   };
   const update = [await projectGradKernel(gpu, m, d, P.wDec.p, P.wDec.g)];
+  const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
   for (const name of PARAM_NAMES) {
     const p = P[name];
-    update.push(await adamwKernel(gpu, name, p.size, adam, p, bufs.state));
+    const scale = hooks.lrScale && rowLen[name] ? { buf: hooks.lrScale, rowLen: rowLen[name] } : undefined;
+    update.push(await adamwKernel(gpu, name, p.size, adam, p, bufs.state, scale));
   }
   update.push(await normalizeKernel(gpu, m, d, P.wDec.p));
   return [
@@ -180,8 +193,18 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     ...backward,
     stats,
     metrics,
-    ...hooks.beforeUpdate,
+    ...(hooks.beforeUpdate ?? []),
     ...update,
-    ...hooks.afterUpdate,
+    ...(hooks.afterUpdate ?? []),
   ];
 }
+
+/** What a variant contributes: step hooks and the GPU state it adds (checkpointed by name). */
+export interface VariantParts {
+  hooks: StepHooks;
+  /** Extra f32 state buffers of d_sae elements each, saved in and restored from checkpoints. */
+  extra: Record<string, GPUBuffer>;
+}
+
+/** An SAE variant: builds its parts (buffers, dispatches) once per run. */
+export type Variant = (ctx: StepContext) => Promise<VariantParts>;

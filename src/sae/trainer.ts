@@ -27,7 +27,6 @@ import {
   type SaeWeights,
 } from "./model.ts";
 import { Session, type SessionState } from "./session.ts";
-import { forwardDispatches } from "./step.ts";
 
 /** How a training run is driven (not part of the run's config). */
 export interface TrainOptions {
@@ -122,6 +121,7 @@ async function checkpoint(session: Session, src: ActivationSource, outDir: strin
     last_fired: u32Tensor(st.lastFired),
     step_state: u32Tensor(st.state),
   };
+  for (const [name, v] of Object.entries(st.extra)) tensors[`extra.${name}`] = f32Tensor([v.length], v);
   await saveCheckpoint(outDir, step, tensors, { scale: session.scale, source: src.state() });
 }
 
@@ -170,7 +170,13 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
       adamV: pickWeights(ckpt.tensors, "adam_v."),
       lastFired: u32Of(ckpt.tensors.last_fired, "last_fired"),
       state: u32Of(ckpt.tensors.step_state, "step_state"),
+      extra: {},
     };
+    for (const name of session.extraNames()) {
+      const t = ckpt.tensors[`extra.${name}`];
+      if (!t) throw new UserError(`checkpoint lacks 'extra.${name}': was it written by another variant?`);
+      st.extra[name] = tensorToF32(t);
+    }
     session.restoreState(st);
     src.restore(ckpt.meta.source);
     start = ckpt.step;
@@ -253,12 +259,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
 async function evaluate(session: Session, src: ActivationSource): Promise<Record<string, number>> {
   const { gpu, cfg } = session;
   const acc = gpu.buffer("eval metrics", METRIC_WORDS * 4);
-  const forward = await forwardDispatches({
-    gpu,
-    cfg,
-    bufs: { ...session.bufs, acc },
-    scale: session.scale,
-  });
+  const forward = await session.forward(acc);
   const batch = new Float32Array(cfg.batch * cfg.d_in);
   for (let i = 0; i < EVAL_BATCHES; i++) {
     await src.nextBatch(batch);

@@ -21,7 +21,7 @@ Deno.test("schedule: warmup, bias powers and the recon-only phase follow the ref
     ref = scheduleReference(ref, spec);
     const got = unpackState(await gpu.readU32(buf));
     if (got.step !== t) throw new Error(`step ${got.step} != ${t}`);
-    for (const key of ["lr", "b1t", "b2t", "l1_coef"] as const) {
+    for (const key of ["lr", "b1t", "b2t", "l1_coef", "main_phase"] as const) {
       if (Math.abs(got[key] - ref[key]) > 1e-6 * Math.abs(ref[key]) + 1e-12) {
         throw new Error(`t=${t} ${key}: ${got[key]} != ${ref[key]}`);
       }

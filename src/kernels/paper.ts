@@ -1,0 +1,308 @@
+/**
+ * The paper's per-latent statistics (wgsl/paper.wgsl) and the correlation-aware orthogonality
+ * gradient (Eqs. 4-5, through the GEMM family), with plain-TypeScript references.
+ */
+import paperSrc from "../../wgsl/paper.wgsl" with { type: "text" };
+import type { TrainConfig } from "../config.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { STATE_WGSL } from "../sae/state.ts";
+import { gemm } from "./gemm.ts";
+
+const code = STATE_WGSL + paperSrc;
+
+/** Settings of the statistics kernels (from the config). */
+export interface PaperSpec {
+  batch: number;
+  dSae: number;
+  emaDecay: number;
+  tauBase: number;
+  tauBeta: number;
+  tauSign: "decrease" | "increase";
+  adaptive: boolean;
+  lambdaOrtho: number;
+  orthoEps: number;
+  orthoImportance: boolean;
+  importanceLr: number;
+}
+
+/** The spec from a config. */
+export function paperSpec(cfg: TrainConfig): PaperSpec {
+  return {
+    batch: cfg.batch,
+    dSae: cfg.d_sae,
+    emaDecay: cfg.ema_decay,
+    tauBase: cfg.tau_base,
+    tauBeta: cfg.tau_beta,
+    tauSign: cfg.tau_variance_sign,
+    adaptive: cfg.adaptive_threshold,
+    lambdaOrtho: cfg.lambda_ortho,
+    orthoEps: cfg.ortho_eps,
+    orthoImportance: cfg.ortho_importance,
+    importanceLr: cfg.importance_lr,
+  };
+}
+
+function constants(s: PaperSpec): Record<string, number> {
+  return {
+    B: s.batch,
+    M: s.dSae,
+    GAMMA: s.emaDecay,
+    TAU_BASE: s.tauBase,
+    TAU_BETA: s.tauSign === "increase" ? s.tauBeta : -s.tauBeta,
+    ADAPTIVE: s.adaptive ? 1 : 0,
+    LAMBDA_ORTHO: s.lambdaOrtho,
+    ORTHO_EPS: s.orthoEps,
+    ORTHO_IMPORTANCE: s.orthoImportance ? 1 : 0,
+    IMPORTANCE_LR: s.importanceLr,
+  };
+}
+
+/** GPU buffers of the paper's statistics. */
+export interface PaperBuffers {
+  gnorm: GPUBuffer; // [m] ‖dL_recon/df_i‖₂
+  freq: GPUBuffer; // [m] EMA frequency
+  fvar: GPUBuffer; // [m] EMA variance of the batch firing rate
+  tau: GPUBuffer; // [m] dynamic thresholds
+  imp: GPUBuffer; // [m] importance s_i
+  weight: GPUBuffer; // [m] α weights (s_i, or 1)
+  lrScale: GPUBuffer; // [m] learning-rate factors
+  pscal: GPUBuffer; // [4] ortho scale, ε, max freq, max s
+}
+
+/** Allocates the statistics buffers (zeros). */
+export function allocPaper(gpu: Gpu, dSae: number): PaperBuffers {
+  const v = (label: string) => gpu.buffer(label, dSae * 4);
+  return {
+    gnorm: v("gnorm"),
+    freq: v("ema freq"),
+    fvar: v("ema var"),
+    tau: v("tau"),
+    imp: v("importance"),
+    weight: v("ortho weight"),
+    lrScale: gpu.upload("lr scale", new Float32Array(dSae).fill(1)),
+    pscal: gpu.buffer("paper scalars", 16),
+  };
+}
+
+/** dL/dpre from the raw reconstruction gradient in `dpre`, and the importance gradient norms. */
+export function gradMaskKernel(
+  gpu: Gpu,
+  s: PaperSpec,
+  b: PaperBuffers,
+  x: { dpre: GPUBuffer; f: GPUBuffer; state: GPUBuffer },
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "importance grad + mask",
+    code,
+    entry: "grad_mask",
+    constants: constants(s),
+    buffers: [x.dpre, x.f, b.gnorm, null, null, null, null, null, null, null, x.state],
+    groups: groupsFor(s.dSae, 64),
+  });
+}
+
+/** EMA statistics, thresholds, importance, α weights and learning-rate factors. */
+export function paperStatsKernel(
+  gpu: Gpu,
+  s: PaperSpec,
+  b: PaperBuffers,
+  x: { fstats: GPUBuffer; state: GPUBuffer },
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "paper stats",
+    code,
+    entry: "stats",
+    constants: constants(s),
+    buffers: [
+      null,
+      null,
+      b.gnorm,
+      x.fstats,
+      b.freq,
+      b.fvar,
+      b.tau,
+      b.weight,
+      b.lrScale,
+      b.pscal,
+      x.state,
+      b.imp,
+    ],
+    groups: [1, 1, 1],
+  });
+}
+
+/** Rows of W_dec per orthogonality chunk: a multiple of 64 (binding offsets align to 256 B). */
+export function orthoChunkRows(dSae: number, budgetBytes = 32 << 20): number {
+  const rows = Math.floor(budgetBytes / (4 * dSae) / 64) * 64;
+  return Math.min(Math.max(rows, 64), Math.ceil(dSae / 64) * 64);
+}
+
+/**
+ * The orthogonality gradient added to dL/dW_dec without forming the m×m Gram matrix at once: for
+ * each chunk I of R decoder rows, coef_I = α-scaled Gram block (one GEMM with the ortho_coef
+ * epilogue, [R, m]), then dW_dec[I] += coef_I · W_dec (one GEMM with the accumulate epilogue).
+ */
+export async function orthoGradDispatches(
+  gpu: Gpu,
+  dSae: number,
+  dIn: number,
+  b: { wDec: GPUBuffer; gDec: GPUBuffer; weight: GPUBuffer; pscal: GPUBuffer },
+  chunkRows = orthoChunkRows(dSae),
+): Promise<Dispatch[]> {
+  const coef = gpu.buffer("ortho coef", Math.min(chunkRows, dSae) * dSae * 4);
+  const out: Dispatch[] = [];
+  for (let i0 = 0; i0 < dSae; i0 += chunkRows) {
+    const rows = Math.min(chunkRows, dSae - i0);
+    const slice = (buffer: GPUBuffer) => ({ buffer, offset: i0 * dIn * 4, size: rows * dIn * 4 });
+    out.push(
+      await gemm(gpu, {
+        label: `ortho gram ${i0}`,
+        M: rows,
+        N: dSae,
+        K: dIn,
+        transA: false,
+        transB: true,
+        epilogue: "ortho_coef",
+        row0: i0,
+      }, { a: slice(b.wDec), b: b.wDec, c: coef, e: b.weight, s: b.pscal }),
+      await gemm(gpu, {
+        label: `ortho grad ${i0}`,
+        M: rows,
+        N: dIn,
+        K: dSae,
+        transA: false,
+        transB: false,
+        epilogue: "accumulate",
+      }, { a: coef, b: b.wDec, c: slice(b.gDec) }),
+    );
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// References
+
+/** State of the statistics on the host. */
+export interface PaperStats {
+  freq: Float64Array;
+  fvar: Float64Array;
+  tau: Float64Array;
+  imp: Float64Array;
+  weight: Float64Array;
+  lrScale: Float64Array;
+  orthoScale: number;
+  maxFreq: number;
+  maxImp: number;
+}
+
+/** Zero statistics. */
+export function initialPaperStats(m: number): PaperStats {
+  return {
+    freq: new Float64Array(m),
+    fvar: new Float64Array(m),
+    tau: new Float64Array(m),
+    imp: new Float64Array(m),
+    weight: new Float64Array(m),
+    lrScale: new Float64Array(m).fill(1),
+    orthoScale: 0,
+    maxFreq: 0,
+    maxImp: 0,
+  };
+}
+
+/**
+ * Reference of one statistics update from the batch's fire counts and raw gradient norms
+ * (in place on `st`); `phase` is 1 in the main phase.
+ */
+export function paperStatsReference(
+  s: PaperSpec,
+  st: PaperStats,
+  fires: ArrayLike<number>,
+  gnorm: ArrayLike<number>,
+  phase: number,
+): void {
+  const m = s.dSae, g = s.emaDecay;
+  const sign = s.tauSign === "increase" ? 1 : -1;
+  let fmax = 0, smax = 0;
+  for (let i = 0; i < m; i++) {
+    const r = fires[i] / s.batch;
+    const diff = r - st.freq[i];
+    st.freq[i] += (1 - g) * diff;
+    st.fvar[i] = g * (st.fvar[i] + (1 - g) * diff * diff);
+    const th = Math.max(s.tauBase * (1 + sign * s.tauBeta * st.fvar[i]), 0);
+    st.tau[i] = s.adaptive && phase > 0 ? th : 0;
+    fmax = Math.max(fmax, st.freq[i]);
+  }
+  for (let i = 0; i < m; i++) {
+    st.imp[i] = fmax > 0 ? gnorm[i] * st.freq[i] / fmax : 0;
+    smax = Math.max(smax, st.imp[i]);
+  }
+  for (let i = 0; i < m; i++) {
+    const sn = smax > 0 ? st.imp[i] / smax : 0;
+    st.lrScale[i] = phase > 0 ? 1 - s.importanceLr + s.importanceLr * sn : 1;
+    st.weight[i] = s.orthoImportance ? st.imp[i] : 1;
+  }
+  const norm = s.orthoImportance ? smax * smax : 1;
+  st.orthoScale = norm > 0 ? 4 * s.lambdaOrtho * phase / norm : 0;
+  st.maxFreq = fmax;
+  st.maxImp = smax;
+}
+
+/**
+ * The orthogonality penalty λ Σ_{i≠j} α_ij (w_i·w_j)² with α computed from `w0` and held fixed
+ * (Eq. 5: α_ij = weight_i weight_j / norm · 1/(|w0_i·w0_j| + ε)), evaluated at `w`.
+ */
+export function orthoPenaltyReference(
+  w: Float32Array,
+  w0: Float32Array,
+  weight: ArrayLike<number>,
+  norm: number,
+  lambda: number,
+  eps: number,
+  m: number,
+  d: number,
+): number {
+  let total = 0;
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < m; j++) {
+      if (i === j) continue;
+      let c = 0, c0 = 0;
+      for (let k = 0; k < d; k++) {
+        c += w[i * d + k] * w[j * d + k];
+        c0 += w0[i * d + k] * w0[j * d + k];
+      }
+      total += weight[i] * weight[j] / norm / (Math.abs(c0) + eps) * c * c;
+    }
+  }
+  return lambda * total;
+}
+
+/** The materialised gradient of {@link orthoPenaltyReference} at w = w0: [m, d]. */
+export function orthoGradReference(
+  w: Float32Array,
+  weight: ArrayLike<number>,
+  scale: number,
+  eps: number,
+  m: number,
+  d: number,
+): Float32Array {
+  const gram = new Float64Array(m * m);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < m; j++) {
+      let c = 0;
+      for (let k = 0; k < d; k++) c += w[i * d + k] * w[j * d + k];
+      gram[i * m + j] = c;
+    }
+  }
+  const g = new Float32Array(m * d);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < m; j++) {
+      if (i === j) continue;
+      const c = gram[i * m + j];
+      const coef = scale * weight[i] * weight[j] * c / (Math.abs(c) + eps);
+      for (let k = 0; k < d; k++) g[i * d + k] += coef * w[j * d + k];
+    }
+  }
+  return g;
+}
