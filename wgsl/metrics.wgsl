@@ -3,7 +3,6 @@
 override B: u32 = 64u;            // rows
 override M: u32 = 64u;            // latents
 override D: u32 = 64u;            // d_in
-override L1: f32 = 0.0;           // λ1 (for the logged loss)
 override SQUARED: bool = false;   // reconstruction term is ‖r‖² instead of ‖r‖
 override DEAD_STEPS: u32 = 1000u;
 override DENSE: f32 = 0.1;
@@ -49,7 +48,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
     let recon = select(r.x, r.y, SQUARED) / nb;
     let l1 = f.y / nb;
     acc[0] += 1.0;                       // steps accumulated
-    acc[1] += recon + L1 * l1;           // loss (full-loss value, whatever the phase)
+    acc[1] += recon + st.l1_coef * nb * l1; // loss optimized this step (λ1 = 0 in a recon-only phase)
     acc[2] += r.x / nb;                  // mean ‖x − x̂‖₂
     acc[3] += r.y / (nb * f32(D));       // MSE per element
     acc[4] += l1;                        // mean ‖f‖₁

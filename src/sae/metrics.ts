@@ -23,7 +23,7 @@ export const METRIC_WORDS = 16;
 
 /** Averages over the steps since the last read. */
 export interface StepMetrics {
-  /** Full loss: reconstruction term + λ1·L1. */
+  /** Loss optimized: reconstruction term + λ1·L1 (λ1 = 0 in a recon-only phase; no ortho term). */
   loss: number;
   /** Mean ‖x − x̂‖₂. */
   l2: number;
@@ -62,7 +62,6 @@ export interface MetricsSpec {
   batch: number;
   dSae: number;
   dIn: number;
-  l1: number;
   squared: boolean;
   deadSteps: number;
   denseThreshold: number;
@@ -87,7 +86,6 @@ export function metricsKernel(
       B: s.batch,
       M: s.dSae,
       D: s.dIn,
-      L1: s.l1,
       SQUARED: s.squared ? 1 : 0,
       DEAD_STEPS: s.deadSteps,
       DENSE: s.denseThreshold,

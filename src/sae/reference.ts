@@ -4,6 +4,12 @@
  * against finite differences.
  */
 import type { TrainConfig } from "../config.ts";
+import {
+  orthoGradReference,
+  paperSpec,
+  type PaperStats,
+  paperStatsReference,
+} from "../kernels/paper.ts";
 import type { SaeWeights } from "./model.ts";
 
 /** Loss terms and intermediate values of one forward pass. */
@@ -18,12 +24,16 @@ export interface ReferenceForward {
 
 type Cfg = Pick<TrainConfig, "d_in" | "d_sae" | "apply_b_dec_to_input" | "recon_loss">;
 
-/** Forward pass and loss L = mean_b recon_b + l1Weight · mean_b ‖f_b‖₁ (x already scaled). */
+/**
+ * Forward pass and loss L = mean_b recon_b + l1Weight · mean_b ‖f_b‖₁ (x already scaled). With
+ * `tau`, latent i is kept only where its pre-activation exceeds max(τ_i, 0) (adaptive masking).
+ */
 export function referenceForward(
   cfg: Cfg,
   w: SaeWeights,
   x: Float32Array,
   l1Weight: number,
+  tau?: ArrayLike<number>,
 ): ReferenceForward {
   const d = cfg.d_in, m = cfg.d_sae, B = x.length / d;
   const xc = new Float64Array(B * d);
@@ -37,7 +47,7 @@ export function referenceForward(
     for (let i = 0; i < m; i++) {
       let s = w.bEnc[i];
       for (let k = 0; k < d; k++) s += xc[b * d + k] * w.wEnc[i * d + k];
-      f[b * m + i] = Math.max(s, 0);
+      f[b * m + i] = s > Math.max(tau ? tau[i] : 0, 0) ? s : 0;
       l1 += Math.abs(f[b * m + i]);
     }
     let ss = 0;
@@ -54,15 +64,22 @@ export function referenceForward(
   return { loss: recon + l1Weight * l1, recon, l1, f, xhat, xc };
 }
 
-/** Gradients of {@link referenceForward}'s loss with respect to each parameter. */
+/**
+ * Gradients of {@link referenceForward}'s loss with respect to each parameter (through the mask
+ * as the identity where a latent is kept). `stats`, when given, receives per latent the number of
+ * rows it fired on and ‖dL_recon/df_i‖₂ over the batch (the paper's importance gradient).
+ */
 export function referenceGradients(
   cfg: Cfg,
   w: SaeWeights,
   x: Float32Array,
   l1Weight: number,
+  tau?: ArrayLike<number>,
+  stats?: { fires: Float64Array; gnorm: Float64Array },
 ): SaeWeights {
   const d = cfg.d_in, m = cfg.d_sae, B = x.length / d;
-  const fw = referenceForward(cfg, w, x, l1Weight);
+  const fw = referenceForward(cfg, w, x, l1Weight, tau);
+  const gss = new Float64Array(m);
   const g: SaeWeights = {
     wEnc: new Float32Array(m * d),
     bEnc: new Float32Array(m),
@@ -88,7 +105,9 @@ export function referenceGradients(
         df += dxh[k] * w.wDec[i * d + k];
         gwd[i * d + k] += fi * dxh[k];
       }
+      gss[i] += df * df;
       if (fi <= 0) continue;
+      if (stats) stats.fires[i]++;
       const dpre = df + l1Weight / B;
       gbe[i] += dpre;
       for (let k = 0; k < d; k++) {
@@ -97,6 +116,7 @@ export function referenceGradients(
       }
     }
   }
+  if (stats) { for (let i = 0; i < m; i++) stats.gnorm[i] = Math.sqrt(gss[i]); }
   g.wEnc.set(gwe);
   g.bEnc.set(gbe);
   g.wDec.set(gwd);
@@ -133,9 +153,66 @@ export function referenceStep(
   opt: ReferenceOptState,
   x: Float32Array,
 ): number {
+  const l1 = opt.step + 1 > cfg.recon_only_steps ? cfg.l1 : 0;
+  const loss = referenceForward(cfg, w, x, l1).loss;
+  applyUpdate(cfg, w, opt, referenceGradients(cfg, w, x, l1));
+  return loss;
+}
+
+/** The paper variant's extra reference state. */
+export interface ReferencePaperState {
+  stats: PaperStats;
+}
+
+/**
+ * One training step of the paper's method in place (see src/sae/paper.ts for the order):
+ * thresholds from the previous step mask the encoder; the raw reconstruction gradient gives the
+ * importance; statistics update; the orthogonality gradient (α from this step's weights and
+ * importance, held constant) joins dL/dW_dec; AdamW with per-latent factors; renormalisation.
+ * Returns the loss (reconstruction + the phase's L1 term) before the update.
+ */
+export function referencePaperStep(
+  cfg: TrainConfig,
+  w: SaeWeights,
+  opt: ReferenceOptState,
+  ps: ReferencePaperState,
+  x: Float32Array,
+): number {
   const d = cfg.d_in, m = cfg.d_sae;
-  const loss = referenceForward(cfg, w, x, cfg.l1).loss;
-  const g = referenceGradients(cfg, w, x, cfg.l1);
+  const t = opt.step + 1;
+  const phase = t > cfg.recon_only_steps ? 1 : 0;
+  const l1 = phase ? cfg.l1 : 0;
+  const tau = cfg.adaptive_threshold ? ps.stats.tau : undefined;
+  const loss = referenceForward(cfg, w, x, l1, tau).loss;
+  const batchStats = { fires: new Float64Array(m), gnorm: new Float64Array(m) };
+  const g = referenceGradients(cfg, w, x, l1, tau, batchStats);
+  const spec = paperSpec(cfg);
+  paperStatsReference(spec, ps.stats, batchStats.fires, batchStats.gnorm, phase);
+  if (cfg.lambda_ortho > 0) {
+    const og = orthoGradReference(
+      w.wDec,
+      ps.stats.weight,
+      ps.stats.orthoScale,
+      cfg.ortho_eps,
+      m,
+      d,
+    );
+    for (let i = 0; i < og.length; i++) g.wDec[i] += og[i];
+  }
+  const scale = cfg.importance_lr > 0 ? ps.stats.lrScale : undefined;
+  applyUpdate(cfg, w, opt, g, scale);
+  return loss;
+}
+
+/** Decoder-gradient projection, AdamW (optionally with per-latent lr factors), renormalisation. */
+function applyUpdate(
+  cfg: TrainConfig,
+  w: SaeWeights,
+  opt: ReferenceOptState,
+  g: SaeWeights,
+  lrScale?: ArrayLike<number>,
+): void {
+  const d = cfg.d_in, m = cfg.d_sae;
   for (let i = 0; i < m; i++) {
     let dot = 0;
     for (let k = 0; k < d; k++) dot += g.wDec[i * d + k] * w.wDec[i * d + k];
@@ -144,13 +221,15 @@ export function referenceStep(
   const t = ++opt.step;
   const lr = cfg.lr * Math.min(1, t / Math.max(cfg.warmup_steps, 1));
   const bc1 = 1 - cfg.beta1 ** t, bc2 = 1 - cfg.beta2 ** t;
+  const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
   for (const name of ["wEnc", "bEnc", "wDec", "bDec"] as const) {
     const p = w[name], gr = g[name], mm = opt.m[name], vv = opt.v[name];
     for (let i = 0; i < p.length; i++) {
+      const li = lrScale && rowLen[name] ? lr * lrScale[Math.floor(i / rowLen[name])] : lr;
       mm[i] = cfg.beta1 * mm[i] + (1 - cfg.beta1) * gr[i];
       vv[i] = cfg.beta2 * vv[i] + (1 - cfg.beta2) * gr[i] * gr[i];
-      p[i] = p[i] * (1 - lr * cfg.weight_decay) -
-        lr * (mm[i] / bc1) / (Math.sqrt(vv[i] / bc2) + cfg.adam_eps);
+      p[i] = p[i] * (1 - li * cfg.weight_decay) -
+        li * (mm[i] / bc1) / (Math.sqrt(vv[i] / bc2) + cfg.adam_eps);
     }
   }
   for (let i = 0; i < m; i++) {
@@ -159,5 +238,4 @@ export function referenceStep(
     const n = Math.sqrt(s);
     if (n > 0) { for (let k = 0; k < d; k++) w.wDec[i * d + k] /= n; }
   }
-  return loss;
 }

@@ -117,7 +117,9 @@ export class Session {
         PARAM_NAMES.map((n, i) => [n, got[o + i].slice()]),
       ) as unknown as SaeWeights;
     const u32 = (f: Float32Array) => new Uint32Array(f.slice().buffer);
-    const extra = Object.fromEntries(Object.keys(this.extra).map((n, i) => [n, got[10 + i].slice()]));
+    const extra = Object.fromEntries(
+      Object.keys(this.extra).map((n, i) => [n, got[10 + i].slice()]),
+    );
     return { adamM: pick(0), adamV: pick(4), lastFired: u32(got[8]), state: u32(got[9]), extra };
   }
 

@@ -108,7 +108,6 @@ export async function forwardDispatches(
       batch: B,
       dSae: m,
       dIn: d,
-      l1: cfg.l1,
       squared: loss.squared,
       deadSteps: cfg.dead_steps,
       denseThreshold: cfg.dense_threshold,
@@ -179,7 +178,9 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
   const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
   for (const name of PARAM_NAMES) {
     const p = P[name];
-    const scale = hooks.lrScale && rowLen[name] ? { buf: hooks.lrScale, rowLen: rowLen[name] } : undefined;
+    const scale = hooks.lrScale && rowLen[name]
+      ? { buf: hooks.lrScale, rowLen: rowLen[name] }
+      : undefined;
     update.push(await adamwKernel(gpu, name, p.size, adam, p, bufs.state, scale));
   }
   update.push(await normalizeKernel(gpu, m, d, P.wDec.p));

@@ -121,7 +121,9 @@ async function checkpoint(session: Session, src: ActivationSource, outDir: strin
     last_fired: u32Tensor(st.lastFired),
     step_state: u32Tensor(st.state),
   };
-  for (const [name, v] of Object.entries(st.extra)) tensors[`extra.${name}`] = f32Tensor([v.length], v);
+  for (const [name, v] of Object.entries(st.extra)) {
+    tensors[`extra.${name}`] = f32Tensor([v.length], v);
+  }
   await saveCheckpoint(outDir, step, tensors, { scale: session.scale, source: src.state() });
 }
 
@@ -174,7 +176,9 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
     };
     for (const name of session.extraNames()) {
       const t = ckpt.tensors[`extra.${name}`];
-      if (!t) throw new UserError(`checkpoint lacks 'extra.${name}': was it written by another variant?`);
+      if (!t) {
+        throw new UserError(`checkpoint lacks 'extra.${name}': was it written by another variant?`);
+      }
       st.extra[name] = tensorToF32(t);
     }
     session.restoreState(st);

@@ -6,9 +6,11 @@ import {
   referenceForward,
   referenceGradients,
   referenceOptState,
+  referencePaperStep,
   referenceStep,
 } from "../../src/sae/reference.ts";
 import { Session } from "../../src/sae/session.ts";
+import { initialPaperStats } from "../../src/kernels/paper.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
 
@@ -110,4 +112,72 @@ Deno.test("the step creates no pipelines or bind groups and reads nothing back",
   // The logged scalars cost exactly one readback.
   await session.readMetrics();
   assert.equal(gpu.counters.readbacks, before.readbacks + 1);
+});
+
+function copyWeights(w: SaeWeights): SaeWeights {
+  return { wEnc: w.wEnc.slice(), bEnc: w.bEnc.slice(), wDec: w.wDec.slice(), bDec: w.bDec.slice() };
+}
+
+Deno.test("paper step: 4 steps across the phase change match the reference step", async () => {
+  const gpu = await getGpu();
+  for (const over of [{}, { tau_variance_sign: "increase" as const, ortho_importance: false }]) {
+    const cfg = tinyConfig({
+      variant: "paper",
+      recon_only_steps: 1,
+      ema_decay: 0.5, // fast statistics so thresholds and importance move within 4 steps
+      tau_base: 0.05,
+      tau_beta: 10,
+      lambda_ortho: 0.5,
+      importance_lr: 0.7,
+      ...over,
+    });
+    const rng = new Rng(19);
+    const w0 = randomWeights(cfg, rng);
+    const session = await Session.create(gpu, cfg, w0, 1);
+    const ref = copyWeights(w0);
+    const opt = referenceOptState(cfg.d_in, cfg.d_sae);
+    const ps = { stats: initialPaperStats(cfg.d_sae) };
+    let refLoss = 0;
+    for (let s = 0; s < 4; s++) {
+      const x = randArray(rng, cfg.batch * cfg.d_in, -1, 1);
+      await session.step(x);
+      refLoss += referencePaperStep(cfg, ref, opt, ps, x);
+    }
+    const { state, metrics } = await session.readMetrics();
+    assert.equal(state.main_phase, 1);
+    assertClose([metrics.loss], [refLoss / 4], 1e-5, "mean loss");
+    const got = await session.readWeights();
+    const st = await session.readState();
+    for (const n of PARAM_NAMES) {
+      assertClose(got[n], ref[n], 2e-4, `param ${n}`);
+      assertClose(st.adamM[n], opt.m[n], 2e-4, `adam m ${n}`);
+    }
+    assertClose(st.extra.ema_freq, ps.stats.freq, 1e-5, "EMA frequency");
+    assertClose(st.extra.tau, ps.stats.tau, 1e-5, "thresholds");
+    assertClose(st.extra.lr_scale, ps.stats.lrScale, 1e-4, "lr factors");
+    // The mechanisms were live: some thresholds are non-zero and some lr factors below 1.
+    assert.ok(ps.stats.tau.some((t) => t > 0));
+    assert.ok(ps.stats.lrScale.some((v) => v < 0.99));
+  }
+});
+
+Deno.test("paper variant with every mechanism off reproduces the baseline step bit for bit", async () => {
+  const gpu = await getGpu();
+  const base = tinyConfig();
+  const off = tinyConfig({
+    variant: "paper",
+    adaptive_threshold: false,
+    lambda_ortho: 0,
+    importance_lr: 0,
+  });
+  const rng = new Rng(23);
+  const w0 = randomWeights(base, rng);
+  const xs = [0, 1, 2].map(() => randArray(rng, base.batch * base.d_in, -1, 1));
+  const results = [];
+  for (const cfg of [base, off]) {
+    const s = await Session.create(gpu, cfg, copyWeights(w0), 1);
+    for (const x of xs) await s.step(x);
+    results.push(await s.readWeights());
+  }
+  for (const n of PARAM_NAMES) assert.deepEqual(results[1][n], results[0][n], n);
 });

@@ -1,0 +1,136 @@
+/**
+ * The ablation plots, as Vega-Lite specs rendered to SVG headlessly (vega's View with renderer
+ * "none" and toSVG(): no browser, no canvas; text widths are estimated).
+ *
+ * Every data mark carries an aria-label (the `description` channel: the run's name and values),
+ * so the SVG can be checked, and read by a screen reader, without drawing it.
+ *
+ * @example
+ * ```ts
+ * const svg = await frontierSvg([{ label: "baseline", variant: "baseline", points: [
+ *   { run: "a", lambda1: 0.1, l0: 20, explained_variance: 0.9 },
+ *   { run: "b", lambda1: 0.2, l0: 10, explained_variance: 0.8 },
+ * ] }]);
+ * ```
+ */
+
+import { parse, View } from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import type { AblationRow, Frontier } from "./run.ts";
+import { fmtNumber } from "./sweep.ts";
+
+/** Renders a Vega-Lite spec to an SVG string. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new View(parse(compile(spec).spec), { renderer: "none" });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/**
+ * L0 (x) against explained variance (y), one line per frontier (a λ1 sweep of one variant), each
+ * point labelled with its λ1.
+ */
+export function frontierSpec(fronts: Frontier[]): TopLevelSpec {
+  const values = fronts.flatMap((f) =>
+    f.points.map((p) => ({
+      series: f.label,
+      run: p.run,
+      lambda1: p.lambda1,
+      label: `λ1=${fmtNumber(p.lambda1)}`,
+      l0: p.l0,
+      ev: p.explained_variance,
+      description: `${p.run}: L0 ${p.l0.toFixed(2)}, EV ${p.explained_variance.toFixed(4)}`,
+    }))
+  );
+  const x = {
+    field: "l0",
+    type: "quantitative",
+    title: "L0 (active latents per row)",
+    scale: { zero: false },
+  } as const;
+  const y = {
+    field: "ev",
+    type: "quantitative",
+    title: "Explained variance",
+    scale: { zero: false },
+  } as const;
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: {
+      text: "Sparsity–reconstruction frontier",
+      subtitle: values.length === 0
+        ? "no λ1 sweep has finished yet"
+        : "each line sweeps λ1 for one variant; up and left is better",
+    },
+    width: 480,
+    height: 320,
+    data: { values },
+    layer: [
+      {
+        mark: { type: "line", point: { size: 60, filled: true } },
+        encoding: {
+          x,
+          y,
+          color: { field: "series", type: "nominal", title: "variant" },
+          order: { field: "lambda1", type: "quantitative" },
+          description: { field: "description", type: "nominal" },
+        },
+      },
+      {
+        mark: { type: "text", dy: -10, fontSize: 10 },
+        encoding: {
+          x,
+          y,
+          text: { field: "label", type: "nominal" },
+          color: { field: "series", type: "nominal", legend: null },
+          description: { field: "label", type: "nominal" },
+        },
+      },
+    ],
+  };
+}
+
+/** L0 and explained variance of every finished run, side by side, runs in sweep order. */
+export function ablationSpec(rows: AblationRow[]): TopLevelSpec {
+  const values = rows.filter((r) => r.status === "done").map((r) => ({
+    run: r.run,
+    variant: r.variant,
+    l0: r.l0,
+    ev: r.explained_variance,
+  }));
+  const y = { field: "run", type: "nominal", sort: null, title: "run" } as const;
+  const color = { field: "variant", type: "nominal", title: "variant" } as const;
+  const panel = (field: "l0" | "ev", title: string) => ({
+    width: 260,
+    height: { step: 16 },
+    mark: { type: "point", filled: true, size: 70 },
+    encoding: {
+      y,
+      x: { field, type: "quantitative", title, scale: { zero: false } },
+      color,
+      description: { field: "run", type: "nominal" },
+    },
+  } as const);
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: {
+      text: "Ablations: final L0 and explained variance per run",
+      subtitle: values.length === 0 ? "no run has finished yet" : "held-out rows (metrics.json)",
+    },
+    data: { values },
+    hconcat: [panel("l0", "L0 (active latents per row)"), panel("ev", "Explained variance")],
+  };
+}
+
+/** The frontier chart as SVG. */
+export function frontierSvg(fronts: Frontier[]): Promise<string> {
+  return renderSvg(frontierSpec(fronts));
+}
+
+/** The per-run chart as SVG. */
+export function ablationSvg(rows: AblationRow[]): Promise<string> {
+  return renderSvg(ablationSpec(rows));
+}

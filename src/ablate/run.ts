@@ -1,0 +1,446 @@
+/**
+ * Runs a sweep (src/ablate/sweep.ts) into one directory and summarises it:
+ *
+ *   OUT/<run>/            one run directory per distinct config (train(); aliases share it)
+ *   OUT/sweep.yaml        the sweep as run (`sae ablate --sweep OUT/sweep.yaml` repeats it)
+ *   OUT/ablation.md|csv|json   one row per run: overrides, L0, EV, MSE, L1, dead, MMCS, recovery
+ *   OUT/frontier.svg      L0 vs explained variance along each λ1 sweep
+ *   OUT/ablation.svg      L0 and explained variance of every run
+ *
+ * Resumable: a run whose metrics.json exists and whose config.yaml matches is not redone; a run
+ * directory with a matching config.yaml but no metrics.json is continued from its last
+ * checkpoint; a directory whose config.yaml differs is refused (delete it to retrain).
+ *
+ * @example
+ * ```ts
+ * import { defaultSweep } from "./sweep.ts";
+ * import { runSweep } from "./run.ts";
+ * await runSweep(defaultSweep("cpu"), "runs/ablate-cpu", { progress: false });
+ * ```
+ */
+
+import { join } from "node:path";
+import { stringify as stringifyYaml } from "yaml";
+import { loadConfigFile, type TrainConfig, validateConfig } from "../config.ts";
+import { UserError } from "../errors.ts";
+import { atomicWrite } from "../run/atomic.ts";
+import { CONFIG_FILE } from "../run/rundir.ts";
+import { train as realTrain } from "../sae/trainer.ts";
+import { ablationSvg, frontierSvg } from "./plots.ts";
+import {
+  canonicalJson,
+  describeOverrides,
+  flattenLayer,
+  fmtNumber,
+  type ResolvedRun,
+  resolveSweep,
+  type Sweep,
+} from "./sweep.ts";
+
+/** The final-metrics file a finished run leaves (written last by train()). */
+export const METRICS_JSON = "metrics.json";
+
+/** Options of {@link runSweep}. */
+export interface RunSweepOptions {
+  /** Train only these runs (names or aliases); the summary still covers every finished run. */
+  only?: string[];
+  /** Show train()'s progress bar. */
+  progress: boolean;
+  /** Where progress lines go (default: stderr). */
+  log?: (line: string) => void;
+  /** The trainer (tests wrap it to count calls). */
+  train?: typeof realTrain;
+  /** Where the sweep came from, for error messages (default "the sweep"). */
+  source?: string;
+}
+
+/** What happened to one run in this invocation. */
+export interface RunOutcome {
+  name: string;
+  status: "skipped" | "trained" | "resumed" | "failed" | "not selected";
+  /** Wall-clock seconds of train() (trained or resumed runs). */
+  seconds?: number;
+  error?: string;
+}
+
+/** One row of the ablation table. */
+export interface AblationRow {
+  run: string;
+  /** Other names of the sweep with the same resolved config. */
+  aliases: string[];
+  variant: string;
+  /** The run's overrides of the sweep's base, `key=value` separated by spaces. */
+  overrides: string;
+  /** λ1 of the run's config. */
+  lambda1: number;
+  /** "done": metrics.json exists; "missing": not (yet) trained. */
+  status: "done" | "missing";
+  l0: number | null;
+  explained_variance: number | null;
+  mse: number | null;
+  l1: number | null;
+  dead_fraction: number | null;
+  mmcs: number | null;
+  recovered_at_0_9: number | null;
+}
+
+/** The metric columns of a row, in table order, with their headers. */
+export const METRIC_COLUMNS = [
+  ["l0", "L0"],
+  ["explained_variance", "EV"],
+  ["mse", "MSE"],
+  ["l1", "L1"],
+  ["dead_fraction", "dead"],
+  ["mmcs", "MMCS"],
+  ["recovered_at_0_9", "recovered@0.9"],
+] as const satisfies readonly (readonly [keyof AblationRow, string])[];
+
+/** One point of an L0/EV frontier. */
+export interface FrontierPoint {
+  run: string;
+  lambda1: number;
+  l0: number;
+  explained_variance: number;
+}
+
+/** One line of the frontier chart: runs that differ only in λ1. */
+export interface Frontier {
+  label: string;
+  variant: string;
+  points: FrontierPoint[];
+}
+
+/** What {@link summarize} produced. */
+export interface Summary {
+  rows: AblationRow[];
+  frontiers: Frontier[];
+  /** Paths of the files written. */
+  files: string[];
+}
+
+/** What {@link runSweep} did. */
+export interface SweepReport extends Summary {
+  outcomes: RunOutcome[];
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** The first key (dotted) whose value differs between two configs, with both values. */
+function firstDifference(a: TrainConfig, b: TrainConfig): string {
+  const fa = new Map(flattenLayer(a));
+  const fb = new Map(flattenLayer(b));
+  for (const key of new Set([...fa.keys(), ...fb.keys()])) {
+    if (canonicalJson(fa.get(key)) !== canonicalJson(fb.get(key))) {
+      return `${key}: ${fa.get(key)} there, ${fb.get(key)} in the sweep`;
+    }
+  }
+  return "none";
+}
+
+/**
+ * The state of a run's directory: "new" (absent, empty or without config.yaml: train() decides),
+ * "finished" (matching config.yaml and metrics.json) or "partial" (matching config.yaml only).
+ * A config.yaml that differs from the run's config is a UserError.
+ */
+export async function runDirState(
+  dir: string,
+  run: ResolvedRun,
+): Promise<"new" | "finished" | "partial"> {
+  const configPath = join(dir, CONFIG_FILE);
+  if (!(await exists(configPath))) return "new";
+  const saved = validateConfig(await loadConfigFile(configPath), configPath);
+  if (canonicalJson(saved) !== canonicalJson(run.cfg)) {
+    throw new UserError(
+      `${dir} holds a run of '${run.name}' with a different config (${
+        firstDifference(saved, run.cfg)
+      }); delete that directory to retrain it, or pass another --out`,
+    );
+  }
+  return (await exists(join(dir, METRICS_JSON))) ? "finished" : "partial";
+}
+
+/** Picks the runs named by `only` (names or aliases); unknown names are a UserError. */
+export function selectRuns(runs: ResolvedRun[], only: string[] | undefined): Set<string> {
+  if (only === undefined) return new Set(runs.map((r) => r.name));
+  const byName = new Map<string, string>();
+  for (const r of runs) for (const n of [r.name, ...r.aliases]) byName.set(n, r.name);
+  const out = new Set<string>();
+  for (const n of only) {
+    const name = byName.get(n);
+    if (name === undefined) {
+      throw new UserError(
+        `--only: no run named '${n}' in the sweep (runs: ${[...byName.keys()].join(", ")})`,
+      );
+    }
+    out.add(name);
+  }
+  return out;
+}
+
+/** The sweep as YAML, loadable by loadSweepFile (every original name, aliases included). */
+export function sweepToYaml(sweep: Sweep): string {
+  const runs: Record<string, unknown> = {};
+  for (const r of sweep.runs) runs[r.name] = r.overrides;
+  return "# The sweep of this ablation, written by `sae ablate`; " +
+    "`sae ablate --sweep <this file> --out <this directory>` repeats or resumes it.\n" +
+    stringifyYaml({ base: sweep.base, runs });
+}
+
+/**
+ * Trains every selected run of `sweep` into `outDir/<name>/` (skipping finished runs, resuming
+ * partial ones), then writes the table and the plots (see {@link summarize}). A run that fails is
+ * reported and the others go on; the report lists the failures.
+ */
+export async function runSweep(
+  sweep: Sweep,
+  outDir: string,
+  opts: RunSweepOptions,
+): Promise<SweepReport> {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const trainFn = opts.train ?? realTrain;
+  const runs = resolveSweep(sweep, opts.source);
+  const selected = selectRuns(runs, opts.only);
+  await Deno.mkdir(outDir, { recursive: true });
+  await atomicWrite(join(outDir, "sweep.yaml"), sweepToYaml(sweep));
+
+  const outcomes: RunOutcome[] = [];
+  const todo = runs.filter((r) => selected.has(r.name));
+  let i = 0;
+  for (const run of runs) {
+    if (!selected.has(run.name)) {
+      outcomes.push({ name: run.name, status: "not selected" });
+      continue;
+    }
+    i++;
+    const dir = join(outDir, run.name);
+    const tag = `[${i}/${todo.length}] ${run.name}`;
+    try {
+      const state = await runDirState(dir, run);
+      if (state === "finished") {
+        log(`${tag}: finished earlier, not redone`);
+        outcomes.push({ name: run.name, status: "skipped" });
+        continue;
+      }
+      log(`${tag}: ${state === "partial" ? "resuming" : "training"} → ${dir}`);
+      const t0 = performance.now();
+      const { metrics } = await trainFn(run.cfg, {
+        outDir: dir,
+        resume: state === "partial",
+        overwrite: false,
+        progress: opts.progress,
+        report: false,
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      log(
+        `${tag}: ${seconds.toFixed(1)} s | L0 ${metrics.l0.toFixed(2)} | EV ${
+          metrics.explained_variance.toFixed(4)
+        }`,
+      );
+      outcomes.push({
+        name: run.name,
+        status: state === "partial" ? "resumed" : "trained",
+        seconds,
+      });
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      const detail = err instanceof UserError || !(err instanceof Error) ? msg : err.stack ?? msg;
+      log(`${tag}: failed: ${detail}`);
+      outcomes.push({ name: run.name, status: "failed", error: msg.split("\n")[0] });
+    }
+  }
+  const summary = await summarize(runs, outDir, sweep);
+  return { ...summary, outcomes };
+}
+
+function numberOrNull(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+/** Reads `outDir/<run>/metrics.json` of every run into table rows (missing ones stay null). */
+export async function collectRows(runs: ResolvedRun[], outDir: string): Promise<AblationRow[]> {
+  const rows: AblationRow[] = [];
+  for (const run of runs) {
+    let m: Record<string, unknown> | null = null;
+    try {
+      m = JSON.parse(await Deno.readTextFile(join(outDir, run.name, METRICS_JSON)));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new UserError(
+          `cannot read ${join(outDir, run.name, METRICS_JSON)}: ${(err as Error).message}`,
+        );
+      }
+    }
+    const row: AblationRow = {
+      run: run.name,
+      aliases: [...run.aliases],
+      variant: run.cfg.variant,
+      overrides: describeOverrides(run.overrides),
+      lambda1: run.cfg.l1,
+      status: m === null ? "missing" : "done",
+      l0: null,
+      explained_variance: null,
+      mse: null,
+      l1: null,
+      dead_fraction: null,
+      mmcs: null,
+      recovered_at_0_9: null,
+    };
+    for (const [key] of METRIC_COLUMNS) row[key] = numberOrNull(m?.[key]);
+    rows.push(row);
+  }
+  return rows;
+}
+
+/**
+ * The λ1 frontiers: finished runs grouped by their config with λ1 left out; every group with at
+ * least two λ1 values is one line, labelled by its variant (or, where two lines share a variant,
+ * by the name of the group's first run), points in increasing λ1.
+ */
+export function frontiers(runs: ResolvedRun[], rows: AblationRow[]): Frontier[] {
+  const groups = new Map<string, { run: ResolvedRun; row: AblationRow }[]>();
+  runs.forEach((run, i) => {
+    const row = rows[i];
+    if (row.status !== "done" || row.l0 === null || row.explained_variance === null) return;
+    const key = canonicalJson({ ...run.cfg, l1: null });
+    groups.set(key, [...(groups.get(key) ?? []), { run, row }]);
+  });
+  const lines = [...groups.values()].filter((g) => new Set(g.map((m) => m.run.cfg.l1)).size >= 2);
+  const variantCount = new Map<string, number>();
+  for (const g of lines) {
+    const v = g[0].run.cfg.variant;
+    variantCount.set(v, (variantCount.get(v) ?? 0) + 1);
+  }
+  return lines.map((g) => {
+    const variant = g[0].run.cfg.variant;
+    return {
+      label: variantCount.get(variant) === 1 ? variant : g[0].run.name,
+      variant,
+      points: g.map(({ run, row }) => ({
+        run: run.name,
+        lambda1: run.cfg.l1,
+        l0: row.l0 as number,
+        explained_variance: row.explained_variance as number,
+      })).sort((a, b) => a.lambda1 - b.lambda1),
+    };
+  });
+}
+
+function fmtCell(v: number | null, key: string): string {
+  if (v === null) return "—";
+  if (key === "dead_fraction" || key === "recovered_at_0_9") return `${(100 * v).toFixed(1)}%`;
+  if (key === "l0") return v.toFixed(2);
+  if (key === "explained_variance" || key === "mmcs") return v.toFixed(4);
+  return v.toPrecision(4);
+}
+
+function mdEscape(s: string): string {
+  return s.replaceAll("|", "\\|");
+}
+
+/** The table as Markdown (a sentence of explanation, then one row per run). */
+export function toMarkdown(rows: AblationRow[]): string {
+  const header = [
+    "run",
+    "variant",
+    "overrides",
+    "λ1",
+    ...METRIC_COLUMNS.map(([, h]) => h),
+    "same config as",
+  ];
+  const lines = [
+    "# Ablations",
+    "",
+    "Final metrics of each run (metrics.json: held-out rows). L0: active latents per row; EV:",
+    "explained variance; dead and recovered@0.9 (true directions matched at cosine > 0.9) in %.",
+    "'same config as' lists sweep names that resolved to the same config and were not retrained.",
+    "",
+    `| ${header.join(" | ")} |`,
+    `| ${header.map((h, i) => (i >= 3 && i < header.length - 1 ? "---:" : "---")).join(" | ")} |`,
+  ];
+  for (const r of rows) {
+    const cells = [
+      r.run,
+      r.variant,
+      r.overrides === "" ? "—" : `\`${r.overrides}\``,
+      fmtNumber(r.lambda1),
+      ...METRIC_COLUMNS.map(([k]) => fmtCell(r[k], k)),
+      r.aliases.join(", "),
+    ];
+    lines.push(`| ${cells.map(mdEscape).join(" | ")} |`);
+  }
+  const missing = rows.filter((r) => r.status === "missing").map((r) => r.run);
+  if (missing.length > 0) lines.push("", `Not trained yet: ${missing.join(", ")}.`);
+  return lines.join("\n") + "\n";
+}
+
+function csvField(v: unknown): string {
+  const s = v === null || v === undefined ? "" : String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/** The table as CSV (full-precision numbers; aliases joined by ';'). */
+export function toCsv(rows: AblationRow[]): string {
+  const header = [
+    "run",
+    "aliases",
+    "variant",
+    "overrides",
+    "lambda1",
+    "status",
+    ...METRIC_COLUMNS.map(([k]) => k),
+  ];
+  const lines = [header.join(",")];
+  for (const r of rows) {
+    lines.push(
+      [
+        r.run,
+        r.aliases.join(";"),
+        r.variant,
+        r.overrides,
+        r.lambda1,
+        r.status,
+        ...METRIC_COLUMNS.map(([k]) => r[k]),
+      ].map(csvField).join(","),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * Collects every run's metrics.json and writes ablation.md, ablation.csv, ablation.json,
+ * frontier.svg and ablation.svg into `outDir` (each atomically).
+ */
+export async function summarize(
+  runs: ResolvedRun[],
+  outDir: string,
+  sweep?: Sweep,
+): Promise<Summary> {
+  const rows = await collectRows(runs, outDir);
+  const fronts = frontiers(runs, rows);
+  const files: [string, string][] = [
+    ["ablation.md", toMarkdown(rows)],
+    ["ablation.csv", toCsv(rows)],
+    [
+      "ablation.json",
+      JSON.stringify({ base: sweep?.base ?? null, rows, frontiers: fronts }, null, 2) + "\n",
+    ],
+    ["frontier.svg", await frontierSvg(fronts)],
+    ["ablation.svg", await ablationSvg(rows)],
+  ];
+  await Deno.mkdir(outDir, { recursive: true });
+  const paths: string[] = [];
+  for (const [name, text] of files) {
+    const path = join(outDir, name);
+    await atomicWrite(path, text);
+    paths.push(path);
+  }
+  return { rows, frontiers: fronts, files: paths };
+}
