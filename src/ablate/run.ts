@@ -197,7 +197,8 @@ export function sweepToYaml(sweep: Sweep): string {
 /**
  * Trains every selected run of `sweep` into `outDir/<name>/` (skipping finished runs, resuming
  * partial ones), then writes the table and the plots (see {@link summarize}). A run that fails is
- * reported and the others go on; the report lists the failures.
+ * reported and the others go on; the report lists the failures. A selected run whose directory
+ * holds another config stops everything before any training (a UserError naming it).
  */
 export async function runSweep(
   sweep: Sweep,
@@ -208,11 +209,14 @@ export async function runSweep(
   const trainFn = opts.train ?? realTrain;
   const runs = resolveSweep(sweep, opts.source);
   const selected = selectRuns(runs, opts.only);
+  const todo = runs.filter((r) => selected.has(r.name));
+  // Before anything is trained or written: every selected directory must match its run.
+  const states = new Map<string, Awaited<ReturnType<typeof runDirState>>>();
+  for (const run of todo) states.set(run.name, await runDirState(join(outDir, run.name), run));
   await Deno.mkdir(outDir, { recursive: true });
   await atomicWrite(join(outDir, "sweep.yaml"), sweepToYaml(sweep));
 
   const outcomes: RunOutcome[] = [];
-  const todo = runs.filter((r) => selected.has(r.name));
   let i = 0;
   for (const run of runs) {
     if (!selected.has(run.name)) {
@@ -223,7 +227,7 @@ export async function runSweep(
     const dir = join(outDir, run.name);
     const tag = `[${i}/${todo.length}] ${run.name}`;
     try {
-      const state = await runDirState(dir, run);
+      const state = states.get(run.name)!;
       if (state === "finished") {
         log(`${tag}: finished earlier, not redone`);
         outcomes.push({ name: run.name, status: "skipped" });
@@ -363,7 +367,7 @@ export function toMarkdown(rows: AblationRow[]): string {
     "'same config as' lists sweep names that resolved to the same config and were not retrained.",
     "",
     `| ${header.join(" | ")} |`,
-    `| ${header.map((h, i) => (i >= 3 && i < header.length - 1 ? "---:" : "---")).join(" | ")} |`,
+    `| ${header.map((_h, i) => (i >= 3 && i < header.length - 1 ? "---:" : "---")).join(" | ")} |`,
   ];
   for (const r of rows) {
     const cells = [

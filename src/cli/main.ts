@@ -14,11 +14,13 @@
 import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
+import { ablateCommand } from "./ablate.ts";
 import { trainCommand } from "./train.ts";
 
 /** Every subcommand's factory, one line each. */
 const COMMANDS: (() => CommandUnknownOpts)[] = [
   trainCommand,
+  ablateCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */
