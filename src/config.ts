@@ -106,6 +106,11 @@ export interface TrainConfig {
   lambda_ortho: number;
   /** ε of Eq. 5. */
   ortho_eps: number;
+  /**
+   * "mean": the penalty is averaged over the m(m−1) ordered pairs; "sum": summed, as Eq. 4 prints
+   * it (then λ_ortho's effect grows with d_sae²; docs/method.md).
+   */
+  ortho_reduction: "mean" | "sum";
   /** Weight α_ij by the importance product s_i s_j / max s_k s_l (Eq. 5); false: weight 1. */
   ortho_importance: boolean;
   /**
@@ -173,6 +178,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   adaptive_threshold: true,
   lambda_ortho: 0.1,
   ortho_eps: 1e-6,
+  ortho_reduction: "mean",
   ortho_importance: true,
   importance_lr: 0.5,
   synthetic: DEFAULT_SYNTHETIC,
@@ -257,6 +263,7 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   adaptive_threshold: { kind: "bool" },
   lambda_ortho: NON_NEGATIVE,
   ortho_eps: POSITIVE,
+  ortho_reduction: { kind: "enum", values: ["mean", "sum"] },
   ortho_importance: { kind: "bool" },
   importance_lr: PROBABILITY,
 };

@@ -250,3 +250,46 @@ Deno.test("configs/baseline.yaml holds the paper's baseline", async () => {
     },
   );
 });
+
+Deno.test("configs/paper.yaml holds the paper's method (Sections 4.4, 5.1)", async () => {
+  const cfg = validateConfig(await loadConfigFile("configs/paper.yaml"), "configs/paper.yaml");
+  const pick = (keys: (keyof typeof cfg)[]) => Object.fromEntries(keys.map((k) => [k, cfg[k]]));
+  assert.deepEqual(
+    pick([
+      "variant",
+      "d_in",
+      "d_sae",
+      "batch",
+      "steps",
+      "lr",
+      "weight_decay",
+      "warmup_steps",
+      "recon_only_steps",
+      "l1",
+      "ema_decay",
+      "tau_base",
+      "tau_beta",
+      "lambda_ortho",
+      "ortho_eps",
+      "seed",
+    ]),
+    {
+      variant: "paper",
+      d_in: 2304,
+      d_sae: 2304,
+      batch: 2048,
+      steps: 4882,
+      lr: 3e-4,
+      weight_decay: 1e-2,
+      warmup_steps: 1000,
+      recon_only_steps: 1000,
+      l1: 0.04,
+      ema_decay: 0.999,
+      tau_base: 0.3,
+      tau_beta: 1,
+      lambda_ortho: 0.1,
+      ortho_eps: 1e-6,
+      seed: 42,
+    },
+  );
+});

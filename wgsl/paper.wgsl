@@ -8,6 +8,7 @@ override ADAPTIVE: bool = true;    // apply the thresholds
 override LAMBDA_ORTHO: f32 = 0.1;  // λ_ortho (Eq. 4)
 override ORTHO_EPS: f32 = 1e-6;    // ε (Eq. 5)
 override ORTHO_IMPORTANCE: bool = true;
+override ORTHO_MEAN: bool = true;  // average over the M(M−1) ordered pairs instead of summing
 override IMPORTANCE_LR: f32 = 0.5; // ρ
 const WG: u32 = 256u;
 const CHUNK: u32 = 8192u;
@@ -94,7 +95,8 @@ fn stats(@builtin(local_invocation_index) t: u32) {
   if (t == 0u) {
     // max_{k,l} s_k s_l = (max s)² since every s ≥ 0 (Eq. 5); 4λ: d/dw_i of Σ_{i≠j} α c² with α
     // constant counts each unordered pair twice and differentiates c² to 2c.
-    let norm = select(1.0, smax * smax, ORTHO_IMPORTANCE);
+    var norm = select(1.0, smax * smax, ORTHO_IMPORTANCE);
+    if (ORTHO_MEAN) { norm = norm * f32(M) * max(f32(M) - 1.0, 1.0); }
     pscal[0] = select(0.0, 4.0 * LAMBDA_ORTHO * phase / norm, norm > 0.0);
     pscal[1] = ORTHO_EPS;
     pscal[2] = fmax;

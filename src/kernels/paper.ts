@@ -23,6 +23,7 @@ export interface PaperSpec {
   lambdaOrtho: number;
   orthoEps: number;
   orthoImportance: boolean;
+  orthoMean: boolean;
   importanceLr: number;
 }
 
@@ -39,6 +40,7 @@ export function paperSpec(cfg: TrainConfig): PaperSpec {
     lambdaOrtho: cfg.lambda_ortho,
     orthoEps: cfg.ortho_eps,
     orthoImportance: cfg.ortho_importance,
+    orthoMean: cfg.ortho_reduction === "mean",
     importanceLr: cfg.importance_lr,
   };
 }
@@ -54,6 +56,7 @@ function constants(s: PaperSpec): Record<string, number> {
     LAMBDA_ORTHO: s.lambdaOrtho,
     ORTHO_EPS: s.orthoEps,
     ORTHO_IMPORTANCE: s.orthoImportance ? 1 : 0,
+    ORTHO_MEAN: s.orthoMean ? 1 : 0,
     IMPORTANCE_LR: s.importanceLr,
   };
 }
@@ -243,7 +246,7 @@ export function paperStatsReference(
     st.lrScale[i] = phase > 0 ? 1 - s.importanceLr + s.importanceLr * sn : 1;
     st.weight[i] = s.orthoImportance ? st.imp[i] : 1;
   }
-  const norm = s.orthoImportance ? smax * smax : 1;
+  const norm = (s.orthoImportance ? smax * smax : 1) * (s.orthoMean ? m * Math.max(m - 1, 1) : 1);
   st.orthoScale = norm > 0 ? 4 * s.lambdaOrtho * phase / norm : 0;
   st.maxFreq = fmax;
   st.maxImp = smax;

@@ -10,7 +10,14 @@ Deno.test("adamw matches torch.optim.AdamW's formula on an awkward length", asyn
   const rng = new Rng(3);
   const n = 1237;
   const spec = { beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.05 };
-  const st: StepState = { step: 3, lr: 0.01, b1t: 0.9 ** 3, b2t: 0.99 ** 3, l1_coef: 0, main_phase: 1 };
+  const st: StepState = {
+    step: 3,
+    lr: 0.01,
+    b1t: 0.9 ** 3,
+    b2t: 0.99 ** 3,
+    l1_coef: 0,
+    main_phase: 1,
+  };
   const p = randArray(rng, n), g = randArray(rng, n), m = randArray(rng, n, -0.1, 0.1);
   const v = randArray(rng, n, 0, 0.05);
   const bufs = {
@@ -32,10 +39,22 @@ Deno.test("adamw with per-latent learning-rate factors matches the reference", a
   const rng = new Rng(4);
   const rows = 23, rowLen = 7, n = rows * rowLen;
   const spec = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
-  const st: StepState = { step: 5, lr: 0.02, b1t: 0.9 ** 5, b2t: 0.999 ** 5, l1_coef: 0, main_phase: 1 };
+  const st: StepState = {
+    step: 5,
+    lr: 0.02,
+    b1t: 0.9 ** 5,
+    b2t: 0.999 ** 5,
+    l1_coef: 0,
+    main_phase: 1,
+  };
   const p = randArray(rng, n), g = randArray(rng, n), m = randArray(rng, n, -0.1, 0.1);
   const v = randArray(rng, n, 0, 0.05), scale = randArray(rng, rows, 0.2, 1);
-  const bufs = { p: gpu.upload("p", p), g: gpu.upload("g", g), m: gpu.upload("m", m), v: gpu.upload("v", v) };
+  const bufs = {
+    p: gpu.upload("p", p),
+    g: gpu.upload("g", g),
+    m: gpu.upload("m", m),
+    v: gpu.upload("v", v),
+  };
   const k = await adamwKernel(gpu, "t", n, spec, bufs, gpu.upload("st", packState(st)), {
     buf: gpu.upload("scale", scale),
     rowLen,

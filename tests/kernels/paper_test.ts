@@ -27,6 +27,7 @@ function spec(over: Partial<PaperSpec> = {}): PaperSpec {
     lambdaOrtho: 0.1,
     orthoEps: 1e-6,
     orthoImportance: true,
+    orthoMean: false,
     importanceLr: 0.5,
     ...over,
   };
@@ -47,7 +48,11 @@ Deno.test("grad_mask: importance norms of the raw gradient and the masked dL/dpr
   const dpre = gpu.upload("dpre", raw);
   gpu.write(pb.gnorm, new Float32Array(m).fill(NaN));
   run(gpu, [
-    await gradMaskKernel(gpu, s, pb, { dpre, f: gpu.upload("f", f), state: gpu.upload("st", state(1, l1)) }),
+    await gradMaskKernel(gpu, s, pb, {
+      dpre,
+      f: gpu.upload("f", f),
+      state: gpu.upload("st", state(1, l1)),
+    }),
   ]);
   const [gd, gn] = await gpu.readMany([{ buf: dpre }, { buf: pb.gnorm }]);
   const wantD = raw.map((v, i) => (f[i] > 0 ? v + l1 : 0));
@@ -61,7 +66,14 @@ Deno.test("grad_mask: importance norms of the raw gradient and the masked dL/dpr
   assertClose(gn, wantN, 1e-5, "gnorm");
 });
 
-for (const over of [{}, { tauSign: "increase" as const, orthoImportance: false, importanceLr: 0.8 }]) {
+for (
+  const over of [{}, {
+    tauSign: "increase" as const,
+    orthoImportance: false,
+    orthoMean: true,
+    importanceLr: 0.8,
+  }]
+) {
   Deno.test(`paper stats follow the reference over several steps ${JSON.stringify(over)}`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(32);
@@ -78,7 +90,9 @@ for (const over of [{}, { tauSign: "increase" as const, orthoImportance: false, 
       fires.forEach((v, i) => (fs[2 * i] = v));
       gpu.write(fstats, fs);
       gpu.write(pb.gnorm, gnorm);
-      run(gpu, [await paperStatsKernel(gpu, s, pb, { fstats, state: gpu.upload("st", state(phase)) })]);
+      run(gpu, [
+        await paperStatsKernel(gpu, s, pb, { fstats, state: gpu.upload("st", state(phase)) }),
+      ]);
       paperStatsReference(s, ref, fires, gnorm, phase);
       const [freq, fvar, tau, imp, weight, lrs, ps] = await gpu.readMany(
         [pb.freq, pb.fvar, pb.tau, pb.imp, pb.weight, pb.lrScale, pb.pscal].map((buf) => ({ buf })),
@@ -89,7 +103,12 @@ for (const over of [{}, { tauSign: "increase" as const, orthoImportance: false, 
       assertClose(imp, ref.imp, 1e-5, `importance @${step}`);
       assertClose(weight, ref.weight, 1e-5, `weight @${step}`);
       assertClose(lrs, ref.lrScale, 1e-5, `lr scale @${step}`);
-      assertClose([ps[0], ps[2], ps[3]], [ref.orthoScale, ref.maxFreq, ref.maxImp], 1e-5, "scalars");
+      assertClose(
+        [ps[0], ps[2], ps[3]],
+        [ref.orthoScale, ref.maxFreq, ref.maxImp],
+        1e-5,
+        "scalars",
+      );
       if (phase === 0 && Math.max(...tau) !== 0) throw new Error("thresholds active in warmup");
     }
     // Thresholds moved with the variance, in the configured direction.

@@ -24,7 +24,10 @@ Deno.test("column sum, b_dec gradient and feature statistics match the reference
   const fstats = poisoned(gpu, "fstats", 2 * m);
   const last = gpu.upload("last", new Uint32Array(m));
   const ab = gpu.upload("a", a), fb = gpu.upload("f", f);
-  const state = gpu.upload("st", packState({ step: 9, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 }));
+  const state = gpu.upload(
+    "st",
+    packState({ step: 9, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 }),
+  );
   const bufs = { dxhat: ab, gBEnc: gpu.upload("gb", gBEnc), wEnc: gpu.upload("w", wEnc) };
   run(gpu, [
     await colSumKernel(gpu, "t", B, d, 0.5, ab, sum),

@@ -120,14 +120,20 @@ function copyWeights(w: SaeWeights): SaeWeights {
 
 Deno.test("paper step: 4 steps across the phase change match the reference step", async () => {
   const gpu = await getGpu();
-  for (const over of [{}, { tau_variance_sign: "increase" as const, ortho_importance: false }]) {
+  for (
+    const over of [{}, {
+      tau_variance_sign: "increase" as const,
+      ortho_importance: false,
+      ortho_reduction: "sum" as const,
+    }]
+  ) {
     const cfg = tinyConfig({
       variant: "paper",
       recon_only_steps: 1,
       ema_decay: 0.5, // fast statistics so thresholds and importance move within 4 steps
       tau_base: 0.05,
       tau_beta: 10,
-      lambda_ortho: 0.5,
+      lambda_ortho: 0.5 * 37 * 36, // the mean over pairs divides by m(m − 1)
       importance_lr: 0.7,
       ...over,
     });
