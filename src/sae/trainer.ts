@@ -208,6 +208,11 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   let t0 = performance.now(), stepsSince = 0;
   try {
     for (let step = start + 1; step <= cfg.steps; step++) {
+      if (step === cfg.recon_only_steps + 1 && cfg.recon_only_steps > 0) {
+        const line = `step ${step}: recon-only phase over, full loss from here on`;
+        if (bar) bar.update(step - 1, {});
+        console.error(line);
+      }
       await src.nextBatch(batch);
       await session.step(batch);
       stepsSince++;
@@ -217,7 +222,13 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         const sps = stepsSince / ((now - t0) / 1000);
         t0 = now;
         stepsSince = 0;
-        await log.append({ step, ...metrics, lr: state.lr, steps_per_s: sps });
+        await log.append({
+          step,
+          ...metrics,
+          lr: state.lr,
+          phase: state.main_phase ? 2 : 1,
+          steps_per_s: sps,
+        });
         if (bar) {
           bar.update(step, {
             sps: sps.toFixed(1),

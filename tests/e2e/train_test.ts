@@ -36,7 +36,9 @@ Deno.test("e2e: a short run reaches EV ≥ 0.9 and recovers ≥ 80% of the groun
   const lines = await readLines(`${out}/metrics.jsonl`);
   assert.equal(lines.length, SMALL.steps / SMALL.log_every);
   assert.deepEqual(lines.map((l) => l.step), lines.map((_, i) => (i + 1) * SMALL.log_every));
-  for (const key of ["loss", "l0", "explained_variance", "lr", "dead_fraction", "steps_per_s"]) {
+  for (
+    const key of ["loss", "l0", "explained_variance", "lr", "dead_fraction", "phase", "steps_per_s"]
+  ) {
     assert.ok(Number.isFinite(lines.at(-1)[key]), `metrics.jsonl lacks ${key}`);
   }
   assert.ok(lines.at(-1).loss < lines[0].loss, "loss did not fall");
@@ -79,5 +81,29 @@ Deno.test("e2e: a run resumed from a checkpoint ends identical to an uninterrupt
     strip(await readLines(`${dir}/part/metrics.jsonl`)),
     strip(await readLines(`${dir}/full/metrics.jsonl`)),
   );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("e2e: the paper variant trains, logs its phase change and checkpoints its statistics", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sae-paper-" });
+  const cfg = mergeConfig(SMALL, {
+    variant: "paper",
+    d_sae: 128,
+    steps: 300,
+    recon_only_steps: 100,
+    checkpoint_every: 150,
+    log_every: 50,
+  });
+  const opts = { resume: false, overwrite: false, progress: false, report: false };
+  const { metrics } = await train(cfg, { ...opts, outDir: `${dir}/full` });
+  assert.ok(metrics.explained_variance > 0.5, `EV ${metrics.explained_variance}`);
+  const lines = await readLines(`${dir}/full/metrics.jsonl`);
+  assert.deepEqual(lines.map((l) => l.phase), [1, 1, 2, 2, 2, 2]);
+  // Resume mid-run restores the EMA statistics too: the result is identical.
+  await train({ ...cfg, steps: 150 }, { ...opts, outDir: `${dir}/part` });
+  await train(cfg, { ...opts, outDir: `${dir}/part`, resume: true });
+  const a = await Deno.readFile(`${dir}/full/sae.safetensors`);
+  const b = await Deno.readFile(`${dir}/part/sae.safetensors`);
+  assert.ok(a.length === b.length && a.every((v, i) => v === b[i]), "weights differ after resume");
   await Deno.remove(dir, { recursive: true });
 });
