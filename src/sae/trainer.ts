@@ -7,6 +7,7 @@ import cliProgress from "cli-progress";
 import type { TrainConfig } from "../config.ts";
 import type { ActivationSource } from "../data/source.ts";
 import { SyntheticSource } from "../data/synthetic.ts";
+import { openSource } from "../data/open.ts";
 import { UserError } from "../errors.ts";
 import { groundTruthRecovery } from "../eval/groundtruth.ts";
 import { getGpu } from "../gpu/device.ts";
@@ -50,15 +51,6 @@ export interface TrainResult {
 
 /** Batches used for the final evaluation (fresh rows, never trained on). */
 const EVAL_BATCHES = 8;
-
-/** Opens the activation source named by `cfg.data`. */
-export function openSource(cfg: TrainConfig): ActivationSource {
-  if (cfg.data === "synthetic") return new SyntheticSource(cfg.synthetic, cfg.d_in);
-  throw new UserError(
-    `data '${cfg.data}': only the built-in 'synthetic' source exists so far ` +
-      `(activation files are read by a later release); use --data synthetic`,
-  );
-}
 
 /** Draws `rows` rows from `src` in batches of at most `batch` rows. */
 async function drawRows(src: ActivationSource, rows: number, batch: number) {
@@ -149,7 +141,7 @@ function fmtLine(step: number, total: number, sps: number, m: StepMetrics): stri
 export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const { outDir } = opts;
   await prepareRunDir(outDir, { resume: opts.resume, overwrite: opts.overwrite });
-  const src = openSource(cfg);
+  const src = await openSource(cfg);
   if (src.dIn !== cfg.d_in) {
     throw new UserError(
       `data rows have width ${src.dIn} but d_in is ${cfg.d_in}; set --d-in ${src.dIn}`,
