@@ -85,7 +85,7 @@ export function frontierSpec(fronts: Frontier[]): TopLevelSpec {
           x,
           y,
           text: { field: "label", type: "nominal" },
-          color: { field: "series", type: "nominal", legend: null },
+          color: { field: "series", type: "nominal", title: "variant" },
           description: { field: "label", type: "nominal" },
         },
       },
