@@ -491,19 +491,28 @@ export function validateConfig(obj: unknown, source: string): TrainConfig {
  * over DEFAULT_CONFIG). An empty file is an empty layer.
  */
 export async function loadConfigFile(path: string): Promise<PartialConfig> {
+  const parsed = await readYamlFile(path, "config file");
+  if (parsed === null || parsed === undefined) return {};
+  return validatePartialConfig(parsed, path);
+}
+
+/**
+ * Reads and parses a YAML file; a missing file, a directory or a syntax error becomes a one-line
+ * UserError (`what` names the kind of file, e.g. "sweep file"; syntax errors give file:line:col).
+ */
+export async function readYamlFile(path: string, what: string): Promise<unknown> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new UserError(`config file not found: ${path}`);
+    if (err instanceof Deno.errors.NotFound) throw new UserError(`${what} not found: ${path}`);
     if (err instanceof Deno.errors.IsADirectory) {
-      throw new UserError(`config file ${path} is a directory; pass a .yaml file`);
+      throw new UserError(`${what} ${path} is a directory; pass a .yaml file`);
     }
     throw err;
   }
-  let parsed: unknown;
   try {
-    parsed = parseYaml(text);
+    return parseYaml(text);
   } catch (err) {
     const e = err as { linePos?: { line: number; col: number }[]; message?: string };
     const pos = e.linePos?.[0];
@@ -515,8 +524,6 @@ export async function loadConfigFile(path: string): Promise<PartialConfig> {
     );
     throw new UserError(`${where}: YAML syntax error: ${reason}`);
   }
-  if (parsed === null || parsed === undefined) return {};
-  return validatePartialConfig(parsed, path);
 }
 
 /**

@@ -11,11 +11,11 @@
  * ```
  */
 
-import { parse as parseYaml } from "yaml";
 import {
   DEFAULT_CONFIG,
   mergeConfig,
   type PartialConfig,
+  readYamlFile,
   type TrainConfig,
   validateConfig,
   validatePartialConfig,
@@ -233,30 +233,7 @@ function isMapping(v: unknown): v is Record<string, unknown> {
  * where it applies, the run.
  */
 export async function loadSweepFile(path: string): Promise<Sweep> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new UserError(`sweep file not found: ${path}`);
-    if (err instanceof Deno.errors.IsADirectory) {
-      throw new UserError(`sweep file ${path} is a directory; pass a .yaml file`);
-    }
-    throw err;
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    const e = err as { linePos?: { line: number; col: number }[]; message?: string };
-    const pos = e.linePos?.[0];
-    const where = pos ? `${path}:${pos.line}:${pos.col}` : path;
-    const reason = String(e.message ?? err).split("\n")[0].replace(
-      / at line \d+, column \d+:?$/,
-      "",
-    );
-    throw new UserError(`${where}: YAML syntax error: ${reason}`);
-  }
-  return parseSweep(doc, path);
+  return parseSweep(await readYamlFile(path, "sweep file"), path);
 }
 
 /** Checks the structure of a parsed sweep document (see {@link loadSweepFile}). */

@@ -5,7 +5,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { Rng } from "../rng.ts";
 import { METRIC_WORDS } from "./metrics.ts";
-import { initialState, packState, STATE_WORDS } from "./state.ts";
+import { initialState, packState } from "./state.ts";
 
 /** Host copies of the four parameters. */
 export interface SaeWeights {
@@ -48,7 +48,7 @@ export interface StepBuffers {
   rowstats: GPUBuffer; // [B, 3]
   fstats: GPUBuffer; // [d_sae, 2] fires, Σf
   lastFired: GPUBuffer; // [d_sae] u32
-  state: GPUBuffer; // [STATE_WORDS] step state
+  state: GPUBuffer; // [STATE_WORDS] step state (src/sae/state.ts)
   acc: GPUBuffer; // [METRIC_WORDS] metric accumulators
 }
 
@@ -82,7 +82,6 @@ export function allocStep(gpu: Gpu, dIn: number, dSae: number, batch: number, w:
     state: gpu.upload("state", packState(initialState())),
     acc: gpu.buffer("metrics", METRIC_WORDS * 4),
   };
-  void STATE_WORDS;
   return bufs;
 }
 
