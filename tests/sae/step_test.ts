@@ -97,22 +97,24 @@ Deno.test("GPU step: loss and every parameter and moment after 3 steps match the
   }
 });
 
-Deno.test("the step creates no pipelines or bind groups and reads nothing back", async () => {
-  const gpu = await getGpu();
-  const cfg = tinyConfig();
-  const session = await Session.create(gpu, cfg, randomWeights(cfg, new Rng(1)), 1);
-  const before = { ...gpu.counters };
-  const x = randArray(new Rng(2), cfg.batch * cfg.d_in);
-  for (let i = 0; i < 5; i++) await session.step(x);
-  await session.sync();
-  assert.equal(gpu.counters.pipelines, before.pipelines);
-  assert.equal(gpu.counters.bindGroups, before.bindGroups);
-  assert.equal(gpu.counters.readbacks, before.readbacks);
-  assert.equal(gpu.counters.submits, before.submits + 5);
-  // The logged scalars cost exactly one readback.
-  await session.readMetrics();
-  assert.equal(gpu.counters.readbacks, before.readbacks + 1);
-});
+for (const variant of ["baseline", "paper"] as const) {
+  Deno.test(`${variant} step creates no pipelines or bind groups and reads nothing back`, async () => {
+    const gpu = await getGpu();
+    const cfg = tinyConfig({ variant, recon_only_steps: 2 });
+    const session = await Session.create(gpu, cfg, randomWeights(cfg, new Rng(1)), 1);
+    const before = { ...gpu.counters };
+    const x = randArray(new Rng(2), cfg.batch * cfg.d_in);
+    for (let i = 0; i < 5; i++) await session.step(x);
+    await session.sync();
+    assert.equal(gpu.counters.pipelines, before.pipelines);
+    assert.equal(gpu.counters.bindGroups, before.bindGroups);
+    assert.equal(gpu.counters.readbacks, before.readbacks);
+    assert.equal(gpu.counters.submits, before.submits + 5);
+    // The logged scalars cost exactly one readback.
+    await session.readMetrics();
+    assert.equal(gpu.counters.readbacks, before.readbacks + 1);
+  });
+}
 
 function copyWeights(w: SaeWeights): SaeWeights {
   return { wEnc: w.wEnc.slice(), bEnc: w.bEnc.slice(), wDec: w.wDec.slice(), bDec: w.bDec.slice() };
