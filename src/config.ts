@@ -87,6 +87,11 @@ export interface TrainConfig {
   checkpoint_every: number;
   /** "synthetic" or a path/glob of activation files. */
   data: string;
+  /**
+   * Activation files only: skip rows holding NaN/Inf (and count them) instead of stopping with an
+   * error naming the shard and row.
+   */
+  skip_bad_rows: boolean;
   /** Steps at the start with the reconstruction loss only (paper §4.4 phase 1: 1000). */
   recon_only_steps: number;
   /** γ of the EMA activation frequency (Eq. 1). */
@@ -170,6 +175,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   log_every: 50,
   checkpoint_every: 1000,
   data: "synthetic",
+  skip_bad_rows: false,
   recon_only_steps: 0,
   ema_decay: 0.999,
   tau_base: 0.3,
@@ -255,6 +261,7 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   log_every: { kind: "int", min: 1 },
   checkpoint_every: { kind: "int", min: 0 },
   data: { kind: "string" },
+  skip_bad_rows: { kind: "bool" },
   recon_only_steps: { kind: "int", min: 0 },
   ema_decay: { kind: "number", min: 0, max: 1, exclusiveMax: true },
   tau_base: NON_NEGATIVE,

@@ -15,12 +15,14 @@ import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/
 import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
+import { synthCommand } from "./synth.ts";
 import { trainCommand } from "./train.ts";
 
 /** Every subcommand's factory, one line each. */
 const COMMANDS: (() => CommandUnknownOpts)[] = [
   trainCommand,
   ablateCommand,
+  synthCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */
