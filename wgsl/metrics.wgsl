@@ -16,6 +16,14 @@ const WG: u32 = 256u;
 
 var<workgroup> red: array<vec4<f32>, WG>;
 
+// 0 finite, 1 infinite, 2 NaN: read from the bits (a compiler may assume floats are finite, so
+// `x != x` could be folded away; integer tests on the bit pattern cannot).
+fn badness(x: f32) -> f32 {
+  let bits = bitcast<u32>(x);
+  if ((bits & 0x7f800000u) != 0x7f800000u) { return 0.0; }
+  return select(1.0, 2.0, (bits & 0x007fffffu) != 0u);
+}
+
 fn reduce4(t: u32, v: vec4<f32>) -> vec4<f32> {
   red[t] = v;
   workgroupBarrier();
@@ -57,5 +65,16 @@ fn main(@builtin(local_invocation_index) t: u32) {
     acc[7] += r.z;                       // Σ‖x − x̄‖² (explained variance denominator)
     acc[8] = f.z / f32(M);               // dead fraction now
     acc[9] += f.w / f32(M);              // dense fraction (per-step firing rate > DENSE)
+    // Health flags (0 finite, 1 infinite, 2 NaN), kept until the accumulators are cleared; word 12
+    // is set by wgsl/health.wgsl (parameters after the update).
+    let recon_bad = max(badness(r.x), badness(r.y));
+    let l1_bad = badness(f.y);
+    let input_bad = badness(r.z);
+    if (max(recon_bad, max(l1_bad, input_bad)) > 0.0) {
+      if (acc[13] == 0.0) { acc[13] = f32(st.step); } // first step with a bad term
+      acc[10] = max(acc[10], recon_bad);  // reconstruction term Σ‖r‖, Σ‖r‖²
+      acc[11] = max(acc[11], l1_bad);     // sparsity term Σf
+      acc[14] = max(acc[14], input_bad);  // the batch itself: Σ‖x − x̄‖²
+    }
   }
 }

@@ -25,7 +25,7 @@ import {
 } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { readRunConfig } from "../run/rundir.ts";
-import { train, type TrainOptions } from "../sae/trainer.ts";
+import { train, TrainingInterrupted, type TrainOptions } from "../sae/trainer.ts";
 
 /** The default of a config key, as shown in help. */
 function def(key: Exclude<keyof TrainConfig, "synthetic">): string {
@@ -210,10 +210,19 @@ export async function parseTrainArgs(
   return await resolveTrainFlags(cmd.opts());
 }
 
-/** `sae train`, ready to register on the program. */
+/**
+ * `sae train`, ready to register on the program. SIGINT/SIGTERM end it after a checkpoint with one
+ * line on stderr and status 130/143 (128 + the signal's number), as a shell reports a killed job.
+ */
 export function trainCommand() {
   return makeTrainCommand().action(async (flags) => {
     const { cfg, opts } = await resolveTrainFlags(flags);
-    await train(cfg, opts);
+    try {
+      await train(cfg, opts);
+    } catch (err) {
+      if (!(err instanceof TrainingInterrupted)) throw err;
+      Deno.stderr.writeSync(new TextEncoder().encode(`${err.message}\n`));
+      Deno.exit(err.exitCode);
+    }
   });
 }

@@ -11,6 +11,34 @@ export interface GpuCounters {
   bindGroups: number;
   readbacks: number;
   submits: number;
+  /** Buffers created through this Gpu (readback staging buffers included). */
+  buffersCreated: number;
+  /** Of those, buffers destroyed through this Gpu; created − destroyed = live. */
+  buffersDestroyed: number;
+}
+
+/**
+ * The device failed: it was lost, or a command was invalid. `kernel` names the kernel (pipeline
+ * label) when the driver's message names one.
+ */
+export class GpuFailure extends Error {
+  /** "lost" for a device loss, "validation" for an invalid command, "error" otherwise. */
+  readonly kind: "lost" | "validation" | "error";
+  /** The kernel the driver's message names, if any. */
+  readonly kernel: string | null;
+  constructor(kind: "lost" | "validation" | "error", message: string, kernel: string | null) {
+    super(message);
+    this.name = "GpuFailure";
+    this.kind = kind;
+    this.kernel = kernel;
+  }
+}
+
+/** The kernel a wgpu message names ("ComputePipeline with 'encode' label"), or null. */
+export function kernelInMessage(message: string): string | null {
+  const m = /ComputePipeline with '([^']+)' label/.exec(message) ??
+    /BindGroup with '([^']+)' label/.exec(message);
+  return m ? m[1] : null;
 }
 
 /** Options for {@link createGpu}. */
@@ -36,8 +64,18 @@ export class Gpu {
   /** Largest storage binding in bytes. */
   readonly maxBinding: number;
   /** Operation counters (see {@link GpuCounters}). */
-  readonly counters: GpuCounters = { pipelines: 0, bindGroups: 0, readbacks: 0, submits: 0 };
-  private failure: Error | null = null;
+  readonly counters: GpuCounters = {
+    pipelines: 0,
+    bindGroups: 0,
+    readbacks: 0,
+    submits: 0,
+    buffersCreated: 0,
+    buffersDestroyed: 0,
+  };
+  private failure: GpuFailure | null = null;
+  /** Rejects with the first failure: raced against waits so that none outlives the device. */
+  private readonly failed: Promise<never>;
+  private rejectFailed: (e: GpuFailure) => void = () => {};
   private readonly modules = new Map<string, GPUShaderModule>();
   private dummyBuf: GPUBuffer | null = null;
 
@@ -48,20 +86,74 @@ export class Gpu {
     this.hasF16 = info.f16;
     this.hasTimestamps = device.features.has("timestamp-query");
     this.maxBinding = info.maxBinding;
+    this.failed = new Promise<never>((_, reject) => {
+      this.rejectFailed = reject;
+    });
+    this.failed.catch(() => {}); // observed through guard() and throwIfFailed()
     device.addEventListener("uncapturederror", (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;
-      this.failure ??= new Error(`GPU error: ${err.message.trim()}`);
-    });
-    device.lost.then((info) => {
-      this.failure ??= new Error(
-        `GPU device lost (${info.reason}): ${info.message || "no message"}`,
+      const msg = err.message.trim().replaceAll(/\s*\n\s*/g, " ");
+      const kernel = kernelInMessage(msg);
+      const kind = err instanceof GPUValidationError ? "validation" : "error";
+      this.fail(
+        new GpuFailure(
+          kind,
+          `GPU ${kind} error${kernel ? ` in kernel '${kernel}'` : ""}: ${msg}`,
+          kernel,
+        ),
       );
     });
+    device.lost.then((info) => {
+      this.fail(
+        new GpuFailure(
+          "lost",
+          `GPU device lost (${info.reason}): ${info.message || "no message"}`,
+          null,
+        ),
+      );
+    });
+  }
+
+  private fail(e: GpuFailure): void {
+    if (this.failure) return;
+    this.failure = e;
+    this.rejectFailed(e);
+  }
+
+  /** The first failure seen so far, or null. */
+  get failureError(): GpuFailure | null {
+    return this.failure;
   }
 
   /** Throws the first device loss or uncaptured validation error seen so far, if any. */
   throwIfFailed(): void {
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Waits for `p`, or rejects with the device's failure as soon as there is one (a wait on a
+   * dead device must not hang the run).
+   */
+  guard<T>(p: Promise<T>): Promise<T> {
+    this.throwIfFailed();
+    return Promise.race([p, this.failed]);
+  }
+
+  /** Creates a buffer, counting it (every buffer of this module goes through here). */
+  createBuffer(desc: GPUBufferDescriptor): GPUBuffer {
+    this.counters.buffersCreated++;
+    return this.device.createBuffer(desc);
+  }
+
+  /** Destroys a buffer made by this Gpu, counting it. */
+  destroyBuffer(buf: GPUBuffer): void {
+    this.counters.buffersDestroyed++;
+    buf.destroy();
+  }
+
+  /** Buffers created and not yet destroyed through this Gpu. */
+  get liveBuffers(): number {
+    return this.counters.buffersCreated - this.counters.buffersDestroyed;
   }
 
   /** Creates a storage buffer of `bytes` (rounded up to 4), checking the binding limit. */
@@ -73,7 +165,7 @@ export class Gpu {
           `${fmtBytes(this.maxBinding)}: reduce d_sae, d_in or batch`,
       );
     }
-    return this.device.createBuffer({
+    return this.createBuffer({
       label,
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST |
@@ -102,7 +194,7 @@ export class Gpu {
   /** A uniform buffer holding `words` u32/f32 values (packed as given). */
   uniform(label: string, data: ArrayBuffer): GPUBuffer {
     const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
-    const buf = this.device.createBuffer({
+    const buf = this.createBuffer({
       label,
       size,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -183,7 +275,8 @@ export class Gpu {
       offsets.push(total);
       total += s;
     }
-    const staging = this.device.createBuffer({
+    const staging = this.createBuffer({
+      label: "readback",
       size: Math.max(16, total),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
@@ -192,14 +285,15 @@ export class Gpu {
     this.submit([enc.finish()]);
     this.counters.readbacks++;
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await this.guard(staging.mapAsync(GPUMapMode.READ));
     } catch (e) {
+      this.destroyBuffer(staging);
       this.throwIfFailed();
       throw e;
     }
     const all = new Float32Array(staging.getMappedRange().slice(0));
     staging.unmap();
-    staging.destroy();
+    this.destroyBuffer(staging);
     this.throwIfFailed();
     return sizes.map((s, i) => all.subarray(offsets[i] / 4, (offsets[i] + s) / 4));
   }
@@ -217,7 +311,7 @@ export class Gpu {
 
   /** Waits for all submitted work, then throws any device failure. */
   async sync(): Promise<void> {
-    await this.device.queue.onSubmittedWorkDone();
+    await this.guard(this.device.queue.onSubmittedWorkDone());
     this.throwIfFailed();
   }
 

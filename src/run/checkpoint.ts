@@ -16,7 +16,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
-import { atomicWrite } from "./atomic.ts";
+import { atomicWrite, type Writer } from "./atomic.ts";
 import { decodeSafetensors, encodeSafetensors, type Tensor } from "./safetensors.ts";
 
 /** A loaded, verified checkpoint. */
@@ -31,6 +31,8 @@ export interface Checkpoint {
 export interface SaveCheckpointOptions {
   /** How many checkpoints to keep, newest first (default 3; at least 1). */
   keep?: number;
+  /** Replaces the byte writer of the atomic write (tests inject failures with it). */
+  writer?: Writer;
 }
 
 /** Options of {@link loadLatestCheckpoint}. */
@@ -80,7 +82,7 @@ export async function saveCheckpoint(
     sha256,
   });
   const path = join(dir, checkpointName(step));
-  await atomicWrite(path, bytes);
+  await atomicWrite(path, bytes, { writer: options.writer });
 
   const others = (await listCheckpoints(runDir)).map((c) => c.step).filter((s) => s !== step);
   for (const s of others.slice(keep - 1)) {
@@ -89,6 +91,28 @@ export async function saveCheckpoint(
     });
   }
   return path;
+}
+
+const TEMP_RE = /^step-\d{8,}\.safetensors\.tmp-[0-9a-f]+$/;
+
+/**
+ * Removes temporary files that a write killed before its rename left in the checkpoint directory
+ * (they are never read; this only reclaims their space). Returns the names removed.
+ */
+export async function removeStaleTemps(runDir: string): Promise<string[]> {
+  const dir = checkpointDir(runDir);
+  const removed: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isFile && TEMP_RE.test(e.name)) {
+        await Deno.remove(join(dir, e.name)).catch(() => {});
+        removed.push(e.name);
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return removed;
 }
 
 /** The run's checkpoint files, newest step first. */

@@ -17,7 +17,7 @@
 import { join } from "node:path";
 import { configToYaml, loadConfigFile, type PartialConfig, type TrainConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
-import { atomicWrite, writeAllBytes } from "./atomic.ts";
+import { atomicWrite, writeAllBytes, type Writer } from "./atomic.ts";
 
 /** The config file of a run directory. */
 export const CONFIG_FILE = "config.yaml";
@@ -97,9 +97,14 @@ export async function writeConfig(dir: string, cfg: TrainConfig): Promise<void> 
   await atomicWrite(join(dir, CONFIG_FILE), configToYaml(cfg));
 }
 
-/** Writes `dir/name` as pretty JSON atomically. */
-export async function writeJson(dir: string, name: string, obj: unknown): Promise<void> {
-  await atomicWrite(join(dir, name), JSON.stringify(obj, null, 2) + "\n");
+/** Writes `dir/name` as pretty JSON atomically (`writer`: see {@link atomicWrite}). */
+export async function writeJson(
+  dir: string,
+  name: string,
+  obj: unknown,
+  writer?: Writer,
+): Promise<void> {
+  await atomicWrite(join(dir, name), JSON.stringify(obj, null, 2) + "\n", { writer });
 }
 
 /**
@@ -125,18 +130,26 @@ export function truncateMetrics(text: string, step: number): string {
 
 /** metrics.jsonl: one JSON object per line, appended as training goes. */
 export class MetricsLog {
-  private constructor(private file: Deno.FsFile, readonly path: string) {}
+  private constructor(
+    private file: Deno.FsFile,
+    readonly path: string,
+    private writer: Writer = writeAllBytes,
+  ) {}
 
   /**
    * Opens `dir/metrics.jsonl`. `resumeStep` null starts an empty log; a step keeps the lines up to
    * that step (the checkpoint the run resumes from), so the finished log matches an
    * uninterrupted run.
    */
-  static async open(dir: string, resumeStep: number | null): Promise<MetricsLog> {
+  static async open(
+    dir: string,
+    resumeStep: number | null,
+    writer?: Writer,
+  ): Promise<MetricsLog> {
     const path = join(dir, METRICS_FILE);
     if (resumeStep === null) {
       const file = await Deno.open(path, { write: true, create: true, truncate: true });
-      return new MetricsLog(file, path);
+      return new MetricsLog(file, path, writer);
     }
     let text = "";
     try {
@@ -144,14 +157,14 @@ export class MetricsLog {
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
-    await atomicWrite(path, truncateMetrics(text, resumeStep));
+    await atomicWrite(path, truncateMetrics(text, resumeStep), { writer });
     const file = await Deno.open(path, { append: true });
-    return new MetricsLog(file, path);
+    return new MetricsLog(file, path, writer);
   }
 
   /** Appends one record as a line. */
   async append(record: Record<string, unknown>): Promise<void> {
-    await writeAllBytes(this.file, new TextEncoder().encode(JSON.stringify(record) + "\n"));
+    await this.writer(this.file, new TextEncoder().encode(JSON.stringify(record) + "\n"));
   }
 
   /** Closes the file. */

@@ -1,7 +1,9 @@
 /** Metric accumulators kept on the GPU (wgsl/metrics.wgsl) and read back only at log steps. */
 import metricsSrc from "../../wgsl/metrics.wgsl" with { type: "text" };
+import healthSrc from "../../wgsl/health.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, kernel } from "../gpu/dispatch.ts";
+import { cdiv, type Dispatch, kernel } from "../gpu/dispatch.ts";
+import type { ParamBuffers, ParamName } from "./model.ts";
 import { STATE_WGSL } from "./state.ts";
 
 /** Slot of each accumulator (mirrors the writes at the end of wgsl/metrics.wgsl). */
@@ -16,6 +18,13 @@ export const METRIC_INDEX = {
   total_ss: 7,
   dead: 8,
   dense: 9,
+  /** Health flags: 0 finite, 1 infinite, 2 NaN since the last read (see {@link health}). */
+  recon_bad: 10,
+  l1_bad: 11,
+  params_bad: 12,
+  /** First step of the window whose loss terms or batch were not finite (0: none). */
+  first_bad_step: 13,
+  input_bad: 14,
 } as const;
 
 /** Accumulator buffer length in f32 words. */
@@ -92,5 +101,65 @@ export function metricsKernel(
     },
     buffers: [b.rowstats, b.fstats, b.lastFired, b.acc, b.state],
     groups: [1, 1, 1],
+  });
+}
+
+/** 0 finite, 1 infinite, 2 NaN. */
+export type Badness = 0 | 1 | 2;
+
+/** What went non-finite in the accumulated window (all 0 when healthy). */
+export interface Health {
+  /** The reconstruction term (Σ‖x − x̂‖ or Σ‖x − x̂‖²). */
+  recon: Badness;
+  /** The sparsity term Σf. */
+  l1: Badness;
+  /** A parameter after an update (wgsl/health.wgsl). */
+  params: Badness;
+  /** The batch itself (Σ‖x − x̄‖²): the data holds NaN or infinity. */
+  input: Badness;
+  /** First step whose loss terms or batch were bad (0: none seen, or only a parameter). */
+  firstStep: number;
+}
+
+/** Reads the health flags of an accumulator buffer. */
+export function health(acc: Float32Array): Health {
+  const I = METRIC_INDEX;
+  const b = (v: number): Badness => (v >= 2 ? 2 : v >= 1 ? 1 : 0);
+  return {
+    recon: b(acc[I.recon_bad]),
+    l1: b(acc[I.l1_bad]),
+    params: b(acc[I.params_bad]),
+    input: b(acc[I.input_bad]),
+    firstStep: acc[I.first_bad_step],
+  };
+}
+
+/** Whether any flag of `h` is set. */
+export function isBad(h: Health): boolean {
+  return h.recon + h.l1 + h.params + h.input > 0;
+}
+
+/** Builds the once-per-step parameter check that sets the params_bad flag in `acc`. */
+export function healthKernel(
+  gpu: Gpu,
+  params: Record<ParamName, ParamBuffers>,
+  acc: GPUBuffer,
+): Promise<Dispatch> {
+  const WG = 256;
+  const largest = Math.max(params.wEnc.size, params.wDec.size);
+  // About 16 elements a thread for the large matrices, at most 1024 workgroups.
+  const groups = Math.max(1, Math.min(1024, cdiv(largest, WG * 16)));
+  return kernel(gpu, {
+    label: "health",
+    code: healthSrc,
+    constants: {
+      N_WENC: params.wEnc.size,
+      N_BENC: params.bEnc.size,
+      N_WDEC: params.wDec.size,
+      N_BDEC: params.bDec.size,
+      STRIDE: groups * WG,
+    },
+    buffers: [params.wEnc.p, params.bEnc.p, params.wDec.p, params.bDec.p, acc],
+    groups: [groups, 1, 1],
   });
 }

@@ -7,7 +7,14 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
 import { baseline } from "./baseline.ts";
 import { paper } from "./paper.ts";
-import { METRIC_WORDS, type StepMetrics, summarize } from "./metrics.ts";
+import {
+  type Health,
+  health,
+  healthKernel,
+  METRIC_WORDS,
+  type StepMetrics,
+  summarize,
+} from "./metrics.ts";
 import { allocStep, PARAM_NAMES, type SaeWeights, type StepBuffers } from "./model.ts";
 import { type StepState, unpackState } from "./state.ts";
 import { buildStep, forwardDispatches, type StepHooks, type Variant } from "./step.ts";
@@ -23,6 +30,11 @@ export interface SessionState {
   state: Uint32Array;
   /** The variant's extra per-latent state, by name. */
   extra: Record<string, Float32Array>;
+  /**
+   * The metric accumulators of the window in progress ([METRIC_WORDS]), so that a run resumed
+   * from a checkpoint between log steps logs the same values; absent in older checkpoints (zeros).
+   */
+  metricsAcc?: Float32Array;
 }
 
 /** One run's GPU state. */
@@ -45,14 +57,24 @@ export class Session {
   }
 
   /** Allocates buffers, uploads `weights`, and builds the step of `cfg.variant`. */
-  static async create(gpu: Gpu, cfg: TrainConfig, weights: SaeWeights, scale: number) {
+  static async create(
+    gpu: Gpu,
+    cfg: TrainConfig,
+    weights: SaeWeights,
+    scale: number,
+  ): Promise<Session> {
     const bufs = allocStep(gpu, cfg.d_in, cfg.d_sae, cfg.batch, weights);
     const s = new Session(gpu, cfg, bufs, scale);
     const ctx = { gpu, cfg, bufs, scale };
     const parts = await VARIANTS[cfg.variant](ctx);
     s.hooks = parts.hooks;
     s.extra = parts.extra;
-    s.dispatches = await buildStep(ctx, parts.hooks);
+    // The parameter health check ends every step (O(params), no readback: it sets a flag word
+    // in the accumulators, read with the logged scalars).
+    s.dispatches = [
+      ...await buildStep(ctx, parts.hooks),
+      await healthKernel(gpu, bufs.params, bufs.acc),
+    ];
     return s;
   }
 
@@ -67,27 +89,33 @@ export class Session {
    * the host waits for the step before last, which bounds memory without stalling the GPU.
    */
   async step(batch: Float32Array): Promise<void> {
-    if (this.inflight.length >= 2) await this.inflight.shift();
+    this.gpu.throwIfFailed();
+    if (this.inflight.length >= 2) await this.gpu.guard(this.inflight.shift()!);
     this.gpu.write(this.bufs.x, batch);
-    const enc = this.gpu.device.createCommandEncoder();
+    const enc = this.gpu.device.createCommandEncoder({ label: "train step" });
     if (this.clearAcc) {
       enc.clearBuffer(this.bufs.acc);
       this.clearAcc = false;
     }
     encodeDispatches(enc, this.dispatches);
     this.gpu.submit([enc.finish()]);
-    this.inflight.push(this.gpu.device.queue.onSubmittedWorkDone());
+    const done = this.gpu.device.queue.onSubmittedWorkDone();
+    done.catch(() => {}); // a rejection surfaces through guard() above, never as unhandled
+    this.inflight.push(done);
   }
 
-  /** Reads and resets the metric accumulators; also returns the step state. */
-  async readMetrics(): Promise<{ metrics: StepMetrics; state: StepState }> {
+  /**
+   * Reads and resets the metric accumulators; also returns the step state and the window's
+   * health flags (non-finite loss terms, batch or parameters).
+   */
+  async readMetrics(): Promise<{ metrics: StepMetrics; state: StepState; health: Health }> {
     const [acc, st] = await this.gpu.readMany([
       { buf: this.bufs.acc, bytes: METRIC_WORDS * 4 },
       { buf: this.bufs.state },
     ]);
     this.clearAcc = true;
     const words = new Uint32Array(st.buffer, st.byteOffset, st.length);
-    return { metrics: summarize(acc), state: unpackState(words) };
+    return { metrics: summarize(acc), state: unpackState(words), health: health(acc) };
   }
 
   /** Reads the four parameters. */
@@ -110,6 +138,7 @@ export class Session {
       { buf: this.bufs.lastFired, bytes: this.cfg.d_sae * 4 },
       { buf: this.bufs.state },
       ...Object.values(this.extra).map((buf) => ({ buf, bytes: this.cfg.d_sae * 4 })),
+      { buf: this.bufs.acc, bytes: METRIC_WORDS * 4 },
     ];
     const got = await this.gpu.readMany(reqs);
     const pick = (o: number) =>
@@ -120,7 +149,16 @@ export class Session {
     const extra = Object.fromEntries(
       Object.keys(this.extra).map((n, i) => [n, got[10 + i].slice()]),
     );
-    return { adamM: pick(0), adamV: pick(4), lastFired: u32(got[8]), state: u32(got[9]), extra };
+    // Accumulators already read at a log step are cleared before the next step: they hold zeros.
+    const acc = this.clearAcc ? new Float32Array(METRIC_WORDS) : got[got.length - 1].slice();
+    return {
+      adamM: pick(0),
+      adamV: pick(4),
+      lastFired: u32(got[8]),
+      state: u32(got[9]),
+      extra,
+      metricsAcc: acc,
+    };
   }
 
   /** Names of the variant's extra state buffers. */
@@ -138,6 +176,10 @@ export class Session {
     this.gpu.write(this.bufs.lastFired, s.lastFired);
     this.gpu.write(this.bufs.state, s.state);
     for (const [name, buf] of Object.entries(this.extra)) this.gpu.write(buf, s.extra[name]);
+    if (s.metricsAcc) {
+      this.gpu.write(this.bufs.acc, s.metricsAcc);
+      this.clearAcc = false;
+    }
   }
 
   /** Waits for all queued steps and surfaces any device error. */

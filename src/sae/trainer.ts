@@ -10,14 +10,26 @@ import { SyntheticSource } from "../data/synthetic.ts";
 import { openSource } from "../data/open.ts";
 import { UserError } from "../errors.ts";
 import { groundTruthRecovery } from "../eval/groundtruth.ts";
-import { getGpu } from "../gpu/device.ts";
+import { getGpu, type Gpu, GpuFailure } from "../gpu/device.ts";
 import { encodeDispatches } from "../gpu/dispatch.ts";
-import { loadLatestCheckpoint, saveCheckpoint } from "../run/checkpoint.ts";
+import {
+  checkpointName,
+  loadLatestCheckpoint,
+  removeStaleTemps,
+  saveCheckpoint,
+} from "../run/checkpoint.ts";
 import { MetricsLog, prepareRunDir, writeConfig, writeJson } from "../run/rundir.ts";
 import { f32Tensor, type Tensor, tensorToF32 } from "../run/safetensors.ts";
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWrite, type Writer } from "../run/atomic.ts";
 import { encodeSafetensors } from "../run/safetensors.ts";
-import { METRIC_WORDS, type StepMetrics, summarize } from "./metrics.ts";
+import {
+  type Health,
+  health,
+  isBad,
+  METRIC_WORDS,
+  type StepMetrics,
+  summarize,
+} from "./metrics.ts";
 import {
   geometricMedian,
   initWeights,
@@ -41,6 +53,16 @@ export interface TrainOptions {
   progress: boolean;
   /** Print the final report to stdout (default true). */
   report?: boolean;
+  /** Checkpoint and stop on SIGINT/SIGTERM (default true; listeners removed when train returns). */
+  signals?: boolean;
+  /** The device to train on (default: the process-wide one from getGpu). */
+  gpu?: Gpu;
+  /** Byte writer for every output file (tests inject failing writers; see src/run/atomic.ts). */
+  writer?: Writer;
+  /** Called after each step is submitted (tests inject faults with it). */
+  onStep?: (step: number, session: Session) => void | Promise<void>;
+  /** Wraps the data source (tests inject bad batches with it). */
+  wrapSource?: (src: ActivationSource) => ActivationSource;
 }
 
 /** What a finished run reports (also saved as metrics.json). */
@@ -104,19 +126,29 @@ function u32Of(t: Tensor | undefined, name: string): Uint32Array {
 }
 
 /** Writes a checkpoint of everything needed to continue bit for bit. */
-async function checkpoint(session: Session, src: ActivationSource, outDir: string, step: number) {
+async function checkpoint(
+  session: Session,
+  src: ActivationSource,
+  outDir: string,
+  step: number,
+  opts: { writer?: Writer; beforeWrite?: (st: SessionState) => void } = {},
+) {
   const [w, st] = [await session.readWeights(), await session.readState()];
+  opts.beforeWrite?.(st);
   const tensors: Record<string, Tensor> = {
     ...weightTensors(session.cfg, w),
     ...weightTensors(session.cfg, st.adamM, "adam_m."),
     ...weightTensors(session.cfg, st.adamV, "adam_v."),
     last_fired: u32Tensor(st.lastFired),
     step_state: u32Tensor(st.state),
+    metrics_acc: f32Tensor([METRIC_WORDS], st.metricsAcc ?? new Float32Array(METRIC_WORDS)),
   };
   for (const [name, v] of Object.entries(st.extra)) {
     tensors[`extra.${name}`] = f32Tensor([v.length], v);
   }
-  await saveCheckpoint(outDir, step, tensors, { scale: session.scale, source: src.state() });
+  await saveCheckpoint(outDir, step, tensors, { scale: session.scale, source: src.state() }, {
+    writer: opts.writer,
+  });
 }
 
 /** A one-line summary of logged metrics. */
@@ -127,8 +159,164 @@ function fmtLine(step: number, total: number, sps: number, m: StepMetrics): stri
     }%`;
 }
 
+/** The command that continues a run. */
+export function resumeCommand(outDir: string): string {
+  return `deno task sae train --resume ${outDir}`;
+}
+
+/**
+ * Training stopped on SIGINT or SIGTERM after writing a checkpoint of the last finished step. The
+ * CLI prints the message as one line and exits with {@link TrainingInterrupted.exitCode}.
+ */
+export class TrainingInterrupted extends Error {
+  /** The signal received. */
+  readonly signal: "SIGINT" | "SIGTERM";
+  /** Steps finished (and checkpointed, when `checkpoint` is set). */
+  readonly step: number;
+  /** 130 for SIGINT, 143 for SIGTERM (128 + the signal's number). */
+  readonly exitCode: number;
+  /** The checkpoint to resume from, or null when nothing had been trained. */
+  readonly checkpoint: string | null;
+  constructor(signal: "SIGINT" | "SIGTERM", step: number, outDir: string, ckpt: string | null) {
+    super(
+      ckpt === null
+        ? `interrupted before the first step; nothing was saved`
+        : `interrupted at step ${step}; resume with: ${resumeCommand(outDir)}`,
+    );
+    this.name = "TrainingInterrupted";
+    this.signal = signal;
+    this.step = step;
+    this.exitCode = signal === "SIGINT" ? 130 : 143;
+    this.checkpoint = ckpt;
+  }
+}
+
+/** The loss, the batch or a parameter became NaN or infinite; the last good checkpoint is kept. */
+export class TrainingDiverged extends UserError {
+  /** Last step known good (the previous log step) and the step where it was detected. */
+  readonly from: number;
+  readonly to: number;
+  /** What went bad: "reconstruction", "L1", "input", "parameters". */
+  readonly terms: string[];
+  constructor(message: string, from: number, to: number, terms: string[]) {
+    super(message);
+    this.name = "TrainingDiverged";
+    this.from = from;
+    this.to = to;
+    this.terms = terms;
+  }
+}
+
+/** The GPU device was lost or rejected a command mid-run. */
+export class TrainingDeviceFailure extends UserError {
+  /** The kernel named by the driver, when known. */
+  readonly kernel: string | null;
+  constructor(message: string, kernel: string | null) {
+    super(message);
+    this.name = "TrainingDeviceFailure";
+    this.kernel = kernel;
+  }
+}
+
+/** Writing an output file failed (disk full, read-only directory, ...). */
+export class OutputWriteError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = "OutputWriteError";
+  }
+}
+
+function divergedError(
+  h: Health,
+  from: number,
+  to: number,
+  lastCkpt: string | null,
+): TrainingDiverged {
+  const word = (b: number) => (b === 2 ? "NaN" : "infinite");
+  const kept = lastCkpt === null
+    ? "no checkpoint had been written"
+    : `the last good checkpoint ${lastCkpt.replace(/\.safetensors$/, "")} is kept`;
+  const window = `between steps ${from} and ${to}`;
+  const first = h.firstStep > 0 ? `first at step ${h.firstStep}; ` : "";
+  if (h.input > 0) {
+    return new TrainingDiverged(
+      `the training data became ${word(h.input)} ${window} (${first}input batch); ${kept}: ` +
+        `check the data`,
+      from,
+      to,
+      ["input"],
+    );
+  }
+  const terms: string[] = [];
+  if (h.recon > 0) terms.push("reconstruction");
+  if (h.l1 > 0) terms.push("L1");
+  if (terms.length > 0) {
+    const worst = Math.max(h.recon, h.l1);
+    return new TrainingDiverged(
+      `loss became ${word(worst)} ${window} (${first}${terms.join(" and ")} term${
+        terms.length > 1 ? "s" : ""
+      }); ${kept}: lower --lr or check the data`,
+      from,
+      to,
+      h.params > 0 ? [...terms, "parameters"] : terms,
+    );
+  }
+  return new TrainingDiverged(
+    `parameters became ${word(h.params)} ${window} (an update overflowed); ${kept}: ` +
+      `lower --lr or check the data`,
+    from,
+    to,
+    ["parameters"],
+  );
+}
+
+/** SIGINT/SIGTERM listeners for the duration of a run; a second signal exits at once. */
+function listenForSignals() {
+  const state: { received: "SIGINT" | "SIGTERM" | null } = { received: null };
+  const installed: [Deno.Signal, () => void][] = [];
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    const handler = () => {
+      if (state.received !== null) {
+        // Checkpoint writes are atomic, so leaving now cannot corrupt one.
+        console.error(`${sig} again: exiting without waiting for the checkpoint`);
+        Deno.exit(sig === "SIGINT" ? 130 : 143);
+      }
+      state.received = sig;
+    };
+    try {
+      Deno.addSignalListener(sig, handler);
+      installed.push([sig, handler]);
+    } catch {
+      // Not available on this platform (SIGTERM on Windows): the default action stays.
+    }
+  }
+  return {
+    state,
+    remove() {
+      for (const [sig, handler] of installed) Deno.removeSignalListener(sig, handler);
+    },
+  };
+}
+
+/** Runs `fn`, turning an I/O failure into a one-line OutputWriteError that names `what`. */
+async function writing<T>(what: string, then: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new OutputWriteError(`cannot write ${what}: ${msg}; ${then}`);
+  }
+}
+
 /**
  * Trains an SAE as configured, writing the run directory; returns the final metrics.
+ *
+ * Faults end the run with a one-line error and never a corrupt or poisoned checkpoint:
+ * SIGINT/SIGTERM checkpoint the last finished step and reject with {@link TrainingInterrupted};
+ * a NaN or infinite loss term, batch or parameter (flagged on the GPU, read at log steps and
+ * before every checkpoint) rejects with {@link TrainingDiverged}; a lost device or invalid command
+ * with {@link TrainingDeviceFailure}; a failed write with {@link OutputWriteError}.
  *
  * @example
  * ```ts
@@ -139,49 +327,127 @@ function fmtLine(step: number, total: number, sps: number, m: StepMetrics): stri
  * ```
  */
 export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
-  const { outDir } = opts;
-  await prepareRunDir(outDir, { resume: opts.resume, overwrite: opts.overwrite });
-  const src = await openSource(cfg);
+  const signals = opts.signals === false ? null : listenForSignals();
+  try {
+    return await trainRun(cfg, opts, signals?.state ?? { received: null });
+  } finally {
+    signals?.remove();
+  }
+}
+
+async function trainRun(
+  cfg: TrainConfig,
+  opts: TrainOptions,
+  signal: { received: "SIGINT" | "SIGTERM" | null },
+): Promise<TrainResult> {
+  const { outDir, writer } = opts;
+  const resumeHint = `resume with: ${resumeCommand(outDir)}`;
+  await writing(
+    `run directory ${outDir}`,
+    "choose a writable --out",
+    () => prepareRunDir(outDir, { resume: opts.resume, overwrite: opts.overwrite }),
+  );
+  let src = await openSource(cfg);
   if (src.dIn !== cfg.d_in) {
     throw new UserError(
       `data rows have width ${src.dIn} but d_in is ${cfg.d_in}; set --d-in ${src.dIn}`,
     );
   }
-  const gpu = await getGpu({ announce: true });
+  if (opts.wrapSource) src = opts.wrapSource(src);
+  const gpu = opts.gpu ?? await getGpu({ announce: true });
+  if (opts.resume) {
+    const stale = await removeStaleTemps(outDir);
+    if (stale.length) console.error(`removed ${stale.length} unfinished checkpoint write(s)`);
+  }
   const ckpt = opts.resume ? await loadLatestCheckpoint(outDir) : null;
   if (opts.resume && !ckpt) {
     console.error(`no usable checkpoint in ${outDir}: starting from step 0`);
   }
-  await writeConfig(outDir, cfg);
+  await writing(`${outDir}/config.yaml`, "choose a writable --out", () => writeConfig(outDir, cfg));
+
+  // Where the run stands, for the messages of the faults below.
+  let lastGood = ckpt ? ckpt.step : 0; // last step whose window was read and found finite
+  let done = ckpt ? ckpt.step : 0; // last step submitted
+  let lastCkpt: string | null = ckpt ? checkpointName(ckpt.step) : null;
+  let phase = "setup";
+  const keptNote = () =>
+    lastCkpt === null
+      ? "no checkpoint had been written"
+      : `the last checkpoint ${lastCkpt.replace(/\.safetensors$/, "")} is kept: ${resumeHint}`;
+  const deviceFailure = (err: unknown): TrainingDeviceFailure | null => {
+    const f = gpu.failureError ?? (err instanceof GpuFailure ? err : null);
+    if (!f) return null;
+    return new TrainingDeviceFailure(
+      `${f.message} (during ${phase}); nothing is saved from a failed device; ${keptNote()}`,
+      f.kernel,
+    );
+  };
 
   let session: Session;
   let start = 0;
-  if (ckpt) {
-    const scale = Number(ckpt.meta.scale ?? 1);
-    session = await Session.create(gpu, cfg, pickWeights(ckpt.tensors, ""), scale);
-    const st: SessionState = {
-      adamM: pickWeights(ckpt.tensors, "adam_m."),
-      adamV: pickWeights(ckpt.tensors, "adam_v."),
-      lastFired: u32Of(ckpt.tensors.last_fired, "last_fired"),
-      state: u32Of(ckpt.tensors.step_state, "step_state"),
-      extra: {},
-    };
-    for (const name of session.extraNames()) {
-      const t = ckpt.tensors[`extra.${name}`];
-      if (!t) {
-        throw new UserError(`checkpoint lacks 'extra.${name}': was it written by another variant?`);
+  try {
+    if (ckpt) {
+      const scale = Number(ckpt.meta.scale ?? 1);
+      session = await Session.create(gpu, cfg, pickWeights(ckpt.tensors, ""), scale);
+      const st: SessionState = {
+        adamM: pickWeights(ckpt.tensors, "adam_m."),
+        adamV: pickWeights(ckpt.tensors, "adam_v."),
+        lastFired: u32Of(ckpt.tensors.last_fired, "last_fired"),
+        state: u32Of(ckpt.tensors.step_state, "step_state"),
+        extra: {},
+        // Checkpoints from before the accumulators were saved resume with an empty window.
+        metricsAcc: ckpt.tensors.metrics_acc ? tensorToF32(ckpt.tensors.metrics_acc) : undefined,
+      };
+      for (const name of session.extraNames()) {
+        const t = ckpt.tensors[`extra.${name}`];
+        if (!t) {
+          throw new UserError(
+            `checkpoint lacks 'extra.${name}': was it written by another variant?`,
+          );
+        }
+        st.extra[name] = tensorToF32(t);
       }
-      st.extra[name] = tensorToF32(t);
+      session.restoreState(st);
+      src.restore(ckpt.meta.source);
+      start = ckpt.step;
+      console.error(`resuming ${outDir} from step ${start}`);
+    } else {
+      const { weights, scale } = await initialise(cfg, src);
+      session = await Session.create(gpu, cfg, weights, scale);
     }
-    session.restoreState(st);
-    src.restore(ckpt.meta.source);
-    start = ckpt.step;
-    console.error(`resuming ${outDir} from step ${start}`);
-  } else {
-    const { weights, scale } = await initialise(cfg, src);
-    session = await Session.create(gpu, cfg, weights, scale);
+  } catch (err) {
+    throw deviceFailure(err) ?? err;
   }
-  const log = await MetricsLog.open(outDir, ckpt ? ckpt.step : null);
+  const log = await writing(
+    `${outDir}/metrics.jsonl`,
+    "choose a writable --out",
+    () => MetricsLog.open(outDir, ckpt ? ckpt.step : null, writer),
+  );
+
+  const save = async (step: number) => {
+    const path = `${outDir}/checkpoints/${checkpointName(step)}`;
+    await checkpoint(session, src, outDir, step, {
+      writer,
+      // Never checkpoint a poisoned state: the flags of the window so far are in the accumulators.
+      beforeWrite: (st) => {
+        const h = health(st.metricsAcc ?? new Float32Array(METRIC_WORDS));
+        if (isBad(h)) throw divergedError(h, lastGood, step, lastCkpt);
+      },
+    }).catch((err) => {
+      if (err instanceof UserError || deviceFailure(err)) throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new OutputWriteError(
+        `cannot write checkpoint ${path}: ${msg}; no partial file is left and ${
+          lastCkpt === null
+            ? "no earlier checkpoint exists"
+            : `the previous checkpoint ${
+              lastCkpt.replace(/\.safetensors$/, "")
+            } is intact: free space or fix permissions, then ${resumeHint}`
+        }`,
+      );
+    });
+    lastCkpt = checkpointName(step);
+  };
 
   const bar = opts.progress
     ? new cliProgress.SingleBar({
@@ -199,7 +465,8 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
   const batch = new Float32Array(cfg.batch * cfg.d_in);
   let t0 = performance.now(), stepsSince = 0;
   try {
-    for (let step = start + 1; step <= cfg.steps; step++) {
+    for (let step = start + 1; step <= cfg.steps && signal.received === null; step++) {
+      phase = `steps ${lastGood + 1}–${step}`;
       if (step === cfg.recon_only_steps + 1 && cfg.recon_only_steps > 0) {
         const line = `step ${step}: recon-only phase over, full loss from here on`;
         if (bar) bar.update(step - 1, {});
@@ -207,20 +474,29 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
       }
       await src.nextBatch(batch);
       await session.step(batch);
+      done = step;
       stepsSince++;
+      await opts.onStep?.(step, session);
       if (step % cfg.log_every === 0 || step === cfg.steps) {
-        const { metrics, state } = await session.readMetrics();
+        const { metrics, state, health: h } = await session.readMetrics();
         const now = performance.now();
         const sps = stepsSince / ((now - t0) / 1000);
         t0 = now;
         stepsSince = 0;
-        await log.append({
-          step,
-          ...metrics,
-          lr: state.lr,
-          phase: state.main_phase ? 2 : 1,
-          steps_per_s: sps,
-        });
+        await writing(
+          `${log.path}`,
+          `the last checkpoint is kept: ${resumeHint}`,
+          () =>
+            log.append({
+              step,
+              ...metrics,
+              lr: state.lr,
+              phase: state.main_phase ? 2 : 1,
+              steps_per_s: sps,
+            }),
+        );
+        if (isBad(h)) throw divergedError(h, lastGood, step, lastCkpt);
+        lastGood = step;
         if (bar) {
           bar.update(step, {
             sps: sps.toFixed(1),
@@ -233,28 +509,53 @@ export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<Train
         }
       }
       if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every === 0 && step !== cfg.steps) {
-        await checkpoint(session, src, outDir, step);
+        await save(step);
       }
     }
+    if (signal.received !== null) {
+      phase = `the checkpoint after ${signal.received}`;
+      if (done > start) await save(done);
+      throw new TrainingInterrupted(signal.received, done, outDir, lastCkpt);
+    }
+    phase = "the final checkpoint";
     await session.sync();
-    if (start < cfg.steps) await checkpoint(session, src, outDir, cfg.steps);
+    if (start < cfg.steps) await save(cfg.steps);
+    if (signal.received !== null) {
+      throw new TrainingInterrupted(signal.received, cfg.steps, outDir, lastCkpt);
+    }
+  } catch (err) {
+    if (err instanceof TrainingInterrupted || err instanceof UserError) throw err;
+    throw deviceFailure(err) ?? err;
   } finally {
     bar?.stop();
     log.close();
   }
 
-  const metrics = await evaluate(session, src);
-  const weights = await session.readWeights();
-  await atomicWrite(
-    `${outDir}/sae.safetensors`,
-    encodeSafetensors(weightTensors(cfg, weights), {
-      format: "sae-webgpu",
-      d_in: String(cfg.d_in),
-      d_sae: String(cfg.d_sae),
-      scale: String(session.scale),
-    }),
+  phase = "the final evaluation";
+  let metrics: Record<string, number>, weights: SaeWeights;
+  try {
+    metrics = await evaluate(session, src);
+    weights = await session.readWeights();
+  } catch (err) {
+    throw deviceFailure(err) ?? err;
+  }
+  const finalNote = `the final checkpoint is kept: ${resumeHint}`;
+  await writing(`${outDir}/sae.safetensors`, finalNote, () =>
+    atomicWrite(
+      `${outDir}/sae.safetensors`,
+      encodeSafetensors(weightTensors(cfg, weights), {
+        format: "sae-webgpu",
+        d_in: String(cfg.d_in),
+        d_sae: String(cfg.d_sae),
+        scale: String(session.scale),
+      }),
+      { writer },
+    ));
+  await writing(
+    `${outDir}/metrics.json`,
+    finalNote,
+    () => writeJson(outDir, "metrics.json", metrics, writer),
   );
-  await writeJson(outDir, "metrics.json", metrics);
   if (opts.report !== false) console.log(formatReport(metrics, outDir));
   return { metrics, outDir };
 }
@@ -276,7 +577,7 @@ async function evaluate(session: Session, src: ActivationSource): Promise<Record
     gpu.submit([enc.finish()]);
   }
   const m = summarize(await gpu.read(acc, METRIC_WORDS * 4));
-  acc.destroy();
+  gpu.destroyBuffer(acc);
   const out: Record<string, number> = {
     mse: m.mse,
     explained_variance: m.explained_variance,

@@ -1,0 +1,104 @@
+/** Shared pieces of the reliability tests: a tiny problem, subprocess runs, file helpers. */
+import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../../src/config.ts";
+
+/** CLI flags of a tiny run (about 130 steps/s on the 2-core CPU adapter). */
+export const TINY_ARGS = ["--d-in", "16", "--d-sae", "32", "--batch", "32", "--no-progress"];
+
+/** The same tiny problem as a config, for in-process runs. */
+export const TINY: TrainConfig = mergeConfig(DEFAULT_CONFIG, {
+  d_in: 16,
+  d_sae: 32,
+  batch: 32,
+  steps: 60,
+  log_every: 10,
+  checkpoint_every: 20,
+});
+
+/** Options of an in-process run that prints nothing and listens for no signals. */
+export const QUIET = {
+  resume: false,
+  overwrite: false,
+  progress: false,
+  report: false,
+  signals: false,
+} as const;
+
+/** A child `sae train` process with its stderr collected as it comes. */
+export interface TrainChild {
+  child: Deno.ChildProcess;
+  /** Everything written to stderr so far. */
+  stderr: () => string;
+  /** Waits for the exit; resolves with the status and the whole stderr. */
+  done: Promise<{ status: Deno.CommandStatus; stderr: string }>;
+}
+
+/** Starts `deno run -A src/cli/main.ts train ARGS`. */
+export function spawnTrain(args: string[]): TrainChild {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "src/cli/main.ts", "train", ...args],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stderr) text += dec.decode(chunk, { stream: true });
+  })();
+  const done = (async () => {
+    const status = await child.status;
+    await reading;
+    return { status, stderr: text };
+  })();
+  return { child, stderr: () => text, done };
+}
+
+/** Number of complete lines in a file (0 if it does not exist yet). */
+export async function lineCount(path: string): Promise<number> {
+  try {
+    return (await Deno.readTextFile(path)).split("\n").length - 1;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return 0;
+    throw err;
+  }
+}
+
+/** Polls until `path` has at least `n` complete lines; throws after `timeoutMs`. */
+export async function waitForLines(path: string, n: number, timeoutMs = 30_000): Promise<void> {
+  const t0 = performance.now();
+  while ((await lineCount(path)) < n) {
+    if (performance.now() - t0 > timeoutMs) {
+      throw new Error(`${path} did not reach ${n} lines in ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** metrics.jsonl as records, without the timing field. */
+export async function metricsLines(path: string): Promise<Record<string, unknown>[]> {
+  return (await Deno.readTextFile(path)).trim().split("\n").map((l) => {
+    const { steps_per_s: _, ...rest } = JSON.parse(l);
+    return rest;
+  });
+}
+
+/** Whether two files hold the same bytes. */
+export async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [x, y] = [await Deno.readFile(a), await Deno.readFile(b)];
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** Runs `fn` with console.error captured; returns what it printed along with its result. */
+export async function captureStderr<T>(
+  fn: () => Promise<T>,
+): Promise<{ lines: string[]; result?: T; error?: unknown }> {
+  const lines: string[] = [];
+  const orig = console.error;
+  console.error = (...a: unknown[]) => lines.push(a.map(String).join(" "));
+  try {
+    return { lines, result: await fn() };
+  } catch (error) {
+    return { lines, error };
+  } finally {
+    console.error = orig;
+  }
+}
