@@ -195,7 +195,9 @@ export function parseNpyHeader(
   const dtype = DESCRS[descr];
   if (dtype === undefined) {
     throw new UserError(
-      `${path}: .npy dtype '${descr}' is not supported; supported: '<f4' (float32) and '<f2' (float16), little-endian (convert with a.astype('<f4'))`,
+      `${path}: .npy dtype ${
+        pyRepr(descr)
+      } is not supported; supported: '<f4' (float32) and '<f2' (float16), little-endian (convert with a.astype('<f4'))`,
     );
   }
   const fortran = dict.get("fortran_order");
@@ -339,10 +341,23 @@ export function parsePyLiteral(text: string): PyValue {
   return v;
 }
 
+/**
+ * `text` with control characters escaped (\n, \x07, ...) and cut to `max` characters, for
+ * one-line messages that quote file contents.
+ */
+export function printable(text: string, max = 60): string {
+  // deno-lint-ignore no-control-regex
+  const s = text.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+    const hex = c.charCodeAt(0).toString(16).padStart(2, "0");
+    return c === "\n" ? "\\n" : c === "\t" ? "\\t" : `\\x${hex}`;
+  });
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
+}
+
 /** A Python-looking rendering of a parsed value for messages (short). */
 function pyRepr(v: unknown): string {
   const r = (x: unknown): string => {
-    if (typeof x === "string") return `'${x}'`;
+    if (typeof x === "string") return `'${printable(x)}'`;
     if (typeof x === "bigint") return String(x);
     if (x === true) return "True";
     if (x === false) return "False";

@@ -17,7 +17,7 @@
 
 import { UserError } from "../errors.ts";
 import { MAX_HEADER_BYTES } from "../run/safetensors.ts";
-import { openForRead, readExactAt, type ShardDtype, type ShardInfo } from "./npy.ts";
+import { openForRead, printable, readExactAt, type ShardDtype, type ShardInfo } from "./npy.ts";
 
 /** Bytes per element of every dtype the safetensors format defines. */
 const ELEMENT_SIZE: Record<string, number> = {
@@ -108,20 +108,24 @@ export function parseSafetensorsHeader(
   for (const [name, info] of Object.entries(header)) {
     if (name === "__metadata__") continue;
     if (typeof info !== "object" || info === null || Array.isArray(info)) {
-      throw bad(`tensor '${name}' entry is not an object`);
+      throw bad(`tensor '${printable(name)}' entry is not an object`);
     }
     const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
     if (typeof dtype !== "string" || !Object.hasOwn(ELEMENT_SIZE, dtype)) {
-      throw bad(`tensor '${name}' has unknown dtype ${JSON.stringify(dtype)?.slice(0, 40)}`);
+      throw bad(
+        `tensor '${printable(name)}' has unknown dtype ${JSON.stringify(dtype)?.slice(0, 40)}`,
+      );
     }
     if (!Array.isArray(shape) || !shape.every(isIndex)) {
-      throw bad(`tensor '${name}' shape is not a list of integers >= 0`);
+      throw bad(`tensor '${printable(name)}' shape is not a list of integers >= 0`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
-      throw bad(`tensor '${name}' data_offsets is not [begin, end]`);
+      throw bad(`tensor '${printable(name)}' data_offsets is not [begin, end]`);
     }
     const [begin, end] = offsets as number[];
-    if (begin > end) throw bad(`tensor '${name}' data_offsets [${begin}, ${end}] end before begin`);
+    if (begin > end) {
+      throw bad(`tensor '${printable(name)}' data_offsets [${begin}, ${end}] end before begin`);
+    }
     // Overflow-safe: stop multiplying once the size exceeds the span it must equal.
     let need = ELEMENT_SIZE[dtype];
     for (const d of shape as number[]) {
@@ -130,7 +134,7 @@ export function parseSafetensorsHeader(
     }
     if (need !== end - begin) {
       throw bad(
-        `tensor '${name}' ${dtype}[${shape}] does not fit its data_offsets span of ${
+        `tensor '${printable(name)}' ${dtype}[${shape}] does not fit its data_offsets span of ${
           end - begin
         } bytes`,
       );
@@ -143,13 +147,13 @@ export function parseSafetensorsHeader(
       `${path} is truncated: its header needs ${dataStart + maxEnd} bytes but the file is ${size}`,
     );
   }
-  const shown = (e: Entry) => `'${e.name}' ${e.dtype}[${e.shape.join(", ")}]`;
+  const shown = (e: Entry) => `'${printable(e.name)}' ${e.dtype}[${e.shape.join(", ")}]`;
   let pick: Entry | undefined;
   if (tensor !== undefined) {
     pick = entries.find((e) => e.name === tensor);
     if (pick === undefined) {
       throw new UserError(
-        `${path} has no tensor '${tensor}'; it holds ${
+        `${path} has no tensor '${printable(tensor)}'; it holds ${
           entries.length === 0 ? "no tensors" : entries.slice(0, 10).map(shown).join(", ")
         }`,
       );
@@ -172,7 +176,9 @@ export function parseSafetensorsHeader(
   const dtype = READABLE[pick.dtype];
   if (dtype === undefined) {
     throw new UserError(
-      `${path}: tensor '${pick.name}' has dtype ${pick.dtype}; supported: F32, F16, BF16`,
+      `${path}: tensor '${
+        printable(pick.name)
+      }' has dtype ${pick.dtype}; supported: F32, F16, BF16`,
     );
   }
   if (pick.shape[1] === 0) throw new UserError(`${path}: tensor ${shown(pick)} has d = 0`);
