@@ -1,8 +1,9 @@
 /**
  * `sae synth`: writes the synthetic generator's rows to a .npy file (version 1.0 header, '<f4' or
  * '<f2', C order, [rows, d_in]) so any tool can read them, streaming in chunks into a temporary
- * file that is renamed over the target at the end. Next to it, FILE.truth.npy holds the ground-truth
- * dictionary ([n_features, d_in] f32) and FILE.truth.json the settings and structure.
+ * file that is renamed over the target at the end. Next to it, FILE.truth.json holds the settings
+ * and the ground truth (dictionary [n_features, d_in], offset, firing probabilities, structure);
+ * it is JSON rather than .npy so that `--data 'dir/*.npy'` does not pick it up as a shard.
  *
  * @example
  * ```sh
@@ -43,8 +44,8 @@ function collect(value: string, previous: string[] | undefined): string[] {
 export function makeSynthCommand() {
   return new Command("synth")
     .description(
-      "write synthetic activations (with known ground truth) to a .npy file, plus FILE.truth.npy " +
-        "(the true directions) and FILE.truth.json (settings and structure)",
+      "write synthetic activations (with known ground truth) to a .npy file, plus FILE.truth.json " +
+        "(settings, true directions and structure)",
     )
     .requiredOption("--out <file.npy>", "the .npy file to write (required; replaced if it exists)")
     .option("--rows <n>", `number of rows (default: ${SYNTH_DEFAULT_ROWS})`)
@@ -63,7 +64,7 @@ export function makeSynthCommand() {
       "set a generator key: --set synthetic.n_features=512; repeatable (default: none)",
       collect,
     )
-    .option("--no-truth", "skip FILE.truth.npy and FILE.truth.json (default: written)");
+    .option("--no-truth", "skip FILE.truth.json (default: written)");
 }
 
 /** What commander parsed for `synth`. */
@@ -165,16 +166,6 @@ export async function writeSynth(plan: SynthPlan): Promise<void> {
   const base = plan.out.replace(/\.npy$/i, "");
   const t = src.truth;
   const nFeatures = t.dictionary.length / plan.dIn;
-  const dict = new Uint8Array(
-    t.dictionary.buffer,
-    t.dictionary.byteOffset,
-    t.dictionary.byteLength,
-  );
-  const header = encodeNpyHeader(nFeatures, plan.dIn, "f32");
-  const npy = new Uint8Array(header.length + dict.length);
-  npy.set(header);
-  npy.set(dict, header.length);
-  await atomicWrite(`${base}.truth.npy`, npy);
   const info = {
     generator: "sae synth (src/data/synthetic.ts)",
     data: plan.out.slice(plan.out.lastIndexOf("/") + 1),
@@ -182,9 +173,6 @@ export async function writeSynth(plan: SynthPlan): Promise<void> {
     d_in: plan.dIn,
     dtype: plan.dtype === "f32" ? "<f4" : "<f2",
     synthetic: plan.synthetic,
-    dictionary: `${
-      base.slice(base.lastIndexOf("/") + 1)
-    }.truth.npy ([n_features, d_in] f32, unit rows)`,
     n_features: nFeatures,
     offset: Array.from(t.offset),
     firing_probability: Array.from(t.firingProbability),
@@ -192,8 +180,13 @@ export async function writeSynth(plan: SynthPlan): Promise<void> {
     parents: t.parents,
     concepts: t.concepts,
     concept_joint: t.conceptJoint,
+    // [n_features, d_in], unit-norm rows: the true feature directions.
+    dictionary: Array.from(
+      { length: nFeatures },
+      (_, i) => Array.from(t.dictionary.subarray(i * plan.dIn, (i + 1) * plan.dIn)),
+    ),
   };
-  await atomicWrite(`${base}.truth.json`, JSON.stringify(info, null, 1) + "\n");
+  await atomicWrite(`${base}.truth.json`, JSON.stringify(info) + "\n");
 }
 
 /** `sae synth`, ready to register on the program. */
@@ -206,7 +199,7 @@ export function synthCommand() {
     console.error(
       `wrote ${plan.out}: (${plan.rows}, ${plan.dIn}) ${plan.dtype}, ${mb.toFixed(1)} MiB in ${
         ((performance.now() - t0) / 1000).toFixed(1)
-      } s${plan.truth ? " (+ .truth.npy, .truth.json)" : ""}`,
+      } s${plan.truth ? " (+ .truth.json)" : ""}`,
     );
   });
 }
