@@ -49,6 +49,7 @@ const CONFIG_FLAGS = {
   checkpointEvery: "checkpoint_every",
   logEvery: "log_every",
   data: "data",
+  skipBadRows: "skip_bad_rows",
 } as const satisfies Record<string, Exclude<keyof TrainConfig, "synthetic">>;
 
 /** Every config key with its default, for the end of `sae train --help`. */
@@ -97,6 +98,10 @@ export function makeTrainCommand() {
     )
     .option("--log-every <n>", `log metrics every N steps ${def("log_every")}`)
     .option("--data <path>", `"synthetic" or a path/glob of activation files ${def("data")}`)
+    .option(
+      "--skip-bad-rows",
+      "skip activation rows holding NaN/Inf (counted) instead of stopping (default: off)",
+    )
     .option(
       "--resume <dir>",
       "continue the run in DIR from its last good checkpoint, with DIR/config.yaml as the base " +
@@ -166,7 +171,9 @@ export async function resolveTrainFlags(
   for (const [attr, key] of Object.entries(CONFIG_FLAGS)) {
     const raw = flags[attr as keyof typeof CONFIG_FLAGS];
     if (raw === undefined) continue;
-    const value = typeof DEFAULT_CONFIG[key] === "string" ? raw : parseScalar(raw);
+    const value = typeof raw === "boolean" || typeof DEFAULT_CONFIG[key] === "string"
+      ? raw
+      : parseScalar(raw);
     validatePartialConfig({ [key]: value }, `--${key.replaceAll("_", "-")}`);
     named[key] = value;
   }

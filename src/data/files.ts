@@ -310,7 +310,7 @@ export class FileSource implements ActivationSource {
         const at = this.row + r;
         if (!this.skipBadRows) {
           throw new UserError(
-            `${sh.path} row ${at} has NaN/Inf; clean the data or pass --set skip_bad_rows=true`,
+            `${sh.path} row ${at} has NaN/Inf; clean the data or pass --skip-bad-rows`,
           );
         }
         if (this.skipped === 0) {

@@ -223,3 +223,10 @@ Deno.test("the real entry point exits 2 with one line on stderr", async () => {
     "error: unknown config key 'd_sea' in --set d_sea=3 (did you mean 'd_sae'?)\n",
   );
 });
+
+Deno.test("--skip-bad-rows sets skip_bad_rows; without it the default (false) holds", async () => {
+  const on = await parseTrainArgs(["--skip-bad-rows", "--out", "/tmp/x-skip"]);
+  assert.equal(on.cfg.skip_bad_rows, true);
+  const off = await parseTrainArgs(["--out", "/tmp/x-skip"]);
+  assert.equal(off.cfg.skip_bad_rows, false);
+});

@@ -120,7 +120,7 @@ Deno.test("files: a NaN/Inf row stops with shard and row, or is skipped and coun
     strict.nextBatch(new Float32Array(7 * 2)),
     (e) =>
       e instanceof UserError &&
-      /b\.npy row 3 has NaN\/Inf; clean the data or pass --set skip_bad_rows=true/.test(e.message),
+      /b\.npy row 3 has NaN\/Inf; clean the data or pass --skip-bad-rows/.test(e.message),
   );
   const notes: string[] = [];
   const skip = await FileSource.open(`${dir}/*.npy`, 2, {
