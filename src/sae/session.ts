@@ -182,6 +182,27 @@ export class Session {
     }
   }
 
+  /**
+   * After a validation failure whose message names no kernel: replays each dispatch of the step
+   * alone inside an error scope and returns the label of the first one the device rejects, or
+   * null. It clobbers the GPU state, so it is only for the error report of a run that is over.
+   */
+  async findFailingKernel(timeoutMs = 5000): Promise<string | null> {
+    const device = this.gpu.device;
+    const timeout = new Promise<null>((r) => setTimeout(() => r(null), timeoutMs));
+    const search = (async () => {
+      for (const d of this.dispatches) {
+        device.pushErrorScope("validation");
+        const enc = device.createCommandEncoder({ label: `diagnose ${d.label}` });
+        encodeDispatches(enc, [d]);
+        device.queue.submit([enc.finish()]);
+        if (await device.popErrorScope()) return d.label;
+      }
+      return null;
+    })();
+    return await Promise.race([search, timeout]);
+  }
+
   /** Waits for all queued steps and surfaces any device error. */
   async sync(): Promise<void> {
     this.inflight = [];

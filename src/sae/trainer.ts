@@ -374,16 +374,27 @@ async function trainRun(
     lastCkpt === null
       ? "no checkpoint had been written"
       : `the last checkpoint ${lastCkpt.replace(/\.safetensors$/, "")} is kept: ${resumeHint}`;
-  const deviceFailure = (err: unknown): TrainingDeviceFailure | null => {
+  let session: Session | null = null;
+  const deviceFailure = async (err: unknown): Promise<TrainingDeviceFailure | null> => {
     const f = gpu.failureError ?? (err instanceof GpuFailure ? err : null);
     if (!f) return null;
+    let kernel = f.kernel;
+    let message = f.message;
+    if (kernel === null && f.kind === "validation" && session !== null) {
+      kernel = await session.findFailingKernel().catch(() => null);
+      if (kernel !== null) {
+        message = message.replace(
+          /^GPU validation error/,
+          `GPU validation error in kernel '${kernel}'`,
+        );
+      }
+    }
     return new TrainingDeviceFailure(
-      `${f.message} (during ${phase}); nothing is saved from a failed device; ${keptNote()}`,
-      f.kernel,
+      `${message} (during ${phase}); nothing is saved from a failed device; ${keptNote()}`,
+      kernel,
     );
   };
 
-  let session: Session;
   let start = 0;
   try {
     if (ckpt) {
@@ -416,7 +427,7 @@ async function trainRun(
       session = await Session.create(gpu, cfg, weights, scale);
     }
   } catch (err) {
-    throw deviceFailure(err) ?? err;
+    throw (await deviceFailure(err)) ?? err;
   }
   const log = await writing(
     `${outDir}/metrics.jsonl`,
@@ -434,7 +445,7 @@ async function trainRun(
         if (isBad(h)) throw divergedError(h, lastGood, step, lastCkpt);
       },
     }).catch((err) => {
-      if (err instanceof UserError || deviceFailure(err)) throw err;
+      if (err instanceof UserError || gpu.failureError || err instanceof GpuFailure) throw err;
       const msg = err instanceof Error ? err.message : String(err);
       throw new OutputWriteError(
         `cannot write checkpoint ${path}: ${msg}; no partial file is left and ${
@@ -525,7 +536,7 @@ async function trainRun(
     }
   } catch (err) {
     if (err instanceof TrainingInterrupted || err instanceof UserError) throw err;
-    throw deviceFailure(err) ?? err;
+    throw (await deviceFailure(err)) ?? err;
   } finally {
     bar?.stop();
     log.close();
@@ -537,7 +548,7 @@ async function trainRun(
     metrics = await evaluate(session, src);
     weights = await session.readWeights();
   } catch (err) {
-    throw deviceFailure(err) ?? err;
+    throw (await deviceFailure(err)) ?? err;
   }
   const finalNote = `the final checkpoint is kept: ${resumeHint}`;
   await writing(`${outDir}/sae.safetensors`, finalNote, () =>
