@@ -15,6 +15,8 @@ import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/
 import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
+import { exportCommand } from "./export.ts";
+import { importCommand } from "./import.ts";
 import { synthCommand } from "./synth.ts";
 import { trainCommand } from "./train.ts";
 
@@ -23,6 +25,8 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   trainCommand,
   ablateCommand,
   synthCommand,
+  exportCommand,
+  importCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */

@@ -1,0 +1,525 @@
+/**
+ * SAELens directories: `sae export --format saelens` and `sae import`.
+ *
+ * A SAELens directory holds `cfg.json` and `sae_weights.safetensors` with exactly the tensors the
+ * architecture's module has (SAELens loads the state dict strictly):
+ *
+ * | tensor      | shape          | ours                                            |
+ * | ----------- | -------------- | ----------------------------------------------- |
+ * | `W_enc`     | [d_in, d_sae]  | transpose of our W_enc [d_sae, d_in]            |
+ * | `W_dec`     | [d_sae, d_in]  | as ours (rows unit norm)                        |
+ * | `b_enc`     | [d_sae]        | as ours                                         |
+ * | `b_dec`     | [d_in]         | as ours                                         |
+ * | `threshold` | [d_sae]        | `jumprelu` only: the paper variant's final τ    |
+ *
+ * Architecture: "standard" (ReLU) for the baseline and for the paper variant without adaptive
+ * thresholds (its other mechanisms act on training only); "jumprelu" for the paper variant with
+ * `adaptive_threshold`: f = pre·1[pre > τ] with the final τ (the last checkpoint's `extra.tau`,
+ * τ ≥ 0) is exactly SAELens' JumpReLU, ReLU(pre)·1[pre > threshold].
+ *
+ * Input scale (normalize_activations: expected_average_only_in): SAELens' loaders do not apply a
+ * stored factor at inference; a trained SAELens SAE has it folded into the weights
+ * (`fold_activation_norm_scaling_factor`) and says normalize_activations "none". The export does
+ * the same, then folds the decoder norms back to unit (`fold_W_dec_norm`); with unit decoder rows
+ * both folds together reduce to b_enc/s, b_dec/s, threshold/s, W_enc and W_dec unchanged: the
+ * exported SAE takes raw activations, reconstructs them in raw units, and its feature activations
+ * are ours divided by s. The factor and the original setting are kept under cfg.json's
+ * `sae_webgpu` key (SAELens ignores unknown top-level keys) and `sae import` undoes the fold.
+ *
+ * Decoder rows: exported unit norm. Ours are unit norm after every step; rows further than 1e-6
+ * from norm 1 (an imported SAE's) are rescaled with their norm folded into W_enc, b_enc and
+ * threshold, as SAELens' fold_W_dec_norm does, so reconstructions are unchanged.
+ *
+ * @example
+ * ```ts
+ * import { exportSaelens, importSaelens } from "./saelens.ts";
+ * await exportSaelens("runs/demo", "exports/demo", { overwrite: false });
+ * await importSaelens("exports/demo", "runs/demo-again", { overwrite: false });
+ * ```
+ */
+
+import { basename, join } from "node:path";
+import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../config.ts";
+import { UserError } from "../errors.ts";
+import { atomicWrite } from "../run/atomic.ts";
+import { loadLatestCheckpoint } from "../run/checkpoint.ts";
+import { prepareRunDir, writeConfig } from "../run/rundir.ts";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  f32Tensor,
+  type Tensor,
+  tensorToF32,
+} from "../run/safetensors.ts";
+import { encodeRows, type LoadedSae, loadSae } from "../sae/load.ts";
+import type { SaeWeights } from "../sae/model.ts";
+
+/** File names of a SAELens directory. */
+export const SAELENS_CFG = "cfg.json";
+export const SAELENS_WEIGHTS = "sae_weights.safetensors";
+/** A copy of the cfg.json an imported run came from (its model and hook names go back out). */
+export const IMPORTED_CFG = "saelens_cfg.json";
+/** The SAELens release whose on-disk format (cfg.json with `metadata`) this follows. */
+export const SAELENS_FORMAT_VERSION = "6.12.1";
+/** A decoder row whose norm is further than this from 1 is renormalised on export. */
+export const UNIT_NORM_TOL = 1e-6;
+
+/** Where the SAE was hooked: SAELens' metadata (we train on activations, not a model). */
+export interface ModelInfo {
+  model_name: string;
+  hook_name: string;
+  hook_layer: number;
+  context_size: number;
+  dataset_path: string;
+}
+
+/** What the export writes under cfg.json's `sae_webgpu` key. */
+export interface SaeWebgpuInfo {
+  /** Our input scale s (1 unless normalize_activations was set); folded into the weights. */
+  activation_norm_scaling_factor: number;
+  /** The run's normalize_activations ("none" or "expected_average_only_in"). */
+  normalize_activations: string;
+  /** Our variant and whether τ became the JumpReLU threshold. */
+  variant: string;
+  adaptive_threshold: boolean;
+  /** Decoder rows were renormalised (their norms folded into the encoder). */
+  decoder_norm_folded: boolean;
+  /** The run directory exported. */
+  run: string;
+}
+
+/** An SAE in SAELens' layout, in memory. */
+export interface SaelensSae {
+  cfg: Record<string, unknown>;
+  tensors: Record<string, Tensor>;
+}
+
+/** An SAE read from a SAELens directory, in our layout. */
+export interface ImportedSae {
+  d_in: number;
+  d_sae: number;
+  architecture: "standard" | "jumprelu";
+  apply_b_dec_to_input: boolean;
+  weights: SaeWeights;
+  threshold: Float32Array | null;
+  /** Input scale (1 unless cfg.json's sae_webgpu key says our export folded one). */
+  scale: number;
+  cfg: Record<string, unknown>;
+}
+
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  return out;
+}
+
+function rowNorms(w: Float32Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += w[r * cols + c] ** 2;
+    out[r] = Math.sqrt(s);
+  }
+  return out;
+}
+
+/** Default model info for a run: from the cfg.json it was imported from, else placeholders. */
+export async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<ModelInfo> {
+  const info: ModelInfo = {
+    model_name: cfg.data === "synthetic" ? "synthetic" : "unknown",
+    hook_name: "blocks.0.hook_resid_post",
+    hook_layer: 0,
+    context_size: 128,
+    dataset_path: cfg.data,
+  };
+  try {
+    const prev = JSON.parse(await Deno.readTextFile(join(runDir, IMPORTED_CFG)));
+    const meta = typeof prev.metadata === "object" && prev.metadata ? prev.metadata : {};
+    for (const k of Object.keys(info) as (keyof ModelInfo)[]) {
+      const v = meta[k] ?? prev[k];
+      if (typeof v === typeof info[k]) (info as unknown as Record<string, unknown>)[k] = v;
+    }
+  } catch {
+    // Not an imported run: placeholders.
+  }
+  return info;
+}
+
+/**
+ * The thresholds an SAE encodes with, or null for plain ReLU: a `threshold` tensor in
+ * sae.safetensors (an imported JumpReLU SAE), else for the paper variant with adaptive_threshold
+ * the last checkpoint's `extra.tau`, checked to be the checkpoint of the final weights.
+ */
+export async function loadThreshold(runDir: string, sae: LoadedSae): Promise<Float32Array | null> {
+  const path = join(runDir, "sae.safetensors");
+  const { tensors } = decodeSafetensors(await Deno.readFile(path));
+  if (tensors.threshold) {
+    if (tensors.threshold.shape.join() !== String(sae.cfg.d_sae)) {
+      throw new UserError(`${path}: tensor 'threshold' is not of shape [${sae.cfg.d_sae}]`);
+    }
+    return tensorToF32(tensors.threshold);
+  }
+  if (sae.cfg.variant !== "paper" || !sae.cfg.adaptive_threshold) return null;
+  const ckpt = await loadLatestCheckpoint(runDir);
+  const tau = ckpt?.tensors["extra.tau"];
+  if (!ckpt || !tau) {
+    throw new UserError(
+      `${runDir}: the paper variant's thresholds (extra.tau) are in the final checkpoint, and ` +
+        `${runDir}/checkpoints has none with them`,
+    );
+  }
+  const wDec = ckpt.tensors.wDec ? tensorToF32(ckpt.tensors.wDec) : null;
+  if (
+    !wDec || wDec.length !== sae.weights.wDec.length ||
+    wDec.some((v, i) => v !== sae.weights.wDec[i])
+  ) {
+    throw new UserError(
+      `${ckpt.path} does not hold the final weights of ${runDir} (was the run extended or ` +
+        `interrupted?): its thresholds cannot be exported with sae.safetensors`,
+    );
+  }
+  return tensorToF32(tau);
+}
+
+/**
+ * Our SAE in SAELens' layout (pure; see the module doc for the folds).
+ */
+export function toSaelens(
+  sae: LoadedSae,
+  threshold: Float32Array | null,
+  model: ModelInfo,
+  run = "",
+): SaelensSae {
+  const { d_in: d, d_sae: m } = sae.cfg;
+  const w = sae.weights;
+  const s = sae.scale;
+  const norms = rowNorms(w.wDec, m, d);
+  const fold = norms.some((n) => n > 0 && Math.abs(n - 1) > UNIT_NORM_TOL);
+  let wEnc = w.wEnc, wDec = w.wDec, bEnc = w.bEnc, bDec = w.bDec, th = threshold;
+  if (fold) {
+    wEnc = w.wEnc.slice();
+    wDec = w.wDec.slice();
+    bEnc = w.bEnc.slice();
+    th = threshold?.slice() ?? null;
+    for (let i = 0; i < m; i++) {
+      const n = norms[i];
+      if (!(n > 0)) continue;
+      for (let k = 0; k < d; k++) {
+        wDec[i * d + k] = w.wDec[i * d + k] / n;
+        wEnc[i * d + k] = w.wEnc[i * d + k] * n;
+      }
+      bEnc[i] = w.bEnc[i] * n;
+      if (th && threshold) th[i] = threshold[i] * n;
+    }
+  }
+  if (s !== 1) {
+    bEnc = bEnc.map((v) => v / s);
+    bDec = bDec.map((v) => v / s);
+    th = th?.map((v) => v / s) ?? null;
+  }
+  const architecture = th ? "jumprelu" : "standard";
+  const tensors: Record<string, Tensor> = {
+    W_enc: f32Tensor([d, m], transpose(wEnc, m, d)),
+    W_dec: f32Tensor([m, d], wDec),
+    b_enc: f32Tensor([m], bEnc),
+    b_dec: f32Tensor([d], bDec),
+  };
+  if (th) tensors.threshold = f32Tensor([m], th);
+  const meta = {
+    model_name: model.model_name,
+    hook_name: model.hook_name,
+    hook_layer: model.hook_layer,
+    hook_head_index: null,
+    context_size: model.context_size,
+    dataset_path: model.dataset_path,
+    prepend_bos: true,
+    model_from_pretrained_kwargs: {},
+    seqpos_slice: [null],
+    neuronpedia_id: null,
+    sae_lens_version: SAELENS_FORMAT_VERSION,
+    sae_lens_training_version: null,
+  };
+  const info: SaeWebgpuInfo = {
+    activation_norm_scaling_factor: s,
+    normalize_activations: sae.cfg.normalize_activations,
+    variant: sae.cfg.variant,
+    adaptive_threshold: th !== null,
+    decoder_norm_folded: fold,
+    run,
+  };
+  const cfg: Record<string, unknown> = {
+    architecture,
+    d_in: d,
+    d_sae: m,
+    dtype: "float32",
+    device: "cpu",
+    apply_b_dec_to_input: sae.cfg.apply_b_dec_to_input,
+    normalize_activations: "none",
+    reshape_activations: "none",
+    // Pre-6.0 readers (and SAEBench's helpers) take these from the top level.
+    ...meta,
+    activation_fn_str: "relu",
+    activation_fn_kwargs: {},
+    finetuning_scaling_factor: false,
+    dataset_trust_remote_code: true,
+    // SAELens 6 reads the model and hook from here.
+    metadata: meta,
+    sae_webgpu: info,
+  };
+  return { cfg, tensors };
+}
+
+async function prepareExportDir(dir: string, overwrite: boolean): Promise<void> {
+  let entries: string[] = [];
+  try {
+    const info = await Deno.stat(dir);
+    if (!info.isDirectory) throw new UserError(`--out ${dir} exists and is not a directory`);
+    entries = [...Deno.readDirSync(dir)].map((e) => e.name);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  if (entries.length > 0) {
+    if (!overwrite) {
+      throw new UserError(`--out ${dir} exists and is not empty; pass --overwrite to replace it`);
+    }
+    if (!entries.includes(SAELENS_CFG)) {
+      throw new UserError(
+        `refusing to --overwrite ${dir}: it has no ${SAELENS_CFG}, so it is not a SAELens directory`,
+      );
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+  await Deno.mkdir(dir, { recursive: true });
+}
+
+/** Options of {@link exportSaelens}. */
+export interface ExportOptions {
+  overwrite: boolean;
+  /** Overrides of the model info written to cfg.json. */
+  model?: Partial<ModelInfo>;
+}
+
+/** Writes `runDir`'s SAE as a SAELens directory `outDir`; returns what was written. */
+export async function exportSaelens(
+  runDir: string,
+  outDir: string,
+  opts: ExportOptions,
+): Promise<SaelensSae> {
+  const sae = await loadSae(runDir);
+  const threshold = await loadThreshold(runDir, sae);
+  const model = { ...(await defaultModelInfo(runDir, sae.cfg)), ...opts.model };
+  const out = toSaelens(sae, threshold, model, runDir);
+  await prepareExportDir(outDir, opts.overwrite);
+  await atomicWrite(join(outDir, SAELENS_WEIGHTS), encodeSafetensors(out.tensors));
+  await atomicWrite(join(outDir, SAELENS_CFG), JSON.stringify(out.cfg, null, 2) + "\n");
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function positiveInt(cfg: Record<string, unknown>, key: string, file: string): number {
+  const v = cfg[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
+    throw new UserError(`${file}: '${key}' must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Reads a SAELens directory (standard or jumprelu, any float dtype) into our layout. `scale`
+ * overrides the input scale (for an `expected_average_only_in` SAE whose factor was not folded).
+ * Throws one-line UserErrors for missing or malformed files and shape mismatches.
+ */
+export async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
+  const cfgPath = join(dir, SAELENS_CFG);
+  const wPath = join(dir, SAELENS_WEIGHTS);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(cfgPath);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new UserError(`${cfgPath} not found: is ${dir} a SAELens directory?`);
+    }
+    throw err;
+  }
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(text);
+  } catch (err) {
+    throw new UserError(`${cfgPath} is not valid JSON (${(err as Error).message.split("\n")[0]})`);
+  }
+  if (!isObject(cfg)) throw new UserError(`${cfgPath} is not a JSON object`);
+  const d = positiveInt(cfg, "d_in", cfgPath);
+  const m = positiveInt(cfg, "d_sae", cfgPath);
+  const arch = cfg.architecture ?? "standard";
+  if (arch !== "standard" && arch !== "jumprelu") {
+    throw new UserError(
+      `${cfgPath}: architecture ${JSON.stringify(arch)} is not supported (standard or jumprelu)`,
+    );
+  }
+  const act = cfg.activation_fn ?? cfg.activation_fn_str ?? "relu";
+  if (act !== "relu") {
+    throw new UserError(`${cfgPath}: activation ${JSON.stringify(act)} is not supported (relu)`);
+  }
+  const applyBDec = cfg.apply_b_dec_to_input ?? true;
+  if (typeof applyBDec !== "boolean") {
+    throw new UserError(`${cfgPath}: 'apply_b_dec_to_input' must be true or false`);
+  }
+  let norm = cfg.normalize_activations ?? "none";
+  if (typeof norm === "boolean") norm = norm ? "expected_average_only_in" : "none";
+  const ours = isObject(cfg.sae_webgpu) ? cfg.sae_webgpu : null;
+  const folded = ours !== null && typeof ours.activation_norm_scaling_factor === "number"
+    ? ours.activation_norm_scaling_factor
+    : 1;
+  if (norm === "expected_average_only_in") {
+    if (scale === undefined) {
+      throw new UserError(
+        `${cfgPath}: normalize_activations 'expected_average_only_in' needs the dataset's norm ` +
+          `scaling factor, which the directory does not hold; pass --scale X`,
+      );
+    }
+  } else if (norm !== "none") {
+    throw new UserError(
+      `${cfgPath}: normalize_activations ${JSON.stringify(norm)} is not supported ` +
+        `(none or expected_average_only_in)`,
+    );
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(wPath);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new UserError(`${wPath} not found: is ${dir} a SAELens directory?`);
+    }
+    throw err;
+  }
+  let tensors: Record<string, Tensor>;
+  try {
+    tensors = decodeSafetensors(bytes).tensors;
+  } catch (err) {
+    if (err instanceof UserError) throw new UserError(`${wPath}: ${err.message}`);
+    throw err;
+  }
+  const want: Record<string, number[]> = { W_enc: [d, m], W_dec: [m, d], b_enc: [m], b_dec: [d] };
+  if (arch === "jumprelu") want.threshold = [m];
+  const got: Record<string, Float32Array> = {};
+  for (const [name, shape] of Object.entries(want)) {
+    const t = tensors[name];
+    if (!t) {
+      throw new UserError(
+        `${wPath}: tensor '${name}' is missing (has: ${Object.keys(tensors).join(", ") || "none"})`,
+      );
+    }
+    if (t.shape.join() !== shape.join()) {
+      const hint = name === "W_enc" && t.shape.join() === [m, d].join()
+        ? " (SAELens stores W_enc as [d_in, d_sae]: transposed?)"
+        : "";
+      throw new UserError(
+        `${wPath}: tensor '${name}' has shape [${t.shape}] but cfg.json's d_in ${d}, d_sae ${m} ` +
+          `need [${shape}]${hint}`,
+      );
+    }
+    if (t.dtype === "I32" || t.dtype === "U32") {
+      throw new UserError(`${wPath}: tensor '${name}' is ${t.dtype}, not a float tensor`);
+    }
+    got[name] = tensorToF32(t);
+  }
+  const extra = Object.keys(tensors).filter((n) => !(n in want));
+  if (extra.length > 0) {
+    throw new UserError(
+      `${wPath}: unexpected tensor(s) ${extra.join(", ")} for architecture ${arch} ` +
+        `(a fine-tuning scaling factor or another architecture is not supported)`,
+    );
+  }
+  const s = scale ?? folded;
+  let bEnc = got.b_enc, bDec = got.b_dec, threshold = got.threshold ?? null;
+  if (scale === undefined && folded !== 1) {
+    // Undo our own export's fold of the input scale (module doc).
+    bEnc = bEnc.map((v) => v * s);
+    bDec = bDec.map((v) => v * s);
+    threshold = threshold?.map((v) => v * s) ?? null;
+  }
+  // With --scale (an unfolded expected_average_only_in SAE) the weights take scaled inputs as is.
+  return {
+    d_in: d,
+    d_sae: m,
+    architecture: arch,
+    apply_b_dec_to_input: applyBDec,
+    weights: { wEnc: transpose(got.W_enc, d, m), bEnc, wDec: got.W_dec, bDec },
+    threshold,
+    scale: s,
+    cfg,
+  };
+}
+
+/** Options of {@link importSaelens}. */
+export interface ImportOptions {
+  overwrite: boolean;
+  /** Input scale of an unfolded expected_average_only_in SAE. */
+  scale?: number;
+}
+
+/**
+ * Converts a SAELens directory into a run directory (config.yaml, sae.safetensors, and the
+ * original cfg.json as saelens_cfg.json) that {@link loadSae} reads. A JumpReLU threshold is kept
+ * as the `threshold` tensor of sae.safetensors and the config says variant paper with
+ * adaptive_threshold ({@link loadThreshold} reads it back).
+ */
+export async function importSaelens(
+  dir: string,
+  runDir: string,
+  opts: ImportOptions,
+): Promise<{ sae: ImportedSae; cfg: TrainConfig }> {
+  const sae = await readSaelens(dir, opts.scale);
+  const jump = sae.architecture === "jumprelu";
+  const cfg = mergeConfig(DEFAULT_CONFIG, {
+    variant: jump ? "paper" : "baseline",
+    adaptive_threshold: jump,
+    d_in: sae.d_in,
+    d_sae: sae.d_sae,
+    apply_b_dec_to_input: sae.apply_b_dec_to_input,
+    normalize_activations: sae.scale === 1 ? "none" : "expected_average_only_in",
+  });
+  await prepareRunDir(runDir, { resume: false, overwrite: opts.overwrite });
+  await writeConfig(runDir, cfg);
+  const d = sae.d_in, m = sae.d_sae;
+  const tensors: Record<string, Tensor> = {
+    wEnc: f32Tensor([m, d], sae.weights.wEnc),
+    bEnc: f32Tensor([m], sae.weights.bEnc),
+    wDec: f32Tensor([m, d], sae.weights.wDec),
+    bDec: f32Tensor([d], sae.weights.bDec),
+  };
+  if (sae.threshold) tensors.threshold = f32Tensor([m], sae.threshold);
+  await atomicWrite(
+    join(runDir, "sae.safetensors"),
+    encodeSafetensors(tensors, {
+      format: "sae-webgpu",
+      d_in: String(d),
+      d_sae: String(m),
+      scale: String(sae.scale),
+      source: `saelens:${basename(dir)}`,
+      architecture: sae.architecture,
+    }),
+  );
+  await atomicWrite(join(runDir, IMPORTED_CFG), JSON.stringify(sae.cfg, null, 2) + "\n");
+  return { sae, cfg };
+}
+
+/**
+ * Encodes raw rows like {@link encodeRows}, then applies JumpReLU thresholds when given:
+ * f_i = ReLU(pre_i)·1[pre_i > threshold_i], as SAELens' JumpReLUSAE.
+ */
+export function encodeRowsThreshold(
+  sae: LoadedSae,
+  x: Float32Array,
+  threshold: Float32Array | null,
+): Float32Array {
+  const f = encodeRows(sae, x);
+  if (!threshold) return f;
+  const m = sae.cfg.d_sae;
+  // f = ReLU(pre): for τ ≥ 0, pre > τ ⇔ f > τ; for τ < 0 the mask keeps every ReLU output.
+  for (let j = 0; j < f.length; j++) if (!(f[j] > threshold[j % m])) f[j] = 0;
+  return f;
+}
