@@ -17,6 +17,7 @@ import { UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { importCommand } from "./import.ts";
+import { evalCommand } from "./eval.ts";
 import { synthCommand } from "./synth.ts";
 import { trainCommand } from "./train.ts";
 
@@ -25,6 +26,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   trainCommand,
   ablateCommand,
   synthCommand,
+  evalCommand,
   exportCommand,
   importCommand,
 ];
