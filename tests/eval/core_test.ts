@@ -16,6 +16,7 @@ import { evaluateSae, openEvalSource, SaeForward } from "../../src/eval/evaluate
 import type { Recovery } from "../../src/eval/groundtruth.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { Rng } from "../../src/rng.ts";
+import { encodeRowsThreshold } from "../../src/export/saelens.ts";
 import { encodeRows, type LoadedSae } from "../../src/sae/load.ts";
 import { assertClose } from "../helpers/check.ts";
 
@@ -308,4 +309,24 @@ Deno.test("ground truth: a planted SAE recovers every feature with precision and
   assert.ok(report.core.explained_variance > 0.999, `EV ${report.core.explained_variance}`);
   close(report.core.l0, 2, 0.25, "L0 near mean_l0");
   assert.equal(report.core.dead_fraction, (m - nF) / m);
+});
+
+Deno.test("SaeForward with thresholds: JumpReLU as encodeRowsThreshold (negative τ = ReLU)", async () => {
+  const gpu = await getGpu();
+  const rng = new Rng(6);
+  const d = 8, m = 12;
+  const rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  const sae: LoadedSae = {
+    cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
+    scale: 1,
+    weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
+  };
+  const tau = Float32Array.from({ length: m }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
+  const fwd = await SaeForward.create(gpu, sae, 4, tau);
+  try {
+    const x = rand(7 * d);
+    assertClose(await fwd.encode(x), encodeRowsThreshold(sae, x, tau), 1e-5, "JumpReLU");
+  } finally {
+    fwd.destroy();
+  }
 });
