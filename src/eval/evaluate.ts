@@ -421,12 +421,15 @@ export function formatEvalReport(r: EvalReport): string {
     );
   }
   const h = c.density_histogram;
-  const hist = h.counts.map((n, i) => `${h.edges[i].toFixed(2)}:${n}`).join(" ");
+  const hist =
+    h.counts.flatMap((n, i) =>
+      n > 0 ? [`[${h.edges[i].toFixed(2)}, ${h.edges[i + 1].toFixed(2)}): ${n}`] : []
+    ).join(", ") || "none";
   const w = Math.max(...rows.map((row) => row[0].length));
   return [
     `eval — ${r.sae} on ${r.data}`,
     `  (${c.recon_rows} reconstruction rows, ${c.sparsity_rows} sparsity rows)`,
     ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`),
-    `  log10 density histogram (bin start:count): ${hist}; never fired: ${h.never_fired}`,
+    `  log10 firing frequency (non-empty bins): ${hist}; never fired: ${h.never_fired}`,
   ].join("\n");
 }
