@@ -53,7 +53,8 @@
  * ```
  * @module
  */
-import type { BatchTruth, ParentTruth } from "../data/synthetic.ts";
+import { type BatchTruth, type ParentTruth, SyntheticSource } from "../data/synthetic.ts";
+import type { EvalContext, ExtraEvaluator } from "./evaluate.ts";
 import type { AbsorptionMetrics } from "./schema.ts";
 
 /** Thresholds of {@link absorption}; every field has a default (see {@link ABSORPTION_DEFAULTS}). */
@@ -421,6 +422,43 @@ function letterAbsorption(
       .sort((x, y) => y.rows - x.rows || x.latent - y.latent),
   };
 }
+
+/** Rows {@link createAbsorptionEvaluator} draws by default (about 160 per letter at the defaults). */
+export const ABSORPTION_ROWS = 8192;
+
+/**
+ * An {@link ExtraEvaluator} for `evaluateRun`: draws `rows` fresh rows with their truth from the
+ * synthetic evaluation source, encodes them with the run's encoder (ctx.encode, JumpReLU included)
+ * and returns `{ absorption }`. On non-synthetic data it returns `{}` (no hierarchy to probe).
+ *
+ * @param options thresholds, plus `rows` (default {@link ABSORPTION_ROWS})
+ */
+export function createAbsorptionEvaluator(
+  options: AbsorptionOptions & { rows?: number } = {},
+): ExtraEvaluator {
+  return async (ctx: EvalContext) => {
+    const src = ctx.source;
+    if (!(src instanceof SyntheticSource)) return {};
+    const { rows = ABSORPTION_ROWS, ...opt } = options;
+    const d = src.dIn;
+    const x = new Float32Array(rows * d); // x: [rows, d_in] f32
+    const truth = await src.nextBatchWithTruth(x);
+    const latents = await ctx.encode(x);
+    const res = absorption({
+      latents,
+      truth,
+      wDec: ctx.sae.weights.wDec,
+      dictionary: src.truth.dictionary,
+      parents: src.truth.parents,
+      dIn: d,
+      scale: ctx.sae.scale,
+    }, opt);
+    return { absorption: res.metrics };
+  };
+}
+
+/** {@link createAbsorptionEvaluator} with the default thresholds and rows. */
+export const absorptionEvaluator: ExtraEvaluator = createAbsorptionEvaluator();
 
 /** Row j of `w` [*, d], normalised to unit length (f64). */
 function unit(w: Float32Array, j: number, d: number): Float64Array {

@@ -35,7 +35,9 @@
  * ```
  * @module
  */
+import { SyntheticSource } from "../data/synthetic.ts";
 import { Rng } from "../rng.ts";
+import type { EvalContext, ExtraEvaluator } from "./evaluate.ts";
 import type { ScrMetrics } from "./schema.ts";
 
 /** The paper's thresholds (Fig. 1b): how many latents are ablated. */
@@ -421,3 +423,39 @@ export function scr(input: ScrInput, options: ScrOptions = {}): ScrResult {
     options: opt,
   };
 }
+
+/** Rows {@link createScrEvaluator} draws by default (about 340 per off-diagonal test cell). */
+export const SCR_ROWS = 8192;
+
+/**
+ * An {@link ExtraEvaluator} for `evaluateRun`: draws `rows` fresh rows with their labels from the
+ * synthetic evaluation source, encodes them with the run's encoder (ctx.encode, JumpReLU included)
+ * and returns `{ scr }`. On non-synthetic data it returns `{}` (no concept labels).
+ *
+ * @param options settings, plus `rows` (default {@link SCR_ROWS})
+ */
+export function createScrEvaluator(options: ScrOptions & { rows?: number } = {}): ExtraEvaluator {
+  return async (ctx: EvalContext) => {
+    const src = ctx.source;
+    if (!(src instanceof SyntheticSource)) return {};
+    const { rows = SCR_ROWS, ...opt } = options;
+    const d = src.dIn;
+    const x = new Float32Array(rows * d); // x: [rows, d_in] f32
+    const truth = await src.nextBatchWithTruth(x);
+    const latents = await ctx.encode(x);
+    const res = scr({
+      x,
+      latents,
+      wDec: ctx.sae.weights.wDec,
+      bDec: ctx.sae.weights.bDec,
+      target: truth.target,
+      spurious: truth.spurious,
+      dIn: d,
+      scale: ctx.sae.scale,
+    }, opt);
+    return { scr: res.metrics };
+  };
+}
+
+/** {@link createScrEvaluator} with the default settings and rows. */
+export const scrEvaluator: ExtraEvaluator = createScrEvaluator();

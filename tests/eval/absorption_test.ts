@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import { DEFAULT_SYNTHETIC } from "../../src/config.ts";
 import { type BatchTruth, SyntheticSource } from "../../src/data/synthetic.ts";
-import { absorption } from "../../src/eval/absorption.ts";
+import {
+  absorption,
+  absorptionEvaluator,
+  createAbsorptionEvaluator,
+} from "../../src/eval/absorption.ts";
+import { fakeContext } from "./fake_context.ts";
 
 const D = 64;
 const ROWS = 4096;
@@ -146,4 +151,13 @@ Deno.test("absorption: a parent split over two latents is not absorption", async
   );
   assert.equal(l.absorption, 0);
   assert.ok(Math.abs(l.parent_f1 - 1) < 1e-12);
+});
+
+Deno.test("absorptionEvaluator: fills eval.json's absorption block from a synthetic source", async () => {
+  const { ctx, plainCtx } = await fakeContext();
+  const out = await createAbsorptionEvaluator({ rows: 2048 })(ctx);
+  assert.equal(out.absorption?.per_letter.length, 26);
+  assert.ok(out.absorption!.per_letter.every((l) => l.rows > 0 && l.absorption >= 0));
+  assert.ok(Number.isFinite(out.absorption!.mean) && Number.isFinite(out.absorption!.std));
+  assert.deepEqual(await absorptionEvaluator(plainCtx), {});
 });

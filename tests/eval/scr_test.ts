@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { DEFAULT_SYNTHETIC } from "../../src/config.ts";
 import { SyntheticSource } from "../../src/data/synthetic.ts";
 import { Rng } from "../../src/rng.ts";
-import { scr, trainLogisticProbe } from "../../src/eval/scr.ts";
+import { createScrEvaluator, scr, scrEvaluator, trainLogisticProbe } from "../../src/eval/scr.ts";
+import { fakeContext } from "./fake_context.ts";
 
 const D = 64;
 const ROWS = 4096;
@@ -139,4 +140,12 @@ Deno.test("trainLogisticProbe: reaches the regularised optimum (zero gradient) a
   for (const v of g) assert.ok(Math.abs(v) < 1e-8, `gradient ${[...g]}`);
   assert.ok(ok / n > 0.7, `train accuracy ${ok / n}`);
   assert.ok(p.w[0] > 0 && p.w[1] < 0);
+});
+
+Deno.test("scrEvaluator: fills eval.json's scr block from a synthetic source", async () => {
+  const { ctx, plainCtx } = await fakeContext();
+  const out = await createScrEvaluator({ rows: 2048 })(ctx);
+  assert.deepEqual(out.scr?.k, [2, 5, 10, 20, 50, 100, 256]);
+  assert.ok(out.scr!.score.every(Number.isFinite));
+  assert.deepEqual(await scrEvaluator(plainCtx), {});
 });
