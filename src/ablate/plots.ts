@@ -1,6 +1,5 @@
 /**
- * The ablation plots, as Vega-Lite specs rendered to SVG headlessly (vega's View with renderer
- * "none" and toSVG(): no browser, no canvas; text widths are estimated).
+ * The ablation plots, as Vega-Lite specs rendered to SVG headlessly by src/report/vega.ts.
  *
  * Every data mark carries an aria-label (the `description` channel: the run's name and values),
  * so the SVG can be checked, and read by a screen reader, without drawing it.
@@ -14,20 +13,12 @@
  * ```
  */
 
-import { parse, View } from "vega";
-import { compile, type TopLevelSpec } from "vega-lite";
+import type { TopLevelSpec } from "vega-lite";
+import { renderSvg } from "../report/vega.ts";
 import type { AblationRow, Frontier } from "./run.ts";
 import { fmtNumber } from "./sweep.ts";
 
-/** Renders a Vega-Lite spec to an SVG string. */
-export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new View(parse(compile(spec).spec), { renderer: "none" });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
-}
+export { renderSvg };
 
 /**
  * L0 (x) against explained variance (y), one line per frontier (a λ1 sweep of one variant), each

@@ -17,6 +17,7 @@ import { UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { importCommand } from "./import.ts";
+import { reportCommand } from "./report.ts";
 import { evalCommand } from "./eval.ts";
 import { synthCommand } from "./synth.ts";
 import { trainCommand } from "./train.ts";
@@ -29,6 +30,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   evalCommand,
   exportCommand,
   importCommand,
+  reportCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */
