@@ -11,6 +11,8 @@
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
+import { absorptionEvaluator } from "../eval/absorption.ts";
+import { scrEvaluator } from "../eval/scr.ts";
 import {
   DEFAULT_RECON_BATCHES,
   DEFAULT_SPARSITY_BATCHES,
@@ -74,6 +76,8 @@ export function evalCommand() {
       sparsityBatches: intFlag(flags.sparsityBatches, "--sparsity-batches"),
       batch: intFlag(flags.batch, "--batch"),
       out: flags.out ?? join(dir, "eval.json"),
+      // Absorption and SCR need the synthetic ground truth; on activation files they add nothing.
+      extra: [absorptionEvaluator, scrEvaluator],
     });
     console.log(formatEvalReport(report));
     console.log(`wrote ${flags.out ?? join(dir, "eval.json")}`);

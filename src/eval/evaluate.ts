@@ -420,6 +420,24 @@ export function formatEvalReport(r: EvalReport): string {
       ["ground truth: mean recall", g.mean_recall.toFixed(4)],
     );
   }
+  if (r.absorption) {
+    const top = [...r.absorption.per_letter].sort((x, y) => y.absorption - x.absorption).slice(
+      0,
+      3,
+    );
+    rows.push([
+      "absorption: mean ± std",
+      `${r.absorption.mean.toFixed(4)} ± ${r.absorption.std.toFixed(4)} (highest: ${
+        top.map((l) => `${l.letter} ${l.absorption.toFixed(3)}`).join(", ")
+      })`,
+    ]);
+  }
+  if (r.scr) {
+    rows.push([
+      "SCR score by k",
+      r.scr.k.map((k, i) => `${k}: ${r.scr!.score[i].toFixed(3)}`).join(", "),
+    ]);
+  }
   const h = c.density_histogram;
   const hist =
     h.counts.flatMap((n, i) =>
