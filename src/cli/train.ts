@@ -99,6 +99,10 @@ export function makeTrainCommand() {
     .option("--log-every <n>", `log metrics every N steps ${def("log_every")}`)
     .option("--data <path>", `"synthetic" or a path/glob of activation files ${def("data")}`)
     .option(
+      "--tensor <name>",
+      "tensor to read from .safetensors data (same as --data FILE#NAME) (default: the only 2-D one)",
+    )
+    .option(
       "--skip-bad-rows",
       "skip activation rows holding NaN/Inf (counted) instead of stopping (default: off)",
     )
@@ -178,10 +182,18 @@ export async function resolveTrainFlags(
     named[key] = value;
   }
 
-  const cfg = validateConfig(
+  let cfg = validateConfig(
     mergeConfig(base, ...sets, named as PartialConfig),
     "the configuration",
   );
+  if (flags.tensor !== undefined) {
+    if (!/\.safetensors$/i.test(cfg.data) || cfg.data.includes("#")) {
+      throw new UserError(
+        `--tensor needs --data naming .safetensors file(s) without '#NAME', got '${cfg.data}'`,
+      );
+    }
+    cfg = { ...cfg, data: `${cfg.data}#${flags.tensor}` };
+  }
   const opts: TrainOptions = {
     outDir,
     resume: flags.resume !== undefined,

@@ -230,3 +230,20 @@ Deno.test("--skip-bad-rows sets skip_bad_rows; without it the default (false) ho
   const off = await parseTrainArgs(["--out", "/tmp/x-skip"]);
   assert.equal(off.cfg.skip_bad_rows, false);
 });
+
+Deno.test("--tensor names the safetensors tensor; it needs safetensors data", async () => {
+  const { cfg } = await parseTrainArgs([
+    "--data",
+    "acts/*.safetensors",
+    "--tensor",
+    "resid",
+    "--out",
+    "/tmp/x",
+  ]);
+  assert.equal(cfg.data, "acts/*.safetensors#resid");
+  await assert.rejects(
+    () => parseTrainArgs(["--data", "acts.npy", "--tensor", "resid", "--out", "/tmp/x"]),
+    (e: Error) =>
+      e instanceof UserError && /--tensor needs --data naming \.safetensors/.test(e.message),
+  );
+});
