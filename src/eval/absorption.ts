@@ -1,7 +1,7 @@
 /**
  * Feature absorption on the synthetic "first letter" hierarchy (paper Fig. 2), after SAEBench's
  * absorption eval (Chanin et al., "A is for Absorption"), mapped onto the generator's known ground
- * truth. docs/metrics-absorption-scr.md has the full definition and the mapping; in short, for each
+ * truth. docs/metrics.md (Absorption and SCR) has the full definition and the mapping; in short, for each
  * parent ("letter") p with direction g_p:
  *
  * 1. **Probe.** SAEBench trains a logistic probe for the letter; here the probe is the truth itself:

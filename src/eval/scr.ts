@@ -1,6 +1,6 @@
 /**
  * Spurious correlation removal (SCR, paper Fig. 1b) on the synthetic target/spurious concept pair,
- * after SAEBench's SCR eval (Karvonen et al.). docs/metrics-absorption-scr.md has the full
+ * after SAEBench's SCR eval (Karvonen et al.). docs/metrics.md (Absorption and SCR) has the full
  * definition and the mapping; in short:
  *
  * 1. **Splits.** The rows are shuffled with the seed and cut into a train pool and a test pool. From
