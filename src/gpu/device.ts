@@ -73,9 +73,12 @@ export class Gpu {
     buffersDestroyed: 0,
   };
   private failure: GpuFailure | null = null;
-  /** Rejects with the first failure: raced against waits so that none outlives the device. */
-  private readonly failed: Promise<never>;
-  private rejectFailed: (e: GpuFailure) => void = () => {};
+  /**
+   * Rejecters of the waits in progress (see {@link Gpu.guard}), called on the first failure.
+   * A set, not a race against one long-lived promise: every race would leave a reaction on it
+   * for good (about 300 bytes a step, measured with tasks/longrun.ts).
+   */
+  private readonly waiters = new Set<(e: GpuFailure) => void>();
   private readonly modules = new Map<string, GPUShaderModule>();
   private dummyBuf: GPUBuffer | null = null;
 
@@ -86,10 +89,6 @@ export class Gpu {
     this.hasF16 = info.f16;
     this.hasTimestamps = device.features.has("timestamp-query");
     this.maxBinding = info.maxBinding;
-    this.failed = new Promise<never>((_, reject) => {
-      this.rejectFailed = reject;
-    });
-    this.failed.catch(() => {}); // observed through guard() and throwIfFailed()
     device.addEventListener("uncapturederror", (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;
       const msg = err.message.trim().replaceAll(/\s*\n\s*/g, " ");
@@ -117,7 +116,8 @@ export class Gpu {
   private fail(e: GpuFailure): void {
     if (this.failure) return;
     this.failure = e;
-    this.rejectFailed(e);
+    for (const reject of this.waiters) reject(e);
+    this.waiters.clear();
   }
 
   /** The first failure seen so far, or null. */
@@ -136,7 +136,10 @@ export class Gpu {
    */
   guard<T>(p: Promise<T>): Promise<T> {
     this.throwIfFailed();
-    return Promise.race([p, this.failed]);
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.add(reject);
+      p.then(resolve, reject).finally(() => this.waiters.delete(reject));
+    });
   }
 
   /** Creates a buffer, counting it (every buffer of this module goes through here). */
