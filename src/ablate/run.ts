@@ -25,7 +25,7 @@ import { loadConfigFile, type TrainConfig, validateConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { atomicWrite } from "../run/atomic.ts";
 import { CONFIG_FILE } from "../run/rundir.ts";
-import { train as realTrain } from "../sae/trainer.ts";
+import { train as realTrain, TrainingInterrupted } from "../sae/trainer.ts";
 import { ablationSvg, frontierSvg } from "./plots.ts";
 import {
   canonicalJson,
@@ -254,6 +254,8 @@ export async function runSweep(
         seconds,
       });
     } catch (err) {
+      // Ctrl-C / SIGTERM stops the sweep (the run checkpointed itself; rerunning resumes it).
+      if (err instanceof TrainingInterrupted) throw err;
       const msg = err instanceof Error ? err.message : String(err);
       const detail = err instanceof UserError || !(err instanceof Error) ? msg : err.stack ?? msg;
       log(`${tag}: failed: ${detail}`);

@@ -14,6 +14,7 @@
 import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
+import { TrainingInterrupted } from "../sae/trainer.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { importCommand } from "./import.ts";
@@ -80,6 +81,11 @@ export async function main(
     if (err instanceof UserError) {
       io.writeErr(`error: ${err.message.replaceAll("\n", " ")}\n`);
       return 2;
+    }
+    if (err instanceof TrainingInterrupted) {
+      // SIGINT/SIGTERM during training (sae train, sae ablate): checkpointed, say how to resume.
+      io.writeErr(`${err.message}\n`);
+      return err.exitCode;
     }
     io.writeErr(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;

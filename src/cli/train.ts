@@ -25,7 +25,7 @@ import {
 } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { readRunConfig } from "../run/rundir.ts";
-import { train, TrainingInterrupted, type TrainOptions } from "../sae/trainer.ts";
+import { train, type TrainOptions } from "../sae/trainer.ts";
 
 /** The default of a config key, as shown in help. */
 function def(key: Exclude<keyof TrainConfig, "synthetic">): string {
@@ -236,12 +236,6 @@ export async function parseTrainArgs(
 export function trainCommand() {
   return makeTrainCommand().action(async (flags) => {
     const { cfg, opts } = await resolveTrainFlags(flags);
-    try {
-      await train(cfg, opts);
-    } catch (err) {
-      if (!(err instanceof TrainingInterrupted)) throw err;
-      Deno.stderr.writeSync(new TextEncoder().encode(`${err.message}\n`));
-      Deno.exit(err.exitCode);
-    }
+    await train(cfg, opts);
   });
 }

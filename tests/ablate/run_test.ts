@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { PartialConfig } from "../../src/config.ts";
 import { UserError } from "../../src/errors.ts";
-import { train } from "../../src/sae/trainer.ts";
+import { train, TrainingInterrupted } from "../../src/sae/trainer.ts";
 import { loadSweepFile, resolveSweep, type Sweep } from "../../src/ablate/sweep.ts";
 import { METRIC_COLUMNS, runSweep, summarize } from "../../src/ablate/run.ts";
 
@@ -257,6 +257,24 @@ Deno.test("summarize: nothing finished still gives the files, with empty charts"
     const fsvg = await Deno.readTextFile(join(out, "frontier.svg"));
     assert.equal(points(fsvg), 0);
     assert.ok(fsvg.includes("no λ1 sweep has finished yet"));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("runSweep: an interrupted run stops the whole sweep instead of counting as a failure", async () => {
+  const out = await Deno.makeTempDir({ prefix: "sae-ablate-int-" });
+  try {
+    let calls = 0;
+    const interrupted: typeof train = () => {
+      calls++;
+      return Promise.reject(new TrainingInterrupted("SIGINT", 7, join(out, "x"), "ckpt"));
+    };
+    await assert.rejects(
+      () => runSweep(tinySweep(), out, { progress: false, train: interrupted, log: () => {} }),
+      (e: Error) => e instanceof TrainingInterrupted && e.exitCode === 130,
+    );
+    assert.equal(calls, 1, "the sweep went on after the interrupt");
   } finally {
     await Deno.remove(out, { recursive: true });
   }
