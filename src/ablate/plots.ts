@@ -14,7 +14,7 @@
  */
 
 import type { TopLevelSpec } from "vega-lite";
-import { renderSvg } from "../report/vega.ts";
+import { EV_AXIS, L0_AXIS, renderSvg } from "../report/vega.ts";
 import type { AblationRow, Frontier } from "./run.ts";
 import { fmtNumber } from "./sweep.ts";
 
@@ -36,18 +36,8 @@ export function frontierSpec(fronts: Frontier[]): TopLevelSpec {
       description: `${p.run}: L0 ${p.l0.toFixed(2)}, EV ${p.explained_variance.toFixed(4)}`,
     }))
   );
-  const x = {
-    field: "l0",
-    type: "quantitative",
-    title: "L0 (active latents per row)",
-    scale: { zero: false },
-  } as const;
-  const y = {
-    field: "ev",
-    type: "quantitative",
-    title: "Explained variance",
-    scale: { zero: false },
-  } as const;
+  const x = L0_AXIS;
+  const y = EV_AXIS;
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {

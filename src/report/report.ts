@@ -23,7 +23,7 @@ import { parse as parseYaml } from "yaml";
 import { UserError } from "../errors.ts";
 import type { EvalReport } from "../eval/schema.ts";
 import { atomicWrite } from "../run/atomic.ts";
-import { renderSvg } from "./vega.ts";
+import { EV_AXIS, L0_AXIS, renderSvg } from "./vega.ts";
 
 /** What a run directory holds, as far as it exists. */
 export interface RunData {
@@ -221,18 +221,8 @@ export function frontierSpec(runs: RunData[]): TopLevelSpec | null {
     }];
   });
   if (values.length === 0) return null;
-  const x = {
-    field: "l0",
-    type: "quantitative",
-    title: "L0 (active latents per row)",
-    scale: { zero: false },
-  } as const;
-  const y = {
-    field: "ev",
-    type: "quantitative",
-    title: "Explained variance",
-    scale: { zero: false },
-  } as const;
+  const x = L0_AXIS;
+  const y = EV_AXIS;
   return {
     $schema: SCHEMA,
     title: {

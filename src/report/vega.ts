@@ -21,3 +21,19 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
     view.finalize();
   }
 }
+
+/** The x axis of every L0-vs-explained-variance chart (field `l0`). */
+export const L0_AXIS = {
+  field: "l0",
+  type: "quantitative",
+  title: "L0 (active latents per row)",
+  scale: { zero: false },
+} as const;
+
+/** The y axis of every L0-vs-explained-variance chart (field `ev`). */
+export const EV_AXIS = {
+  field: "ev",
+  type: "quantitative",
+  title: "Explained variance",
+  scale: { zero: false },
+} as const;
