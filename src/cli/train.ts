@@ -222,7 +222,7 @@ export async function parseTrainArgs(
     cmd.parse(argv, { from: "user" });
   } catch (err) {
     if (err instanceof CommanderError) {
-      throw new UserError(err.message.replace(/^error: /, ""));
+      throw new UserError(err.message.replace(/^error: /, "").replace(/\s*\n\s*/g, " "));
     }
     throw err;
   }

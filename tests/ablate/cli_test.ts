@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import { buildProgram, type CliIo, main } from "../../src/cli/main.ts";
 import { listRuns, makeAblateCommand, resolveAblateFlags } from "../../src/cli/ablate.ts";
 import { PAPER_BASE } from "../../src/ablate/sweep.ts";
+import { withTemp } from "../helpers/check.ts";
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];
@@ -15,15 +16,6 @@ function parseFlags(argv: string[]) {
   const cmd = makeAblateCommand().exitOverride();
   cmd.parse(argv, { from: "user" });
   return cmd.opts();
-}
-
-async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("sae ablate --help: every option shows its default", async () => {

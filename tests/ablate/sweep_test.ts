@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { UserError } from "../../src/errors.ts";
 import {
   canonicalJson,
   CPU_BASE,
@@ -10,15 +9,7 @@ import {
   PAPER_BASE,
   resolveSweep,
 } from "../../src/ablate/sweep.ts";
-
-async function rejectsUserError(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
-  await assert.rejects(fn, (err: unknown) => {
-    assert.ok(err instanceof UserError, `expected UserError, got ${err}`);
-    assert.match(err.message, pattern);
-    assert.ok(!err.message.includes("\n"), `not one line: ${err.message}`);
-    return true;
-  });
-}
+import { rejectsUserError } from "../helpers/check.ts";
 
 Deno.test("default sweep: the paper's ablations, mechanisms off and both λ1 frontiers", () => {
   const sweep = defaultSweep("cpu");

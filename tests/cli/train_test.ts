@@ -6,23 +6,7 @@ import { UserError } from "../../src/errors.ts";
 import { buildProgram, type CliIo, main } from "../../src/cli/main.ts";
 import { makeTrainCommand, parseTrainArgs, timestampName } from "../../src/cli/train.ts";
 import { writeConfig } from "../../src/run/rundir.ts";
-
-async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function rejectsUserError(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
-  await assert.rejects(fn, (err: unknown) => {
-    assert.ok(err instanceof UserError, `expected UserError, got ${err}`);
-    assert.match(err.message, pattern);
-    return true;
-  });
-}
+import { rejectsUserError, withTemp } from "../helpers/check.ts";
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [];

@@ -4,31 +4,20 @@
  * rate for that letter and nowhere else.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_SYNTHETIC } from "../../src/config.ts";
 import { type BatchTruth, SyntheticSource } from "../../src/data/synthetic.ts";
 import {
   absorption,
   absorptionEvaluator,
   createAbsorptionEvaluator,
 } from "../../src/eval/absorption.ts";
-import { fakeContext } from "./fake_context.ts";
+import { fakeContext, oracleBatch } from "./fake_context.ts";
 
 const D = 64;
 const ROWS = 4096;
 
 /** Rows, their truth, and the oracle latents f[r, feature] = true magnitude. */
 async function oracle() {
-  const src = new SyntheticSource({ ...DEFAULT_SYNTHETIC, seed: 3 }, D);
-  const x = new Float32Array(ROWS * D); // x: [ROWS, D] f32
-  const truth = await src.nextBatchWithTruth(x);
-  const dict = src.truth.dictionary;
-  const nF = dict.length / D;
-  const f = new Float32Array(ROWS * nF); // f: [ROWS, nF] f32
-  for (let r = 0; r < ROWS; r++) {
-    for (let e = truth.rowPtr[r]; e < truth.rowPtr[r + 1]; e++) {
-      f[r * nF + truth.features[e]] = truth.magnitudes[e];
-    }
-  }
+  const { src, truth, dict, nF, f } = await oracleBatch(3, D, ROWS);
   return { src, truth, f, nF, wDec: dict.slice() };
 }
 

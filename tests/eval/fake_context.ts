@@ -43,3 +43,22 @@ export function fakeContext(): Promise<{ ctx: EvalContext; plainCtx: EvalContext
   };
   return Promise.resolve({ ctx, plainCtx: { ...ctx, source: plain, truth: undefined } });
 }
+
+/**
+ * `rows` synthetic rows with their truth and the "oracle" latents an ideal SAE would give:
+ * f[r, feature] = the feature's true magnitude, decoder rows = the true dictionary.
+ */
+export async function oracleBatch(seed: number, d: number, rows: number) {
+  const src = new SyntheticSource({ ...DEFAULT_SYNTHETIC, seed }, d);
+  const x = new Float32Array(rows * d); // x: [rows, d] f32
+  const truth = await src.nextBatchWithTruth(x);
+  const dict = src.truth.dictionary;
+  const nF = dict.length / d;
+  const f = new Float32Array(rows * nF); // f: [rows, nF] f32
+  for (let r = 0; r < rows; r++) {
+    for (let e = truth.rowPtr[r]; e < truth.rowPtr[r + 1]; e++) {
+      f[r * nF + truth.features[e]] = truth.magnitudes[e];
+    }
+  }
+  return { src, x, truth, dict, nF, f };
+}

@@ -4,28 +4,16 @@
  * (score > 0, rising from k = 0); a control SAE without it scores ≈ 0. Plus the probe trainer.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_SYNTHETIC } from "../../src/config.ts";
-import { SyntheticSource } from "../../src/data/synthetic.ts";
 import { Rng } from "../../src/rng.ts";
 import { createScrEvaluator, scr, scrEvaluator, trainLogisticProbe } from "../../src/eval/scr.ts";
-import { fakeContext } from "./fake_context.ts";
+import { fakeContext, oracleBatch } from "./fake_context.ts";
 
 const D = 64;
 const ROWS = 4096;
 
 /** Rows with truth; oracle latents f[r, feature] = true magnitude, decoder = dictionary. */
 async function data() {
-  const src = new SyntheticSource({ ...DEFAULT_SYNTHETIC, seed: 5 }, D);
-  const x = new Float32Array(ROWS * D); // x: [ROWS, D] f32
-  const truth = await src.nextBatchWithTruth(x);
-  const dict = src.truth.dictionary;
-  const nF = dict.length / D;
-  const f = new Float32Array(ROWS * nF); // f: [ROWS, nF] f32
-  for (let r = 0; r < ROWS; r++) {
-    for (let e = truth.rowPtr[r]; e < truth.rowPtr[r + 1]; e++) {
-      f[r * nF + truth.features[e]] = truth.magnitudes[e];
-    }
-  }
+  const { src, x, truth, dict, nF, f } = await oracleBatch(5, D, ROWS);
   // Control: the same SAE without the spurious latent (its signal stays in the error term).
   const sp = src.truth.concepts.spurious;
   const fc = f.slice();

@@ -1,4 +1,6 @@
 /** Shared test helpers: random data, poisoned buffers, relative-error comparison. */
+import assert from "node:assert/strict";
+import { UserError } from "../../src/errors.ts";
 import type { Rng } from "../../src/rng.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
 
@@ -44,4 +46,27 @@ export function assertClose(
         `(got ${got[at]}, want ${want[at]})`,
     );
   }
+}
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+export async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Asserts `fn` rejects with a one-line UserError whose message matches `pattern`. */
+export async function rejectsUserError(
+  fn: () => Promise<unknown>,
+  pattern: RegExp,
+): Promise<void> {
+  await assert.rejects(fn, (err: unknown) => {
+    assert.ok(err instanceof UserError, `expected UserError, got ${err}`);
+    assert.ok(!err.message.includes("\n"), `multi-line message: ${err.message}`);
+    assert.match(err.message, pattern);
+    return true;
+  });
 }

@@ -10,24 +10,7 @@ import {
   writeConfig,
   writeJson,
 } from "../../src/run/rundir.ts";
-
-async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function rejectsUserError(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
-  await assert.rejects(fn, (err: unknown) => {
-    assert.ok(err instanceof UserError, `expected UserError, got ${err}`);
-    assert.ok(!err.message.includes("\n"));
-    assert.match(err.message, pattern);
-    return true;
-  });
-}
+import { rejectsUserError, withTemp } from "../helpers/check.ts";
 
 const FRESH = { resume: false, overwrite: false };
 
