@@ -4,7 +4,7 @@
  * rate for that letter and nowhere else.
  */
 import assert from "node:assert/strict";
-import { type BatchTruth, SyntheticSource } from "../../src/data/synthetic.ts";
+import type { BatchTruth } from "../../src/data/synthetic.ts";
 import {
   absorption,
   absorptionEvaluator,

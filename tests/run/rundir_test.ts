@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_CONFIG, mergeConfig, validateConfig } from "../../src/config.ts";
-import { UserError } from "../../src/errors.ts";
 import {
   MetricsLog,
   prepareRunDir,
