@@ -7,6 +7,10 @@ override EPS: f32 = 1e-8;
 override WEIGHT_DECAY: f32 = 0.01;
 // Elements per latent for a per-latent learning-rate factor (W rows: d_in, b_enc: 1); 0: none.
 override ROW_LEN: u32 = 0u;
+// A part of a parameter larger than one binding (src/gpu/split.ts): p, g, m, v start at element
+// OFF of their bindings, and element i of the part is element I0 + i of the parameter.
+override OFF: u32 = 0u;
+override I0: u32 = 0u;
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;  // parameter [N]
@@ -20,15 +24,16 @@ const WG: u32 = 64u;
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let i = gid.x + gid.y * nw.x * WG;
   if (i >= N) { return; }
-  let gi = g[i];
-  let mi = BETA1 * m[i] + (1.0 - BETA1) * gi;
-  let vi = BETA2 * v[i] + (1.0 - BETA2) * gi * gi;
-  m[i] = mi;
-  v[i] = vi;
+  let j = OFF + i;
+  let gi = g[j];
+  let mi = BETA1 * m[j] + (1.0 - BETA1) * gi;
+  let vi = BETA2 * v[j] + (1.0 - BETA2) * gi * gi;
+  m[j] = mi;
+  v[j] = vi;
   let mhat = mi / (1.0 - st.b1t);
   let vhat = vi / (1.0 - st.b2t);
   var lr = st.lr;
-  if (ROW_LEN > 0u) { lr = lr * lr_scale[i / ROW_LEN]; }
-  let pi = p[i] * (1.0 - lr * WEIGHT_DECAY);
-  p[i] = pi - lr * mhat / (sqrt(vhat) + EPS);
+  if (ROW_LEN > 0u) { lr = lr * lr_scale[(I0 + i) / ROW_LEN]; }
+  let pi = p[j] * (1.0 - lr * WEIGHT_DECAY);
+  p[j] = pi - lr * mhat / (sqrt(vhat) + EPS);
 }

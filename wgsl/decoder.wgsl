@@ -2,6 +2,9 @@
 // w_i = W_dec[i, :], stored [M, D] row-major as SAELens does).
 override D: u32 = 64u;
 override M: u32 = 64u;
+// A part over a range of rows of a W_dec larger than one binding (src/gpu/split.ts): w and g
+// start at element OFF of their bindings.
+override OFF: u32 = 0u;
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> w: array<f32>; // W_dec [M, D]
@@ -30,7 +33,7 @@ fn reduce(t: u32, v: f32) -> f32 {
 fn project_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let i = row_of(wid);
   if (i >= M) { return; }
-  let o = i * D;
+  let o = OFF + i * D;
   var s = 0.0;
   for (var k = t; k < D; k += WG) { s += g[o + k] * w[o + k]; }
   let dot = reduce(t, s);
@@ -42,7 +45,7 @@ fn project_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let i = row_of(wid);
   if (i >= M) { return; }
-  let o = i * D;
+  let o = OFF + i * D;
   var s = 0.0;
   for (var k = t; k < D; k += WG) { s += w[o + k] * w[o + k]; }
   let n = sqrt(reduce(t, s));

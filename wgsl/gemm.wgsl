@@ -34,6 +34,16 @@ struct Params {
   N: u32,
   K: u32,
   row0: u32, // global row index of this GEMM's row 0 (epilogue 5)
+  // Leading dimensions of the stored matrices and where each starts in its binding (elements):
+  // a part of a larger GEMM binds views of its operands (src/gpu/split.ts).
+  lda: u32,
+  ldb: u32,
+  ldc: u32,
+  offA: u32,
+  offB: u32,
+  offC: u32,
+  eoff: u32, // global column of this GEMM's column 0, for per-column vectors E[n], S[n]
+  pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
@@ -49,22 +59,23 @@ var<workgroup> Bs: array<f32, BK * WG_X * TN>; // [BK][BN]
 // The epilogue of both paths: C[m, n] from the accumulated dot product.
 fn epilogue(m: u32, n: u32, acc: f32) {
   var v = acc;
-  let idx = m * p.N + n;
+  let idx = p.offC + m * p.ldc + n;
+  let ng = p.eoff + n;
   if (EPILOGUE == 1u) {
-    v = v + E[n];
+    v = v + E[ng];
   } else if (EPILOGUE == 2u) {
-    v = max(v + E[n], 0.0);
+    v = max(v + E[ng], 0.0);
   } else if (EPILOGUE == 3u) {
     v = select(0.0, v + S[SCALAR_IDX], E[idx] > 0.0);
   } else if (EPILOGUE == 4u) {
     // Adaptive masking (paper §4.1): keep the latent only above its threshold τ_n = S[n] ≥ 0.
-    v = v + E[n];
-    v = select(0.0, v, v > max(S[n], 0.0));
+    v = v + E[ng];
+    v = select(0.0, v, v > max(S[ng], 0.0));
   } else if (EPILOGUE == 5u) {
     // Orthogonality coefficients (paper Eqs. 4-5, α constant): for the Gram entry c = w_i·w_j,
-    // i = row0 + m, j = n: S[0]·E[i]·E[j]·c/(|c| + S[1]), 0 on the diagonal.
+    // i = row0 + m, j = eoff + n: S[0]·E[i]·E[j]·c/(|c| + S[1]), 0 on the diagonal.
     let i = p.row0 + m;
-    v = select(S[0] * E[i] * E[n] * v / (abs(v) + S[1]), 0.0, i == n);
+    v = select(S[0] * E[i] * E[ng] * v / (abs(v) + S[1]), 0.0, i == ng);
   } else if (EPILOGUE == 6u) {
     v = C[idx] + v;
   }
@@ -73,14 +84,14 @@ fn epilogue(m: u32, n: u32, acc: f32) {
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
-  if (TRANS_A) { return A[k * p.M + m]; }
-  return A[m * p.K + k];
+  if (TRANS_A) { return A[p.offA + k * p.lda + m]; }
+  return A[p.offA + m * p.lda + k];
 }
 
 fn loadB(k: u32, n: u32) -> f32 {
   if (n >= p.N || k >= p.K) { return 0.0; }
-  if (TRANS_B) { return B[n * p.K + k]; }
-  return B[k * p.N + n];
+  if (TRANS_B) { return B[p.offB + n * p.ldb + k]; }
+  return B[p.offB + k * p.ldb + n];
 }
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
@@ -144,7 +155,8 @@ fn main(
 // and transposed B: along K; transposed A: along M; row-major B: along N) and transposes where
 // needed (free in llvmpipe's SoA registers). A[M,K] and B as vec4 arrays alias bindings 0 and 1.
 // Rows/columns past M/N are clamped on load (stay in bounds) and skipped on store.
-// Needs K % 4 == 0, and M % 4 == 0 when TRANS_A, N % 4 == 0 when !TRANS_B (gemm.ts checks).
+// Needs K % 4 == 0, and M % 4 == 0 when TRANS_A, N % 4 == 0 when !TRANS_B, and lda, ldb, offA,
+// offB multiples of 4 (gemm.ts checks).
 @group(0) @binding(0) var<storage, read> A4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> B4: array<vec4<f32>>;
 
@@ -163,8 +175,8 @@ fn storeRow(m: u32, n: u32, acc: vec4<f32>) {
 // offsets in vec4s for row-major A; `rc` the (clamped) vec4 index of the row block for transposed A.
 fn fragA(ro: vec4<u32>, rc: u32, k4: u32) -> mat4x4<f32> {
   if (TRANS_A) {
-    let M4 = p.M / 4u;
-    let base = 4u * k4 * M4 + rc;
+    let M4 = p.lda / 4u;
+    let base = p.offA / 4u + 4u * k4 * M4 + rc;
     let r0 = A4[base];
     let r1 = A4[base + M4];
     let r2 = A4[base + 2u * M4];
@@ -183,8 +195,8 @@ fn fragB(co: vec4<u32>, cc: u32, k4: u32) -> mat4x4<f32> {
     let c3 = B4[co.w + k4];
     return transpose(mat4x4<f32>(c0, c1, c2, c3));
   }
-  let N4 = p.N / 4u;
-  let base = 4u * k4 * N4 + cc;
+  let N4 = p.ldb / 4u;
+  let base = p.offB / 4u + 4u * k4 * N4 + cc;
   return mat4x4<f32>(B4[base], B4[base + N4], B4[base + 2u * N4], B4[base + 3u * N4]);
 }
 
@@ -213,13 +225,13 @@ fn mac(acc: mat4x4<f32>, a: mat4x4<f32>, b: mat4x4<f32>) -> mat4x4<f32> {
 fn rowOffs(m: u32) -> vec4<u32> {
   let last = p.M - 1u;
   return vec4<u32>(min(m, last), min(m + 1u, last), min(m + 2u, last), min(m + 3u, last)) *
-    (p.K / 4u);
+    (p.lda / 4u) + vec4<u32>(p.offA / 4u);
 }
 
 fn colOffs(n: u32) -> vec4<u32> {
   let last = p.N - 1u;
   return vec4<u32>(min(n, last), min(n + 1u, last), min(n + 2u, last), min(n + 3u, last)) *
-    (p.K / 4u);
+    (p.ldb / 4u) + vec4<u32>(p.offB / 4u);
 }
 
 fn storeBlock(m: u32, n: u32, acc: mat4x4<f32>) {

@@ -7,6 +7,10 @@ override N_BENC: u32 = 1u;
 override N_WDEC: u32 = 1u;
 override N_BDEC: u32 = 1u;
 override STRIDE: u32 = 256u; // workgroups × WG
+// A part over ranges of W_enc and W_dec larger than one binding (src/gpu/split.ts): they start at
+// elements OFF_ENC / OFF_DEC of their bindings.
+override OFF_ENC: u32 = 0u;
+override OFF_DEC: u32 = 0u;
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> w_enc: array<f32>;
@@ -26,9 +30,9 @@ fn code(x: f32) -> u32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var m = 0u;
-  for (var i = gid.x; i < N_WENC; i += STRIDE) { m = max(m, code(w_enc[i])); }
+  for (var i = gid.x; i < N_WENC; i += STRIDE) { m = max(m, code(w_enc[OFF_ENC + i])); }
   for (var i = gid.x; i < N_BENC; i += STRIDE) { m = max(m, code(b_enc[i])); }
-  for (var i = gid.x; i < N_WDEC; i += STRIDE) { m = max(m, code(w_dec[i])); }
+  for (var i = gid.x; i < N_WDEC; i += STRIDE) { m = max(m, code(w_dec[OFF_DEC + i])); }
   for (var i = gid.x; i < N_BDEC; i += STRIDE) { m = max(m, code(b_dec[i])); }
   if (m != 0u) { atomicMax(&acc[12], m); }
 }

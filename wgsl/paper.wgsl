@@ -10,6 +10,12 @@ override ORTHO_EPS: f32 = 1e-6;    // ε (Eq. 5)
 override ORTHO_IMPORTANCE: bool = true;
 override ORTHO_MEAN: bool = true;  // average over the M(M−1) ordered pairs instead of summing
 override IMPORTANCE_LR: f32 = 0.5; // ρ
+// grad_mask over a range of batch rows when [B, M] exceeds one binding (src/gpu/split.ts): dpre and
+// f start at element A_OFF of their bindings; a part after the first adds its sum of squares to
+// gnorm (ACCUM), and the last takes the square root (FINAL).
+override A_OFF: u32 = 0u;
+override ACCUM: bool = false;
+override FINAL: bool = true;
 const WG: u32 = 256u;
 const CHUNK: u32 = 8192u;
 
@@ -36,13 +42,14 @@ fn grad_mask(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
   for (var r0 = 0u; r0 < B; r0 += CHUNK) {
     let r1 = min(r0 + CHUNK, B);
     for (var r = r0; r < r1; r++) {
-      let idx = r * M + i;
+      let idx = A_OFF + r * M + i;
       let d = dpre[idx];
       ss += d * d;
       dpre[idx] = select(0.0, d + st.l1_coef, f[idx] > 0.0);
     }
   }
-  gnorm[i] = sqrt(ss);
+  if (ACCUM) { ss += gnorm[i]; }
+  gnorm[i] = select(ss, sqrt(ss), FINAL);
 }
 
 var<workgroup> red: array<f32, WG>;

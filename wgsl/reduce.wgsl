@@ -5,7 +5,14 @@ override R: u32 = 64u;          // rows
 override C: u32 = 64u;          // columns
 override OUT_SCALE: f32 = 1.0;  // col_sum: out = OUT_SCALE · Σ_r in[r, c]
 override APPLY_B_DEC: bool = true;
-override K2: u32 = 64u;         // bdec_grad: rows of W_enc (d_sae)
+override K2: u32 = 64u;         // bdec_grad: rows of W_enc (d_sae) in this part
+// A dispatch over part of a large buffer (src/gpu/split.ts): `a` / `w_enc` start at element A_OFF /
+// W_OFF of their bindings; ACCUM adds this part's sums to `out` instead of overwriting it, and
+// I0 is the index of this part's first W_enc row in g_benc.
+override ACCUM: bool = false;
+override A_OFF: u32 = 0u;
+override W_OFF: u32 = 0u;
+override I0: u32 = 0u;
 const WG: u32 = 64u;
 const CHUNK: u32 = 8192u;
 
@@ -24,7 +31,7 @@ fn col_total(c: u32) -> f32 {
   var s = 0.0;
   for (var r0 = 0u; r0 < R; r0 += CHUNK) {
     let r1 = min(r0 + CHUNK, R);
-    for (var r = r0; r < r1; r++) { s += a[r * C + c]; }
+    for (var r = r0; r < r1; r++) { s += a[A_OFF + r * C + c]; }
   }
   return s;
 }
@@ -34,7 +41,8 @@ fn col_total(c: u32) -> f32 {
 fn col_sum(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let c = column(g, nw);
   if (c >= C) { return; }
-  out[c] = OUT_SCALE * col_total(c);
+  let v = OUT_SCALE * col_total(c);
+  out[c] = select(v, out[c] + v, ACCUM);
 }
 
 // dL/db_dec = Σ_b dL/dx̂_b − W_encᵀ·(dL/db_enc): b_dec reaches the loss through x̂ and, when it is
@@ -43,12 +51,13 @@ fn col_sum(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups)
 fn bdec_grad(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let c = column(g, nw);
   if (c >= C) { return; }
-  var s = col_total(c);
+  var s = 0.0;
+  if (ACCUM) { s = out[c]; } else { s = col_total(c); }
   if (APPLY_B_DEC) {
     var t = 0.0;
     for (var i0 = 0u; i0 < K2; i0 += CHUNK) {
       let i1 = min(i0 + CHUNK, K2);
-      for (var i = i0; i < i1; i++) { t += g_benc[i] * w_enc[i * C + c]; }
+      for (var i = i0; i < i1; i++) { t += g_benc[I0 + i] * w_enc[W_OFF + i * C + c]; }
     }
     s -= t;
   }
@@ -65,12 +74,17 @@ fn feature_stats(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workg
   for (var r0 = 0u; r0 < R; r0 += CHUNK) {
     let r1 = min(r0 + CHUNK, R);
     for (var r = r0; r < r1; r++) {
-      let v = a[r * C + c];
+      let v = a[A_OFF + r * C + c];
       n += select(0.0, 1.0, v > 0.0);
       s += v;
     }
   }
-  out[2u * c] = n;
-  out[2u * c + 1u] = s;
+  if (ACCUM) {
+    out[2u * c] += n;
+    out[2u * c + 1u] += s;
+  } else {
+    out[2u * c] = n;
+    out[2u * c + 1u] = s;
+  }
   if (n > 0.0) { last_fired[c] = st.step; }
 }

@@ -18,7 +18,7 @@ import { SyntheticSource, type SyntheticTruth } from "../data/synthetic.ts";
 import { UserError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { type Dispatch, run } from "../gpu/dispatch.ts";
-import { gemm } from "../kernels/gemm.ts";
+import { gemmDispatches } from "../kernels/gemm.ts";
 import { prepareKernel } from "../kernels/loss.ts";
 import { loadThreshold } from "../export/saelens.ts";
 import { atomicWrite, type Writer } from "../run/atomic.ts";
@@ -107,7 +107,7 @@ export class SaeForward {
           applyBDec: apply_b_dec_to_input,
           squared: true,
         }, { x, xc, bDec, xhat, dxhat: none, xmean: none, rowstats: none }),
-        await gemm(gpu, {
+        ...await gemmDispatches(gpu, {
           label: "eval encode",
           M: batch,
           N: m,
@@ -116,7 +116,7 @@ export class SaeForward {
           transB: true,
           epilogue: tau ? "bias_threshold" : "bias_relu",
         }, { a: xc, b: wEnc, c: f, e: bEnc, s: tau ?? undefined }),
-        await gemm(gpu, {
+        ...await gemmDispatches(gpu, {
           label: "eval decode",
           M: batch,
           N: d,

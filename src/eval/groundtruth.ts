@@ -4,7 +4,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import { run } from "../gpu/dispatch.ts";
-import { gemm } from "../kernels/gemm.ts";
+import { gemmDispatches } from "../kernels/gemm.ts";
 
 /** Recovery summary. */
 export interface Recovery {
@@ -49,7 +49,7 @@ export async function groundTruthRecovery(
   const ab = gpu.buffer("recovery truth", chunk * d * 4);
   const cb = gpu.buffer("recovery cos", chunk * m * 4);
   // The last chunk may be partial: its stale rows are computed but never read.
-  const cosines = await gemm(gpu, {
+  const cosines = await gemmDispatches(gpu, {
     label: "recovery",
     M: chunk,
     N: m,
@@ -61,7 +61,7 @@ export async function groundTruthRecovery(
   for (let j0 = 0; j0 < n; j0 += chunk) {
     const rows = Math.min(chunk, n - j0);
     gpu.write(ab, gt.subarray(j0 * d, (j0 + rows) * d));
-    run(gpu, [cosines]);
+    run(gpu, cosines);
     const cos = await gpu.read(cb, rows * m * 4);
     for (let r = 0; r < rows; r++) {
       let bv = -Infinity, bi = 0;

@@ -61,8 +61,15 @@ export class Gpu {
   readonly hasTimestamps: boolean;
   /** Whether shader-f16 was enabled. */
   readonly hasF16: boolean;
-  /** Largest storage binding in bytes. */
+  /**
+   * Largest storage binding in bytes. Buffers may be larger (up to {@link Gpu.maxBufferSize}):
+   * kernels that touch such buffers split their dispatches over views (src/gpu/split.ts).
+   */
   readonly maxBinding: number;
+  /** Largest buffer in bytes. */
+  readonly maxBufferSize: number;
+  /** Alignment of storage-binding offsets in bytes (minStorageBufferOffsetAlignment). */
+  readonly offsetAlign: number;
   /** Operation counters (see {@link GpuCounters}). */
   readonly counters: GpuCounters = {
     pipelines: 0,
@@ -89,6 +96,8 @@ export class Gpu {
     this.hasF16 = info.f16;
     this.hasTimestamps = device.features.has("timestamp-query");
     this.maxBinding = info.maxBinding;
+    this.maxBufferSize = device.limits.maxBufferSize;
+    this.offsetAlign = device.limits.minStorageBufferOffsetAlignment;
     device.addEventListener("uncapturederror", (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;
       const msg = err.message.trim().replaceAll(/\s*\n\s*/g, " ");
@@ -159,13 +168,16 @@ export class Gpu {
     return this.counters.buffersCreated - this.counters.buffersDestroyed;
   }
 
-  /** Creates a storage buffer of `bytes` (rounded up to 4), checking the binding limit. */
+  /**
+   * Creates a storage buffer of `bytes` (rounded up to 4), checking the buffer-size limit (a
+   * buffer over the binding limit is fine: its kernels bind views of it, src/gpu/split.ts).
+   */
   buffer(label: string, bytes: number, extraUsage = 0): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 4) * 4);
-    if (size > this.maxBinding) {
+    if (size > this.maxBufferSize) {
       throw new UserError(
-        `buffer '${label}' needs ${fmtBytes(size)}, over this adapter's storage-binding limit of ` +
-          `${fmtBytes(this.maxBinding)}: reduce d_sae, d_in or batch`,
+        `buffer '${label}' needs ${fmtBytes(size)}, over this adapter's buffer-size limit of ` +
+          `${fmtBytes(this.maxBufferSize)}: reduce d_sae, d_in or batch`,
       );
     }
     return this.createBuffer({
@@ -254,7 +266,17 @@ export class Gpu {
     this.counters.bindGroups++;
     const entries: GPUBindGroupEntry[] = [];
     buffers.forEach((b, binding) => {
-      if (b) entries.push({ binding, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+      if (!b) return;
+      const res = b instanceof GPUBuffer ? { buffer: b } : b;
+      const size = res.size ?? res.buffer.size - (res.offset ?? 0);
+      if (size > this.maxBinding && (res.buffer.usage & GPUBufferUsage.STORAGE)) {
+        // A kernel builder that binds a whole large buffer instead of splitting (a bug, not input).
+        throw new Error(
+          `kernel '${label ?? "?"}' binds ${fmtBytes(size)} of '${res.buffer.label}' at slot ` +
+            `${binding}, over the storage-binding limit of ${fmtBytes(this.maxBinding)}`,
+        );
+      }
+      entries.push({ binding, resource: res });
     });
     return this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
   }
@@ -382,5 +404,6 @@ export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
 }
 
 function fmtBytes(n: number): string {
+  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${n} B`;
 }

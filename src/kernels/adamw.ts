@@ -2,6 +2,7 @@
 import adamwSrc from "../../wgsl/adamw.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { ranges, view, viewElems } from "../gpu/split.ts";
 import { STATE_WGSL, type StepState } from "../sae/state.ts";
 
 /** Optimizer hyperparameters, fixed for a run. */
@@ -20,8 +21,11 @@ export interface AdamBuffers {
   v: GPUBuffer;
 }
 
-/** Builds the AdamW update of one parameter of `n` elements. */
-export function adamwKernel(
+/**
+ * Builds the AdamW update of one parameter of `n` elements: one dispatch, or one per range of
+ * elements when the parameter exceeds the storage-binding limit.
+ */
+export async function adamwKernel(
   gpu: Gpu,
   label: string,
   n: number,
@@ -29,21 +33,33 @@ export function adamwKernel(
   b: AdamBuffers,
   state: GPUBuffer,
   lrScale?: { buf: GPUBuffer; rowLen: number },
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label: `adamw ${label}`,
-    code: STATE_WGSL + adamwSrc,
-    constants: {
-      N: n,
-      BETA1: s.beta1,
-      BETA2: s.beta2,
-      EPS: s.eps,
-      WEIGHT_DECAY: s.weightDecay,
-      ROW_LEN: lrScale?.rowLen ?? 0,
-    },
-    buffers: [b.p, b.g, b.m, b.v, state, lrScale?.buf ?? gpu.dummy()],
-    groups: groupsFor(n, 64),
-  });
+): Promise<Dispatch[]> {
+  const whole = n * 4 <= gpu.maxBinding;
+  const parts = whole ? [[0, n]] : ranges(n, viewElems(gpu), 4);
+  const out: Dispatch[] = [];
+  for (const [i0, i1] of parts) {
+    const v = (buf: GPUBuffer) => whole ? { binding: buf, off: 0 } : view(gpu, buf, i0, i1 - i0);
+    const [p, g, m, vv] = [b.p, b.g, b.m, b.v].map(v);
+    out.push(
+      await kernel(gpu, {
+        label: `adamw ${label}`,
+        code: STATE_WGSL + adamwSrc,
+        constants: {
+          N: i1 - i0,
+          BETA1: s.beta1,
+          BETA2: s.beta2,
+          EPS: s.eps,
+          WEIGHT_DECAY: s.weightDecay,
+          ROW_LEN: lrScale?.rowLen ?? 0,
+          OFF: p.off,
+          I0: i0,
+        },
+        buffers: [p.binding, g.binding, m.binding, vv.binding, state, lrScale?.buf ?? gpu.dummy()],
+        groups: groupsFor(i1 - i0, 64),
+      }),
+    );
+  }
+  return out;
 }
 
 /**

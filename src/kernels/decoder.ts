@@ -2,6 +2,36 @@
 import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { rowRanges, view } from "../gpu/split.ts";
+
+/** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
+async function overRows(
+  gpu: Gpu,
+  label: string,
+  entry: string,
+  dSae: number,
+  dIn: number,
+  bufs: GPUBuffer[],
+): Promise<Dispatch[]> {
+  const parts = rowRanges(gpu, dSae, dIn);
+  const out: Dispatch[] = [];
+  for (const [r0, r1] of parts) {
+    const views = bufs.map((b) =>
+      parts.length === 1 ? { binding: b, off: 0 } : view(gpu, b, r0 * dIn, (r1 - r0) * dIn)
+    );
+    out.push(
+      await kernel(gpu, {
+        label,
+        code: decoderSrc,
+        entry,
+        constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
+        buffers: views.map((v) => v.binding),
+        groups: groupsFor(r1 - r0),
+      }),
+    );
+  }
+  return out;
+}
 
 /** Removes from each decoder row's gradient its component along the (unit) row. */
 export function projectGradKernel(
@@ -10,15 +40,8 @@ export function projectGradKernel(
   dIn: number,
   wDec: GPUBuffer,
   gDec: GPUBuffer,
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label: "decoder grad projection",
-    code: decoderSrc,
-    entry: "project_grad",
-    constants: { D: dIn, M: dSae },
-    buffers: [wDec, gDec],
-    groups: groupsFor(dSae),
-  });
+): Promise<Dispatch[]> {
+  return overRows(gpu, "decoder grad projection", "project_grad", dSae, dIn, [wDec, gDec]);
 }
 
 /** Rescales each decoder row to unit norm. */
@@ -27,15 +50,8 @@ export function normalizeKernel(
   dSae: number,
   dIn: number,
   wDec: GPUBuffer,
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label: "decoder normalize",
-    code: decoderSrc,
-    entry: "normalize",
-    constants: { D: dIn, M: dSae },
-    buffers: [wDec],
-    groups: groupsFor(dSae),
-  });
+): Promise<Dispatch[]> {
+  return overRows(gpu, "decoder normalize", "normalize", dSae, dIn, [wDec]);
 }
 
 /** Reference of {@link projectGradKernel} (in place on g). */

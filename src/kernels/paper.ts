@@ -7,7 +7,8 @@ import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { STATE_WGSL } from "../sae/state.ts";
-import { gemm } from "./gemm.ts";
+import { gemmDispatches } from "./gemm.ts";
+import { rowRanges, view } from "../gpu/split.ts";
 
 const code = STATE_WGSL + paperSrc;
 
@@ -89,20 +90,51 @@ export function allocPaper(gpu: Gpu, dSae: number): PaperBuffers {
 }
 
 /** dL/dpre from the raw reconstruction gradient in `dpre`, and the importance gradient norms. */
-export function gradMaskKernel(
+export async function gradMaskKernel(
   gpu: Gpu,
   s: PaperSpec,
   b: PaperBuffers,
   x: { dpre: GPUBuffer; f: GPUBuffer; state: GPUBuffer },
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label: "importance grad + mask",
-    code,
-    entry: "grad_mask",
-    constants: constants(s),
-    buffers: [x.dpre, x.f, b.gnorm, null, null, null, null, null, null, null, x.state],
-    groups: groupsFor(s.dSae, 64),
-  });
+): Promise<Dispatch[]> {
+  // One part per range of batch rows that fits a binding (one unless [B, m] is large).
+  const parts = rowRanges(gpu, s.batch, s.dSae);
+  const out: Dispatch[] = [];
+  for (const [r0, r1] of parts) {
+    const v = (buf: GPUBuffer) =>
+      parts.length === 1
+        ? { binding: buf, off: 0 }
+        : view(gpu, buf, r0 * s.dSae, (r1 - r0) * s.dSae);
+    const dpre = v(x.dpre), f = v(x.f);
+    out.push(
+      await kernel(gpu, {
+        label: "importance grad + mask",
+        code,
+        entry: "grad_mask",
+        constants: {
+          ...constants(s),
+          B: r1 - r0,
+          A_OFF: dpre.off,
+          ACCUM: r0 > 0 ? 1 : 0,
+          FINAL: r1 === s.batch ? 1 : 0,
+        },
+        buffers: [
+          dpre.binding,
+          f.binding,
+          b.gnorm,
+          null,
+          null,
+          null,
+          null,
+          null,
+          null,
+          null,
+          x.state,
+        ],
+        groups: groupsFor(s.dSae, 64),
+      }),
+    );
+  }
+  return out;
 }
 
 /** EMA statistics, thresholds, importance, α weights and learning-rate factors. */
@@ -159,7 +191,7 @@ export async function orthoGradDispatches(
     const rows = Math.min(chunkRows, dSae - i0);
     const slice = (buffer: GPUBuffer) => ({ buffer, offset: i0 * dIn * 4, size: rows * dIn * 4 });
     out.push(
-      await gemm(gpu, {
+      ...await gemmDispatches(gpu, {
         label: `ortho gram ${i0}`,
         M: rows,
         N: dSae,
@@ -169,7 +201,7 @@ export async function orthoGradDispatches(
         epilogue: "ortho_coef",
         row0: i0,
       }, { a: slice(b.wDec), b: b.wDec, c: coef, e: b.weight, s: b.pscal }),
-      await gemm(gpu, {
+      ...await gemmDispatches(gpu, {
         label: `ortho grad ${i0}`,
         M: rows,
         N: dIn,

@@ -2,9 +2,34 @@
 import reduceSrc from "../../wgsl/reduce.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { rowRanges, view } from "../gpu/split.ts";
 import { STATE_WGSL } from "../sae/state.ts";
 
 const code = STATE_WGSL + reduceSrc;
+
+/**
+ * One dispatch per range of rows of the [rows, cols] matrix `a` (one range unless `a` exceeds the
+ * binding limit), each binding that range of `a`; later parts accumulate (ACCUM).
+ */
+async function overRows(
+  gpu: Gpu,
+  rows: number,
+  cols: number,
+  a: GPUBuffer,
+  make: (
+    part: { R: number; ACCUM: number; A_OFF: number },
+    a: GPUBufferBinding | GPUBuffer,
+  ) => Promise<Dispatch>,
+): Promise<Dispatch[]> {
+  const parts = rowRanges(gpu, rows, cols);
+  if (parts.length === 1) return [await make({ R: rows, ACCUM: 0, A_OFF: 0 }, a)];
+  const out: Dispatch[] = [];
+  for (const [r0, r1] of parts) {
+    const v = view(gpu, a, r0 * cols, (r1 - r0) * cols);
+    out.push(await make({ R: r1 - r0, ACCUM: r0 > 0 ? 1 : 0, A_OFF: v.off }, v.binding));
+  }
+  return out;
+}
 
 /** out[c] = scale · Σ_r a[r, c] for a [rows, cols]. */
 export function colSumKernel(
@@ -15,34 +40,54 @@ export function colSumKernel(
   scale: number,
   a: GPUBuffer,
   out: GPUBuffer,
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label,
-    code,
-    entry: "col_sum",
-    constants: { R: rows, C: cols, OUT_SCALE: scale },
-    buffers: [a, out],
-    groups: groupsFor(cols, 64),
-  });
+): Promise<Dispatch[]> {
+  return overRows(gpu, rows, cols, a, (part, av) =>
+    kernel(gpu, {
+      label,
+      code,
+      entry: "col_sum",
+      constants: { C: cols, OUT_SCALE: scale, ...part },
+      buffers: [av, out],
+      groups: groupsFor(cols, 64),
+    }));
 }
 
 /** dL/db_dec = Σ_b dL/dx̂_b − (dL/db_enc)·W_enc (second term only when b_dec is applied to x). */
-export function bDecGradKernel(
+export async function bDecGradKernel(
   gpu: Gpu,
   batch: number,
   dIn: number,
   dSae: number,
   applyBDec: boolean,
   b: { dxhat: GPUBuffer; gBEnc: GPUBuffer; wEnc: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label: "b_dec grad",
-    code,
-    entry: "bdec_grad",
-    constants: { R: batch, C: dIn, K2: dSae, APPLY_B_DEC: applyBDec ? 1 : 0 },
-    buffers: [b.dxhat, b.out, b.gBEnc, b.wEnc],
-    groups: groupsFor(dIn, 64),
-  });
+): Promise<Dispatch[]> {
+  // Parts over ranges of W_enc's rows: the first also sums dL/dx̂, the later ones subtract theirs.
+  const parts = applyBDec ? rowRanges(gpu, dSae, dIn) : [[0, dSae]];
+  const out: Dispatch[] = [];
+  for (const [i0, i1] of parts) {
+    const v = parts.length > 1
+      ? view(gpu, b.wEnc, i0 * dIn, (i1 - i0) * dIn)
+      : { binding: b.wEnc, off: 0 };
+    out.push(
+      await kernel(gpu, {
+        label: "b_dec grad",
+        code,
+        entry: "bdec_grad",
+        constants: {
+          R: batch,
+          C: dIn,
+          K2: i1 - i0,
+          APPLY_B_DEC: applyBDec ? 1 : 0,
+          ACCUM: i0 > 0 ? 1 : 0,
+          W_OFF: v.off,
+          I0: i0,
+        },
+        buffers: [b.dxhat, b.out, b.gBEnc, applyBDec ? v.binding : gpu.dummy()],
+        groups: groupsFor(dIn, 64),
+      }),
+    );
+  }
+  return out;
 }
 
 /** Per latent: (fires, Σ f) into out [m, 2]; last_fired[i] = step for latents that fired. */
@@ -51,15 +96,16 @@ export function featureStatsKernel(
   batch: number,
   dSae: number,
   b: { f: GPUBuffer; out: GPUBuffer; lastFired: GPUBuffer; state: GPUBuffer },
-): Promise<Dispatch> {
-  return kernel(gpu, {
-    label: "feature stats",
-    code,
-    entry: "feature_stats",
-    constants: { R: batch, C: dSae },
-    buffers: [b.f, b.out, null, null, b.lastFired, b.state],
-    groups: groupsFor(dSae, 64),
-  });
+): Promise<Dispatch[]> {
+  return overRows(gpu, batch, dSae, b.f, (part, fv) =>
+    kernel(gpu, {
+      label: "feature stats",
+      code,
+      entry: "feature_stats",
+      constants: { C: dSae, ...part },
+      buffers: [fv, b.out, null, null, b.lastFired, b.state],
+      groups: groupsFor(dSae, 64),
+    }));
 }
 
 /** Reference: scale · column sums. */

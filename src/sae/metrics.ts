@@ -3,6 +3,7 @@ import metricsSrc from "../../wgsl/metrics.wgsl" with { type: "text" };
 import healthSrc from "../../wgsl/health.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { cdiv, type Dispatch, kernel } from "../gpu/dispatch.ts";
+import { rowRanges, view } from "../gpu/split.ts";
 import type { ParamBuffers, ParamName } from "./model.ts";
 import { STATE_WGSL } from "./state.ts";
 
@@ -139,27 +140,44 @@ export function isBad(h: Health): boolean {
   return h.recon + h.l1 + h.params + h.input > 0;
 }
 
-/** Builds the once-per-step parameter check that sets the params_bad flag in `acc`. */
-export function healthKernel(
+/**
+ * Builds the once-per-step parameter check that sets the params_bad flag in `acc` (one dispatch,
+ * or one per range of W_enc/W_dec rows when they exceed the binding limit; the biases are checked
+ * by the first).
+ */
+export async function healthKernel(
   gpu: Gpu,
   params: Record<ParamName, ParamBuffers>,
   acc: GPUBuffer,
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const WG = 256;
-  const largest = Math.max(params.wEnc.size, params.wDec.size);
-  // About 16 elements a thread for the large matrices, at most 1024 workgroups.
-  const groups = Math.max(1, Math.min(1024, cdiv(largest, WG * 16)));
-  return kernel(gpu, {
-    label: "health",
-    code: healthSrc,
-    constants: {
-      N_WENC: params.wEnc.size,
-      N_BENC: params.bEnc.size,
-      N_WDEC: params.wDec.size,
-      N_BDEC: params.bDec.size,
-      STRIDE: groups * WG,
-    },
-    buffers: [params.wEnc.p, params.bEnc.p, params.wDec.p, params.bDec.p, acc],
-    groups: [groups, 1, 1],
-  });
+  const [dSae, dIn] = params.wEnc.shape;
+  const parts = rowRanges(gpu, dSae, dIn);
+  const out: Dispatch[] = [];
+  for (const [r0, r1] of parts) {
+    const n = (r1 - r0) * dIn;
+    const v = (b: GPUBuffer) =>
+      parts.length === 1 ? { binding: b, off: 0 } : view(gpu, b, r0 * dIn, n);
+    const enc = v(params.wEnc.p), dec = v(params.wDec.p);
+    // About 16 elements a thread for the large matrices, at most 1024 workgroups.
+    const groups = Math.max(1, Math.min(1024, cdiv(n, WG * 16)));
+    out.push(
+      await kernel(gpu, {
+        label: "health",
+        code: healthSrc,
+        constants: {
+          N_WENC: n,
+          N_BENC: r0 === 0 ? params.bEnc.size : 0,
+          N_WDEC: n,
+          N_BDEC: r0 === 0 ? params.bDec.size : 0,
+          STRIDE: groups * WG,
+          OFF_ENC: enc.off,
+          OFF_DEC: dec.off,
+        },
+        buffers: [enc.binding, params.bEnc.p, dec.binding, params.bDec.p, acc],
+        groups: [groups, 1, 1],
+      }),
+    );
+  }
+  return out;
 }

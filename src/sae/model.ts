@@ -3,6 +3,7 @@
  * initialisation (on the host, once, before the first step).
  */
 import type { Gpu } from "../gpu/device.ts";
+import { UserError } from "../errors.ts";
 import { Rng } from "../rng.ts";
 import { METRIC_WORDS } from "./metrics.ts";
 import { initialState, packState } from "./state.ts";
@@ -54,6 +55,17 @@ export interface StepBuffers {
 
 /** Allocates the step's buffers and uploads `w` (moments zero, state before step 1). */
 export function allocStep(gpu: Gpu, dIn: number, dSae: number, batch: number, w: SaeWeights) {
+  // [batch, d_sae] and [d_sae, d_in] buffers may exceed one binding (their kernels split); the
+  // [batch, d_in] ones are bound whole (18 MB at batch 2048, d_in 2304).
+  if (batch * dIn * 4 > gpu.maxBinding) {
+    throw new UserError(
+      `batch × d_in = ${batch} × ${dIn} f32 (${(batch * dIn * 4 / 2 ** 20).toFixed(1)} MiB) ` +
+        `exceeds this adapter's storage-binding limit of ${
+          (gpu.maxBinding / 2 ** 20).toFixed(1)
+        } ` +
+        `MiB: lower batch`,
+    );
+  }
   const shapes = paramShapes(dIn, dSae);
   const params = {} as Record<ParamName, ParamBuffers>;
   for (const name of PARAM_NAMES) {

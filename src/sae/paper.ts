@@ -34,9 +34,11 @@ export const paper: Variant = async ({ gpu, cfg, bufs }) => {
   return {
     hooks: {
       thresholds: cfg.adaptive_threshold ? pb.tau : undefined,
-      afterReconGrad: [
-        await gradMaskKernel(gpu, s, pb, { dpre: bufs.dpre, f: bufs.f, state: bufs.state }),
-      ],
+      afterReconGrad: await gradMaskKernel(gpu, s, pb, {
+        dpre: bufs.dpre,
+        f: bufs.f,
+        state: bufs.state,
+      }),
       beforeUpdate: [
         await paperStatsKernel(gpu, s, pb, { fstats: bufs.fstats, state: bufs.state }),
         ...ortho,

@@ -73,7 +73,7 @@ export class Session {
     // in the accumulators, read with the logged scalars).
     s.dispatches = [
       ...await buildStep(ctx, parts.hooks),
-      await healthKernel(gpu, bufs.params, bufs.acc),
+      ...await healthKernel(gpu, bufs.params, bufs.acc),
     ];
     return s;
   }

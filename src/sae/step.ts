@@ -25,7 +25,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
 import { adamwKernel } from "../kernels/adamw.ts";
 import { normalizeKernel, projectGradKernel } from "../kernels/decoder.ts";
-import { gemm } from "../kernels/gemm.ts";
+import { gemmDispatches } from "../kernels/gemm.ts";
 import { type LossSpec, prepareKernel, residualKernel } from "../kernels/loss.ts";
 import { bDecGradKernel, colSumKernel, featureStatsKernel } from "../kernels/reduce.ts";
 import { scheduleKernel } from "../kernels/schedule.ts";
@@ -60,11 +60,35 @@ export interface StepHooks {
   afterUpdate?: Dispatch[];
 }
 
+/** The forward pass's parts, each a list of dispatches (one unless split over large buffers). */
+interface ForwardParts {
+  xMean: Dispatch[];
+  prepare: Dispatch[];
+  encode: Dispatch[];
+  decode: Dispatch[];
+  residual: Dispatch[];
+  stats: Dispatch[];
+  metrics: Dispatch[];
+}
+
 /** The forward pass and statistics without any update: evaluation reuses it. */
 export async function forwardDispatches(
   ctx: StepContext,
   hooks: StepHooks = {},
 ): Promise<Dispatch[]> {
+  const p = await forwardParts(ctx, hooks);
+  return [
+    ...p.xMean,
+    ...p.prepare,
+    ...p.encode,
+    ...p.decode,
+    ...p.residual,
+    ...p.stats,
+    ...p.metrics,
+  ];
+}
+
+async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<ForwardParts> {
   const { gpu, cfg, bufs } = ctx;
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const P = bufs.params;
@@ -76,10 +100,10 @@ export async function forwardDispatches(
     squared: cfg.recon_loss === "squared",
   };
   const lb = { ...bufs, bDec: P.bDec.p };
-  return [
-    await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean),
-    await prepareKernel(gpu, loss, lb),
-    await gemm(gpu, {
+  return {
+    xMean: await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean),
+    prepare: [await prepareKernel(gpu, loss, lb)],
+    encode: await gemmDispatches(gpu, {
       label: "encode",
       M: B,
       N: m,
@@ -88,7 +112,7 @@ export async function forwardDispatches(
       transB: true,
       epilogue: hooks.thresholds ? "bias_threshold" : "bias_relu",
     }, { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p, s: hooks.thresholds }),
-    await gemm(gpu, {
+    decode: await gemmDispatches(gpu, {
       label: "decode",
       M: B,
       N: d,
@@ -97,22 +121,24 @@ export async function forwardDispatches(
       transB: false,
       epilogue: "bias",
     }, { a: bufs.f, b: P.wDec.p, c: bufs.xhat, e: P.bDec.p }),
-    await residualKernel(gpu, loss, lb),
-    await featureStatsKernel(gpu, B, m, {
+    residual: [await residualKernel(gpu, loss, lb)],
+    stats: await featureStatsKernel(gpu, B, m, {
       f: bufs.f,
       out: bufs.fstats,
       lastFired: bufs.lastFired,
       state: bufs.state,
     }),
-    await metricsKernel(gpu, {
-      batch: B,
-      dSae: m,
-      dIn: d,
-      squared: loss.squared,
-      deadSteps: cfg.dead_steps,
-      denseThreshold: cfg.dense_threshold,
-    }, { ...bufs }),
-  ];
+    metrics: [
+      await metricsKernel(gpu, {
+        batch: B,
+        dSae: m,
+        dIn: d,
+        squared: loss.squared,
+        deadSteps: cfg.dead_steps,
+        denseThreshold: cfg.dense_threshold,
+      }, { ...bufs }),
+    ],
+  };
 }
 
 /** Builds the whole step's dispatch list (pipelines and bind groups created here, once). */
@@ -120,8 +146,10 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
   const { gpu, cfg, bufs } = ctx;
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const P = bufs.params;
-  const forward = await forwardDispatches(ctx, hooks);
-  const [xMean, prepare, encode, decode, residual, stats, metrics] = forward;
+  const { xMean, prepare, encode, decode, residual, stats, metrics } = await forwardParts(
+    ctx,
+    hooks,
+  );
   const schedule = await scheduleKernel(gpu, {
     lr: cfg.lr,
     warmupSteps: cfg.warmup_steps,
@@ -131,7 +159,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     reconOnlySteps: cfg.recon_only_steps,
   }, bufs.state);
   const backward = [
-    await gemm(gpu, {
+    ...await gemmDispatches(gpu, {
       label: "dF",
       M: B,
       N: m,
@@ -142,7 +170,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       scalarIdx: STATE_INDEX.l1_coef,
     }, { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state }),
     ...(hooks.afterReconGrad ?? []),
-    await gemm(gpu, {
+    ...await gemmDispatches(gpu, {
       label: "dW_dec",
       M: m,
       N: d,
@@ -151,7 +179,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       transB: false,
       epilogue: "none",
     }, { a: bufs.f, b: bufs.dxhat, c: P.wDec.g }),
-    await gemm(gpu, {
+    ...await gemmDispatches(gpu, {
       label: "dW_enc",
       M: m,
       N: d,
@@ -160,8 +188,8 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       transB: false,
       epilogue: "none",
     }, { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g }),
-    await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g),
-    await bDecGradKernel(gpu, B, d, m, cfg.apply_b_dec_to_input, {
+    ...await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g),
+    ...await bDecGradKernel(gpu, B, d, m, cfg.apply_b_dec_to_input, {
       dxhat: bufs.dxhat,
       gBEnc: P.bEnc.g,
       wEnc: P.wEnc.p,
@@ -174,26 +202,26 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     eps: cfg.adam_eps,
     weightDecay: cfg.weight_decay,
   };
-  const update = [await projectGradKernel(gpu, m, d, P.wDec.p, P.wDec.g)];
+  const update = await projectGradKernel(gpu, m, d, P.wDec.p, P.wDec.g);
   const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
   for (const name of PARAM_NAMES) {
     const p = P[name];
     const scale = hooks.lrScale && rowLen[name]
       ? { buf: hooks.lrScale, rowLen: rowLen[name] }
       : undefined;
-    update.push(await adamwKernel(gpu, name, p.size, adam, p, bufs.state, scale));
+    update.push(...await adamwKernel(gpu, name, p.size, adam, p, bufs.state, scale));
   }
-  update.push(await normalizeKernel(gpu, m, d, P.wDec.p));
+  update.push(...await normalizeKernel(gpu, m, d, P.wDec.p));
   return [
     schedule,
-    xMean,
-    prepare,
-    encode,
-    decode,
-    residual,
+    ...xMean,
+    ...prepare,
+    ...encode,
+    ...decode,
+    ...residual,
     ...backward,
-    stats,
-    metrics,
+    ...stats,
+    ...metrics,
     ...(hooks.beforeUpdate ?? []),
     ...update,
     ...(hooks.afterUpdate ?? []),

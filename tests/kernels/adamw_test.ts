@@ -26,7 +26,7 @@ Deno.test("adamw matches torch.optim.AdamW's formula on an awkward length", asyn
     m: gpu.upload("m", m),
     v: gpu.upload("v", v),
   };
-  run(gpu, [await adamwKernel(gpu, "t", n, spec, bufs, gpu.upload("st", packState(st)))]);
+  run(gpu, await adamwKernel(gpu, "t", n, spec, bufs, gpu.upload("st", packState(st))));
   const [gp, gm, gv] = await gpu.readMany([{ buf: bufs.p }, { buf: bufs.m }, { buf: bufs.v }]);
   adamwReference(spec, st, p, g, m, v);
   assertClose(gp, p, 1e-5, "p");
@@ -59,7 +59,7 @@ Deno.test("adamw with per-latent learning-rate factors matches the reference", a
     buf: gpu.upload("scale", scale),
     rowLen,
   });
-  run(gpu, [k]);
+  run(gpu, k);
   const got = await gpu.read(bufs.p);
   const plain = p.slice();
   adamwReference(spec, st, plain, g, m.slice(), v.slice());

@@ -15,7 +15,10 @@ Deno.test("decoder normalize and gradient projection match the reference", async
   for (const [m, d] of [[37, 130], [3, 7]]) {
     const w = randArray(rng, m * d), g = randArray(rng, m * d);
     const wb = gpu.upload("w", w), gb = gpu.upload("g", g);
-    run(gpu, [await normalizeKernel(gpu, m, d, wb), await projectGradKernel(gpu, m, d, wb, gb)]);
+    run(gpu, [
+      ...await normalizeKernel(gpu, m, d, wb),
+      ...await projectGradKernel(gpu, m, d, wb, gb),
+    ]);
     const [gw, gg] = await gpu.readMany([{ buf: wb }, { buf: gb }]);
     normalizeReference(w, m, d);
     projectGradReference(w, g, m, d);

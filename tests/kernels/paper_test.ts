@@ -48,7 +48,7 @@ Deno.test("grad_mask: importance norms of the raw gradient and the masked dL/dpr
   const dpre = gpu.upload("dpre", raw);
   gpu.write(pb.gnorm, new Float32Array(m).fill(NaN));
   run(gpu, [
-    await gradMaskKernel(gpu, s, pb, {
+    ...await gradMaskKernel(gpu, s, pb, {
       dpre,
       f: gpu.upload("f", f),
       state: gpu.upload("st", state(1, l1)),

@@ -30,10 +30,10 @@ Deno.test("column sum, b_dec gradient and feature statistics match the reference
   );
   const bufs = { dxhat: ab, gBEnc: gpu.upload("gb", gBEnc), wEnc: gpu.upload("w", wEnc) };
   run(gpu, [
-    await colSumKernel(gpu, "t", B, d, 0.5, ab, sum),
-    await bDecGradKernel(gpu, B, d, m, true, { ...bufs, out: bdec }),
-    await bDecGradKernel(gpu, B, d, m, false, { ...bufs, out: bdec0 }),
-    await featureStatsKernel(gpu, B, m, { f: fb, out: fstats, lastFired: last, state }),
+    ...await colSumKernel(gpu, "t", B, d, 0.5, ab, sum),
+    ...await bDecGradKernel(gpu, B, d, m, true, { ...bufs, out: bdec }),
+    ...await bDecGradKernel(gpu, B, d, m, false, { ...bufs, out: bdec0 }),
+    ...await featureStatsKernel(gpu, B, m, { f: fb, out: fstats, lastFired: last, state }),
   ]);
   const [s, g1, g0, fs] = await gpu.readMany([{ buf: sum }, { buf: bdec }, { buf: bdec0 }, {
     buf: fstats,
