@@ -25,7 +25,8 @@ const opts = new Command("scale")
   .option("--d-sae <n>", "d_sae", "16384")
   .option("--batch <n>", "batch rows", "2048")
   .option("--variant <v>", "baseline or paper", "baseline")
-  .option("--steps <n>", "steps to time (after one warm-up step)", "2")
+  .option("--steps <n>", "steps to time", "2")
+  .option("--warmup <n>", "untimed steps first", "1")
   .option("--binding-limit <bytes>", "force a smaller storage-binding limit")
   .parse(Deno.args, { from: "user" })
   .opts();
@@ -62,7 +63,7 @@ console.log(
     `~${bindGroups} bind groups (dispatches + uniforms), params+moments+grads+latents ` +
     `${gib(held)} GiB, binding limit ${gib(gpu.maxBinding)} GiB`,
 );
-await session.step(x);
+for (let i = 0; i < Number(opts.warmup); i++) await session.step(x);
 await session.sync();
 const times: number[] = [];
 for (let i = 0; i < steps; i++) {
@@ -71,7 +72,7 @@ for (let i = 0; i < steps; i++) {
   await session.step(x);
   await session.sync();
   times.push((performance.now() - t) / 1000);
-  console.log(`step ${i + 2}: ${times.at(-1)!.toFixed(2)} s`);
+  console.log(`timed step ${i + 1}: ${times.at(-1)!.toFixed(2)} s`);
 }
 const { metrics, health } = await session.readMetrics();
 const flops = 6 * batch * dIn * dSae + (variant === "paper" ? 4 * dSae * dSae * dIn : 0);
