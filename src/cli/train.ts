@@ -112,6 +112,11 @@ export function makeTrainCommand() {
         "config; flags may still override keys, e.g. --steps to extend it (default: off)",
     )
     .option("--overwrite", "replace an existing run directory (default: off)")
+    .option(
+      "--profile [steps]",
+      "time every kernel of the last N steps (GPU timestamps where available), print each " +
+        "kernel's share and write profile.json (default: off; N defaults to 10)",
+    )
     .option("--no-progress", "hide the progress bar (default: shown when stdout is a terminal)")
     .option(
       "--set <key=value>",
@@ -200,6 +205,15 @@ export async function resolveTrainFlags(
     overwrite: flags.overwrite === true,
     progress: flags.progress !== false && Deno.stdout.isTerminal(),
   };
+  if (flags.profile !== undefined) {
+    const n = flags.profile === true ? 10 : Number(flags.profile);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new UserError(
+        `--profile takes a positive whole number of steps, got '${flags.profile}'`,
+      );
+    }
+    opts.profile = n;
+  }
   return { cfg, opts };
 }
 

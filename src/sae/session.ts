@@ -5,6 +5,7 @@
 import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
+import type { Profiler } from "../gpu/profile.ts";
 import { baseline } from "./baseline.ts";
 import { paper } from "./paper.ts";
 import {
@@ -102,6 +103,25 @@ export class Session {
     const done = this.gpu.device.queue.onSubmittedWorkDone();
     done.catch(() => {}); // a rejection surfaces through guard() above, never as unhandled
     this.inflight.push(done);
+  }
+
+  /** Dispatches in one step (the capacity a {@link Profiler} of the step needs). */
+  get dispatchCount(): number {
+    return this.dispatches.length;
+  }
+
+  /**
+   * One step like {@link Session.step}, each kernel timed by `profiler` (same kernels, same
+   * order, so the same result); waits for the step to finish. Returns per-dispatch milliseconds.
+   */
+  async stepProfiled(batch: Float32Array, profiler: Profiler): Promise<number[]> {
+    await this.sync();
+    this.gpu.write(this.bufs.x, batch);
+    const clear = this.clearAcc;
+    this.clearAcc = false;
+    return await profiler.run(this.dispatches, (enc) => {
+      if (clear) enc.clearBuffer(this.bufs.acc);
+    });
   }
 
   /**

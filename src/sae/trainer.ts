@@ -40,6 +40,7 @@ import {
   type SaeWeights,
 } from "./model.ts";
 import { Session, type SessionState } from "./session.ts";
+import { formatProfile, Profiler } from "../gpu/profile.ts";
 
 /** How a training run is driven (not part of the run's config). */
 export interface TrainOptions {
@@ -63,6 +64,11 @@ export interface TrainOptions {
   onStep?: (step: number, session: Session) => void | Promise<void>;
   /** Wraps the data source (tests inject bad batches with it). */
   wrapSource?: (src: ActivationSource) => ActivationSource;
+  /**
+   * Time every kernel of the run's last `profile` steps (timestamp queries where the adapter has
+   * them), print the shares and write profile.json; the steps and their results are unchanged.
+   */
+  profile?: number;
 }
 
 /** What a finished run reports (also saved as metrics.json). */
@@ -474,6 +480,8 @@ async function trainRun(
   );
 
   const batch = new Float32Array(cfg.batch * cfg.d_in);
+  const profiler = opts.profile ? new Profiler(gpu, session.dispatchCount) : null;
+  const profileFrom = cfg.steps - (opts.profile ?? 0) + 1;
   let t0 = performance.now(), stepsSince = 0;
   try {
     for (let step = start + 1; step <= cfg.steps && signal.received === null; step++) {
@@ -484,7 +492,8 @@ async function trainRun(
         console.error(line);
       }
       await src.nextBatch(batch);
-      await session.step(batch);
+      if (profiler && step >= profileFrom) await session.stepProfiled(batch, profiler);
+      else await session.step(batch);
       done = step;
       stepsSince++;
       await opts.onStep?.(step, session);
@@ -567,6 +576,25 @@ async function trainRun(
     finalNote,
     () => writeJson(outDir, "metrics.json", metrics, writer),
   );
+  if (profiler) {
+    const kernels = profiler.totalsInOrder();
+    const steps = Math.min(opts.profile!, cfg.steps - start);
+    const total = kernels.reduce((a, k) => a + k.ms, 0);
+    console.error(
+      `\nper-kernel GPU time over the last ${steps} steps (${profiler.method}; ` +
+        `${(total / Math.max(steps, 1)).toFixed(2)} ms/step on ${gpu.adapterName}):\n` +
+        formatProfile(kernels),
+    );
+    await writing(`${outDir}/profile.json`, finalNote, () =>
+      writeJson(outDir, "profile.json", {
+        adapter: gpu.adapterName,
+        method: profiler.method,
+        steps,
+        ms_per_step: total / Math.max(steps, 1),
+        kernels: kernels.map((k) => ({ ...k, share: k.ms / Math.max(total, 1e-12) })),
+      }, writer));
+    profiler.destroy();
+  }
   if (opts.report !== false) console.log(formatReport(metrics, outDir));
   return { metrics, outDir };
 }

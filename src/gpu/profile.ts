@@ -1,0 +1,174 @@
+/**
+ * Per-kernel GPU times of a dispatch list.
+ *
+ * With the "timestamp-query" feature each dispatch is encoded in its own compute pass whose
+ * beginning and end write timestamps (one query set, resolve and readback buffers made once per
+ * profiler); without it, each dispatch is submitted alone and timed on the host around
+ * onSubmittedWorkDone (which adds the submission overhead to every kernel). Either way the kernels
+ * and their order are the ones of the unprofiled list, so results are unchanged.
+ */
+import type { Gpu } from "./device.ts";
+import type { Dispatch } from "./dispatch.ts";
+
+/** Time of one kernel label, summed over its dispatches and the profiled runs. */
+export interface KernelTime {
+  label: string;
+  /** Dispatches with this label, over all runs. */
+  calls: number;
+  /** Total milliseconds. */
+  ms: number;
+}
+
+/** Label under which a dispatch is reported: trailing chunk indices ("ortho gram 512") dropped. */
+export function kernelName(label: string): string {
+  return label.replace(/ \d+$/, "");
+}
+
+/** Times dispatch lists, per dispatch. */
+export class Profiler {
+  readonly gpu: Gpu;
+  /** "timestamps" (GPU clock) or "host" (host clock per submission). */
+  readonly method: "timestamps" | "host";
+  private readonly capacity: number;
+  private readonly querySet: GPUQuerySet | null = null;
+  private readonly resolveBuf: GPUBuffer | null = null;
+  private readonly readBuf: GPUBuffer | null = null;
+  private readonly totals = new Map<string, KernelTime>();
+  private order: string[] = [];
+
+  /** `capacity`: the most dispatches one profiled list may hold. */
+  constructor(gpu: Gpu, capacity: number, opts: { host?: boolean } = {}) {
+    this.gpu = gpu;
+    this.capacity = capacity;
+    this.method = gpu.hasTimestamps && !opts.host ? "timestamps" : "host";
+    if (this.method === "timestamps") {
+      const count = 2 * capacity;
+      this.querySet = gpu.device.createQuerySet({ label: "profile", type: "timestamp", count });
+      this.resolveBuf = gpu.createBuffer({
+        label: "profile resolve",
+        size: count * 8,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      this.readBuf = gpu.createBuffer({
+        label: "profile read",
+        size: count * 8,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+    }
+  }
+
+  /**
+   * Runs `list` once (after `before` is recorded into the same command buffer, e.g. a batch
+   * upload's clear) and returns each dispatch's time in milliseconds, also adding them to the
+   * totals.
+   */
+  async run(
+    list: readonly Dispatch[],
+    before?: (enc: GPUCommandEncoder) => void,
+  ): Promise<number[]> {
+    if (list.length > this.capacity) {
+      throw new Error(`profiler holds ${this.capacity} dispatches, the list has ${list.length}`);
+    }
+    const ms = this.method === "timestamps"
+      ? await this.runTimestamps(list, before)
+      : await this.runHost(list, before);
+    list.forEach((d, i) => {
+      const name = kernelName(d.label);
+      let t = this.totals.get(name);
+      if (!t) {
+        t = { label: name, calls: 0, ms: 0 };
+        this.totals.set(name, t);
+        this.order.push(name);
+      }
+      t.calls++;
+      t.ms += ms[i];
+    });
+    return ms;
+  }
+
+  private async runTimestamps(
+    list: readonly Dispatch[],
+    before?: (enc: GPUCommandEncoder) => void,
+  ): Promise<number[]> {
+    const gpu = this.gpu;
+    const enc = gpu.device.createCommandEncoder({ label: "profiled step" });
+    before?.(enc);
+    list.forEach((d, i) => {
+      const pass = enc.beginComputePass({
+        label: d.label,
+        timestampWrites: {
+          querySet: this.querySet!,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
+      });
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
+      pass.end();
+    });
+    const n = 2 * list.length;
+    enc.resolveQuerySet(this.querySet!, 0, n, this.resolveBuf!, 0);
+    enc.copyBufferToBuffer(this.resolveBuf!, 0, this.readBuf!, 0, n * 8);
+    gpu.submit([enc.finish()]);
+    await gpu.guard(this.readBuf!.mapAsync(GPUMapMode.READ, 0, n * 8));
+    gpu.counters.readbacks++;
+    const ts = new BigUint64Array(this.readBuf!.getMappedRange(0, n * 8).slice(0));
+    this.readBuf!.unmap();
+    return list.map((_, i) => Number(ts[2 * i + 1] - ts[2 * i]) / 1e6);
+  }
+
+  private async runHost(
+    list: readonly Dispatch[],
+    before?: (enc: GPUCommandEncoder) => void,
+  ): Promise<number[]> {
+    const gpu = this.gpu;
+    const out: number[] = [];
+    for (let i = 0; i < list.length; i++) {
+      const enc = gpu.device.createCommandEncoder({ label: list[i].label });
+      if (i === 0) before?.(enc);
+      const pass = enc.beginComputePass();
+      pass.setPipeline(list[i].pipeline);
+      pass.setBindGroup(0, list[i].bindGroup);
+      pass.dispatchWorkgroups(...list[i].groups);
+      pass.end();
+      await gpu.guard(gpu.device.queue.onSubmittedWorkDone());
+      const t0 = performance.now();
+      gpu.submit([enc.finish()]);
+      await gpu.guard(gpu.device.queue.onSubmittedWorkDone());
+      out.push(performance.now() - t0);
+    }
+    return out;
+  }
+
+  /** Totals per kernel name, in first-seen (step) order. */
+  totalsInOrder(): KernelTime[] {
+    return this.order.map((n) => ({ ...this.totals.get(n)! }));
+  }
+
+  /** Frees the query set and buffers. */
+  destroy(): void {
+    this.querySet?.destroy();
+    if (this.resolveBuf) this.gpu.destroyBuffer(this.resolveBuf);
+    if (this.readBuf) this.gpu.destroyBuffer(this.readBuf);
+  }
+}
+
+/** A table of kernel times: name, calls, total ms, share of the total; largest first. */
+export function formatProfile(times: readonly KernelTime[], title = "kernel"): string {
+  const total = times.reduce((s, t) => s + t.ms, 0);
+  const rows = [...times].sort((a, b) => b.ms - a.ms);
+  const w = Math.max(title.length, ...rows.map((t) => t.label.length));
+  const lines = [
+    `${title.padEnd(w)}  calls   total ms   mean ms   share`,
+    ...rows.map((t) =>
+      `${t.label.padEnd(w)}  ${String(t.calls).padStart(5)}  ${t.ms.toFixed(2).padStart(9)}  ${
+        (t.ms / Math.max(t.calls, 1)).toFixed(3).padStart(8)
+      }  ${(100 * t.ms / Math.max(total, 1e-12)).toFixed(1).padStart(5)}%`
+    ),
+    `${"total".padEnd(w)}  ${String(rows.reduce((s, t) => s + t.calls, 0)).padStart(5)}  ${
+      total.toFixed(2).padStart(9)
+    }`,
+  ];
+  return lines.join("\n");
+}

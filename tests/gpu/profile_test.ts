@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { mergeConfig } from "../../src/config.ts";
+import { getGpu } from "../../src/gpu/device.ts";
+import { formatProfile, kernelName, Profiler } from "../../src/gpu/profile.ts";
+import { gemm } from "../../src/kernels/gemm.ts";
+import { train } from "../../src/sae/trainer.ts";
+import { parseTrainArgs } from "../../src/cli/train.ts";
+import { Rng } from "../../src/rng.ts";
+import { QUIET, sameBytes, TINY } from "../reliability/helpers.ts";
+import { randArray, withTemp } from "../helpers/check.ts";
+
+for (const host of [false, true]) {
+  Deno.test(`profiler times each dispatch, a big GEMM longer than a tiny one (${host ? "host clock" : "timestamps"})`, async () => {
+    const gpu = await getGpu();
+    const rng = new Rng(3);
+    const make = async (label: string, n: number) => {
+      const a = gpu.upload(`${label} a`, randArray(rng, n * n));
+      const b = gpu.upload(`${label} b`, randArray(rng, n * n));
+      const c = gpu.buffer(`${label} c`, n * n * 4);
+      const spec = { label, M: n, N: n, K: n, transA: false, transB: false, epilogue: "none" };
+      return await gemm(gpu, spec as Parameters<typeof gemm>[1], { a, b, c });
+    };
+    const list = [await make("tiny 0", 8), await make("big", 256), await make("tiny 64", 8)];
+    const prof = new Profiler(gpu, list.length, { host });
+    assert.equal(prof.method, host || !gpu.hasTimestamps ? "host" : "timestamps");
+    await prof.run(list);
+    const ms = await prof.run(list);
+    assert.equal(ms.length, 3);
+    assert.ok(ms.every((t) => t >= 0 && Number.isFinite(t)), ms.join(","));
+    assert.ok(ms[1] > ms[0] && ms[1] > ms[2], `big ${ms[1]} vs tiny ${ms[0]}, ${ms[2]}`);
+    const totals = prof.totalsInOrder();
+    // "tiny 0" and "tiny 64" are chunks of one kernel: reported together.
+    assert.deepEqual(totals.map((t) => [t.label, t.calls]), [["tiny", 4], ["big", 2]]);
+    const table = formatProfile(totals);
+    assert.match(table, /\nbig\s+2\s/);
+    assert.match(table, /\ntiny\s+4\s/);
+    const shares = [...table.matchAll(/([\d.]+)%/g)].map((m) => Number(m[1]));
+    assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 100) < 0.2, table);
+    await assert.rejects(() => prof.run([...list, ...list]), /holds 3 dispatches/);
+    prof.destroy();
+  });
+}
+
+Deno.test("kernelName drops a trailing chunk index only", () => {
+  assert.equal(kernelName("ortho gram 4096"), "ortho gram");
+  assert.equal(kernelName("adamw wEnc"), "adamw wEnc");
+  assert.equal(kernelName("dW_dec"), "dW_dec");
+});
+
+Deno.test("train --profile: same weights as without, profile.json lists the step's kernels", async () => {
+  await withTemp(async (dir) => {
+    const cfg = mergeConfig(TINY, { steps: 12, checkpoint_every: 0 });
+    await train(cfg, { ...QUIET, outDir: `${dir}/plain` });
+    await train(cfg, { ...QUIET, outDir: `${dir}/prof`, profile: 4 });
+    assert.ok(await sameBytes(`${dir}/plain/sae.safetensors`, `${dir}/prof/sae.safetensors`));
+    const p = JSON.parse(await Deno.readTextFile(`${dir}/prof/profile.json`));
+    assert.equal(p.steps, 4);
+    const labels = p.kernels.map((k: { label: string }) => k.label);
+    for (const k of ["encode", "decode", "dF", "dW_dec", "dW_enc", "adamw wEnc", "health"]) {
+      assert.ok(labels.includes(k), `${k} missing from ${labels.join(", ")}`);
+    }
+    for (const k of p.kernels) assert.equal(k.calls, 4);
+    const share = p.kernels.reduce((a: number, k: { share: number }) => a + k.share, 0);
+    assert.ok(Math.abs(share - 1) < 1e-9);
+    assert.ok(p.ms_per_step > 0);
+  });
+});
+
+Deno.test("--profile parses N, defaults to 10, refuses nonsense", async () => {
+  assert.equal((await parseTrainArgs(["--profile", "3"])).opts.profile, 3);
+  assert.equal((await parseTrainArgs(["--profile"])).opts.profile, 10);
+  assert.equal((await parseTrainArgs([])).opts.profile, undefined);
+  await assert.rejects(() => parseTrainArgs(["--profile", "0"]), /positive whole number/);
+});
