@@ -110,6 +110,11 @@ export class Session {
     return this.dispatches.length;
   }
 
+  /** The step's dispatch labels, in order (several for a kernel split over views or chunks). */
+  dispatchLabels(): string[] {
+    return this.dispatches.map((d) => d.label);
+  }
+
   /**
    * One step like {@link Session.step}, each kernel timed by `profiler` (same kernels, same
    * order, so the same result); waits for the step to finish. Returns per-dispatch milliseconds.

@@ -1,0 +1,178 @@
+/**
+ * Every kernel of the training step against the adapter's measured limits, in one run:
+ * `deno bench -A bench/kernels_bench.ts` (also part of `deno task bench`).
+ *
+ * 1. Peaks, measured here: an FMA kernel (3 independent vec4 FMA chains per invocation, no memory
+ *    traffic) for GFLOP/s and a vec4 copy kernel (32 MiB) for GB/s (wgsl/peak.wgsl).
+ * 2. For each shape (B, d_in, d_sae) and variant (baseline, the paper's method), a real training
+ *    session; each kernel of its step is timed per dispatch (GPU timestamp queries where the
+ *    adapter has them, else host clocks around each submission: src/gpu/profile.ts), median over
+ *    KERNELS_BENCH_REPS profiled steps after a warm-up step. Each line: time per step, the work
+ *    (GEMMs: 2·M·N·K FLOPs; other kernels: bytes each must read and write once, counted below in
+ *    `work`), the rate, and its fraction of the FMA peak (GEMMs) or the copy bandwidth (the rest).
+ * 3. The whole step: wall time per step (host clock around submit → done, batch upload included)
+ *    and the sum of its kernels' times.
+ *
+ * Env: KERNELS_BENCH_SMALL=1 runs the small shape only; KERNELS_BENCH_REPS (default 3).
+ */
+import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../src/config.ts";
+import { getGpu } from "../src/gpu/device.ts";
+import { kernelName, Profiler } from "../src/gpu/profile.ts";
+import { copyKernel, fmaPeakKernel } from "../src/kernels/peak.ts";
+import { initWeights } from "../src/sae/model.ts";
+import { Session } from "../src/sae/session.ts";
+
+const gpu = await getGpu();
+const REPS = Number(Deno.env.get("KERNELS_BENCH_REPS") ?? 3);
+const SMALL_ONLY = Deno.env.get("KERNELS_BENCH_SMALL") === "1";
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+// --- 1. Peaks ------------------------------------------------------------------------------------
+const peakOut = gpu.buffer("peak out", 512 * 64 * 16);
+const fma = await fmaPeakKernel(gpu, 512, 2048, peakOut);
+const COPY_N4 = (32 << 20) / 16;
+const copySrc = gpu.buffer("copy src", COPY_N4 * 16);
+const copyDst = gpu.buffer("copy dst", COPY_N4 * 16);
+const copy = await copyKernel(gpu, COPY_N4, copySrc, copyDst);
+const peakProf = new Profiler(gpu, 2);
+await peakProf.run([fma.dispatch, copy.dispatch]);
+const peakMs: number[][] = [];
+for (let i = 0; i < 5; i++) peakMs.push(await peakProf.run([fma.dispatch, copy.dispatch]));
+const fmaPeak = fma.flops / (median(peakMs.map((t) => t[0])) / 1e3) / 1e9; // GFLOP/s
+const copyPeak = copy.bytes / (median(peakMs.map((t) => t[1])) / 1e3) / 1e9; // GB/s
+console.log(`adapter: ${gpu.adapterName}; timing: ${peakProf.method}; reps: ${REPS}`);
+console.log(
+  `measured peak: FMA ${fmaPeak.toFixed(1)} GFLOP/s, copy ${copyPeak.toFixed(2)} GB/s ` +
+    `(32 MiB vec4 copy, read + write)`,
+);
+
+// --- 2. Kernels of the step ----------------------------------------------------------------------
+/** FLOPs (GEMMs) or bytes (everything else) one dispatch set of `label` moves per step. */
+function work(label: string, cfg: TrainConfig): { flops?: number; bytes?: number } {
+  const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
+  const f = 4;
+  switch (label) {
+    case "encode":
+    case "decode":
+    case "dF":
+    case "dW_dec":
+    case "dW_enc":
+      return { flops: 2 * B * d * m };
+    case "ortho gram":
+    case "ortho grad":
+      return { flops: 2 * m * m * d };
+    case "adamw wEnc":
+    case "adamw wDec":
+      return { bytes: 7 * f * m * d }; // read p, g, m, v; write p, m, v
+    case "adamw bEnc":
+      return { bytes: 7 * f * m };
+    case "adamw bDec":
+      return { bytes: 7 * f * d };
+    case "decoder grad projection":
+      return { bytes: 3 * f * m * d }; // read w, g; write g
+    case "decoder normalize":
+      return { bytes: 2 * f * m * d }; // read w; write w
+    case "health":
+      return { bytes: 2 * f * m * d };
+    case "db_enc":
+    case "feature stats":
+      return { bytes: f * B * m };
+    case "importance grad + mask":
+      return { bytes: 3 * f * B * m }; // read dpre, f; write dpre
+    case "b_dec grad":
+      return { bytes: f * (B * d + m * d) };
+    case "x mean":
+      return { bytes: f * B * d };
+    case "prepare":
+      return { bytes: 3 * f * B * d }; // read x; write x, xc
+    case "residual":
+      return { bytes: 3 * f * B * d }; // read x, x̂; write dL/dx̂
+    default:
+      return {}; // schedule, metrics, paper stats: O(d_sae) or less
+  }
+}
+
+const fmt = (v: number, w: number, p = 2) => v.toFixed(p).padStart(w);
+const shapes: [number, number, number][] = SMALL_ONLY
+  ? [[256, 64, 512]]
+  : [[256, 64, 512], [1024, 512, 4096]];
+const stepRows: string[] = [];
+for (const [B, d, m] of shapes) {
+  for (const variant of ["baseline", "paper"] as const) {
+    const cfg = mergeConfig(DEFAULT_CONFIG, {
+      variant,
+      batch: B,
+      d_in: d,
+      d_sae: m,
+      recon_only_steps: 0,
+    });
+    const w = initWeights(d, m, 1, new Float32Array(d));
+    const session = await Session.create(gpu, cfg, w, 1);
+    const x = new Float32Array(B * d).map((_, i) => Math.sin(i));
+    await session.step(x);
+    await session.sync();
+    const prof = new Profiler(gpu, session.dispatchCount);
+    const perRep: Map<string, number>[] = [];
+    let labels: string[] = [];
+    for (let r = 0; r < REPS; r++) {
+      const ms = await session.stepProfiled(x, prof);
+      const byLabel = new Map<string, number>();
+      // Labels of the step's dispatches, in order (a split or chunked kernel has several).
+      labels = [];
+      ms.forEach((t, i) => {
+        const name = kernelName(session.dispatchLabels()[i]);
+        if (!byLabel.has(name)) labels.push(name);
+        byLabel.set(name, (byLabel.get(name) ?? 0) + t);
+      });
+      perRep.push(byLabel);
+    }
+    const wall: number[] = [];
+    for (let r = 0; r < REPS; r++) {
+      const t0 = performance.now();
+      await session.step(x);
+      await session.sync();
+      wall.push(performance.now() - t0);
+    }
+    console.log(`\n${variant} B=${B} d_in=${d} d_sae=${m}`);
+    console.log(
+      `${"kernel".padEnd(24)} ${"ms/step".padStart(9)} ${"work".padStart(10)} ` +
+        `${"rate".padStart(12)} ${"of peak".padStart(8)}`,
+    );
+    let sum = 0;
+    for (const name of labels) {
+      const ms = median(perRep.map((m) => m.get(name)!));
+      sum += ms;
+      const wk = work(name, cfg);
+      let cols = `${"".padStart(10)} ${"".padStart(12)} ${"".padStart(8)}`;
+      if (wk.flops) {
+        const rate = wk.flops / (ms / 1e3) / 1e9;
+        cols = `${fmt(wk.flops / 1e9, 6, 3)} GFL ${fmt(rate, 6, 2)} GFLOP/s ${
+          fmt(100 * rate / fmaPeak, 6, 1)
+        }%`;
+      } else if (wk.bytes) {
+        const rate = wk.bytes / (ms / 1e3) / 1e9;
+        cols = `${fmt(wk.bytes / 2 ** 20, 7, 1)} MiB ${fmt(rate, 7, 2)} GB/s ${
+          fmt(100 * rate / copyPeak, 7, 1)
+        }%`;
+      }
+      console.log(`${name.padEnd(24)} ${fmt(ms, 9, 3)} ${cols}`);
+    }
+    const wallMs = median(wall);
+    console.log(
+      `${"whole step".padEnd(24)} ${fmt(wallMs, 9, 1)} ms wall (kernels sum ${sum.toFixed(1)} ms)`,
+    );
+    stepRows.push(`${variant} ${B}/${d}/${m}: ${wallMs.toFixed(1)} ms`);
+    prof.destroy();
+    if (B === shapes[0][0]) {
+      Deno.bench({ name: `${variant} step B=${B} d=${d} m=${m}`, n: 5, warmup: 1 }, async () => {
+        await session.step(x);
+        await session.sync();
+      });
+    }
+  }
+}
+console.log(`\nwhole steps: ${stepRows.join("; ")}`);
+
+Deno.bench({ name: "fma peak", n: 3, warmup: 1 }, async () => {
+  await peakProf.run([fma.dispatch, copy.dispatch]);
+});

@@ -1,0 +1,60 @@
+/**
+ * Peak kernels (wgsl/peak.wgsl): a compute-bound FMA kernel and a copy kernel, whose rates are the
+ * "measured peak" every kernel in bench/kernels_bench.ts is compared with.
+ */
+import peakSrc from "../../wgsl/peak.wgsl" with { type: "text" };
+import type { Gpu } from "../gpu/device.ts";
+import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+
+/** Invocations per workgroup of both kernels. */
+export const PEAK_WG = 64;
+/** FLOPs per invocation per loop trip of the FMA kernel (3 chains × 8 vec4 FMAs × 8). */
+export const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
+
+/** The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·64] vec4. */
+export async function fmaPeakKernel(
+  gpu: Gpu,
+  groups: number,
+  iters: number,
+  out: GPUBuffer,
+): Promise<{ dispatch: Dispatch; flops: number }> {
+  const dispatch = await kernel(gpu, {
+    label: "fma peak",
+    code: peakSrc,
+    entry: "fma_peak",
+    constants: { ITERS: iters },
+    buffers: [out],
+    groups: [groups, 1, 1],
+  });
+  return { dispatch, flops: groups * PEAK_WG * iters * FMA_FLOPS_PER_TRIP };
+}
+
+/** Copies `n4` vec4s from `src` to `out`. */
+export async function copyKernel(
+  gpu: Gpu,
+  n4: number,
+  src: GPUBuffer,
+  out: GPUBuffer,
+): Promise<{ dispatch: Dispatch; bytes: number }> {
+  const dispatch = await kernel(gpu, {
+    label: "copy",
+    code: peakSrc,
+    entry: "copy",
+    constants: { N4: n4 },
+    buffers: [out, src],
+    groups: groupsFor(n4, PEAK_WG),
+  });
+  return { dispatch, bytes: 2 * 16 * n4 };
+}
+
+/** Reference of one invocation of the FMA kernel (f32 rounding after each FMA). */
+export function fmaPeakReference(lid: number, iters: number): number {
+  const f = Math.fround;
+  const x = f(0.999), y = f(1e-4);
+  const a0 = f(lid * f(1e-3));
+  const chains = [a0, f(a0 + f(1e-3)), f(a0 + f(2e-3))];
+  for (let i = 0; i < iters * 8; i++) {
+    for (let c = 0; c < 3; c++) chains[c] = f(chains[c] * x + y);
+  }
+  return f(f(chains[0] + chains[1]) + chains[2]);
+}
