@@ -1,0 +1,123 @@
+/**
+ * `deno task bench:peer`: our baseline training step against the same step in PyTorch eager
+ * (bench/peer_torch.py: same shapes, f32, forward + backward + decoder projection + AdamW +
+ * renormalisation), in one run, and the ratio ours / PyTorch's (≤ 1 means we are no slower).
+ *
+ *   deno task bench:peer                                  # B=1024, d_in=512, d_sae=4096, CPU
+ *   deno task bench:peer --batch 256 --d-in 64 --d-sae 512
+ *   deno task bench:peer --device cuda                    # PyTorch on the GPU (where it has CUDA)
+ *
+ * Installs nothing: it looks for a python3 that imports torch (`python3`, then /usr/bin/python3)
+ * and skips with a one-line hint when there is none. Debian's python3-torch calls whatever
+ * libblas.so.3 the alternatives system provides (reference BLAS unless OpenBLAS is installed),
+ * so the BLAS library PyTorch loaded is printed with its time.
+ */
+import { Command } from "@commander-js/extra-typings";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_CONFIG, mergeConfig } from "../src/config.ts";
+import { getGpu } from "../src/gpu/device.ts";
+import { initWeights } from "../src/sae/model.ts";
+import { Session } from "../src/sae/session.ts";
+
+/** What bench/peer_torch.py prints. */
+export interface TorchResult {
+  torch_version: string;
+  device: string;
+  threads: number;
+  blas: string;
+  median_s: number;
+  step_s: number[];
+}
+
+/** The first of `candidates` that runs and imports torch, or null. */
+export async function findTorchPython(
+  candidates = ["python3", "/usr/bin/python3"],
+): Promise<string | null> {
+  for (const py of candidates) {
+    try {
+      const out = await new Deno.Command(py, {
+        args: ["-c", "import torch"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (out.success) return py;
+    } catch {
+      // not installed: try the next one
+    }
+  }
+  return null;
+}
+
+/** Runs bench/peer_torch.py with `args` under `python`; throws with its stderr on failure. */
+export async function runTorchStep(python: string, args: string[]): Promise<TorchResult> {
+  const script = fileURLToPath(new URL("./peer_torch.py", import.meta.url));
+  const out = await new Deno.Command(python, { args: [script, ...args], stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    throw new Error(`peer_torch.py failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return JSON.parse(text.split("\n").at(-1)!);
+}
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+if (import.meta.main) {
+  const o = new Command("bench:peer")
+    .option("--batch <n>", "rows per step", "1024")
+    .option("--d-in <n>", "activation width", "512")
+    .option("--d-sae <n>", "latents", "4096")
+    .option("--steps <n>", "timed steps (after 2 warm-up steps)", "5")
+    .option("--device <d>", "PyTorch device", "cpu")
+    .parse(Deno.args, { from: "user" })
+    .opts();
+  const [B, d, m, steps] = [o.batch, o.dIn, o.dSae, o.steps].map(Number);
+  const python = await findTorchPython();
+  if (!python) {
+    console.log(
+      "bench:peer skipped: PyTorch not found (install it with `apt-get install -y python3-torch`, " +
+        "or `pip install torch`)",
+    );
+    Deno.exit(0);
+  }
+  const cfg = mergeConfig(DEFAULT_CONFIG, { variant: "baseline", batch: B, d_in: d, d_sae: m });
+  const gpu = await getGpu();
+  const session = await Session.create(gpu, cfg, initWeights(d, m, 1, new Float32Array(d)), 1);
+  const x = new Float32Array(B * d).map((_, i) => Math.sin(i));
+  for (let i = 0; i < 2; i++) await session.step(x);
+  await session.sync();
+  const ours: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    await session.step(x);
+    await session.sync();
+    ours.push((performance.now() - t0) / 1000);
+  }
+  const torch = await runTorchStep(python, [
+    `--batch=${B}`,
+    `--d-in=${d}`,
+    `--d-sae=${m}`,
+    `--steps=${steps}`,
+    `--device=${o.device}`,
+    `--loss=${cfg.recon_loss}`,
+    `--l1=${cfg.l1}`,
+    `--lr=${cfg.lr}`,
+    `--weight-decay=${cfg.weight_decay}`,
+  ]);
+  const oursS = median(ours);
+  const gflop = 6 * B * d * m / 1e9;
+  const row = (who: string, s: number) =>
+    `${who.padEnd(44)} ${(s * 1000).toFixed(1).padStart(9)} ms/step ${
+      (gflop / s).toFixed(2).padStart(7)
+    } GFLOP/s`;
+  console.log(`baseline step, B=${B} d_in=${d} d_sae=${m}, f32, median of ${steps} steps`);
+  console.log(row(`sae (WebGPU: ${gpu.adapterName})`, oursS));
+  console.log(
+    row(
+      `PyTorch ${torch.torch_version} (${torch.device}, ${torch.threads} threads)`,
+      torch.median_s,
+    ),
+  );
+  console.log(`PyTorch BLAS: ${torch.blas}`);
+  console.log(`ratio ours / PyTorch: ${(oursS / torch.median_s).toFixed(2)} (≤ 1.0: no slower)`);
+}

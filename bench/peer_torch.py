@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The SAE training step of sae's baseline in PyTorch eager, for `deno task bench:peer`.
+
+Same shapes and work as one step of src/sae/step.ts (f32): x_c = x - b_dec; f = ReLU(x_c W_enc^T +
+b_enc); x_hat = f W_dec + b_dec; loss = mean_b ||x - x_hat||^2 (or mean_b ||x - x_hat|| with
+--loss l2) + l1 * mean_b sum f; backward (autograd); the decoder-gradient projection that keeps
+rows unit-norm; torch.optim.AdamW (decoupled weight decay, as ours); rows of W_dec renormalised.
+Prints one JSON line. Installs nothing: needs `torch` (Debian: apt-get install -y python3-torch).
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+
+def blas_library() -> str:
+    """The BLAS shared library this process loaded (Debian's torch uses libblas.so.3, whichever
+    implementation the alternatives system points it at: reference BLAS unless OpenBLAS or BLIS is
+    installed)."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+        return ", ".join(sorted(os.path.realpath(p) for p in libs)) or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--d-in", type=int, default=512)
+    ap.add_argument("--d-sae", type=int, default=4096)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--loss", choices=["squared", "l2"], default="squared")
+    ap.add_argument("--l1", type=float, default=0.3)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--weight-decay", type=float, default=1e-2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    g = torch.Generator().manual_seed(1)
+    B, d, m = a.batch, a.d_in, a.d_sae
+    w_dec = torch.randn(m, d, generator=g)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    params = {
+        "w_enc": w_dec.clone().to(dev).requires_grad_(),
+        "b_enc": torch.zeros(m, device=dev, requires_grad=True),
+        "w_dec": w_dec.to(dev).requires_grad_(),
+        "b_dec": torch.zeros(d, device=dev, requires_grad=True),
+    }
+    opt = torch.optim.AdamW(params.values(), lr=a.lr, weight_decay=a.weight_decay, eps=1e-8)
+    x = torch.sin(torch.arange(B * d, dtype=torch.float32)).reshape(B, d).to(dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step() -> None:
+        p = params
+        opt.zero_grad(set_to_none=True)
+        f = torch.relu((x - p["b_dec"]) @ p["w_enc"].T + p["b_enc"])
+        r = x - (f @ p["w_dec"] + p["b_dec"])
+        sq = r.pow(2).sum(dim=1)
+        recon = sq.mean() if a.loss == "squared" else sq.sqrt().mean()
+        loss = recon + a.l1 * f.sum(dim=1).mean()
+        loss.backward()
+        with torch.no_grad():
+            wd, gd = p["w_dec"], p["w_dec"].grad
+            gd -= (gd * wd).sum(dim=1, keepdim=True) * wd
+            opt.step()
+            wd /= wd.norm(dim=1, keepdim=True)
+
+    for _ in range(a.warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({
+        "torch_version": torch.__version__,
+        "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+        "threads": torch.get_num_threads(),
+        "blas": blas_library(),
+        "batch": B,
+        "d_in": d,
+        "d_sae": m,
+        "steps": a.steps,
+        "median_s": statistics.median(times),
+        "step_s": times,
+    }))
+
+
+if __name__ == "__main__":
+    main()
