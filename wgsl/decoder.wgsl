@@ -53,3 +53,33 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     for (var k = t; k < D; k += WG) { w[o + k] /= n; }
   }
 }
+
+// The same two constraints with one invocation per row and no workgroup memory: on CPU adapters a
+// workgroup barrier is a context switch per SIMD group, which costs more than the row's arithmetic
+// (src/kernels/decoder.ts picks these there).
+fn lane_row(g: vec3<u32>, nw: vec3<u32>) -> u32 {
+  return g.x + g.y * nw.x * WG;
+}
+
+@compute @workgroup_size(WG)
+fn project_grad_lane(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = lane_row(gid, nw);
+  if (i >= M) { return; }
+  let o = OFF + i * D;
+  var s = 0.0;
+  for (var k = 0u; k < D; k++) { s += g[o + k] * w[o + k]; }
+  for (var k = 0u; k < D; k++) { g[o + k] -= s * w[o + k]; }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_lane(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = lane_row(gid, nw);
+  if (i >= M) { return; }
+  let o = OFF + i * D;
+  var s = 0.0;
+  for (var k = 0u; k < D; k++) { s += w[o + k] * w[o + k]; }
+  let n = sqrt(s);
+  if (n > 0.0) {
+    for (var k = 0u; k < D; k++) { w[o + k] /= n; }
+  }
+}

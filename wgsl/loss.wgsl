@@ -58,3 +58,29 @@ fn residual(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index
     rowstats[row * 3u + 2u] = red[0].y;
   }
 }
+
+// The same with one invocation per row and no workgroup memory (CPU adapters: a barrier there is a
+// context switch per SIMD group; src/kernels/loss.ts picks this entry point there).
+@compute @workgroup_size(WG)
+fn residual_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let row = g.x + g.y * nw.x * WG;
+  if (row >= B) { return; }
+  let o = row * D;
+  var ss = 0.0;
+  var cc = 0.0;
+  for (var k = 0u; k < D; k++) {
+    let r = xhat[o + k] - x[o + k];
+    let c = x[o + k] - xmean[k];
+    ss += r * r;
+    cc += c * c;
+  }
+  let norm = sqrt(ss);
+  var coef = 2.0 / f32(B);
+  if (!SQUARED) { coef = select(0.0, 1.0 / (f32(B) * norm), norm > 0.0); }
+  for (var k = 0u; k < D; k++) {
+    dxhat[o + k] = coef * (xhat[o + k] - x[o + k]);
+  }
+  rowstats[row * 3u] = norm;
+  rowstats[row * 3u + 1u] = ss;
+  rowstats[row * 3u + 2u] = cc;
+}

@@ -3,6 +3,7 @@ import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowRanges, view } from "../gpu/split.ts";
+import { isCpuAdapter } from "./gemm.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
 async function overRows(
@@ -12,6 +13,7 @@ async function overRows(
   dSae: number,
   dIn: number,
   bufs: GPUBuffer[],
+  lane: boolean,
 ): Promise<Dispatch[]> {
   const parts = rowRanges(gpu, dSae, dIn);
   const out: Dispatch[] = [];
@@ -23,35 +25,40 @@ async function overRows(
       await kernel(gpu, {
         label,
         code: decoderSrc,
-        entry,
+        entry: lane ? `${entry}_lane` : entry,
         constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
         buffers: views.map((v) => v.binding),
-        groups: groupsFor(r1 - r0),
+        groups: lane ? groupsFor(r1 - r0, 64) : groupsFor(r1 - r0),
       }),
     );
   }
   return out;
 }
 
-/** Removes from each decoder row's gradient its component along the (unit) row. */
+/**
+ * Removes from each decoder row's gradient its component along the (unit) row. One workgroup per
+ * row, or on CPU adapters (`lane`, the default there) one invocation per row without barriers.
+ */
 export function projectGradKernel(
   gpu: Gpu,
   dSae: number,
   dIn: number,
   wDec: GPUBuffer,
   gDec: GPUBuffer,
+  lane = isCpuAdapter(gpu.adapterName),
 ): Promise<Dispatch[]> {
-  return overRows(gpu, "decoder grad projection", "project_grad", dSae, dIn, [wDec, gDec]);
+  return overRows(gpu, "decoder grad projection", "project_grad", dSae, dIn, [wDec, gDec], lane);
 }
 
-/** Rescales each decoder row to unit norm. */
+/** Rescales each decoder row to unit norm (`lane` as for {@link projectGradKernel}). */
 export function normalizeKernel(
   gpu: Gpu,
   dSae: number,
   dIn: number,
   wDec: GPUBuffer,
+  lane = isCpuAdapter(gpu.adapterName),
 ): Promise<Dispatch[]> {
-  return overRows(gpu, "decoder normalize", "normalize", dSae, dIn, [wDec]);
+  return overRows(gpu, "decoder normalize", "normalize", dSae, dIn, [wDec], lane);
 }
 
 /** Reference of {@link projectGradKernel} (in place on g). */

@@ -2,6 +2,7 @@
 import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { isCpuAdapter } from "./gemm.ts";
 
 /** Shapes and options of the loss kernels. */
 export interface LossSpec {
@@ -46,15 +47,23 @@ export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Di
   });
 }
 
-/** dL/dx̂ and per-row statistics (‖r‖, ‖r‖², ‖x − x̄‖²). */
-export function residualKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Dispatch> {
+/**
+ * dL/dx̂ and per-row statistics (‖r‖, ‖r‖², ‖x − x̄‖²): one workgroup per row, or on CPU adapters
+ * (`lane`, the default there) one invocation per row without barriers.
+ */
+export function residualKernel(
+  gpu: Gpu,
+  s: LossSpec,
+  b: LossBuffers,
+  lane = isCpuAdapter(gpu.adapterName),
+): Promise<Dispatch> {
   return kernel(gpu, {
     label: "residual",
     code: lossSrc,
-    entry: "residual",
+    entry: lane ? "residual_lane" : "residual",
     constants: constants(s),
     buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],
-    groups: groupsFor(s.batch),
+    groups: lane ? groupsFor(s.batch, 64) : groupsFor(s.batch),
   });
 }
 

@@ -4,11 +4,17 @@ import { prepareKernel, residualKernel, residualReference } from "../../src/kern
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 
-for (const squared of [false, true]) {
-  Deno.test(`prepare + residual (${squared ? "squared" : "l2 norm"}) match the reference`, async () => {
+for (
+  const [squared, lane, B] of [[false, false, 19], [true, false, 19], [false, true, 71], [
+    true,
+    true,
+    71,
+  ]] as const
+) {
+  Deno.test(`prepare + residual (${squared ? "squared" : "l2 norm"}, ${lane ? "invocation" : "workgroup"} per row) match the reference`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(13);
-    const B = 19, d = 203, scale = 0.75;
+    const d = 203, scale = 0.75;
     const x = randArray(rng, B * d, -2, 3), xhat = randArray(rng, B * d);
     const bDec = randArray(rng, d), xmean = randArray(rng, d);
     const spec = { batch: B, dIn: d, scale, applyBDec: true, squared };
@@ -21,7 +27,7 @@ for (const squared of [false, true]) {
       xmean: gpu.upload("xmean", xmean),
       rowstats: poisoned(gpu, "rowstats", B * 3),
     };
-    run(gpu, [await prepareKernel(gpu, spec, bufs), await residualKernel(gpu, spec, bufs)]);
+    run(gpu, [await prepareKernel(gpu, spec, bufs), await residualKernel(gpu, spec, bufs, lane)]);
     const [gx, gxc, gd, gr] = await gpu.readMany([
       { buf: bufs.x },
       { buf: bufs.xc },
