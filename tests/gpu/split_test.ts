@@ -128,8 +128,13 @@ async function threeSteps(gpu: Gpu, cfg: TrainConfig) {
   const before = gpu.counters.bindGroups;
   const session = await Session.create(gpu, cfg, w, 1);
   const bindGroups = gpu.counters.bindGroups - before;
+  const c0 = { ...gpu.counters };
   for (let i = 0; i < 3; i++) await session.step(randArray(rng, cfg.batch * cfg.d_in, -1, 1));
   await session.sync();
+  // The split step, like the whole one, creates nothing and reads nothing back.
+  for (const k of ["pipelines", "bindGroups", "readbacks", "buffersCreated"] as const) {
+    assert.equal(gpu.counters[k], c0[k], `${k} changed during the steps`);
+  }
   return {
     bindGroups,
     weights: await session.readWeights(),
