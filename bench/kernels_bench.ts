@@ -18,6 +18,7 @@
 import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../src/config.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { kernelName, Profiler } from "../src/gpu/profile.ts";
+import { orthoChunkRows } from "../src/kernels/paper.ts";
 import { copyKernel, fmaPeakKernel } from "../src/kernels/peak.ts";
 import { initWeights } from "../src/sae/model.ts";
 import { Session } from "../src/sae/session.ts";
@@ -58,7 +59,11 @@ function work(label: string, cfg: TrainConfig): { flops?: number; bytes?: number
     case "dW_dec":
     case "dW_enc":
       return { flops: 2 * B * d * m };
-    case "ortho gram":
+    case "ortho gram": {
+      // Only blocks I ≤ J of the symmetric Gram matrix are formed (src/kernels/paper.ts).
+      const c = Math.ceil(m / Math.min(orthoChunkRows(m), m));
+      return { flops: 2 * m * m * d * (c + 1) / (2 * c) };
+    }
     case "ortho grad":
       return { flops: 2 * m * m * d };
     case "adamw wEnc":

@@ -297,7 +297,7 @@ export async function gemmDispatches(
           offA: views[0].off,
           offB: views[1].off,
           offC: views[2].off,
-          eoff: n0,
+          eoff: (opts.layout?.eoff ?? 0) + n0,
         };
         const path = opts.path ?? (vec4Ok(sub, layout) ? "vec4" : "scalar");
         const key = `${path} ${epilogue}`;

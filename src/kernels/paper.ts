@@ -167,16 +167,23 @@ export function paperStatsKernel(
   });
 }
 
-/** Rows of W_dec per orthogonality chunk: a multiple of 64 (binding offsets align to 256 B). */
-export function orthoChunkRows(dSae: number, budgetBytes = 32 << 20): number {
-  const rows = Math.floor(budgetBytes / (4 * dSae) / 64) * 64;
-  return Math.min(Math.max(rows, 64), Math.ceil(dSae / 64) * 64);
+/**
+ * Rows of W_dec per orthogonality block, a multiple of 64 (binding offsets align to 256 B): the
+ * whole matrix up to 1024 rows (one block, fewest dispatches), else m/8 clamped to [256, 2048].
+ */
+export function orthoChunkRows(dSae: number): number {
+  const all = Math.ceil(dSae / 64) * 64;
+  if (dSae <= 1024) return all;
+  return Math.min(all, Math.max(256, Math.min(2048, Math.floor(dSae / 8 / 64) * 64)));
 }
 
 /**
- * The orthogonality gradient added to dL/dW_dec without forming the m×m Gram matrix at once: for
- * each chunk I of R decoder rows, coef_I = α-scaled Gram block (one GEMM with the ortho_coef
- * epilogue, [R, m]), then dW_dec[I] += coef_I · W_dec (one GEMM with the accumulate epilogue).
+ * The orthogonality gradient added to dL/dW_dec without forming the m×m Gram matrix: W_dec is cut
+ * into blocks of R rows and, the coefficient matrix being symmetric (coef_ij = S0·s_i·s_j·c_ij/
+ * (|c_ij| + ε) with c = W Wᵀ), only blocks I ≤ J are formed: coef_IJ = α-scaled W_I·W_Jᵀ (one GEMM
+ * with the ortho_coef epilogue, [R, R]); dW_I += coef_IJ·W_J and, off the diagonal,
+ * dW_J += coef_IJᵀ·W_I (GEMMs with the accumulate epilogue). With c blocks the Gram GEMMs do
+ * (c+1)/(2c) of the full product's work; the products with W do all of theirs.
  */
 export async function orthoGradDispatches(
   gpu: Gpu,
@@ -185,32 +192,61 @@ export async function orthoGradDispatches(
   b: { wDec: GPUBuffer; gDec: GPUBuffer; weight: GPUBuffer; pscal: GPUBuffer },
   chunkRows = orthoChunkRows(dSae),
 ): Promise<Dispatch[]> {
-  const coef = gpu.buffer("ortho coef", Math.min(chunkRows, dSae) * dSae * 4);
+  const R = Math.min(chunkRows, dSae);
+  const coef = gpu.buffer("ortho coef", R * R * 4);
+  const slice = (buffer: GPUBuffer, i0: number, rows: number) => ({
+    buffer,
+    offset: i0 * dIn * 4,
+    size: rows * dIn * 4,
+  });
   const out: Dispatch[] = [];
-  for (let i0 = 0; i0 < dSae; i0 += chunkRows) {
-    const rows = Math.min(chunkRows, dSae - i0);
-    const slice = (buffer: GPUBuffer) => ({ buffer, offset: i0 * dIn * 4, size: rows * dIn * 4 });
-    out.push(
-      ...await gemmDispatches(gpu, {
-        label: `ortho gram ${i0}`,
-        M: rows,
-        N: dSae,
-        K: dIn,
-        transA: false,
-        transB: true,
-        epilogue: "ortho_coef",
-        row0: i0,
-      }, { a: slice(b.wDec), b: b.wDec, c: coef, e: b.weight, s: b.pscal }),
-      ...await gemmDispatches(gpu, {
-        label: `ortho grad ${i0}`,
-        M: rows,
-        N: dIn,
-        K: dSae,
-        transA: false,
-        transB: false,
-        epilogue: "accumulate",
-      }, { a: coef, b: b.wDec, c: slice(b.gDec) }),
-    );
+  let n = 0;
+  for (let i0 = 0; i0 < dSae; i0 += R) {
+    const ri = Math.min(R, dSae - i0);
+    for (let j0 = i0; j0 < dSae; j0 += R) {
+      const rj = Math.min(R, dSae - j0);
+      out.push(
+        ...await gemmDispatches(gpu, {
+          label: `ortho gram ${n}`,
+          M: ri,
+          N: rj,
+          K: dIn,
+          transA: false,
+          transB: true,
+          epilogue: "ortho_coef",
+          row0: i0,
+        }, {
+          a: slice(b.wDec, i0, ri),
+          b: slice(b.wDec, j0, rj),
+          c: coef,
+          e: b.weight,
+          s: b.pscal,
+        }, { layout: { eoff: j0 } }),
+        ...await gemmDispatches(gpu, {
+          label: `ortho grad ${n}`,
+          M: ri,
+          N: dIn,
+          K: rj,
+          transA: false,
+          transB: false,
+          epilogue: "accumulate",
+        }, { a: coef, b: slice(b.wDec, j0, rj), c: slice(b.gDec, i0, ri) }),
+      );
+      if (j0 > i0) {
+        out.push(
+          ...await gemmDispatches(gpu, {
+            label: `ortho grad ${n}`,
+            M: rj,
+            N: dIn,
+            K: ri,
+            transA: true,
+            transB: false,
+            epilogue: "accumulate",
+          }, { a: coef, b: slice(b.wDec, i0, ri), c: slice(b.gDec, j0, rj) }),
+        );
+      }
+      n++;
+    }
   }
   return out;
 }

@@ -139,7 +139,7 @@ Deno.test("ortho gradient: reference matches finite differences of the penalty w
   }
 });
 
-for (const [m, d] of [[150, 36], [70, 13]]) {
+for (const [m, d] of [[150, 36], [70, 13], [256, 20]]) {
   Deno.test(`ortho gradient on the GPU (chunks of 64 rows, m=${m}, d=${d}) matches the materialised reference`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(34);
@@ -154,7 +154,9 @@ for (const [m, d] of [[150, 36], [70, 13]]) {
       pscal: gpu.upload("pscal", new Float32Array([scale, eps, 0, 0])),
     };
     const ds = await orthoGradDispatches(gpu, m, d, b, 64);
-    if (ds.length !== 2 * Math.ceil(m / 64)) throw new Error(`${ds.length} dispatches`);
+    // Blocks I ≤ J: one Gram GEMM each, one product with W on the diagonal and two off it.
+    const c = Math.ceil(m / 64);
+    if (ds.length !== c * (c + 1) / 2 + c * c) throw new Error(`${ds.length} dispatches`);
     run(gpu, ds);
     const got = await gpu.read(b.gDec);
     const want = orthoGradReference(w, weight, scale, eps, m, d).map((v, i) => v + g0[i]);
