@@ -4,8 +4,9 @@
  * Before the Deno.bench table, prints one line per case with GFLOP/s (timed over several
  * dispatches with onSubmittedWorkDone) and the fraction of the adapter's measured FMA peak (a
  * compute-bound kernel of independent vec4 FMA chains, no memory traffic). Cases: the SAE step's
- * layouts at B=1024, d=512, m=4096 and at B=256, d=128, m=1024, on the default path (vec4) and
- * the scalar fallback (the kernel before the vec4 path) for comparison.
+ * layouts at B=1024, d=512, m=4096 and at B=256, d=128, m=1024, on the texture path (the default
+ * on CPU adapters; timed with its two packing dispatches) when the adapter is a CPU one, the
+ * vec4 buffer path, and the scalar fallback (the kernel before the vec4 path) for comparison.
  *
  * Env: GEMM_BENCH_REPS (dispatches per timing, default 2), GEMM_BENCH_SCALAR=0 skips the
  * fallback rows, =all adds them at the large size too (slow: ~6 s per dispatch on 2 cores);
@@ -13,21 +14,28 @@
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { type Dispatch, run } from "../src/gpu/dispatch.ts";
-import { type Epilogue, gemm, gemmFlops, type GemmSpec } from "../src/kernels/gemm.ts";
+import {
+  type Epilogue,
+  gemmDispatches,
+  gemmFlops,
+  type GemmPath,
+  type GemmSpec,
+  isCpuAdapter,
+} from "../src/kernels/gemm.ts";
 
 const gpu = await getGpu();
 const REPS = Number(Deno.env.get("GEMM_BENCH_REPS") ?? 2);
 const SCALAR = Deno.env.get("GEMM_BENCH_SCALAR") ?? "small";
 const SMALL_ONLY = Deno.env.get("GEMM_BENCH_SMALL") === "1";
 
-/** Seconds per dispatch: best of 3 timings of `reps` dispatches each (after a warm-up). */
-async function secondsPer(d: Dispatch, reps = REPS): Promise<number> {
-  run(gpu, [d]);
+/** Seconds per run of `list`: best of 3 timings of `reps` runs each (after a warm-up). */
+async function secondsPer(list: Dispatch[], reps = REPS): Promise<number> {
+  run(gpu, list);
   await gpu.sync();
   let best = Infinity;
   for (let t = 0; t < 3; t++) {
     const t0 = performance.now();
-    for (let r = 0; r < reps; r++) run(gpu, [d]);
+    for (let r = 0; r < reps; r++) run(gpu, list);
     await gpu.sync();
     best = Math.min(best, (performance.now() - t0) / 1000 / reps);
   }
@@ -75,7 +83,7 @@ async function peakGflops(chains: number): Promise<number> {
     groups: [PEAK_GROUPS, 1, 1],
   };
   const flops = PEAK_GROUPS * PEAK_WG * PEAK_ITERS * PEAK_UNROLL * chains * 4 * 2;
-  return flops / await secondsPer(d) / 1e9;
+  return flops / await secondsPer([d]) / 1e9;
 }
 
 const peaks = new Map<number, number>();
@@ -92,7 +100,7 @@ console.log(
 interface Case {
   name: string;
   spec: GemmSpec;
-  path: "vec4" | "scalar";
+  path: GemmPath;
 }
 function stepCases(B: number, d: number, m: number): Omit<GemmSpec, "label">[] {
   const c = (M: number, N: number, K: number, tA: boolean, tB: boolean, ep: Epilogue) => ({
@@ -120,7 +128,9 @@ for (const [B, d, m] of sizes) {
     const layout = `${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
     const shape = `${s.M}x${s.N}x${s.K}`;
     const withScalar = SCALAR === "all" || (SCALAR !== "0" && B === sizes.at(-1)![0]);
-    for (const path of withScalar ? ["vec4", "scalar"] as const : ["vec4"] as const) {
+    const paths: GemmPath[] = isCpuAdapter(gpu.adapterName) ? ["texture", "vec4"] : ["vec4"];
+    if (withScalar) paths.push("scalar");
+    for (const path of paths) {
       const name = `${layout} ${s.epilogue} ${shape} (B=${B} d=${d} m=${m}) ${path}`;
       cases.push({ name, spec: { ...s, label: name }, path });
     }
@@ -133,7 +143,7 @@ function rand(n: number): Float32Array {
   return a;
 }
 
-const dispatches = new Map<string, Dispatch>();
+const dispatches = new Map<string, Dispatch[]>();
 for (const c of cases) {
   const { M, N, K } = c.spec;
   const bufs = {
@@ -143,7 +153,7 @@ for (const c of cases) {
     e: gpu.upload("e", rand(c.spec.epilogue === "relu_grad" ? M * N : N)),
     s: gpu.upload("s", new Float32Array([0.01, 0, 0, 0])),
   };
-  const d = await gemm(gpu, c.spec, bufs, { path: c.path });
+  const d = await gemmDispatches(gpu, c.spec, bufs, { path: c.path });
   dispatches.set(c.name, d);
   const g = gemmFlops(c.spec) / await secondsPer(d) / 1e9;
   console.log(
@@ -156,7 +166,7 @@ for (const c of cases) {
 for (const c of cases) {
   const d = dispatches.get(c.name)!;
   Deno.bench({ name: c.name, n: 2, warmup: 1 }, async () => {
-    run(gpu, [d]);
+    run(gpu, d);
     await gpu.sync();
   });
 }

@@ -1,7 +1,9 @@
-// GEMM with fused epilogues: C[M,N] = epilogue(op(A)[M,K] · op(B)[K,N]). Two entry points:
-//   main_v4: the fast path (register-blocked, vec4 loads, no workgroup memory; see below), for
-//            K % 4 == 0, M % 4 == 0 when TRANS_A, N % 4 == 0 when !TRANS_B.
-//   main:    a shared-memory tiled fallback for any M, N, K.
+// GEMM with fused epilogues: C[M,N] = epilogue(op(A)[M,K] · op(B)[K,N]). Entry points:
+//   main_v4:  the fast path on GPUs (register-blocked, vec4 loads, no workgroup memory; see below),
+//             for K % 4 == 0, M % 4 == 0 when TRANS_A, N % 4 == 0 when !TRANS_B.
+//   main_tex: the same kernel reading both operands from packed rgba32float textures (the fast
+//             path on CPU adapters; same size conditions), after `pack` copied them there.
+//   main:     a shared-memory tiled fallback for any M, N, K.
 // src/kernels/gemm.ts picks one and sets the tile shapes (the override constants).
 // Layouts (override constants, resolved when the pipeline is created):
 //   TRANS_A = false: A stored [M,K] row-major;  true: A stored [K,M] row-major.
@@ -241,6 +243,15 @@ fn storeBlock(m: u32, n: u32, acc: mat4x4<f32>) {
   storeRow(m + 3u, n, acc[3]);
 }
 
+// The (4·V_RG)x(4·V_CG) block of C at row block rb, column block cb.
+fn storeBlocks(rb: u32, cb: u32, acc00: mat4x4<f32>, acc01: mat4x4<f32>, acc10: mat4x4<f32>,
+               acc11: mat4x4<f32>) {
+  storeBlock(rb * 4u, cb * 4u, acc00);
+  if (V_CG == 2u) { storeBlock(rb * 4u, cb * 4u + 4u, acc01); }
+  if (V_RG == 2u) { storeBlock(rb * 4u + 4u, cb * 4u, acc10); }
+  if (V_RG == 2u && V_CG == 2u) { storeBlock(rb * 4u + 4u, cb * 4u + 4u, acc11); }
+}
+
 override V_RG: u32 = 1u; // 4-row groups per invocation (1 or 2)
 override V_CG: u32 = 1u; // 4-column groups per invocation (1 or 2)
 
@@ -284,9 +295,114 @@ fn main_v4(
       acc10 = mac(acc10, a1, b0);
     }
   }
-  storeBlock(rb * 4u, cb * 4u, acc00);
-  if (V_CG == 2u) { storeBlock(rb * 4u, cb * 4u + 4u, acc01); }
-  if (V_RG == 2u) { storeBlock(rb * 4u + 4u, cb * 4u, acc10); }
-  if (V_RG == 2u && V_CG == 2u) { storeBlock(rb * 4u + 4u, cb * 4u + 4u, acc11); }
+  storeBlocks(rb, cb, acc00, acc01, acc10, acc11);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Texture path (CPU adapters). On llvmpipe a storage-buffer load is a loop over the SIMD lanes
+// with a branch and a bounds check per lane and component; a load from a read-only storage
+// texture is a branch-free gather of whole texels, ~2.5x cheaper per vec4 (bench/RESULTS.md).
+// `pack` copies each operand densely into an rgba32float texture (texel t = floats 4t .. 4t+3 of
+// the dense row-major matrix, folded at TEX_W texels per texture row); `main_tex` is main_v4 with
+// its fragments read from the packed A (At) and B (Bt). The packed matrices have no leading
+// dimension or offset: A is [K, M/4] texels when TRANS_A, else [M, K/4]; B is [N, K/4] when
+// TRANS_B, else [K, N/4].
+override TEX_W: u32 = 8192u; // texels per texture row (a power of two)
+@group(0) @binding(6) var At: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(7) var Bt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var Pt: texture_storage_2d<rgba32float, write>;
+
+fn texel(t: u32) -> vec2<u32> {
+  return vec2<u32>(t % TEX_W, t / TEX_W);
+}
+
+// pack: texel (r, c4) of the dense copy = A[offA + r·lda + 4c4 .. +3], r < p.M rows, c4 < p.N
+// texels per row (the source is bound as A; lda and offA multiples of 4).
+@compute @workgroup_size(64, 1, 1)
+fn pack(
+  @builtin(global_invocation_id) gid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+  let c4 = gid.x;
+  let r = gid.y + gid.z * nwg.y;
+  if (c4 >= p.N || r >= p.M) { return; }
+  textureStore(Pt, texel(r * p.N + c4), A4[p.offA / 4u + r * (p.lda / 4u) + c4]);
+}
+
+fn tA(t: u32) -> vec4<f32> {
+  return textureLoad(At, texel(t));
+}
+
+fn tB(t: u32) -> vec4<f32> {
+  return textureLoad(Bt, texel(t));
+}
+
+// As fragA: `ro` the (clamped) rows' first texels for row-major A, `rc` the (clamped) texel
+// column of the row block for transposed A.
+fn fragAt(ro: vec4<u32>, rc: u32, k4: u32) -> mat4x4<f32> {
+  if (TRANS_A) {
+    let M4 = p.M / 4u;
+    let t = 4u * k4 * M4 + rc;
+    return transpose(mat4x4<f32>(tA(t), tA(t + M4), tA(t + 2u * M4), tA(t + 3u * M4)));
+  }
+  return mat4x4<f32>(tA(ro.x + k4), tA(ro.y + k4), tA(ro.z + k4), tA(ro.w + k4));
+}
+
+// As fragB, from the packed B.
+fn fragBt(co: vec4<u32>, cc: u32, k4: u32) -> mat4x4<f32> {
+  if (TRANS_B) {
+    return transpose(mat4x4<f32>(tB(co.x + k4), tB(co.y + k4), tB(co.z + k4), tB(co.w + k4)));
+  }
+  let N4 = p.N / 4u;
+  let t = 4u * k4 * N4 + cc;
+  return mat4x4<f32>(tB(t), tB(t + N4), tB(t + 2u * N4), tB(t + 3u * N4));
+}
+
+// First texels of rows i .. i+3 (clamped to `last`) of a packed matrix with n4 texels per row.
+fn rowTexels(i: u32, last: u32, n4: u32) -> vec4<u32> {
+  return min(vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * n4;
+}
+
+@compute @workgroup_size(V_WG_X, V_WG_Y, 1)
+fn main_tex(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+  let K4 = p.K / 4u;
+  let lastRB = max(p.M / 4u, 1u) - 1u;
+  let lastCB = max(p.N / 4u, 1u) - 1u;
+  let rb = (wid.y * V_WG_Y + lid.y) * V_RG;
+  let cb = (wid.x * V_WG_X + lid.x) * V_CG;
+  let ro0 = rowTexels(rb * 4u, p.M - 1u, K4);
+  let ro1 = rowTexels(rb * 4u + 4u, p.M - 1u, K4);
+  let co0 = rowTexels(cb * 4u, p.N - 1u, K4);
+  let co1 = rowTexels(cb * 4u + 4u, p.N - 1u, K4);
+  let rc0 = min(rb, lastRB);
+  let rc1 = min(rb + 1u, lastRB);
+  let cc0 = min(cb, lastCB);
+  let cc1 = min(cb + 1u, lastCB);
+  let zero = mat4x4<f32>();
+  var acc00 = zero;
+  var acc01 = zero;
+  var acc10 = zero;
+  var acc11 = zero;
+  for (var k4 = 0u; k4 < K4; k4++) {
+    let a0 = fragAt(ro0, rc0, k4);
+    let b0 = fragBt(co0, cc0, k4);
+    acc00 = mac(acc00, a0, b0);
+    if (V_CG == 2u) {
+      let b1 = fragBt(co1, cc1, k4);
+      acc01 = mac(acc01, a0, b1);
+      if (V_RG == 2u) {
+        let a1 = fragAt(ro1, rc1, k4);
+        acc10 = mac(acc10, a1, b0);
+        acc11 = mac(acc11, a1, b1);
+      }
+    } else if (V_RG == 2u) {
+      let a1 = fragAt(ro1, rc1, k4);
+      acc10 = mac(acc10, a1, b0);
+    }
+  }
+  storeBlocks(rb, cb, acc00, acc01, acc10, acc11);
 }
 

@@ -11,7 +11,7 @@
  */
 import gemmSrc from "../../wgsl/gemm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { cdiv, type Dispatch } from "../gpu/dispatch.ts";
+import { cdiv, type Dispatch, MAX_GROUPS } from "../gpu/dispatch.ts";
 import { fits, type Operand, view, viewElems } from "../gpu/split.ts";
 
 /** What follows the matrix product. */
@@ -37,26 +37,31 @@ const EPILOGUE_CODE: Record<Epilogue, number> = {
 /**
  * Tile shapes: the one place they are set.
  *
- * `vec4` (entry point `main_v4`) is the fast path: no workgroup memory, each invocation keeps an
- * (4·RG)x(4·CG) block of C in registers and loads both operands as vec4 along their contiguous
- * dimension. It needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B is not (see
- * {@link vec4Ok}); every SAE size qualifies. Other sizes use `scalar` (entry point `main`, a 64x64x16
- * shared-memory tile with any M, N, K).
+ * `vec4` (entry point `main_v4`) is the fast path on GPUs: no workgroup memory, each invocation
+ * keeps an (4·RG)x(4·CG) block of C in registers and loads both operands as vec4 along their
+ * contiguous dimension. It needs K % 4 == 0, M % 4 == 0 when A is transposed, N % 4 == 0 when B is
+ * not (see {@link vec4Ok}); every SAE size qualifies. Other sizes use `scalar` (entry point `main`,
+ * a 64x64x16 shared-memory tile with any M, N, K).
  *
- * Why no workgroup memory: on llvmpipe/lavapipe every load whose address differs per invocation
- * is a per-lane loop (8 scalar loads, each with bounds check and branch); a workgroup-memory tile
- * adds a store and a load of that kind per element plus barriers, and gains nothing since the CPU
- * caches hold the operands anyway. What pays is loaded values reused from registers: an 8x8 block
- * does 256 FMAs per 16 vec4 loads. Measured on lavapipe (bench/RESULTS.md).
+ * `texture` (entry point `main_tex`) is the fast path on CPU adapters, for the same shapes: the
+ * same register blocking, with both operands first packed (entry point `pack`, one dispatch per
+ * operand) into rgba32float storage textures and read from there. On llvmpipe/lavapipe every
+ * storage-buffer load whose address differs per invocation is a per-lane loop (8 scalar loads per
+ * component, each with a bounds check and a branch) and bounds the kernel; a read-only
+ * storage-texture load is a branch-free gather of whole texels, ~2.5x cheaper, and the GEMMs run
+ * ~2.4x faster including the packing. Workgroup memory gains nothing there (its loads are the
+ * same per-lane loops). Measured on lavapipe (bench/RESULTS.md).
  *
- * Adapters: CPU adapters (llvmpipe, lavapipe, SwiftShader, or `isFallbackAdapter`) get `cpu`; other
- * adapters get `gpu`, an untuned guess (same kernel, 16x16 invocations, 128x128 tile) left for the
- * H100 tuning issue, which may add a workgroup-memory variant there.
+ * Adapters: CPU adapters (llvmpipe, lavapipe, SwiftShader, or `isFallbackAdapter`) get `texture`
+ * ({@link gemmDispatches}; {@link gemm}, one dispatch, gets `cpu`); other adapters get `gpu`, an
+ * untuned guess (16x16 invocations, 128x128 tile) left for the H100 tuning issue.
  */
 export const GEMM_TILE = {
   /** Fallback for sizes vec4 cannot take. BM = WG_Y·TM, BN = WG_X·4. */
   scalar: { WG_X: 16, WG_Y: 16, TM: 4, BK: 16 },
-  /** vec4 fast path on a CPU adapter. BM = V_WG_Y·4·V_RG, BN = V_WG_X·4·V_CG. */
+  /** Texture path on a CPU adapter. BM = V_WG_Y·4·V_RG, BN = V_WG_X·4·V_CG. */
+  texture: { V_WG_X: 8, V_WG_Y: 8, V_RG: 2, V_CG: 2 },
+  /** vec4 buffer path on a CPU adapter (single-dispatch {@link gemm}). */
   cpu: { V_WG_X: 8, V_WG_Y: 8, V_RG: 2, V_CG: 2 },
   /** vec4 fast path on other adapters (untuned). */
   gpu: { V_WG_X: 16, V_WG_Y: 16, V_RG: 2, V_CG: 2 },
@@ -109,12 +114,21 @@ function defaultLayout(spec: GemmSpec): GemmLayout {
   };
 }
 
-/** Options of {@link gemm}, mostly for tests and benchmarks. */
+/** A GEMM kernel path (see {@link GEMM_TILE}). */
+export type GemmPath = "texture" | "vec4" | "scalar";
+
+/** Options of {@link gemm} and {@link gemmDispatches}, mostly for tests and benchmarks. */
 export interface GemmOptions {
-  /** Force a path: "vec4" throws if the shape cannot take it. Default: vec4 when possible. */
-  path?: "vec4" | "scalar";
-  /** vec4 tile shape; default from the adapter (see {@link GEMM_TILE}). */
+  /**
+   * Force a path: "vec4" and "texture" throw if the shape cannot take them, "texture" also in
+   * {@link gemm} (it needs the packing dispatches). Default: texture on CPU adapters in
+   * {@link gemmDispatches}, else vec4, when the shape allows; else scalar.
+   */
+  path?: GemmPath;
+  /** vec4/texture tile shape; default from the adapter and path (see {@link GEMM_TILE}). */
   tile?: { V_WG_X: number; V_WG_Y: number; V_RG: 1 | 2; V_CG: 1 | 2 };
+  /** Texture path: texels per row of the packed textures (a power of two; default 8192). */
+  texWidth?: number;
   /** Operand layout inside the bindings (default: tightly packed from offset 0). */
   layout?: Partial<GemmLayout>;
   /** Reuse this pipeline (made by an earlier call with the same spec, path and epilogue). */
@@ -152,17 +166,153 @@ export interface GemmBuffers {
   s?: Operand;
 }
 
-/** Creates the pipeline and bind group of one GEMM; run it with the returned dispatch. */
+/** Rows and columns of the stored matrix of operand `role` ("a": A, "b": B). */
+function storedShape(spec: GemmSpec, role: "a" | "b"): [number, number] {
+  if (role === "a") return spec.transA ? [spec.K, spec.M] : [spec.M, spec.K];
+  return spec.transB ? [spec.N, spec.K] : [spec.K, spec.N];
+}
+
+/** Texels per row of the packed textures (a power of two within the device's limit). */
+function texWidth(gpu: Gpu, opts: GemmOptions): number {
+  const w = opts.texWidth ?? Math.min(8192, gpu.device.limits.maxTextureDimension2D);
+  if (!Number.isInteger(Math.log2(w))) throw new Error(`texWidth ${w} is not a power of two`);
+  return w;
+}
+
+/** Whether both operands of this vec4-able GEMM fit a packed texture of width `w`. */
+function textureOk(gpu: Gpu, spec: GemmSpec, w: number): boolean {
+  return (["a", "b"] as const).every((role) => {
+    const [r, c] = storedShape(spec, role);
+    return Math.ceil(r * c / 4 / w) <= gpu.device.limits.maxTextureDimension2D;
+  });
+}
+
+/**
+ * Packed copies of the operands live in scratch textures, one per operand role and width per Gpu,
+ * shared by every GEMM: each GEMM's dispatch list packs its operands right before its product,
+ * so any order of whole GEMMs is safe. A GEMM needing more texels than the current one gets a
+ * larger texture (twice the rows); earlier GEMMs keep the old one through their bind groups.
+ */
+const scratch = new WeakMap<Gpu, Map<string, GPUTexture>>();
+
+function scratchTexture(gpu: Gpu, role: "a" | "b", w: number, texels: number): GPUTexture {
+  let byKey = scratch.get(gpu);
+  if (!byKey) scratch.set(gpu, byKey = new Map());
+  const key = `${role} ${w}`;
+  const rows = Math.max(1, Math.ceil(texels / w));
+  const cur = byKey.get(key);
+  if (cur && cur.height >= rows) return cur;
+  const max = gpu.device.limits.maxTextureDimension2D;
+  const height = Math.min(max, Math.max(rows, 2 * (cur?.height ?? 0)));
+  const tex = gpu.device.createTexture({
+    label: `gemm packed ${role}`,
+    size: [w, height],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING,
+  });
+  byKey.set(key, tex);
+  return tex;
+}
+
+const packPipelines = new WeakMap<Gpu, Map<number, Promise<GPUComputePipeline>>>();
+
+function packPipeline(gpu: Gpu, w: number): Promise<GPUComputePipeline> {
+  let byW = packPipelines.get(gpu);
+  if (!byW) packPipelines.set(gpu, byW = new Map());
+  let p = byW.get(w);
+  if (!p) {
+    p = gpu.pipeline("gemm pack", gemmSrc, { TEX_W: w }, "pack");
+    byW.set(w, p);
+  }
+  return p;
+}
+
+/** A bind group of buffer operands and texture views (Gpu.bindGroup binds buffers only). */
+function bindMixed(
+  gpu: Gpu,
+  pipeline: GPUComputePipeline,
+  entries: [number, Operand | GPUTexture][],
+  label: string,
+): GPUBindGroup {
+  gpu.counters.bindGroups++;
+  return gpu.device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: entries.map(([binding, r]) => ({
+      binding,
+      resource: r instanceof GPUTexture
+        ? r.createView()
+        : r instanceof GPUBuffer
+        ? { buffer: r }
+        : r,
+    })),
+  });
+}
+
+/** The dispatch packing operand `role` of a GEMM into `tex` (see `pack` in wgsl/gemm.wgsl). */
+async function packDispatch(
+  gpu: Gpu,
+  spec: GemmSpec,
+  role: "a" | "b",
+  src: Operand,
+  ld: number,
+  off: number,
+  tex: GPUTexture,
+  w: number,
+): Promise<Dispatch> {
+  const [rows, cols] = storedShape(spec, role);
+  const c4 = cols / 4;
+  const pipeline = await packPipeline(gpu, w);
+  const params = gpu.uniform(
+    `gemm ${spec.label} pack ${role} params`,
+    new Uint32Array([rows, c4, 0, 0, ld, 0, 0, off, 0, 0, 0, 0]).buffer,
+  );
+  const label = `${spec.label} pack ${role.toUpperCase()}`;
+  return {
+    label,
+    pipeline,
+    bindGroup: bindMixed(gpu, pipeline, [[0, src], [5, params], [8, tex]], label),
+    groups: [cdiv(c4, 64), Math.min(rows, MAX_GROUPS), cdiv(rows, MAX_GROUPS)],
+  };
+}
+
+/**
+ * Creates the pipeline and bind group of one GEMM on the vec4 or scalar path; run it with the
+ * returned dispatch. The step uses {@link gemmDispatches} (texture path on CPU adapters).
+ */
 export async function gemm(
   gpu: Gpu,
   spec: GemmSpec,
   bufs: GemmBuffers,
   opts: GemmOptions = {},
 ): Promise<Dispatch> {
+  if (opts.path === "texture") {
+    throw new Error(`gemm ${spec.label}: the texture path needs gemmDispatches`);
+  }
+  const list = await gemmList(gpu, spec, bufs, opts, "vec4");
+  return list[0];
+}
+
+/** One GEMM's dispatches on the chosen (or default) path: [pack A, pack B,] product. */
+async function gemmList(
+  gpu: Gpu,
+  spec: GemmSpec,
+  bufs: GemmBuffers,
+  opts: GemmOptions,
+  fast: "texture" | "vec4",
+): Promise<Dispatch[]> {
   const layout = { ...defaultLayout(spec), ...opts.layout };
-  const path = opts.path ?? (vec4Ok(spec, layout) ? "vec4" : "scalar");
-  if (path === "vec4" && !vec4Ok(spec, layout)) {
-    throw new Error(`gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the vec4 path`);
+  const ok = vec4Ok(spec, layout);
+  const w = texWidth(gpu, opts);
+  const path = opts.path ??
+    (!ok ? "scalar" : fast === "texture" && textureOk(gpu, spec, w) ? "texture" : "vec4");
+  if (path !== "scalar" && !ok) {
+    throw new Error(
+      `gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the ${path} path`,
+    );
+  }
+  if (path === "texture" && !textureOk(gpu, spec, w)) {
+    throw new Error(`gemm ${spec.label}: operands too large for a ${w}-texel-wide texture`);
   }
   const common = {
     TRANS_A: spec.transA ? 1 : 0,
@@ -172,16 +322,27 @@ export async function gemm(
   };
   let pipeline: GPUComputePipeline;
   let groups: [number, number, number];
-  if (path === "vec4") {
-    const t = opts.tile ?? (isCpuAdapter(gpu.adapterName) ? GEMM_TILE.cpu : GEMM_TILE.gpu);
-    pipeline = opts.pipeline ??
-      await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main_v4");
-    groups = [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1];
-  } else {
+  if (path === "scalar") {
     const t = GEMM_TILE.scalar;
     pipeline = opts.pipeline ??
       await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
     groups = [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1];
+  } else {
+    const t = opts.tile ??
+      (path === "texture"
+        ? GEMM_TILE.texture
+        : isCpuAdapter(gpu.adapterName)
+        ? GEMM_TILE.cpu
+        : GEMM_TILE.gpu);
+    const consts = path === "texture" ? { ...common, ...t, TEX_W: w } : { ...common, ...t };
+    pipeline = opts.pipeline ??
+      await gpu.pipeline(
+        `gemm ${spec.label}`,
+        gemmSrc,
+        consts,
+        `main_${path === "vec4" ? "v4" : "tex"}`,
+      );
+    groups = [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1];
   }
   const params = gpu.uniform(
     `gemm ${spec.label} params`,
@@ -200,15 +361,27 @@ export async function gemm(
       0,
     ]).buffer,
   );
-  const bindGroup = gpu.bindGroup(pipeline, [
-    bufs.a,
-    bufs.b,
-    bufs.c,
-    bufs.e ?? gpu.dummy(),
-    bufs.s ?? gpu.dummy(),
-    params,
-  ], spec.label);
-  return { label: spec.label, pipeline, bindGroup, groups };
+  const e = bufs.e ?? gpu.dummy();
+  const s = bufs.s ?? gpu.dummy();
+  if (path !== "texture") {
+    const bindGroup = gpu.bindGroup(pipeline, [bufs.a, bufs.b, bufs.c, e, s, params], spec.label);
+    return [{ label: spec.label, pipeline, bindGroup, groups }];
+  }
+  const [ra, ca] = storedShape(spec, "a");
+  const [rb, cb] = storedShape(spec, "b");
+  const ta = scratchTexture(gpu, "a", w, ra * ca / 4);
+  const tb = scratchTexture(gpu, "b", w, rb * cb / 4);
+  const bindGroup = bindMixed(
+    gpu,
+    pipeline,
+    [[2, bufs.c], [3, e], [4, s], [5, params], [6, ta], [7, tb]],
+    spec.label,
+  );
+  return [
+    await packDispatch(gpu, spec, "a", bufs.a, layout.lda, layout.offA, ta, w),
+    await packDispatch(gpu, spec, "b", bufs.b, layout.ldb, layout.offB, tb, w),
+    { label: spec.label, pipeline, bindGroup, groups },
+  ];
 }
 
 /**
@@ -233,7 +406,8 @@ export async function gemmDispatches(
     s: ["relu_grad", "bias_threshold", "ortho_coef"].includes(ep) ? bufs.s : undefined,
   };
   const small = [bufs.a, bufs.b, bufs.c, bufs.e, bufs.s].every((o) => !o || fits(gpu, o));
-  if (small) return [await gemm(gpu, spec, bufs, opts)];
+  const fast = isCpuAdapter(gpu.adapterName) ? "texture" : "vec4";
+  if (small) return await gemmList(gpu, spec, bufs, opts, fast);
   const { M, N, K } = spec;
   type Dim = "M" | "N" | "K";
   const mats: { rows: Dim; cols: Dim; ld: number }[] = [
@@ -299,17 +473,28 @@ export async function gemmDispatches(
           offC: views[2].off,
           eoff: (opts.layout?.eoff ?? 0) + n0,
         };
-        const path = opts.path ?? (vec4Ok(sub, layout) ? "vec4" : "scalar");
+        const path = opts.path ??
+          (!vec4Ok(sub, layout)
+            ? "scalar"
+            : isCpuAdapter(gpu.adapterName) && textureOk(gpu, sub, texWidth(gpu, opts))
+            ? "texture"
+            : "vec4");
         const key = `${path} ${epilogue}`;
-        const d = await gemm(gpu, sub, {
-          a: views[0].binding,
-          b: views[1].binding,
-          c: views[2].binding,
-          e,
-          s: bufs.s,
-        }, { ...opts, path, layout, pipeline: pipelines.get(key) });
-        pipelines.set(key, d.pipeline);
-        out.push(d);
+        const ds = await gemmList(
+          gpu,
+          sub,
+          {
+            a: views[0].binding,
+            b: views[1].binding,
+            c: views[2].binding,
+            e,
+            s: bufs.s,
+          },
+          { ...opts, path, layout, pipeline: pipelines.get(key) },
+          "texture",
+        );
+        pipelines.set(key, ds.at(-1)!.pipeline);
+        out.push(...ds);
       }
     }
   }

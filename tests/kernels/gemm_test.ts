@@ -3,6 +3,7 @@ import { run } from "../../src/gpu/dispatch.ts";
 import {
   type Epilogue,
   gemm,
+  gemmDispatches,
   type GemmOptions,
   gemmReference,
   type GemmSpec,
@@ -46,10 +47,18 @@ async function check(
     e: gpu.upload("e", e),
     s: gpu.upload("s", s),
   };
-  run(gpu, [await gemm(gpu, spec, bufs, opts)]);
+  // The texture path packs its operands first: several dispatches (gemmDispatches).
+  run(
+    gpu,
+    opts.path === "texture"
+      ? await gemmDispatches(gpu, spec, bufs, opts)
+      : [await gemm(gpu, spec, bufs, opts)],
+  );
   const got = await gpu.read(bufs.c, M * N * 4);
   const how = opts.path ?? (vec4Ok(spec) ? "vec4" : "scalar");
-  const tile = opts.tile ? ` ${JSON.stringify(opts.tile)}` : "";
+  const tile = opts.tile || opts.texWidth
+    ? ` ${JSON.stringify({ ...opts.tile, texWidth: opts.texWidth })}`
+    : "";
   assertClose(got, gemmReference(spec, a, b, e, s), 1e-5, `${name} ${M}x${N}x${K} ${how}${tile}`);
   for (const buf of Object.values(bufs)) buf.destroy();
 }
@@ -88,7 +97,56 @@ for (const [name, transA, transB, epilogue] of cases) {
     }
     await check(name, [36, 52, 68], transA, transB, epilogue, { path: "scalar" });
   });
+
+  Deno.test(`gemm ${name} texture path matches the reference`, async () => {
+    for (const shape of vec4Shapes) {
+      await check(name, shape, transA, transB, epilogue, { path: "texture" });
+    }
+    // Packed textures only 16 or 4 texels wide: matrix rows wrap across texture rows.
+    for (const texWidth of [16, 4]) {
+      await check(name, [36, 52, 68], transA, transB, epilogue, { path: "texture", texWidth });
+    }
+    for (const V_RG of [1, 2] as const) {
+      for (const V_CG of [1, 2] as const) {
+        const tile = { V_WG_X: 4, V_WG_Y: 2, V_RG, V_CG };
+        await check(name, [36, 52, 68], transA, transB, epilogue, { path: "texture", tile });
+      }
+    }
+  });
 }
+
+Deno.test("gemm texture path: GEMMs sharing the packed textures, run in any order", async () => {
+  // Every GEMM packs into the same scratch textures (a later, larger one grows them): each
+  // dispatch list still computes its own product, whatever ran in between.
+  const gpu = await getGpu();
+  const rng = new Rng(11);
+  const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
+  const runs = [];
+  for (const [M, N, K] of shapes) {
+    const spec: GemmSpec = {
+      label: `shared ${M}`,
+      M,
+      N,
+      K,
+      transA: true,
+      transB: false,
+      epilogue: "none",
+    };
+    const a = randArray(rng, M * K);
+    const b = randArray(rng, K * N);
+    const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
+    const list = await gemmDispatches(gpu, spec, bufs, { path: "texture" });
+    if (list.length !== 3) throw new Error(`expected pack A, pack B, product; got ${list.length}`);
+    runs.push({ spec, a, b, bufs, list });
+  }
+  for (const r of [...runs].reverse()) run(gpu, r.list);
+  for (const r of runs) run(gpu, r.list);
+  for (const r of runs) {
+    const got = await gpu.read(r.bufs.c, r.spec.M * r.spec.N * 4);
+    assertClose(got, gemmReference(r.spec, r.a, r.b), 1e-5, r.spec.label);
+    for (const buf of Object.values(r.bufs)) buf.destroy();
+  }
+});
 
 Deno.test("gemm refuses the vec4 path on a shape it cannot take", async () => {
   const gpu = await getGpu();
