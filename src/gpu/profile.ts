@@ -19,9 +19,13 @@ export interface KernelTime {
   ms: number;
 }
 
-/** Label under which a dispatch is reported: trailing chunk indices ("ortho gram 512") dropped. */
+/**
+ * Label under which a dispatch is reported: chunk indices dropped wherever they stand ("ortho gram
+ * 12" and "ortho gram 12 pack A", a GEMM's operand packing on the texture path, become "ortho gram"
+ * and "ortho gram pack A").
+ */
 export function kernelName(label: string): string {
-  return label.replace(/ \d+$/, "");
+  return label.replace(/ \d+(?= |$)/g, "");
 }
 
 /** Times dispatch lists, per dispatch. */
