@@ -7,14 +7,16 @@ import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 
 Deno.test("copy kernel copies every vec4 of an awkward size onto a poisoned output", async () => {
   const gpu = await getGpu();
-  const n4 = 1237;
-  const data = randArray(new Rng(9), 4 * n4);
+  const n4 = 1237, extra = 64; // 20 workgroups of 64: 43 invocations past the end
+  const data = randArray(new Rng(9), 4 * (n4 + extra));
   const src = gpu.upload("src", data);
-  const out = poisoned(gpu, "out", 4 * n4);
+  const out = poisoned(gpu, "out", 4 * (n4 + extra));
   const { dispatch, bytes } = await copyKernel(gpu, n4, src, out);
   assert.equal(bytes, 32 * n4);
   run(gpu, [dispatch]);
-  assert.deepEqual(await gpu.read(out, 16 * n4), data);
+  const got = await gpu.read(out, 16 * (n4 + extra));
+  assert.deepEqual(got.subarray(0, 4 * n4), data.subarray(0, 4 * n4));
+  assert.ok(got.subarray(4 * n4).every(Number.isNaN), "wrote past N4");
 });
 
 Deno.test("FMA kernel computes its chains (vs a TypeScript reference)", async () => {
