@@ -3,17 +3,23 @@
  * `deno bench -A bench/kernels_bench.ts` (also part of `deno task bench`).
  *
  * 1. Peaks, measured here: an FMA kernel (3 independent vec4 FMA chains per invocation, no memory
- *    traffic) for GFLOP/s and a vec4 copy kernel (32 MiB) for GB/s (wgsl/peak.wgsl).
+ *    traffic) for GFLOP/s and a vec4 copy kernel (32 MiB) for GB/s (wgsl/peak.wgsl), timed at the
+ *    start and again after every profiled step: each table is against the median of the peaks
+ *    timed between its own steps, since other load on the machine moves both. A kernel whose data
+ *    fits the CPU caches can beat the 32 MiB copy (over 100%).
  * 2. For each shape (B, d_in, d_sae) and variant (baseline, the paper's method), a real training
  *    session; each kernel of its step is timed per dispatch (GPU timestamp queries where the
  *    adapter has them, else host clocks around each submission: src/gpu/profile.ts), median over
- *    KERNELS_BENCH_REPS profiled steps after a warm-up step. Each line: time per step, the work
- *    (GEMMs: 2·M·N·K FLOPs; other kernels: bytes each must read and write once, counted below in
- *    `work`), the rate, and its fraction of the FMA peak (GEMMs) or the copy bandwidth (the rest).
- * 3. The whole step: wall time per step (host clock around submit → done, batch upload included)
- *    and the sum of its kernels' times.
+ *    KERNELS_BENCH_REPS profiled steps (default 15 at the small shape, 5 at the large one) after a
+ *    warm-up step. Each line: time per step, the work (GEMMs: 2·M·N·K FLOPs; other kernels: bytes
+ *    each must read and write once, counted below in `work`; a GEMM's operand packing on the
+ *    texture path, "X pack A/B": the operand read plus the texture written), the rate, and its
+ *    fraction of the FMA peak (GEMMs) or the copy bandwidth (the rest).
+ * 3. The whole step: median wall time of plain (one-pass) steps, each run right after a profiled
+ *    one (host clock around submit → done, batch upload included), and the sum of its kernels'
+ *    times.
  *
- * Env: KERNELS_BENCH_SMALL=1 runs the small shape only; KERNELS_BENCH_REPS (default 3).
+ * Env: KERNELS_BENCH_SMALL=1 runs the small shape only; KERNELS_BENCH_REPS overrides the reps.
  */
 import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../src/config.ts";
 import { getGpu } from "../src/gpu/device.ts";
@@ -24,7 +30,9 @@ import { initWeights } from "../src/sae/model.ts";
 import { Session } from "../src/sae/session.ts";
 
 const gpu = await getGpu();
-const REPS = Number(Deno.env.get("KERNELS_BENCH_REPS") ?? 3);
+const REPS_ENV = Deno.env.get("KERNELS_BENCH_REPS");
+/** Profiled steps per shape and variant: 15 at the small shape, 5 at the large one by default. */
+const repsFor = (m: number) => REPS_ENV ? Number(REPS_ENV) : m <= 1024 ? 15 : 5;
 const SMALL_ONLY = Deno.env.get("KERNELS_BENCH_SMALL") === "1";
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
@@ -36,22 +44,76 @@ const copySrc = gpu.buffer("copy src", COPY_N4 * 16);
 const copyDst = gpu.buffer("copy dst", COPY_N4 * 16);
 const copy = await copyKernel(gpu, COPY_N4, copySrc, copyDst);
 const peakProf = new Profiler(gpu, 2);
-await peakProf.run([fma.dispatch, copy.dispatch]);
-const peakMs: number[][] = [];
-for (let i = 0; i < 5; i++) peakMs.push(await peakProf.run([fma.dispatch, copy.dispatch]));
-const fmaPeak = fma.flops / (median(peakMs.map((t) => t[0])) / 1e3) / 1e9; // GFLOP/s
-const copyPeak = copy.bytes / (median(peakMs.map((t) => t[1])) / 1e3) / 1e9; // GB/s
-console.log(`adapter: ${gpu.adapterName}; timing: ${peakProf.method}; reps: ${REPS}`);
+/** One timing of each peak kernel: [GFLOP/s, GB/s]. */
+async function peakSample(): Promise<[number, number]> {
+  const [fmaMs, copyMs] = await peakProf.run([fma.dispatch, copy.dispatch]);
+  return [fma.flops / (fmaMs / 1e3) / 1e9, copy.bytes / (copyMs / 1e3) / 1e9];
+}
+await peakSample();
+const startPeaks: [number, number][] = [];
+for (let i = 0; i < 5; i++) startPeaks.push(await peakSample());
 console.log(
-  `measured peak: FMA ${fmaPeak.toFixed(1)} GFLOP/s, copy ${copyPeak.toFixed(2)} GB/s ` +
-    `(32 MiB vec4 copy, read + write)`,
+  `adapter: ${gpu.adapterName}; timing: ${peakProf.method}; reps: ${
+    REPS_ENV ?? "15 small / 5 large"
+  }; load average ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+);
+console.log(
+  `measured peak at the start: FMA ${median(startPeaks.map((p) => p[0])).toFixed(1)} GFLOP/s, ` +
+    `copy ${median(startPeaks.map((p) => p[1])).toFixed(2)} GB/s (32 MiB vec4 copy, read + ` +
+    `write); each table below is against the peaks re-measured between its steps (load varies)`,
 );
 
 // --- 2. Kernels of the step ----------------------------------------------------------------------
+/**
+ * Elements of the operands a GEMM's "pack A" / "pack B" dispatches copy into textures (the texture
+ * path of src/kernels/gemm.ts on CPU adapters): A holds M·K elements, B K·N, summed over every
+ * dispatch of that name in the step (the orthogonality pair: over its blocks I ≤ J).
+ */
+function packElems(label: string, cfg: TrainConfig): { a: number; b: number } | null {
+  const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
+  switch (label) {
+    case "encode":
+    case "dF":
+      return { a: B * d, b: d * m }; // M=B, N=m, K=d
+    case "decode":
+      return { a: B * m, b: m * d }; // M=B, N=d, K=m
+    case "dW_dec":
+    case "dW_enc":
+      return { a: B * m, b: B * d }; // M=m, N=d, K=B
+    case "ortho gram":
+    case "ortho grad": {
+      const R = Math.min(orthoChunkRows(m), m);
+      let a = 0, b = 0;
+      for (let i0 = 0; i0 < m; i0 += R) {
+        const ri = Math.min(R, m - i0);
+        for (let j0 = i0; j0 < m; j0 += R) {
+          const rj = Math.min(R, m - j0);
+          if (label === "ortho gram") { // [ri, d] · [rj, d]ᵀ
+            a += ri * d;
+            b += rj * d;
+          } else { // coef [ri, rj] · W_J, and off the diagonal coefᵀ · W_I
+            a += ri * rj * (j0 > i0 ? 2 : 1);
+            b += rj * d + (j0 > i0 ? ri * d : 0);
+          }
+        }
+      }
+      return { a, b };
+    }
+    default:
+      return null;
+  }
+}
+
 /** FLOPs (GEMMs) or bytes (everything else) one dispatch set of `label` moves per step. */
 function work(label: string, cfg: TrainConfig): { flops?: number; bytes?: number } {
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const f = 4;
+  const pack = /^(.*) pack ([AB])$/.exec(label);
+  if (pack) {
+    // Read the stored operand, write the same elements into an rgba32float texture.
+    const e = packElems(pack[1], cfg);
+    return e ? { bytes: 2 * f * (pack[2] === "A" ? e.a : e.b) } : {};
+  }
   switch (label) {
     case "encode":
     case "decode":
@@ -118,27 +180,34 @@ for (const [B, d, m] of shapes) {
     await session.sync();
     const prof = new Profiler(gpu, session.dispatchCount);
     const perRep: Map<string, number>[] = [];
+    const wall: number[] = [];
+    const peaks: [number, number][] = [];
     let labels: string[] = [];
-    for (let r = 0; r < REPS; r++) {
+    const dispatchLabels = session.dispatchLabels().map(kernelName);
+    // Profiled and plain steps alternate, so both see the same machine load.
+    for (let r = 0; r < repsFor(m); r++) {
       const ms = await session.stepProfiled(x, prof);
       const byLabel = new Map<string, number>();
       // Labels of the step's dispatches, in order (a split or chunked kernel has several).
       labels = [];
       ms.forEach((t, i) => {
-        const name = kernelName(session.dispatchLabels()[i]);
+        const name = dispatchLabels[i];
         if (!byLabel.has(name)) labels.push(name);
         byLabel.set(name, (byLabel.get(name) ?? 0) + t);
       });
       perRep.push(byLabel);
-    }
-    const wall: number[] = [];
-    for (let r = 0; r < REPS; r++) {
       const t0 = performance.now();
       await session.step(x);
       await session.sync();
       wall.push(performance.now() - t0);
+      peaks.push(await peakSample());
     }
-    console.log(`\n${variant} B=${B} d_in=${d} d_sae=${m}`);
+    const fmaPeak = median(peaks.map((p) => p[0]));
+    const copyPeak = median(peaks.map((p) => p[1]));
+    console.log(
+      `\n${variant} B=${B} d_in=${d} d_sae=${m} (peaks between its steps: FMA ` +
+        `${fmaPeak.toFixed(1)} GFLOP/s, copy ${copyPeak.toFixed(2)} GB/s)`,
+    );
     console.log(
       `${"kernel".padEnd(24)} ${"ms/step".padStart(9)} ${"work".padStart(10)} ` +
         `${"rate".padStart(12)} ${"of peak".padStart(8)}`,
@@ -178,6 +247,6 @@ for (const [B, d, m] of shapes) {
 }
 console.log(`\nwhole steps: ${stepRows.join("; ")}`);
 
-Deno.bench({ name: "fma peak", n: 3, warmup: 1 }, async () => {
-  await peakProf.run([fma.dispatch, copy.dispatch]);
+Deno.bench({ name: "fma peak + 32 MiB copy", n: 3, warmup: 1 }, async () => {
+  await peakSample();
 });
