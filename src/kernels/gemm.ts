@@ -66,6 +66,13 @@ export const GEMM_TILE = {
   /** vec4 fast path on other adapters (untuned). */
   gpu: { V_WG_X: 16, V_WG_Y: 16, V_RG: 2, V_CG: 2 },
 } as const;
+/**
+ * Smallest GEMM (2·M·N·K FLOPs) that takes the texture path by default: below it the two packing
+ * dispatches cost more than they save (GPU timestamps on lavapipe: 0.3 MFLOP 0.08 ms vec4 vs
+ * 0.13 ms texture; ~4 MFLOP a tie; 17 MFLOP, the CPU default step's GEMMs, 1.3-1.6x faster).
+ */
+export const TEXTURE_MIN_FLOPS = 2 ** 23;
+
 /** Columns per thread of the scalar fallback: fixed at 4 (one vec4 accumulator per row). */
 const TN = 4;
 
@@ -305,7 +312,11 @@ async function gemmList(
   const ok = vec4Ok(spec, layout);
   const w = texWidth(gpu, opts);
   const path = opts.path ??
-    (!ok ? "scalar" : fast === "texture" && textureOk(gpu, spec, w) ? "texture" : "vec4");
+    (!ok
+      ? "scalar"
+      : fast === "texture" && gemmFlops(spec) >= TEXTURE_MIN_FLOPS && textureOk(gpu, spec, w)
+      ? "texture"
+      : "vec4");
   if (path !== "scalar" && !ok) {
     throw new Error(
       `gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the ${path} path`,

@@ -1,4 +1,4 @@
-import { getGpu } from "../../src/gpu/device.ts";
+import { createGpu, getGpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import {
   type Epilogue,
@@ -188,4 +188,40 @@ Deno.test("gemm reference itself: a hand-computed 2x2 case", () => {
     new Float32Array([0, 0.5]),
   );
   if (c.join() !== "1,0,3,0") throw new Error(`got ${c.join()}`);
+});
+
+Deno.test("gemm texture path over split views (leading dimensions, offsets, K parts)", async () => {
+  // A binding limit of 2 KiB splits every operand: each part packs views that start mid-buffer
+  // with the full matrices' leading dimensions, and parts along K accumulate.
+  const gpu = await createGpu({ maxStorageBufferBindingSize: 2048 });
+  const [M, N, K] = [36, 52, 68];
+  for (const [name, transA, transB] of [["NN", 0, 0], ["NT", 0, 1], ["TN", 1, 0], ["TT", 1, 1]]) {
+    for (const epilogue of ["none", "bias"] as const) {
+      const rng = new Rng(M + N + K);
+      const spec: GemmSpec = {
+        label: `split ${name}`,
+        M,
+        N,
+        K,
+        transA: !!transA,
+        transB: !!transB,
+        epilogue,
+      };
+      const a = randArray(rng, M * K);
+      const b = randArray(rng, K * N);
+      const e = randArray(rng, N);
+      const bufs = {
+        a: gpu.upload("a", a),
+        b: gpu.upload("b", b),
+        c: poisoned(gpu, "c", M * N),
+        e: gpu.upload("e", e),
+      };
+      const list = await gemmDispatches(gpu, spec, bufs, { path: "texture" });
+      if (list.length < 30) throw new Error(`expected many parts, got ${list.length} dispatches`);
+      run(gpu, list);
+      const got = await gpu.read(bufs.c, M * N * 4);
+      assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
+      for (const buf of Object.values(bufs)) buf.destroy();
+    }
+  }
 });
