@@ -544,6 +544,7 @@ async function trainRun(
       throw new TrainingInterrupted(signal.received, cfg.steps, outDir, lastCkpt);
     }
   } catch (err) {
+    profiler?.destroy();
     if (err instanceof TrainingInterrupted || err instanceof UserError) throw err;
     throw (await deviceFailure(err)) ?? err;
   } finally {
