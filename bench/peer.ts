@@ -6,6 +6,7 @@
  *   deno task bench:peer                                  # B=1024, d_in=512, d_sae=4096, CPU
  *   deno task bench:peer --batch 256 --d-in 64 --d-sae 512
  *   deno task bench:peer --device cuda                    # PyTorch on the GPU (where it has CUDA)
+ *   deno task bench:peer --steps 9 --warmup 3 --threads 1 # threads: PyTorch's (default: all CPUs)
  *
  * Installs nothing: it looks for a python3 that imports torch (`python3`, then /usr/bin/python3)
  * and skips with a one-line hint when there is none. Debian's python3-torch calls whatever
@@ -25,6 +26,10 @@ export interface TorchResult {
   device: string;
   threads: number;
   blas: string;
+  batch: number;
+  d_in: number;
+  d_sae: number;
+  steps: number;
   median_s: number;
   step_s: number[];
 }
@@ -67,11 +72,13 @@ if (import.meta.main) {
     .option("--batch <n>", "rows per step", "1024")
     .option("--d-in <n>", "activation width", "512")
     .option("--d-sae <n>", "latents", "4096")
-    .option("--steps <n>", "timed steps (after 2 warm-up steps)", "5")
+    .option("--steps <n>", "timed steps, each timed alone (median reported)", "5")
+    .option("--warmup <n>", "untimed steps before the timed ones (both sides)", "2")
+    .option("--threads <n>", "PyTorch CPU threads (default: all CPUs)")
     .option("--device <d>", "PyTorch device", "cpu")
     .parse(Deno.args, { from: "user" })
     .opts();
-  const [B, d, m, steps] = [o.batch, o.dIn, o.dSae, o.steps].map(Number);
+  const [B, d, m, steps, warmup] = [o.batch, o.dIn, o.dSae, o.steps, o.warmup].map(Number);
   const python = await findTorchPython();
   if (!python) {
     console.log(
@@ -84,7 +91,7 @@ if (import.meta.main) {
   const gpu = await getGpu();
   const session = await Session.create(gpu, cfg, initWeights(d, m, 1, new Float32Array(d)), 1);
   const x = new Float32Array(B * d).map((_, i) => Math.sin(i));
-  for (let i = 0; i < 2; i++) await session.step(x);
+  for (let i = 0; i < warmup; i++) await session.step(x);
   await session.sync();
   const ours: number[] = [];
   for (let i = 0; i < steps; i++) {
@@ -98,6 +105,8 @@ if (import.meta.main) {
     `--d-in=${d}`,
     `--d-sae=${m}`,
     `--steps=${steps}`,
+    `--warmup=${warmup}`,
+    ...(o.threads ? [`--threads=${o.threads}`] : []),
     `--device=${o.device}`,
     `--loss=${cfg.recon_loss}`,
     `--l1=${cfg.l1}`,
@@ -120,4 +129,12 @@ if (import.meta.main) {
   );
   console.log(`PyTorch BLAS: ${torch.blas}`);
   console.log(`ratio ours / PyTorch: ${(oursS / torch.median_s).toFixed(2)} (≤ 1.0: no slower)`);
+  const spread = (v: number[]) =>
+    `${(Math.min(...v) * 1000).toFixed(1)}–${(Math.max(...v) * 1000).toFixed(1)} ms`;
+  console.log(`per-step range: ours ${spread(ours)}, PyTorch ${spread(torch.step_s)}`);
+  console.log(
+    `load average (1/5/15 min, ${navigator.hardwareConcurrency} CPUs): ${
+      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
+    }`,
+  );
 }

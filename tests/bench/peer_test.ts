@@ -18,6 +18,7 @@ Deno.test({
       "--steps=2",
       "--warmup=1",
     ]);
+    assert.deepEqual([r.batch, r.d_in, r.d_sae, r.steps], [8, 8, 16, 2]);
     assert.equal(r.step_s.length, 2);
     assert.ok(r.median_s > 0 && Number.isFinite(r.median_s));
     assert.ok(r.threads >= 1);
