@@ -71,6 +71,11 @@ export interface TrainConfig {
   recon_loss: "l2" | "squared";
   /** Subtract b_dec from the input before encoding (SAELens' apply_b_dec_to_input). */
   apply_b_dec_to_input: boolean;
+  /**
+   * Store the operands of the step's GEMMs as f16 (packed rgba16float textures; products and sums
+   * stay f32; parameters, moments and gradients stay f32). Off by default.
+   */
+  gemm_f16: boolean;
   /** How b_dec is initialised from a data sample. */
   b_dec_init: "mean" | "geometric_median" | "zeros";
   /** Rows sampled to initialise b_dec and estimate the normalisation scale. */
@@ -167,6 +172,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   l1: 0.3,
   recon_loss: "squared",
   apply_b_dec_to_input: true,
+  gemm_f16: false,
   b_dec_init: "geometric_median",
   init_rows: 2048,
   normalize_activations: "none",
@@ -253,6 +259,7 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   l1: NON_NEGATIVE,
   recon_loss: { kind: "enum", values: RECON_LOSSES },
   apply_b_dec_to_input: { kind: "bool" },
+  gemm_f16: { kind: "bool" },
   b_dec_init: { kind: "enum", values: B_DEC_INITS },
   init_rows: { kind: "int", min: 1 },
   normalize_activations: { kind: "enum", values: NORMALIZATIONS },

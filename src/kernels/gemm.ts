@@ -136,6 +136,12 @@ export interface GemmOptions {
   tile?: { V_WG_X: number; V_WG_Y: number; V_RG: 1 | 2; V_CG: 1 | 2 };
   /** Texture path: texels per row of the packed textures (a power of two; default 8192). */
   texWidth?: number;
+  /**
+   * Store the packed operands as f16 (rgba16float textures; products and sums stay f32): halves
+   * the operand bytes at ~1e-3 relative rounding per operand. Takes the texture path on any
+   * adapter wherever the shape allows (no shader-f16 needed: the texture converts on load).
+   */
+  f16?: boolean;
   /** Operand layout inside the bindings (default: tightly packed from offset 0). */
   layout?: Partial<GemmLayout>;
   /** Reuse this pipeline (made by an earlier call with the same spec, path and epilogue). */
@@ -202,10 +208,24 @@ function textureOk(gpu: Gpu, spec: GemmSpec, w: number): boolean {
  */
 const scratch = new WeakMap<Gpu, Map<string, GPUTexture>>();
 
-function scratchTexture(gpu: Gpu, role: "a" | "b", w: number, texels: number): GPUTexture {
+/** Texel format of the packed operands. */
+type TexFormat = "rgba32float" | "rgba16float";
+
+/** The GEMM source with the packed textures declared in `fmt` (a text specialization). */
+function texSource(fmt: TexFormat): string {
+  return fmt === "rgba32float" ? gemmSrc : gemmSrc.replaceAll("rgba32float", fmt);
+}
+
+function scratchTexture(
+  gpu: Gpu,
+  role: "a" | "b",
+  w: number,
+  texels: number,
+  fmt: TexFormat,
+): GPUTexture {
   let byKey = scratch.get(gpu);
   if (!byKey) scratch.set(gpu, byKey = new Map());
-  const key = `${role} ${w}`;
+  const key = `${role} ${w} ${fmt}`;
   const rows = Math.max(1, Math.ceil(texels / w));
   const cur = byKey.get(key);
   if (cur && cur.height >= rows) return cur;
@@ -214,22 +234,22 @@ function scratchTexture(gpu: Gpu, role: "a" | "b", w: number, texels: number): G
   const tex = gpu.device.createTexture({
     label: `gemm packed ${role}`,
     size: [w, height],
-    format: "rgba32float",
+    format: fmt,
     usage: GPUTextureUsage.STORAGE_BINDING,
   });
   byKey.set(key, tex);
   return tex;
 }
 
-const packPipelines = new WeakMap<Gpu, Map<number, Promise<GPUComputePipeline>>>();
+const packPipelines = new WeakMap<Gpu, Map<string, Promise<GPUComputePipeline>>>();
 
-function packPipeline(gpu: Gpu, w: number): Promise<GPUComputePipeline> {
+function packPipeline(gpu: Gpu, w: number, fmt: TexFormat): Promise<GPUComputePipeline> {
   let byW = packPipelines.get(gpu);
   if (!byW) packPipelines.set(gpu, byW = new Map());
-  let p = byW.get(w);
+  let p = byW.get(`${w} ${fmt}`);
   if (!p) {
-    p = gpu.pipeline("gemm pack", gemmSrc, { TEX_W: w }, "pack");
-    byW.set(w, p);
+    p = gpu.pipeline("gemm pack", texSource(fmt), { TEX_W: w }, "pack");
+    byW.set(`${w} ${fmt}`, p);
   }
   return p;
 }
@@ -266,10 +286,11 @@ async function packDispatch(
   off: number,
   tex: GPUTexture,
   w: number,
+  fmt: TexFormat,
 ): Promise<Dispatch> {
   const [rows, cols] = storedShape(spec, role);
   const c4 = cols / 4;
-  const pipeline = await packPipeline(gpu, w);
+  const pipeline = await packPipeline(gpu, w, fmt);
   const params = gpu.uniform(
     `gemm ${spec.label} pack ${role} params`,
     new Uint32Array([rows, c4, 0, 0, ld, 0, 0, off, 0, 0, 0, 0]).buffer,
@@ -312,11 +333,11 @@ async function gemmList(
   const ok = vec4Ok(spec, layout);
   const w = texWidth(gpu, opts);
   const path = opts.path ??
-    (!ok
-      ? "scalar"
-      : fast === "texture" && gemmFlops(spec) >= TEXTURE_MIN_FLOPS && textureOk(gpu, spec, w)
+    (!ok ? "scalar" : (opts.f16 || fast === "texture" && gemmFlops(spec) >= TEXTURE_MIN_FLOPS) &&
+        textureOk(gpu, spec, w)
       ? "texture"
       : "vec4");
+  const fmt: TexFormat = opts.f16 ? "rgba16float" : "rgba32float";
   if (path !== "scalar" && !ok) {
     throw new Error(
       `gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the ${path} path`,
@@ -349,7 +370,7 @@ async function gemmList(
     pipeline = opts.pipeline ??
       await gpu.pipeline(
         `gemm ${spec.label}`,
-        gemmSrc,
+        path === "texture" ? texSource(fmt) : gemmSrc,
         consts,
         `main_${path === "vec4" ? "v4" : "tex"}`,
       );
@@ -380,8 +401,8 @@ async function gemmList(
   }
   const [ra, ca] = storedShape(spec, "a");
   const [rb, cb] = storedShape(spec, "b");
-  const ta = scratchTexture(gpu, "a", w, ra * ca / 4);
-  const tb = scratchTexture(gpu, "b", w, rb * cb / 4);
+  const ta = scratchTexture(gpu, "a", w, ra * ca / 4, fmt);
+  const tb = scratchTexture(gpu, "b", w, rb * cb / 4, fmt);
   const bindGroup = bindMixed(
     gpu,
     pipeline,
@@ -389,8 +410,8 @@ async function gemmList(
     spec.label,
   );
   return [
-    await packDispatch(gpu, spec, "a", bufs.a, layout.lda, layout.offA, ta, w),
-    await packDispatch(gpu, spec, "b", bufs.b, layout.ldb, layout.offB, tb, w),
+    await packDispatch(gpu, spec, "a", bufs.a, layout.lda, layout.offA, ta, w, fmt),
+    await packDispatch(gpu, spec, "b", bufs.b, layout.ldb, layout.offB, tb, w, fmt),
     { label: spec.label, pipeline, bindGroup, groups },
   ];
 }
@@ -417,7 +438,7 @@ export async function gemmDispatches(
     s: ["relu_grad", "bias_threshold", "ortho_coef"].includes(ep) ? bufs.s : undefined,
   };
   const small = [bufs.a, bufs.b, bufs.c, bufs.e, bufs.s].every((o) => !o || fits(gpu, o));
-  const fast = isCpuAdapter(gpu.adapterName) ? "texture" : "vec4";
+  const fast = isCpuAdapter(gpu.adapterName) || opts.f16 ? "texture" : "vec4";
   if (small) return await gemmList(gpu, spec, bufs, opts, fast);
   const { M, N, K } = spec;
   type Dim = "M" | "N" | "K";
@@ -485,9 +506,8 @@ export async function gemmDispatches(
           eoff: (opts.layout?.eoff ?? 0) + n0,
         };
         const path = opts.path ??
-          (!vec4Ok(sub, layout)
-            ? "scalar"
-            : isCpuAdapter(gpu.adapterName) && textureOk(gpu, sub, texWidth(gpu, opts))
+          (!vec4Ok(sub, layout) ? "scalar" : (isCpuAdapter(gpu.adapterName) || opts.f16) &&
+              textureOk(gpu, sub, texWidth(gpu, opts))
             ? "texture"
             : "vec4");
         const key = `${path} ${epilogue}`;

@@ -7,7 +7,7 @@ import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { STATE_WGSL } from "../sae/state.ts";
-import { gemmDispatches } from "./gemm.ts";
+import { gemmDispatches, type GemmOptions } from "./gemm.ts";
 import { rowRanges, view } from "../gpu/split.ts";
 
 const code = STATE_WGSL + paperSrc;
@@ -191,6 +191,7 @@ export async function orthoGradDispatches(
   dIn: number,
   b: { wDec: GPUBuffer; gDec: GPUBuffer; weight: GPUBuffer; pscal: GPUBuffer },
   chunkRows = orthoChunkRows(dSae),
+  opts: GemmOptions = {},
 ): Promise<Dispatch[]> {
   const R = Math.min(chunkRows, dSae);
   const coef = gpu.buffer("ortho coef", R * R * 4);
@@ -221,28 +222,38 @@ export async function orthoGradDispatches(
           c: coef,
           e: b.weight,
           s: b.pscal,
-        }, { layout: { eoff: j0 } }),
-        ...await gemmDispatches(gpu, {
-          label: `ortho grad ${n}`,
-          M: ri,
-          N: dIn,
-          K: rj,
-          transA: false,
-          transB: false,
-          epilogue: "accumulate",
-        }, { a: coef, b: slice(b.wDec, j0, rj), c: slice(b.gDec, i0, ri) }),
+        }, { ...opts, layout: { eoff: j0 } }),
+        ...await gemmDispatches(
+          gpu,
+          {
+            label: `ortho grad ${n}`,
+            M: ri,
+            N: dIn,
+            K: rj,
+            transA: false,
+            transB: false,
+            epilogue: "accumulate",
+          },
+          { a: coef, b: slice(b.wDec, j0, rj), c: slice(b.gDec, i0, ri) },
+          opts,
+        ),
       );
       if (j0 > i0) {
         out.push(
-          ...await gemmDispatches(gpu, {
-            label: `ortho grad ${n}`,
-            M: rj,
-            N: dIn,
-            K: ri,
-            transA: true,
-            transB: false,
-            epilogue: "accumulate",
-          }, { a: coef, b: slice(b.wDec, i0, ri), c: slice(b.gDec, j0, rj) }),
+          ...await gemmDispatches(
+            gpu,
+            {
+              label: `ortho grad ${n}`,
+              M: rj,
+              N: dIn,
+              K: ri,
+              transA: true,
+              transB: false,
+              epilogue: "accumulate",
+            },
+            { a: coef, b: slice(b.wDec, i0, ri), c: slice(b.gDec, j0, rj) },
+            opts,
+          ),
         );
       }
       n++;

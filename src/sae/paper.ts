@@ -24,12 +24,19 @@ export const paper: Variant = async ({ gpu, cfg, bufs }) => {
   const pb = allocPaper(gpu, cfg.d_sae);
   const P = bufs.params;
   const ortho = cfg.lambda_ortho > 0
-    ? await orthoGradDispatches(gpu, cfg.d_sae, cfg.d_in, {
-      wDec: P.wDec.p,
-      gDec: P.wDec.g,
-      weight: pb.weight,
-      pscal: pb.pscal,
-    })
+    ? await orthoGradDispatches(
+      gpu,
+      cfg.d_sae,
+      cfg.d_in,
+      {
+        wDec: P.wDec.p,
+        gDec: P.wDec.g,
+        weight: pb.weight,
+        pscal: pb.pscal,
+      },
+      undefined,
+      { f16: cfg.gemm_f16 },
+    )
     : [];
   return {
     hooks: {

@@ -100,27 +100,38 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
     squared: cfg.recon_loss === "squared",
   };
   const lb = { ...bufs, bDec: P.bDec.p };
+  const gemmOpts = { f16: cfg.gemm_f16 };
   return {
     xMean: await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean),
     prepare: [await prepareKernel(gpu, loss, lb)],
-    encode: await gemmDispatches(gpu, {
-      label: "encode",
-      M: B,
-      N: m,
-      K: d,
-      transA: false,
-      transB: true,
-      epilogue: hooks.thresholds ? "bias_threshold" : "bias_relu",
-    }, { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p, s: hooks.thresholds }),
-    decode: await gemmDispatches(gpu, {
-      label: "decode",
-      M: B,
-      N: d,
-      K: m,
-      transA: false,
-      transB: false,
-      epilogue: "bias",
-    }, { a: bufs.f, b: P.wDec.p, c: bufs.xhat, e: P.bDec.p }),
+    encode: await gemmDispatches(
+      gpu,
+      {
+        label: "encode",
+        M: B,
+        N: m,
+        K: d,
+        transA: false,
+        transB: true,
+        epilogue: hooks.thresholds ? "bias_threshold" : "bias_relu",
+      },
+      { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p, s: hooks.thresholds },
+      gemmOpts,
+    ),
+    decode: await gemmDispatches(
+      gpu,
+      {
+        label: "decode",
+        M: B,
+        N: d,
+        K: m,
+        transA: false,
+        transB: false,
+        epilogue: "bias",
+      },
+      { a: bufs.f, b: P.wDec.p, c: bufs.xhat, e: P.bDec.p },
+      gemmOpts,
+    ),
     residual: [await residualKernel(gpu, loss, lb)],
     stats: await featureStatsKernel(gpu, B, m, {
       f: bufs.f,
@@ -150,6 +161,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     ctx,
     hooks,
   );
+  const gemmOpts = { f16: cfg.gemm_f16 };
   const schedule = await scheduleKernel(gpu, {
     lr: cfg.lr,
     warmupSteps: cfg.warmup_steps,
@@ -159,35 +171,50 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     reconOnlySteps: cfg.recon_only_steps,
   }, bufs.state);
   const backward = [
-    ...await gemmDispatches(gpu, {
-      label: "dF",
-      M: B,
-      N: m,
-      K: d,
-      transA: false,
-      transB: true,
-      epilogue: hooks.afterReconGrad ? "none" : "relu_grad",
-      scalarIdx: STATE_INDEX.l1_coef,
-    }, { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state }),
+    ...await gemmDispatches(
+      gpu,
+      {
+        label: "dF",
+        M: B,
+        N: m,
+        K: d,
+        transA: false,
+        transB: true,
+        epilogue: hooks.afterReconGrad ? "none" : "relu_grad",
+        scalarIdx: STATE_INDEX.l1_coef,
+      },
+      { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state },
+      gemmOpts,
+    ),
     ...(hooks.afterReconGrad ?? []),
-    ...await gemmDispatches(gpu, {
-      label: "dW_dec",
-      M: m,
-      N: d,
-      K: B,
-      transA: true,
-      transB: false,
-      epilogue: "none",
-    }, { a: bufs.f, b: bufs.dxhat, c: P.wDec.g }),
-    ...await gemmDispatches(gpu, {
-      label: "dW_enc",
-      M: m,
-      N: d,
-      K: B,
-      transA: true,
-      transB: false,
-      epilogue: "none",
-    }, { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g }),
+    ...await gemmDispatches(
+      gpu,
+      {
+        label: "dW_dec",
+        M: m,
+        N: d,
+        K: B,
+        transA: true,
+        transB: false,
+        epilogue: "none",
+      },
+      { a: bufs.f, b: bufs.dxhat, c: P.wDec.g },
+      gemmOpts,
+    ),
+    ...await gemmDispatches(
+      gpu,
+      {
+        label: "dW_enc",
+        M: m,
+        N: d,
+        K: B,
+        transA: true,
+        transB: false,
+        epilogue: "none",
+      },
+      { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g },
+      gemmOpts,
+    ),
     ...await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g),
     ...await bDecGradKernel(gpu, B, d, m, cfg.apply_b_dec_to_input, {
       dxhat: bufs.dxhat,

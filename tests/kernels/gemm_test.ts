@@ -23,6 +23,14 @@ const cases: [string, boolean, boolean, Epilogue][] = [
 // Awkward sizes: none a multiple of the 64x64x16 tile; one smaller than a tile; one with K < BK.
 const shapes = [[37, 53, 71], [5, 3, 130], [130, 67, 9], [1, 1, 1]];
 
+const h16 = new Float16Array(1), u16 = new Uint16Array(h16.buffer);
+/** x rounded to f16 toward zero. */
+function f16Toward0(x: number): number {
+  h16[0] = x;
+  if (Math.abs(h16[0]) > Math.abs(x)) u16[0]--; // sign-magnitude: one step toward zero
+  return h16[0];
+}
+
 /** Runs one GEMM on random data into a NaN-poisoned C and compares with the reference. */
 async function check(
   name: string,
@@ -50,7 +58,7 @@ async function check(
   // The texture path packs its operands first: several dispatches (gemmDispatches).
   run(
     gpu,
-    opts.path === "texture"
+    opts.path === "texture" || opts.f16
       ? await gemmDispatches(gpu, spec, bufs, opts)
       : [await gemm(gpu, spec, bufs, opts)],
   );
@@ -59,7 +67,32 @@ async function check(
   const tile = opts.tile || opts.texWidth
     ? ` ${JSON.stringify({ ...opts.tile, texWidth: opts.texWidth })}`
     : "";
-  assertClose(got, gemmReference(spec, a, b, e, s), 1e-5, `${name} ${M}x${N}x${K} ${how}${tile}`);
+  const what = `${name} ${M}x${N}x${K} ${how}${tile}${opts.f16 ? " f16" : ""}`;
+  if (!opts.f16) {
+    assertClose(got, gemmReference(spec, a, b, e, s), 1e-5, what);
+  } else {
+    // f16 storage rounds the operands to f16 and accumulates in f32: the reference on the rounded
+    // operands matches to f32 accuracy. How textureStore rounds is the adapter's choice: lavapipe
+    // truncates (toward zero), GPUs round to nearest; either is accepted, nothing else.
+    const refs = [Math.f16round, f16Toward0].map((r) =>
+      gemmReference(spec, a.map(r), b.map(r), e, s)
+    );
+    const errs = refs.map((ref) => {
+      try {
+        assertClose(got, ref, 1e-5, what);
+        return null;
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    if (errs.every((m) => m !== null)) throw new Error(errs.join("; "));
+    // Against the unrounded operands only to ~1e-3, and measurably not to f32 accuracy.
+    const exact = gemmReference(spec, a, b, e, s);
+    assertClose(got, exact, 1e-2, `${what} vs f32`);
+    let worst = 0;
+    for (let i = 0; i < exact.length; i++) worst = Math.max(worst, Math.abs(got[i] - exact[i]));
+    if (!(worst > 1e-4)) throw new Error(`${what}: f16 result equals the f32 one (${worst})`);
+  }
   for (const buf of Object.values(bufs)) buf.destroy();
 }
 
@@ -112,6 +145,13 @@ for (const [name, transA, transB, epilogue] of cases) {
         await check(name, [36, 52, 68], transA, transB, epilogue, { path: "texture", tile });
       }
     }
+  });
+
+  Deno.test(`gemm ${name} f16 operand storage: f32 accuracy on the rounded operands`, async () => {
+    for (const shape of [[36, 52, 68], [132, 68, 8]]) {
+      await check(name, shape, transA, transB, epilogue, { f16: true });
+    }
+    await check(name, [36, 52, 68], transA, transB, epilogue, { f16: true, texWidth: 16 });
   });
 }
 
