@@ -1,18 +1,20 @@
 /**
  * GEMM throughput on the current adapter: `deno bench -A bench/gemm_bench.ts`.
  *
- * Before the Deno.bench table, prints one line per case with GFLOP/s (timed over several
- * dispatches with onSubmittedWorkDone) and the fraction of the adapter's measured FMA peak (a
+ * Before the Deno.bench table, prints one line per case with GFLOP/s (GPU timestamp queries,
+ * median of 5 after a warm-up, where the adapter has them; else host clocks around
+ * onSubmittedWorkDone over several dispatches) and the fraction of the adapter's measured FMA peak (a
  * compute-bound kernel of independent vec4 FMA chains, no memory traffic). Cases: the SAE step's
  * layouts at B=1024, d=512, m=4096 and at B=256, d=128, m=1024, on the texture path (the default
  * on CPU adapters; timed with its two packing dispatches) when the adapter is a CPU one, the
  * vec4 buffer path, and the scalar fallback (the kernel before the vec4 path) for comparison.
  *
- * Env: GEMM_BENCH_REPS (dispatches per timing, default 2), GEMM_BENCH_SCALAR=0 skips the
+ * Env: GEMM_BENCH_REPS (dispatches per host-clock timing, default 2), GEMM_BENCH_SCALAR=0 skips the
  * fallback rows, =all adds them at the large size too (slow: ~6 s per dispatch on 2 cores);
  * GEMM_BENCH_SMALL=1 runs the small size only.
  */
 import { getGpu } from "../src/gpu/device.ts";
+import { Profiler } from "../src/gpu/profile.ts";
 import { type Dispatch, run } from "../src/gpu/dispatch.ts";
 import {
   type Epilogue,
@@ -24,12 +26,27 @@ import {
 } from "../src/kernels/gemm.ts";
 
 const gpu = await getGpu();
+console.log(
+  `timing: ${gpu.hasTimestamps ? "GPU timestamps, median of 5" : "host clock, best of 3"}`,
+);
 const REPS = Number(Deno.env.get("GEMM_BENCH_REPS") ?? 2);
 const SCALAR = Deno.env.get("GEMM_BENCH_SCALAR") ?? "small";
 const SMALL_ONLY = Deno.env.get("GEMM_BENCH_SMALL") === "1";
 
-/** Seconds per run of `list`: best of 3 timings of `reps` runs each (after a warm-up). */
+/**
+ * Seconds per run of `list` (its dispatches' times summed), after a warm-up: the median of 5 runs
+ * timed with GPU timestamp queries where the adapter has them, else the best of 3 host-clock
+ * timings of `reps` runs each around onSubmittedWorkDone.
+ */
 async function secondsPer(list: Dispatch[], reps = REPS): Promise<number> {
+  if (gpu.hasTimestamps) {
+    const prof = new Profiler(gpu, list.length);
+    await prof.run(list);
+    const runs: number[] = [];
+    for (let t = 0; t < 5; t++) runs.push((await prof.run(list)).reduce((a, b) => a + b, 0));
+    prof.destroy();
+    return runs.sort((a, b) => a - b)[2] / 1000;
+  }
   run(gpu, list);
   await gpu.sync();
   let best = Infinity;
