@@ -13,7 +13,8 @@ import type { Gpu } from "./device.ts";
 
 /** A binding of part of a buffer plus where the wanted data starts inside it (f32 elements). */
 export interface View {
-  binding: GPUBufferBinding;
+  /** A range of the buffer, or the whole buffer where nothing needs splitting. */
+  binding: GPUBufferBinding | GPUBuffer;
   /** Element offset of the first wanted element from the start of the binding. */
   off: number;
 }
@@ -52,7 +53,12 @@ export function viewElems(gpu: Gpu): number {
  * starts at the aligned offset at or before it, and is padded to a multiple of 16 bytes where the
  * buffer allows (vec4 arrays alias f32 bindings).
  */
-export function view(gpu: Gpu, op: Operand, start: number, count: number): View {
+export function view(
+  gpu: Gpu,
+  op: Operand,
+  start: number,
+  count: number,
+): { binding: GPUBufferBinding; off: number } {
   const { buffer, base } = operandBase(op);
   const startB = (base + start) * 4;
   const offset = Math.floor(startB / gpu.offsetAlign) * gpu.offsetAlign;
@@ -97,4 +103,32 @@ export function rowRanges(
     );
   }
   return ranges(rows, per, mult);
+}
+
+/** One part of a dispatch over row ranges: its rows and a view of each buffer for them. */
+export interface RowPart {
+  r0: number;
+  r1: number;
+  /** Views of the buffers, in the order given ({ binding: buffer, off: 0 } when not split). */
+  views: View[];
+}
+
+/**
+ * The parts of a kernel over the rows of row-major [rows, rowLen] buffers of the same shape: one
+ * part binding the buffers whole when they fit, else one per range from {@link rowRanges}.
+ */
+export function rowParts(
+  gpu: Gpu,
+  rows: number,
+  rowLen: number,
+  bufs: GPUBuffer[],
+): RowPart[] {
+  const parts = rowRanges(gpu, rows, rowLen);
+  return parts.map(([r0, r1]) => ({
+    r0,
+    r1,
+    views: bufs.map((b) =>
+      parts.length === 1 ? { binding: b, off: 0 } : view(gpu, b, r0 * rowLen, (r1 - r0) * rowLen)
+    ),
+  }));
 }

@@ -2,7 +2,7 @@
 import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { rowRanges, view } from "../gpu/split.ts";
+import { rowParts } from "../gpu/split.ts";
 import { isCpuAdapter } from "./gemm.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
@@ -15,12 +15,8 @@ async function overRows(
   bufs: GPUBuffer[],
   lane: boolean,
 ): Promise<Dispatch[]> {
-  const parts = rowRanges(gpu, dSae, dIn);
   const out: Dispatch[] = [];
-  for (const [r0, r1] of parts) {
-    const views = bufs.map((b) =>
-      parts.length === 1 ? { binding: b, off: 0 } : view(gpu, b, r0 * dIn, (r1 - r0) * dIn)
-    );
+  for (const { r0, r1, views } of rowParts(gpu, dSae, dIn, bufs)) {
     out.push(
       await kernel(gpu, {
         label,

@@ -8,7 +8,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { STATE_WGSL } from "../sae/state.ts";
 import { gemmDispatches, type GemmOptions } from "./gemm.ts";
-import { rowRanges, view } from "../gpu/split.ts";
+import { rowParts } from "../gpu/split.ts";
 
 const code = STATE_WGSL + paperSrc;
 
@@ -97,14 +97,8 @@ export async function gradMaskKernel(
   x: { dpre: GPUBuffer; f: GPUBuffer; state: GPUBuffer },
 ): Promise<Dispatch[]> {
   // One part per range of batch rows that fits a binding (one unless [B, m] is large).
-  const parts = rowRanges(gpu, s.batch, s.dSae);
   const out: Dispatch[] = [];
-  for (const [r0, r1] of parts) {
-    const v = (buf: GPUBuffer) =>
-      parts.length === 1
-        ? { binding: buf, off: 0 }
-        : view(gpu, buf, r0 * s.dSae, (r1 - r0) * s.dSae);
-    const dpre = v(x.dpre), f = v(x.f);
+  for (const { r0, r1, views: [dpre, f] } of rowParts(gpu, s.batch, s.dSae, [x.dpre, x.f])) {
     out.push(
       await kernel(gpu, {
         label: "importance grad + mask",

@@ -2,7 +2,7 @@
 import reduceSrc from "../../wgsl/reduce.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { rowRanges, view } from "../gpu/split.ts";
+import { rowParts } from "../gpu/split.ts";
 import { STATE_WGSL } from "../sae/state.ts";
 
 const code = STATE_WGSL + reduceSrc;
@@ -21,11 +21,8 @@ async function overRows(
     a: GPUBufferBinding | GPUBuffer,
   ) => Promise<Dispatch>,
 ): Promise<Dispatch[]> {
-  const parts = rowRanges(gpu, rows, cols);
-  if (parts.length === 1) return [await make({ R: rows, ACCUM: 0, A_OFF: 0 }, a)];
   const out: Dispatch[] = [];
-  for (const [r0, r1] of parts) {
-    const v = view(gpu, a, r0 * cols, (r1 - r0) * cols);
+  for (const { r0, r1, views: [v] } of rowParts(gpu, rows, cols, [a])) {
     out.push(await make({ R: r1 - r0, ACCUM: r0 > 0 ? 1 : 0, A_OFF: v.off }, v.binding));
   }
   return out;
@@ -62,12 +59,12 @@ export async function bDecGradKernel(
   b: { dxhat: GPUBuffer; gBEnc: GPUBuffer; wEnc: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch[]> {
   // Parts over ranges of W_enc's rows: the first also sums dL/dx̂, the later ones subtract theirs.
-  const parts = applyBDec ? rowRanges(gpu, dSae, dIn) : [[0, dSae]];
+  // Without b_dec in the input W_enc is not read: one part, a dummy in its slot.
+  const parts = applyBDec
+    ? rowParts(gpu, dSae, dIn, [b.wEnc])
+    : [{ r0: 0, r1: dSae, views: [{ binding: gpu.dummy(), off: 0 }] }];
   const out: Dispatch[] = [];
-  for (const [i0, i1] of parts) {
-    const v = parts.length > 1
-      ? view(gpu, b.wEnc, i0 * dIn, (i1 - i0) * dIn)
-      : { binding: b.wEnc, off: 0 };
+  for (const { r0: i0, r1: i1, views: [v] } of parts) {
     out.push(
       await kernel(gpu, {
         label: "b_dec grad",
@@ -82,7 +79,7 @@ export async function bDecGradKernel(
           W_OFF: v.off,
           I0: i0,
         },
-        buffers: [b.dxhat, b.out, b.gBEnc, applyBDec ? v.binding : gpu.dummy()],
+        buffers: [b.dxhat, b.out, b.gBEnc, v.binding],
         groups: groupsFor(dIn, 64),
       }),
     );

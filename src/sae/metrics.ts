@@ -3,7 +3,7 @@ import metricsSrc from "../../wgsl/metrics.wgsl" with { type: "text" };
 import healthSrc from "../../wgsl/health.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { cdiv, type Dispatch, kernel } from "../gpu/dispatch.ts";
-import { rowRanges, view } from "../gpu/split.ts";
+import { rowParts } from "../gpu/split.ts";
 import type { ParamBuffers, ParamName } from "./model.ts";
 import { STATE_WGSL } from "./state.ts";
 
@@ -152,13 +152,10 @@ export async function healthKernel(
 ): Promise<Dispatch[]> {
   const WG = 256;
   const [dSae, dIn] = params.wEnc.shape;
-  const parts = rowRanges(gpu, dSae, dIn);
   const out: Dispatch[] = [];
-  for (const [r0, r1] of parts) {
+  const bufs = [params.wEnc.p, params.wDec.p];
+  for (const { r0, r1, views: [enc, dec] } of rowParts(gpu, dSae, dIn, bufs)) {
     const n = (r1 - r0) * dIn;
-    const v = (b: GPUBuffer) =>
-      parts.length === 1 ? { binding: b, off: 0 } : view(gpu, b, r0 * dIn, n);
-    const enc = v(params.wEnc.p), dec = v(params.wDec.p);
     // About 16 elements a thread for the large matrices, at most 1024 workgroups.
     const groups = Math.max(1, Math.min(1024, cdiv(n, WG * 16)));
     out.push(
