@@ -4,7 +4,7 @@
  * Before the Deno.bench table, prints one line per case with GFLOP/s (GPU timestamp queries,
  * median of 5 after a warm-up, where the adapter has them; else host clocks around
  * onSubmittedWorkDone over several dispatches) and the fraction of the adapter's measured FMA peak (a
- * compute-bound kernel of independent vec4 FMA chains, no memory traffic). Cases: the SAE step's
+ * compute-bound kernel of independent vec4 FMA chains, no memory traffic: wgsl/peak.wgsl). Cases: the SAE step's
  * layouts at B=1024, d=512, m=4096 and at B=256, d=128, m=1024, on the texture path (the default
  * on CPU adapters; timed with its two packing dispatches) when the adapter is a CPU one, the
  * vec4 buffer path, and the scalar fallback (the kernel before the vec4 path) for comparison.
@@ -15,6 +15,7 @@
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { Profiler } from "../src/gpu/profile.ts";
+import { fmaPeakKernel, PEAK_WG } from "../src/kernels/peak.ts";
 import { type Dispatch, run } from "../src/gpu/dispatch.ts";
 import {
   type Epilogue,
@@ -59,59 +60,11 @@ async function secondsPer(list: Dispatch[], reps = REPS): Promise<number> {
   return best;
 }
 
-// --- Peak: CHAINS independent vec4 FMA chains per invocation, UNROLL FMAs per chain per loop trip.
-const PEAK_ITERS = 4096;
-const PEAK_UNROLL = 8;
-const PEAK_GROUPS = 512;
-const PEAK_WG = 64;
-function peakSource(chains: number): string {
-  const decl = Array.from(
-    { length: chains },
-    (_, i) => `var a${i} = vec4<f32>(f32(lid + ${i}u) * 1e-3);`,
-  );
-  const body = Array.from(
-    { length: PEAK_UNROLL },
-    () => Array.from({ length: chains }, (_, i) => `a${i} = fma(a${i}, x, y);`).join(" "),
-  );
-  const sum = Array.from({ length: chains }, (_, i) => `a${i}`).join(" + ");
-  return `
-@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(1) var<uniform> iters: vec4<u32>;
-@compute @workgroup_size(${PEAK_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let x = vec4<f32>(0.999);
-  let y = vec4<f32>(1e-4);
-  ${decl.join("\n  ")}
-  for (var i = 0u; i < iters.x; i++) {
-    ${body.join("\n    ")}
-  }
-  out[gid.x] = ${sum};
-}`;
-}
-
-async function peakGflops(chains: number): Promise<number> {
-  const pipeline = await gpu.pipeline(`fma peak ${chains}`, peakSource(chains));
-  const out = gpu.buffer("fma out", PEAK_GROUPS * PEAK_WG * 16);
-  const iters = gpu.uniform("fma iters", new Uint32Array([PEAK_ITERS, 0, 0, 0]).buffer);
-  const d: Dispatch = {
-    label: "fma peak",
-    pipeline,
-    bindGroup: gpu.bindGroup(pipeline, [out, iters]),
-    groups: [PEAK_GROUPS, 1, 1],
-  };
-  const flops = PEAK_GROUPS * PEAK_WG * PEAK_ITERS * PEAK_UNROLL * chains * 4 * 2;
-  return flops / await secondsPer([d]) / 1e9;
-}
-
-const peaks = new Map<number, number>();
-for (const chains of [2, 3, 4]) peaks.set(chains, await peakGflops(chains));
-const peak = Math.max(...peaks.values());
+// --- Peak: the FMA kernel of wgsl/peak.wgsl (3 independent vec4 FMA chains per invocation).
+const fma = await fmaPeakKernel(gpu, 512, 2048, gpu.buffer("fma out", 512 * PEAK_WG * 16));
+const peak = fma.flops / await secondsPer([fma.dispatch]) / 1e9;
 console.log(`adapter: ${gpu.adapterName}`);
-console.log(
-  `FMA peak: ${peak.toFixed(2)} GFLOP/s (vec4 chains per invocation: ${
-    [...peaks].map(([c, g]) => `${c}: ${g.toFixed(2)}`).join(", ")
-  })`,
-);
+console.log(`FMA peak: ${peak.toFixed(2)} GFLOP/s (wgsl/peak.wgsl)`);
 
 // --- GEMM cases: the SAE step's layouts.
 interface Case {

@@ -23,6 +23,13 @@ Deno.test("sae train --profile 3: prints the per-kernel table, writes profile.js
     const p = JSON.parse(await Deno.readTextFile(`${dir}/prof/profile.json`));
     assert.equal(p.steps, 3);
     assert.ok(["timestamps", "host"].includes(p.method));
+    const labels = p.kernels.map((k: { label: string }) => k.label);
+    for (const k of ["encode", "dF", "dW_enc", "adamw bDec", "health"]) {
+      assert.ok(labels.includes(k), `${k} missing from ${labels.join(", ")}`);
+    }
+    for (const k of p.kernels) assert.equal(k.calls, 3, k.label);
+    const share = p.kernels.reduce((a: number, k: { share: number }) => a + k.share, 0);
+    assert.ok(Math.abs(share - 1) < 1e-9 && p.ms_per_step > 0);
     assert.ok(await sameBytes(`${dir}/plain/sae.safetensors`, `${dir}/prof/sae.safetensors`));
   });
 });

@@ -1,13 +1,10 @@
 import assert from "node:assert/strict";
-import { mergeConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { formatProfile, kernelName, Profiler } from "../../src/gpu/profile.ts";
 import { gemm } from "../../src/kernels/gemm.ts";
-import { train } from "../../src/sae/trainer.ts";
 import { parseTrainArgs } from "../../src/cli/train.ts";
 import { Rng } from "../../src/rng.ts";
-import { QUIET, sameBytes, TINY } from "../reliability/helpers.ts";
-import { randArray, withTemp } from "../helpers/check.ts";
+import { randArray } from "../helpers/check.ts";
 
 for (const host of [false, true]) {
   Deno.test(`profiler times each dispatch, a big GEMM longer than a tiny one (${host ? "host clock" : "timestamps"})`, async () => {
@@ -49,25 +46,6 @@ Deno.test("kernelName drops chunk indices only", () => {
   assert.equal(kernelName("encode pack A"), "encode pack A");
   assert.equal(kernelName("adamw wEnc"), "adamw wEnc");
   assert.equal(kernelName("dW_dec"), "dW_dec");
-});
-
-Deno.test("train --profile: same weights as without, profile.json lists the step's kernels", async () => {
-  await withTemp(async (dir) => {
-    const cfg = mergeConfig(TINY, { steps: 12, checkpoint_every: 0 });
-    await train(cfg, { ...QUIET, outDir: `${dir}/plain` });
-    await train(cfg, { ...QUIET, outDir: `${dir}/prof`, profile: 4 });
-    assert.ok(await sameBytes(`${dir}/plain/sae.safetensors`, `${dir}/prof/sae.safetensors`));
-    const p = JSON.parse(await Deno.readTextFile(`${dir}/prof/profile.json`));
-    assert.equal(p.steps, 4);
-    const labels = p.kernels.map((k: { label: string }) => k.label);
-    for (const k of ["encode", "decode", "dF", "dW_dec", "dW_enc", "adamw wEnc", "health"]) {
-      assert.ok(labels.includes(k), `${k} missing from ${labels.join(", ")}`);
-    }
-    for (const k of p.kernels) assert.equal(k.calls, 4);
-    const share = p.kernels.reduce((a: number, k: { share: number }) => a + k.share, 0);
-    assert.ok(Math.abs(share - 1) < 1e-9);
-    assert.ok(p.ms_per_step > 0);
-  });
 });
 
 Deno.test("--profile parses N, defaults to 10, refuses nonsense", async () => {

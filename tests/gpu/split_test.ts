@@ -9,12 +9,7 @@ import { DEFAULT_CONFIG, type TrainConfig } from "../../src/config.ts";
 import { createGpu, getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { ranges, rowRanges, view } from "../../src/gpu/split.ts";
-import {
-  type Epilogue,
-  gemmDispatches,
-  gemmReference,
-  type GemmSpec,
-} from "../../src/kernels/gemm.ts";
+import { gemmDispatches, gemmReference, type GemmSpec } from "../../src/kernels/gemm.ts";
 import { initWeights, PARAM_NAMES } from "../../src/sae/model.ts";
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
@@ -48,15 +43,7 @@ Deno.test("ranges and rowRanges cover [0, n) in aligned pieces that fit", async 
   gpu.destroyBuffer(buf);
 });
 
-interface Case {
-  M: number;
-  N: number;
-  K: number;
-  transA: boolean;
-  transB: boolean;
-  epilogue: Epilogue;
-  row0?: number;
-}
+type Case = Omit<GemmSpec, "label">;
 
 const CASES: Case[] = [
   // encode (NT, W rows split, C column blocks) with bias+ReLU and with thresholds
