@@ -43,14 +43,16 @@ const EPILOGUE_CODE: Record<Epilogue, number> = {
  * not (see {@link vec4Ok}); every SAE size qualifies. Other sizes use `scalar` (entry point `main`,
  * a 64x64x16 shared-memory tile with any M, N, K).
  *
- * `texture` (entry point `main_tex`) is the fast path on CPU adapters, for the same shapes: the
- * same register blocking, with both operands first packed (entry point `pack`, one dispatch per
- * operand) into rgba32float storage textures and read from there. On llvmpipe/lavapipe every
- * storage-buffer load whose address differs per invocation is a per-lane loop (8 scalar loads per
- * component, each with a bounds check and a branch) and bounds the kernel; a read-only
- * storage-texture load is a branch-free gather of whole texels, ~2.5x cheaper, and the GEMMs run
- * ~2.4x faster including the packing. Workgroup memory gains nothing there (its loads are the
- * same per-lane loops). Measured on lavapipe (bench/RESULTS.md).
+ * `texture` (entry point `main_tex`, unrolled for its tile by {@link texEntry}) is the fast path on
+ * CPU adapters, for the same shapes: both operands are first packed (entry point `pack`, one
+ * dispatch per operand) into rgba32float storage textures and read from there. On
+ * llvmpipe/lavapipe every storage-buffer load whose address differs per invocation is a per-lane
+ * loop (8 scalar loads per component, each with a bounds check and a branch) and bounds the
+ * kernel; a read-only storage-texture load is a branch-free gather of whole texels, ~2.5x cheaper.
+ * Each workgroup computes T_R rows (the same for all its invocations) by T_WG·4·T_CG columns, and
+ * each invocation loads all fragments of a K step before its FMAs: 3.5-4x the vec4 path's
+ * GFLOP/s there. Workgroup memory gains nothing (its loads are the same per-lane loops).
+ * Measured on lavapipe (bench/RESULTS.md).
  *
  * Adapters: CPU adapters (llvmpipe, lavapipe, SwiftShader, or `isFallbackAdapter`) get `texture`
  * ({@link gemmDispatches}; {@link gemm}, one dispatch, gets `cpu`); other adapters get `gpu`, an
@@ -59,8 +61,8 @@ const EPILOGUE_CODE: Record<Epilogue, number> = {
 export const GEMM_TILE = {
   /** Fallback for sizes vec4 cannot take. BM = WG_Y·TM, BN = WG_X·4. */
   scalar: { WG_X: 16, WG_Y: 16, TM: 4, BK: 16 },
-  /** Texture path on a CPU adapter. BM = V_WG_Y·4·V_RG, BN = V_WG_X·4·V_CG. */
-  texture: { V_WG_X: 8, V_WG_Y: 8, V_RG: 2, V_CG: 2 },
+  /** Texture path (CPU adapters). BM = T_R, BN = T_WG·4·T_CG. */
+  texture: { T_WG: 64, T_R: 16, T_CG: 2 },
   /** vec4 buffer path on a CPU adapter (single-dispatch {@link gemm}). */
   cpu: { V_WG_X: 8, V_WG_Y: 8, V_RG: 2, V_CG: 2 },
   /** vec4 fast path on other adapters (untuned). */
@@ -132,8 +134,10 @@ export interface GemmOptions {
    * {@link gemmDispatches}, else vec4, when the shape allows; else scalar.
    */
   path?: GemmPath;
-  /** vec4/texture tile shape; default from the adapter and path (see {@link GEMM_TILE}). */
+  /** vec4 tile shape; default from the adapter (see {@link GEMM_TILE}). */
   tile?: { V_WG_X: number; V_WG_Y: number; V_RG: 1 | 2; V_CG: 1 | 2 };
+  /** Texture-path tile shape (T_R a multiple of 4 up to 32, T_CG 1-4; default GEMM_TILE.texture). */
+  texTile?: { T_WG: number; T_R: number; T_CG: number };
   /** Texture path: texels per row of the packed textures (a power of two; default 8192). */
   texWidth?: number;
   /**
@@ -211,9 +215,52 @@ const scratch = new WeakMap<Gpu, Map<string, GPUTexture>>();
 /** Texel format of the packed operands. */
 type TexFormat = "rgba32float" | "rgba16float";
 
-/** The GEMM source with the packed textures declared in `fmt` (a text specialization). */
-function texSource(fmt: TexFormat): string {
-  return fmt === "rgba32float" ? gemmSrc : gemmSrc.replaceAll("rgba32float", fmt);
+/**
+ * The `main_tex` entry point for blocks of `rg` x `cg` 4x4 tiles per invocation, unrolled (see
+ * wgsl/gemm.wgsl): every fragment of a K step loaded first, then the FMAs.
+ */
+export function texEntry(rg: number, cg: number): string {
+  const R = [...Array(rg).keys()], C = [...Array(cg).keys()];
+  const L = [
+    "@compute @workgroup_size(T_WG, 1, 1)",
+    "fn main_tex(",
+    "  @builtin(workgroup_id) wid: vec3<u32>,",
+    "  @builtin(local_invocation_id) lid: vec3<u32>,",
+    ") {",
+    "  let K4 = p.K / 4u;",
+    "  let lastRB = max(p.M / 4u, 1u) - 1u;",
+    "  let lastCB = max(p.N / 4u, 1u) - 1u;",
+    `  let rb = wid.y * ${rg}u;`,
+    `  let cb = (wid.x * T_WG + lid.x) * ${cg}u;`,
+    ...R.map((i) =>
+      `  let ro${i} = rowTexels((rb + ${i}u) * 4u, p.M - 1u, K4);` +
+      ` let rc${i} = min(rb + ${i}u, lastRB);`
+    ),
+    ...C.map((j) =>
+      `  let co${j} = rowTexels((cb + ${j}u) * 4u, p.N - 1u, K4);` +
+      ` let cc${j} = min(cb + ${j}u, lastCB);`
+    ),
+    ...R.flatMap((i) => C.map((j) => `  var acc${i}_${j} = mat4x4<f32>();`)),
+    "  for (var k4 = 0u; k4 < K4; k4++) {",
+    ...C.map((j) => `    let b${j} = fragBt(co${j}, cc${j}, k4);`),
+    ...R.map((i) => `    let a${i} = fragAt(ro${i}, rc${i}, k4);`),
+    ...R.flatMap((i) => C.map((j) => `    acc${i}_${j} = mac(acc${i}_${j}, a${i}, b${j});`)),
+    "  }",
+    ...R.flatMap((i) =>
+      C.map((j) => `  storeBlock((rb + ${i}u) * 4u, (cb + ${j}u) * 4u, acc${i}_${j});`)
+    ),
+    "}",
+  ];
+  return L.join("\n") + "\n";
+}
+
+/**
+ * The GEMM source for the texture path: packed textures declared in `fmt`, `main_tex` unrolled
+ * for `tile` (text specializations).
+ */
+function texSource(fmt: TexFormat, tile?: { T_R: number; T_CG: number }): string {
+  const src = fmt === "rgba32float" ? gemmSrc : gemmSrc.replaceAll("rgba32float", fmt);
+  return tile ? src + texEntry(tile.T_R / 4, tile.T_CG) : src;
 }
 
 function scratchTexture(
@@ -359,21 +406,23 @@ async function gemmList(
     pipeline = opts.pipeline ??
       await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
     groups = [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1];
-  } else {
-    const t = opts.tile ??
-      (path === "texture"
-        ? GEMM_TILE.texture
-        : isCpuAdapter(gpu.adapterName)
-        ? GEMM_TILE.cpu
-        : GEMM_TILE.gpu);
-    const consts = path === "texture" ? { ...common, ...t, TEX_W: w } : { ...common, ...t };
+  } else if (path === "texture") {
+    const t = opts.texTile ?? GEMM_TILE.texture;
+    if (t.T_R % 4 !== 0 || t.T_R < 4 || t.T_R > 32 || t.T_CG < 1 || t.T_CG > 4) {
+      throw new Error(`gemm ${spec.label}: texture tile ${JSON.stringify(t)} out of range`);
+    }
     pipeline = opts.pipeline ??
       await gpu.pipeline(
         `gemm ${spec.label}`,
-        path === "texture" ? texSource(fmt) : gemmSrc,
-        consts,
-        `main_${path === "vec4" ? "v4" : "tex"}`,
+        texSource(fmt, t),
+        { ...common, T_WG: t.T_WG, TEX_W: w },
+        "main_tex",
       );
+    groups = [cdiv(spec.N, t.T_WG * 4 * t.T_CG), cdiv(spec.M, t.T_R), 1];
+  } else {
+    const t = opts.tile ?? (isCpuAdapter(gpu.adapterName) ? GEMM_TILE.cpu : GEMM_TILE.gpu);
+    pipeline = opts.pipeline ??
+      await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main_v4");
     groups = [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1];
   }
   const params = gpu.uniform(

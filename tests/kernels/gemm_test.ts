@@ -11,6 +11,7 @@ import {
 } from "../../src/kernels/gemm.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
+import { rejects } from "node:assert/strict";
 
 const cases: [string, boolean, boolean, Epilogue][] = [
   ["NT bias_relu (encoder)", false, true, "bias_relu"],
@@ -64,8 +65,8 @@ async function check(
   );
   const got = await gpu.read(bufs.c, M * N * 4);
   const how = opts.path ?? (vec4Ok(spec) ? "vec4" : "scalar");
-  const tile = opts.tile || opts.texWidth
-    ? ` ${JSON.stringify({ ...opts.tile, texWidth: opts.texWidth })}`
+  const tile = opts.tile || opts.texTile || opts.texWidth
+    ? ` ${JSON.stringify({ ...opts.tile, ...opts.texTile, texWidth: opts.texWidth })}`
     : "";
   const what = `${name} ${M}x${N}x${K} ${how}${tile}${opts.f16 ? " f16" : ""}`;
   if (!opts.f16) {
@@ -139,11 +140,10 @@ for (const [name, transA, transB, epilogue] of cases) {
     for (const texWidth of [16, 4]) {
       await check(name, [36, 52, 68], transA, transB, epilogue, { path: "texture", texWidth });
     }
-    for (const V_RG of [1, 2] as const) {
-      for (const V_CG of [1, 2] as const) {
-        const tile = { V_WG_X: 4, V_WG_Y: 2, V_RG, V_CG };
-        await check(name, [36, 52, 68], transA, transB, epilogue, { path: "texture", tile });
-      }
+    // Tiles of 4-32 rows by 1-4 column groups, none dividing 36x52 evenly.
+    for (const [T_R, T_CG] of [[4, 1], [8, 3], [12, 2], [32, 4]]) {
+      const texTile = { T_WG: 4, T_R, T_CG };
+      await check(name, [36, 52, 68], transA, transB, epilogue, { path: "texture", texTile });
     }
   });
 
@@ -206,8 +206,16 @@ Deno.test("gemm refuses the vec4 path on a shape it cannot take", async () => {
   } catch {
     threw = true;
   }
-  buf.destroy();
   if (!threw) throw new Error("expected an error");
+  // Texture tiles whose rows are not a multiple of 4 (or too many column groups) are refused.
+  const ok = { ...spec, K: 8 };
+  for (const texTile of [{ T_WG: 8, T_R: 6, T_CG: 1 }, { T_WG: 8, T_R: 8, T_CG: 5 }]) {
+    await rejects(
+      () => gemmDispatches(gpu, ok, { a: buf, b: buf, c: buf }, { path: "texture", texTile }),
+      /out of range/,
+    );
+  }
+  buf.destroy();
 });
 
 Deno.test("gemm reference itself: a hand-computed 2x2 case", () => {
