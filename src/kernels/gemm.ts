@@ -69,6 +69,16 @@ export const GEMM_TILE = {
   gpu: { V_WG_X: 16, V_WG_Y: 16, V_RG: 2, V_CG: 2 },
 } as const;
 /**
+ * The default texture tile for N columns: GEMM_TILE.texture with fewer invocations per workgroup
+ * when N is narrower than one workgroup's 512 columns (N = 128: 16, not 64 with 48 idle).
+ */
+export function texTileFor(N: number): { T_WG: number; T_R: number; T_CG: number } {
+  const t = GEMM_TILE.texture;
+  const lanes = Math.ceil(N / (4 * t.T_CG) / 8) * 8;
+  return { ...t, T_WG: Math.max(8, Math.min(t.T_WG, lanes)) };
+}
+
+/**
  * Smallest GEMM (2·M·N·K FLOPs) that takes the texture path by default: below it the two packing
  * dispatches cost more than they save (GPU timestamps on lavapipe: 0.3 MFLOP 0.08 ms vec4 vs
  * 0.13 ms texture; ~4 MFLOP a tie; 17 MFLOP, the CPU default step's GEMMs, 1.3-1.6x faster).
@@ -407,7 +417,7 @@ async function gemmList(
       await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
     groups = [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1];
   } else if (path === "texture") {
-    const t = opts.texTile ?? GEMM_TILE.texture;
+    const t = opts.texTile ?? texTileFor(spec.N);
     if (t.T_R % 4 !== 0 || t.T_R < 4 || t.T_R > 32 || t.T_CG < 1 || t.T_CG > 4) {
       throw new Error(`gemm ${spec.label}: texture tile ${JSON.stringify(t)} out of range`);
     }
