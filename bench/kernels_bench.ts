@@ -57,8 +57,9 @@ console.log(
     REPS_ENV ?? "15 small / 5 large"
   }; load average ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
 );
+const startFma = median(startPeaks.map((p) => p[0]));
 console.log(
-  `measured peak at the start: FMA ${median(startPeaks.map((p) => p[0])).toFixed(1)} GFLOP/s, ` +
+  `measured peak at the start: FMA ${startFma.toFixed(1)} GFLOP/s, ` +
     `copy ${median(startPeaks.map((p) => p[1])).toFixed(2)} GB/s (32 MiB vec4 copy, read + ` +
     `write); each table below is against the peaks re-measured between its steps (load varies)`,
 );
@@ -204,6 +205,13 @@ for (const [B, d, m] of shapes) {
     }
     const fmaPeak = median(peaks.map((p) => p[0]));
     const copyPeak = median(peaks.map((p) => p[1]));
+    if (fmaPeak > 2 * startFma) {
+      console.log(
+        `\nWARNING: GPU timestamps read the FMA kernel at ${fmaPeak.toFixed(0)} GFLOP/s between ` +
+          `steps, ${startFma.toFixed(0)} at the start: this adapter's timestamps are not to be ` +
+          `trusted here; rerun with SAE_CLOCK=host.`,
+      );
+    }
     console.log(
       `\n${variant} B=${B} d_in=${d} d_sae=${m} (peaks between its steps: FMA ` +
         `${fmaPeak.toFixed(1)} GFLOP/s, copy ${copyPeak.toFixed(2)} GB/s)`,

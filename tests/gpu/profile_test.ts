@@ -54,3 +54,21 @@ Deno.test("--profile parses N, defaults to 10, refuses nonsense", async () => {
   assert.equal((await parseTrainArgs([])).opts.profile, undefined);
   await assert.rejects(() => parseTrainArgs(["--profile", "0"]), /positive whole number/);
 });
+
+Deno.test("SAE_CLOCK=host makes the profiler use host clocks", async () => {
+  const gpu = await getGpu();
+  const before = Deno.env.get("SAE_CLOCK");
+  try {
+    Deno.env.set("SAE_CLOCK", "host");
+    const p = new Profiler(gpu, 1);
+    assert.equal(p.method, "host");
+    p.destroy();
+    Deno.env.delete("SAE_CLOCK");
+    const q = new Profiler(gpu, 1);
+    assert.equal(q.method, gpu.hasTimestamps ? "timestamps" : "host");
+    q.destroy();
+  } finally {
+    if (before === undefined) Deno.env.delete("SAE_CLOCK");
+    else Deno.env.set("SAE_CLOCK", before);
+  }
+});
