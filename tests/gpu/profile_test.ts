@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
 import { formatProfile, kernelName, Profiler } from "../../src/gpu/profile.ts";
-import { gemm } from "../../src/kernels/gemm.ts";
+import { gemm, gemmDispatches, type GemmSpec } from "../../src/kernels/gemm.ts";
+import { fmaPeakKernel, PEAK_WG } from "../../src/kernels/peak.ts";
+import { run } from "../../src/gpu/dispatch.ts";
 import { parseTrainArgs } from "../../src/cli/train.ts";
 import { Rng } from "../../src/rng.ts";
 import { randArray } from "../helpers/check.ts";
@@ -71,4 +73,43 @@ Deno.test("SAE_CLOCK=host makes the profiler use host clocks", async () => {
     if (before === undefined) Deno.env.delete("SAE_CLOCK");
     else Deno.env.set("SAE_CLOCK", before);
   }
+});
+
+Deno.test("profiler times stay believable after a pass has bound storage textures", async () => {
+  // Mesa 22.3's lavapipe stamps every pass at about the same instant once any pass has bound a
+  // storage texture (the GEMM texture path): the profiler must notice and use host clocks.
+  const gpu = await getGpu();
+  const n = 64;
+  const spec: GemmSpec = {
+    label: "tex",
+    M: n,
+    N: n,
+    K: n,
+    transA: false,
+    transB: true,
+    epilogue: "none",
+  };
+  const bufs = {
+    a: gpu.buffer("a", n * n * 4),
+    b: gpu.buffer("b", n * n * 4),
+    c: gpu.buffer("c", n * n * 4),
+  };
+  run(gpu, await gemmDispatches(gpu, spec, bufs, { path: "texture" }));
+  await gpu.sync();
+  const fma = await fmaPeakKernel(gpu, 256, 2048, gpu.buffer("fma out", 256 * PEAK_WG * 16));
+  const host: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    run(gpu, [fma.dispatch]);
+    await gpu.sync();
+    host.push(performance.now() - t0);
+  }
+  const hostMs = host.sort((a, b) => a - b)[1];
+  const prof = new Profiler(gpu, 1);
+  await prof.run([fma.dispatch]);
+  const [ms] = await prof.run([fma.dispatch]);
+  // The host time includes one submission's overhead (~11 ms on lavapipe): generous bounds.
+  assert.ok(ms > hostMs / 3 && ms < hostMs * 1.5, `profiled ${ms} ms vs host ${hostMs} ms`);
+  if (prof.fallback) assert.equal(prof.method, "host");
+  prof.destroy();
 });
