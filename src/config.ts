@@ -76,6 +76,13 @@ export interface TrainConfig {
    * stay f32; parameters, moments and gradients stay f32). Off by default.
    */
   gemm_f16: boolean;
+  /**
+   * Sparse latents: when at most this fraction of f's entries is active in a step, the decoder
+   * product and the backward products with f and dL/dpre run over the active entries only
+   * (src/kernels/sparse.ts; chosen on the GPU each step). 0 turns it off. Same results up to
+   * summation order.
+   */
+  sparse_max_density: number;
   /** How b_dec is initialised from a data sample. */
   b_dec_init: "mean" | "geometric_median" | "zeros";
   /** Rows sampled to initialise b_dec and estimate the normalisation scale. */
@@ -173,6 +180,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   recon_loss: "squared",
   apply_b_dec_to_input: true,
   gemm_f16: false,
+  sparse_max_density: 0.03,
   b_dec_init: "geometric_median",
   init_rows: 2048,
   normalize_activations: "none",
@@ -260,6 +268,7 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   recon_loss: { kind: "enum", values: RECON_LOSSES },
   apply_b_dec_to_input: { kind: "bool" },
   gemm_f16: { kind: "bool" },
+  sparse_max_density: PROBABILITY,
   b_dec_init: { kind: "enum", values: B_DEC_INITS },
   init_rows: { kind: "int", min: 1 },
   normalize_activations: { kind: "enum", values: NORMALIZATIONS },

@@ -6,18 +6,27 @@ export interface Dispatch {
   label: string;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
-  /** Workgroup counts (x, y, z). */
+  /** Workgroup counts (x, y, z): the largest this dispatch runs when `indirect` is set. */
   groups: [number, number, number];
+  /**
+   * Where the workgroup counts are read from at run time instead (three u32 at `offset` bytes),
+   * written by an earlier dispatch of the same step (e.g. zero to skip a kernel this step).
+   */
+  indirect?: { buffer: GPUBuffer; offset: number };
+}
+
+/** Records one dispatch into an open compute pass. */
+export function dispatchInto(pass: GPUComputePassEncoder, d: Dispatch): void {
+  pass.setPipeline(d.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
+  else pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
 }
 
 /** Records dispatches, in order, into one compute pass of `enc`. */
 export function encodeDispatches(enc: GPUCommandEncoder, list: readonly Dispatch[]): void {
   const pass = enc.beginComputePass();
-  for (const d of list) {
-    pass.setPipeline(d.pipeline);
-    pass.setBindGroup(0, d.bindGroup);
-    pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
-  }
+  for (const d of list) dispatchInto(pass, d);
   pass.end();
 }
 

@@ -15,7 +15,7 @@
  * repeated: a profiled training step must run once) and says so in `fallback`.
  */
 import type { Gpu } from "./device.ts";
-import type { Dispatch } from "./dispatch.ts";
+import { type Dispatch, dispatchInto } from "./dispatch.ts";
 
 /** Time of one kernel label, summed over its dispatches and the profiled runs. */
 export interface KernelTime {
@@ -139,9 +139,7 @@ export class Profiler {
           endOfPassWriteIndex: 2 * i + 1,
         },
       });
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, d.bindGroup);
-      pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
+      dispatchInto(pass, d);
       pass.end();
     });
     const n = 2 * list.length;
@@ -176,9 +174,7 @@ export class Profiler {
       const enc = gpu.device.createCommandEncoder({ label: list[i].label });
       if (i === 0) before?.(enc);
       const pass = enc.beginComputePass();
-      pass.setPipeline(list[i].pipeline);
-      pass.setBindGroup(0, list[i].bindGroup);
-      pass.dispatchWorkgroups(...list[i].groups);
+      dispatchInto(pass, list[i]);
       pass.end();
       await gpu.guard(gpu.device.queue.onSubmittedWorkDone());
       const t0 = performance.now();

@@ -26,6 +26,8 @@ export const METRIC_INDEX = {
   /** First step of the window whose loss terms or batch were not finite (0: none). */
   first_bad_step: 13,
   input_bad: 14,
+  /** Steps whose sparse-latent plan chose the sparse kernels (src/kernels/sparse.ts). */
+  sparse_steps: 15,
 } as const;
 
 /** Accumulator buffer length in f32 words. */
@@ -49,6 +51,8 @@ export interface StepMetrics {
   dead_fraction: number;
   /** Mean fraction of latents firing on more than dense_threshold of a batch's rows. */
   dense_fraction: number;
+  /** Fraction of steps that ran the sparse-latent kernels (sparse_max_density). */
+  sparse_fraction: number;
 }
 
 /** Turns accumulator words into averages (host-side, once per log line). */
@@ -64,6 +68,7 @@ export function summarize(acc: Float32Array): StepMetrics {
     explained_variance: 1 - acc[I.resid_ss] / Math.max(acc[I.total_ss], 1e-30),
     dead_fraction: acc[I.dead],
     dense_fraction: acc[I.dense] / n,
+    sparse_fraction: acc[I.sparse_steps] / n,
   };
 }
 

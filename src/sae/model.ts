@@ -7,6 +7,8 @@ import { UserError } from "../errors.ts";
 import { Rng } from "../rng.ts";
 import { METRIC_WORDS } from "./metrics.ts";
 import { initialState, packState } from "./state.ts";
+import type { TrainConfig } from "../config.ts";
+import { allocSparseLists, type SparseLists, sparseOk } from "../kernels/sparse.ts";
 
 /** Host copies of the four parameters. */
 export interface SaeWeights {
@@ -51,10 +53,30 @@ export interface StepBuffers {
   lastFired: GPUBuffer; // [d_sae] u32
   state: GPUBuffer; // [STATE_WORDS] step state (src/sae/state.ts)
   acc: GPUBuffer; // [METRIC_WORDS] metric accumulators
+  sparse?: SparseLists; // index lists of f's active entries (sparse_max_density > 0)
+}
+
+/**
+ * Whether the step takes the sparse-latent path (src/kernels/sparse.ts): asked for, d_in a
+ * multiple of 4, and f [batch, d_sae] within one storage binding.
+ */
+export function sparseEnabled(
+  gpu: Gpu,
+  cfg: Pick<TrainConfig, "sparse_max_density" | "batch" | "d_in" | "d_sae">,
+): boolean {
+  return cfg.sparse_max_density > 0 && sparseOk({ B: cfg.batch, m: cfg.d_sae, d: cfg.d_in }) &&
+    cfg.batch * cfg.d_sae * 4 <= gpu.maxBinding;
 }
 
 /** Allocates the step's buffers and uploads `w` (moments zero, state before step 1). */
-export function allocStep(gpu: Gpu, dIn: number, dSae: number, batch: number, w: SaeWeights) {
+export function allocStep(
+  gpu: Gpu,
+  dIn: number,
+  dSae: number,
+  batch: number,
+  w: SaeWeights,
+  sparse = false,
+) {
   // [batch, d_sae] and [d_sae, d_in] buffers may exceed one binding (their kernels split); the
   // [batch, d_in] ones are bound whole (18 MB at batch 2048, d_in 2304).
   if (batch * dIn * 4 > gpu.maxBinding) {
@@ -94,6 +116,7 @@ export function allocStep(gpu: Gpu, dIn: number, dSae: number, batch: number, w:
     state: gpu.upload("state", packState(initialState())),
     acc: gpu.buffer("metrics", METRIC_WORDS * 4),
   };
+  if (sparse) bufs.sparse = allocSparseLists(gpu, { B: batch, m: dSae, d: dIn });
   return bufs;
 }
 

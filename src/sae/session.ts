@@ -16,7 +16,13 @@ import {
   type StepMetrics,
   summarize,
 } from "./metrics.ts";
-import { allocStep, PARAM_NAMES, type SaeWeights, type StepBuffers } from "./model.ts";
+import {
+  allocStep,
+  PARAM_NAMES,
+  type SaeWeights,
+  sparseEnabled,
+  type StepBuffers,
+} from "./model.ts";
 import { type StepState, unpackState } from "./state.ts";
 import { buildStep, forwardDispatches, type StepHooks, type Variant } from "./step.ts";
 
@@ -64,7 +70,14 @@ export class Session {
     weights: SaeWeights,
     scale: number,
   ): Promise<Session> {
-    const bufs = allocStep(gpu, cfg.d_in, cfg.d_sae, cfg.batch, weights);
+    const bufs = allocStep(
+      gpu,
+      cfg.d_in,
+      cfg.d_sae,
+      cfg.batch,
+      weights,
+      sparseEnabled(gpu, cfg),
+    );
     const s = new Session(gpu, cfg, bufs, scale);
     const ctx = { gpu, cfg, bufs, scale };
     const parts = await VARIANTS[cfg.variant](ctx);

@@ -18,6 +18,10 @@
  *   adamw ×4      update W_enc, b_enc, W_dec, b_dec
  *   normalize     decoder rows back to unit norm                                    [m,d]
  *
+ * With sparse_max_density > 0 (src/kernels/sparse.ts), f's active entries are listed after the
+ * encoder (CSR) and a plan dispatch picks, on the GPU, per step: the dense decode, dF, dW_dec and
+ * dW_enc GEMMs, or sparse kernels over the active entries (CSC lists built for the backward).
+ *
  * A variant (baseline.ts, paper.ts) supplies the pieces it changes through {@link StepHooks};
  * this file never needs to know which variant runs.
  */
@@ -29,8 +33,18 @@ import { gemmDispatches } from "../kernels/gemm.ts";
 import { type LossSpec, prepareKernel, residualKernel } from "../kernels/loss.ts";
 import { bDecGradKernel, colSumKernel, featureStatsKernel } from "../kernels/reduce.ts";
 import { scheduleKernel } from "../kernels/schedule.ts";
+import {
+  cscColsKernel,
+  csrRowsKernel,
+  planDispatches,
+  sddmmRowsKernel,
+  type SparseLists,
+  type SparseShape,
+  spmmColsKernel,
+  spmmRowsKernel,
+} from "../kernels/sparse.ts";
 import type { TrainConfig } from "../config.ts";
-import { metricsKernel } from "./metrics.ts";
+import { METRIC_INDEX, metricsKernel } from "./metrics.ts";
 import { PARAM_NAMES, type StepBuffers } from "./model.ts";
 import { STATE_INDEX } from "./state.ts";
 
@@ -69,6 +83,39 @@ interface ForwardParts {
   residual: Dispatch[];
   stats: Dispatch[];
   metrics: Dispatch[];
+  /** The sparse-latent path (bufs.sparse set): f's CSR lists and the sparse decode. */
+  sparse?: { shape: SparseShape; lists: SparseLists; csr: Dispatch; decode: Dispatch };
+}
+
+/**
+ * `dense` and `sparse` made conditional on this step's density by a plan dispatch
+ * (src/kernels/sparse.ts): returns [plan, ...each group's dispatches, dense or sparse as chosen
+ * on the GPU], keyed like the input.
+ */
+async function planned<K extends string>(
+  ctx: StepContext,
+  sp: NonNullable<ForwardParts["sparse"]>,
+  dense: Record<K, Dispatch[]>,
+  sparse: Record<K, Dispatch[]>,
+): Promise<{ plan: Dispatch; dense: Record<K, Dispatch[]>; sparse: Record<K, Dispatch[]> }> {
+  const keys = Object.keys(dense) as K[];
+  const flatD = keys.flatMap((k) => dense[k]), flatS = keys.flatMap((k) => sparse[k]);
+  const p = await planDispatches(
+    ctx.gpu,
+    sp.shape,
+    sp.lists,
+    ctx.cfg.sparse_max_density,
+    flatD,
+    flatS,
+    { acc: ctx.bufs.acc, index: METRIC_INDEX.sparse_steps },
+  );
+  const regroup = (src: Record<K, Dispatch[]>, flat: Dispatch[]) => {
+    let i = 0;
+    const out = {} as Record<K, Dispatch[]>;
+    for (const k of keys) out[k] = src[k].map(() => flat[i++]);
+    return out;
+  };
+  return { plan: p.plan, dense: regroup(dense, p.dense), sparse: regroup(sparse, p.sparse) };
 }
 
 /** The forward pass and statistics without any update: evaluation reuses it. */
@@ -77,11 +124,16 @@ export async function forwardDispatches(
   hooks: StepHooks = {},
 ): Promise<Dispatch[]> {
   const p = await forwardParts(ctx, hooks);
+  let decode = p.decode;
+  if (p.sparse) {
+    const pl = await planned(ctx, p.sparse, { decode }, { decode: [p.sparse.decode] });
+    decode = [p.sparse.csr, pl.plan, ...pl.dense.decode, ...pl.sparse.decode];
+  }
   return [
     ...p.xMean,
     ...p.prepare,
     ...p.encode,
-    ...p.decode,
+    ...decode,
     ...p.residual,
     ...p.stats,
     ...p.metrics,
@@ -101,7 +153,25 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
   };
   const lb = { ...bufs, bDec: P.bDec.p };
   const gemmOpts = { f16: cfg.gemm_f16 };
+  let sparse: ForwardParts["sparse"];
+  if (bufs.sparse) {
+    const shape = { B, m, d };
+    const lists = bufs.sparse;
+    sparse = {
+      shape,
+      lists,
+      csr: await csrRowsKernel(gpu, shape, bufs.f, lists),
+      decode: await spmmRowsKernel(gpu, "decode sparse", shape, {
+        f: bufs.f,
+        lists,
+        y: P.wDec.p,
+        bias: P.bDec.p,
+        out: bufs.xhat,
+      }),
+    };
+  }
   return {
+    sparse,
     xMean: await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean),
     prepare: [await prepareKernel(gpu, loss, lb)],
     encode: await gemmDispatches(
@@ -157,7 +227,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
   const { gpu, cfg, bufs } = ctx;
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const P = bufs.params;
-  const { xMean, prepare, encode, decode, residual, stats, metrics } = await forwardParts(
+  const { xMean, prepare, encode, decode, residual, stats, metrics, sparse } = await forwardParts(
     ctx,
     hooks,
   );
@@ -170,51 +240,102 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     l1Coef: cfg.l1 / B,
     reconOnlySteps: cfg.recon_only_steps,
   }, bufs.state);
+  const dF = await gemmDispatches(
+    gpu,
+    {
+      label: "dF",
+      M: B,
+      N: m,
+      K: d,
+      transA: false,
+      transB: true,
+      epilogue: hooks.afterReconGrad ? "none" : "relu_grad",
+      scalarIdx: STATE_INDEX.l1_coef,
+    },
+    { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state },
+    gemmOpts,
+  );
+  const dWdec = await gemmDispatches(
+    gpu,
+    {
+      label: "dW_dec",
+      M: m,
+      N: d,
+      K: B,
+      transA: true,
+      transB: false,
+      epilogue: "none",
+    },
+    { a: bufs.f, b: bufs.dxhat, c: P.wDec.g },
+    gemmOpts,
+  );
+  const dWenc = await gemmDispatches(
+    gpu,
+    {
+      label: "dW_enc",
+      M: m,
+      N: d,
+      K: B,
+      transA: true,
+      transB: false,
+      epilogue: "none",
+    },
+    { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g },
+    gemmOpts,
+  );
+  // The sparse-latent path: the plan picks, on the GPU, the dense GEMMs or their sparse
+  // replacements for this step. dF stays dense when a variant needs the raw gradient of every
+  // latent (afterReconGrad).
+  let forward = decode;
+  let products = [...dF, ...(hooks.afterReconGrad ?? []), ...dWdec, ...dWenc];
+  if (sparse) {
+    const { shape, lists } = sparse;
+    const sparseDF = !hooks.afterReconGrad;
+    const dense = { decode, dF: sparseDF ? dF : [], dWdec, dWenc };
+    const sp = {
+      decode: [sparse.decode],
+      dF: sparseDF
+        ? [
+          await sddmmRowsKernel(gpu, "dF sparse", shape, STATE_INDEX.l1_coef, {
+            lists,
+            x: bufs.dxhat,
+            y: P.wDec.p,
+            s: bufs.state,
+            out: bufs.dpre,
+          }),
+        ]
+        : [],
+      dWdec: [
+        await cscColsKernel(gpu, shape, bufs.f, lists),
+        await spmmColsKernel(gpu, "dW_dec sparse", shape, {
+          F: bufs.f,
+          lists,
+          y: bufs.dxhat,
+          out: P.wDec.g,
+        }),
+      ],
+      dWenc: [
+        await spmmColsKernel(gpu, "dW_enc sparse", shape, {
+          F: bufs.dpre,
+          lists,
+          y: bufs.xc,
+          out: P.wEnc.g,
+        }),
+      ],
+    };
+    const pl = await planned(ctx, sparse, dense, sp);
+    forward = [sparse.csr, pl.plan, ...pl.dense.decode, ...pl.sparse.decode];
+    products = [
+      ...(sparseDF ? [...pl.dense.dF, ...pl.sparse.dF] : dF),
+      ...(hooks.afterReconGrad ?? []),
+      ...pl.dense.dWdec,
+      ...pl.sparse.dWdec,
+      ...pl.dense.dWenc,
+      ...pl.sparse.dWenc,
+    ];
+  }
   const backward = [
-    ...await gemmDispatches(
-      gpu,
-      {
-        label: "dF",
-        M: B,
-        N: m,
-        K: d,
-        transA: false,
-        transB: true,
-        epilogue: hooks.afterReconGrad ? "none" : "relu_grad",
-        scalarIdx: STATE_INDEX.l1_coef,
-      },
-      { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state },
-      gemmOpts,
-    ),
-    ...(hooks.afterReconGrad ?? []),
-    ...await gemmDispatches(
-      gpu,
-      {
-        label: "dW_dec",
-        M: m,
-        N: d,
-        K: B,
-        transA: true,
-        transB: false,
-        epilogue: "none",
-      },
-      { a: bufs.f, b: bufs.dxhat, c: P.wDec.g },
-      gemmOpts,
-    ),
-    ...await gemmDispatches(
-      gpu,
-      {
-        label: "dW_enc",
-        M: m,
-        N: d,
-        K: B,
-        transA: true,
-        transB: false,
-        epilogue: "none",
-      },
-      { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g },
-      gemmOpts,
-    ),
+    ...products,
     ...await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g),
     ...await bDecGradKernel(gpu, B, d, m, cfg.apply_b_dec_to_input, {
       dxhat: bufs.dxhat,
@@ -244,7 +365,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     ...xMean,
     ...prepare,
     ...encode,
-    ...decode,
+    ...forward,
     ...residual,
     ...backward,
     ...stats,

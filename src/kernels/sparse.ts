@@ -1,0 +1,271 @@
+/**
+ * Sparse latents (wgsl/sparse.wgsl): once few latents fire, the step's products with f and
+ * dL/dpre (zero wherever f is) run over the active entries only.
+ *
+ * | dense GEMM (src/sae/step.ts)         | sparse replacement                         |
+ * |--------------------------------------|--------------------------------------------|
+ * | decode  x̂ = f·W_dec + b_dec          | spmm_rows over each row's active latents   |
+ * | dF      (dx̂·W_decᵀ + λ1/B)·1[f>0]    | sddmm_rows: only the active entries        |
+ * | dW_dec  fᵀ·dx̂                        | spmm_cols over each latent's active rows   |
+ * | dW_enc  dpreᵀ·xc                     | spmm_cols, same lists (dpre = 0 where f = 0) |
+ *
+ * The lists (CSR by row, CSC by latent, ascending) are rebuilt from f every step; a `plan`
+ * dispatch counts the active entries and writes indirect dispatch arguments that run either the
+ * dense GEMMs or the sparse kernels, so the choice costs no readback.
+ */
+import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
+import type { Gpu } from "../gpu/device.ts";
+import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+
+/** CSR (by row) and CSC (by latent) index lists of the active entries of f [B, m]. */
+export interface SparseLists {
+  /** [B·m]: row r's active latents at r·m .. r·m + rowCnt[r] − 1, ascending. */
+  rowIdx: GPUBuffer;
+  rowCnt: GPUBuffer;
+  /** [m·B]: latent j's active rows at j·B .. j·B + colCnt[j] − 1, ascending. */
+  colIdx: GPUBuffer;
+  colCnt: GPUBuffer;
+}
+
+/** Shape of the sparse kernels: F is [B, m], the dense operands' rows are d wide. */
+export interface SparseShape {
+  B: number;
+  m: number;
+  d: number;
+}
+
+/** Whether the sparse kernels can take this shape (rows of Y and O in vec4s). */
+export function sparseOk(s: SparseShape): boolean {
+  return s.d % 4 === 0;
+}
+
+export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
+  return {
+    rowIdx: gpu.buffer("sparse row idx", s.B * s.m * 4),
+    rowCnt: gpu.buffer("sparse row cnt", s.B * 4),
+    colIdx: gpu.buffer("sparse col idx", s.m * s.B * 4),
+    colCnt: gpu.buffer("sparse col cnt", s.m * 4),
+  };
+}
+
+function consts(s: SparseShape, extra: Record<string, number> = {}): Record<string, number> {
+  return { R: s.B, M: s.m, D4: s.d / 4, ...extra };
+}
+
+/** CSR lists of f's active (> 0) entries. */
+export function csrRowsKernel(
+  gpu: Gpu,
+  s: SparseShape,
+  f: GPUBuffer,
+  l: SparseLists,
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "sparse rows",
+    code: sparseSrc,
+    entry: "csr_rows",
+    constants: consts(s),
+    buffers: [f, l.rowIdx, l.rowCnt],
+    groups: groupsFor(s.B),
+  });
+}
+
+/** CSC lists of f's active entries. */
+export function cscColsKernel(
+  gpu: Gpu,
+  s: SparseShape,
+  f: GPUBuffer,
+  l: SparseLists,
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "sparse cols",
+    code: sparseSrc,
+    entry: "csc_cols",
+    constants: consts(s),
+    buffers: [f, l.colIdx, l.colCnt],
+    groups: groupsFor(s.m, 64),
+  });
+}
+
+/** out [B, d] = f·Y + bias over each row's active latents (Y [m, d], bias [d]). */
+export function spmmRowsKernel(
+  gpu: Gpu,
+  label: string,
+  s: SparseShape,
+  b: { f: GPUBuffer; lists: SparseLists; y: GPUBuffer; bias: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label,
+    code: sparseSrc,
+    entry: "spmm_rows",
+    constants: consts(s),
+    buffers: [b.f, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y, b.out, b.bias],
+    groups: groupsFor(s.B),
+  });
+}
+
+/** out [m, d] = Fᵀ·Y over each latent's active rows (F [B, m] zero off f's support, Y [B, d]). */
+export function spmmColsKernel(
+  gpu: Gpu,
+  label: string,
+  s: SparseShape,
+  b: { F: GPUBuffer; lists: SparseLists; y: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label,
+    code: sparseSrc,
+    entry: "spmm_cols",
+    constants: consts(s),
+    buffers: [b.F, null, null, b.lists.colIdx, b.lists.colCnt, b.y, b.out],
+    groups: groupsFor(s.m),
+  });
+}
+
+/**
+ * out [B, m] = (X·Yᵀ + S[scalarIdx]) on the active entries of each row, 0 elsewhere (X [B, d],
+ * Y [m, d]).
+ */
+export function sddmmRowsKernel(
+  gpu: Gpu,
+  label: string,
+  s: SparseShape,
+  scalarIdx: number,
+  b: { lists: SparseLists; x: GPUBuffer; y: GPUBuffer; s: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const slots: (GPUBuffer | null)[] = [null, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y];
+  return kernel(gpu, {
+    label,
+    code: sparseSrc,
+    entry: "sddmm_rows",
+    constants: consts(s, { SCALAR_IDX: scalarIdx }),
+    buffers: [...slots, null, null, b.s, b.x, b.out],
+    groups: groupsFor(s.B),
+  });
+}
+
+/**
+ * The plan: a dispatch that counts f's active entries (from the CSR counts) and picks the sparse
+ * kernels when they are at most `maxDensity`·B·m, else the dense ones; and copies of `dense` and
+ * `sparse` that read their workgroup counts from the arguments it writes (zero for the path not
+ * taken). It adds 1 to `count.acc[count.index]` on a step that runs sparse.
+ */
+export async function planDispatches(
+  gpu: Gpu,
+  s: SparseShape,
+  lists: SparseLists,
+  maxDensity: number,
+  dense: readonly Dispatch[],
+  sparse: readonly Dispatch[],
+  count: { acc: GPUBuffer; index: number },
+): Promise<{ plan: Dispatch; dense: Dispatch[]; sparse: Dispatch[] }> {
+  const all = [...dense, ...sparse];
+  const n = all.length;
+  const table = new Uint32Array(4 * n);
+  all.forEach((d, i) => {
+    table.set(d.groups, 3 * i);
+    table[3 * n + i] = i < dense.length ? 0 : 1;
+  });
+  const tableBuf = gpu.upload("sparse plan table", table);
+  const args = gpu.buffer("sparse plan args", 3 * n * 4, GPUBufferUsage.INDIRECT);
+  const plan = await kernel(gpu, {
+    label: "sparse plan",
+    code: sparseSrc,
+    entry: "plan",
+    constants: consts(s, {
+      N_ARGS: n,
+      MAX_NNZ: Math.floor(maxDensity * s.B * s.m),
+      ACC_IDX: count.index,
+    }),
+    buffers: [
+      ...[null, null, null, null, lists.rowCnt],
+      ...Array(6).fill(null),
+      ...[tableBuf, args, count.acc],
+    ],
+    groups: [1, 1, 1],
+  });
+  const ind = all.map((d, i) => ({ ...d, indirect: { buffer: args, offset: 12 * i } }));
+  return { plan, dense: ind.slice(0, dense.length), sparse: ind.slice(dense.length) };
+}
+
+// --- Plain-TypeScript references ---------------------------------------------------------------
+
+/** CSR of the active (> 0) entries of f [B, m]. */
+export function csrReference(f: Float32Array, B: number, m: number): Uint32Array[] {
+  const rows: Uint32Array[] = [];
+  for (let r = 0; r < B; r++) {
+    const js: number[] = [];
+    for (let j = 0; j < m; j++) if (f[r * m + j] > 0) js.push(j);
+    rows.push(Uint32Array.from(js));
+  }
+  return rows;
+}
+
+/** CSC of the active entries of f [B, m]. */
+export function cscReference(f: Float32Array, B: number, m: number): Uint32Array[] {
+  const cols: Uint32Array[] = [];
+  for (let j = 0; j < m; j++) {
+    const rs: number[] = [];
+    for (let r = 0; r < B; r++) if (f[r * m + j] > 0) rs.push(r);
+    cols.push(Uint32Array.from(rs));
+  }
+  return cols;
+}
+
+/** f·Y + bias over f's active entries (f64 sums). */
+export function spmmRowsReference(
+  s: SparseShape,
+  f: Float32Array,
+  y: Float32Array,
+  bias: Float32Array,
+): Float32Array {
+  const out = new Float32Array(s.B * s.d);
+  for (let r = 0; r < s.B; r++) {
+    for (let n = 0; n < s.d; n++) {
+      let acc = 0;
+      for (let j = 0; j < s.m; j++) {
+        if (f[r * s.m + j] > 0) acc += f[r * s.m + j] * y[j * s.d + n];
+      }
+      out[r * s.d + n] = acc + bias[n];
+    }
+  }
+  return out;
+}
+
+/** Fᵀ·Y over the rows where f is active (F zero elsewhere gives the same as dense). */
+export function spmmColsReference(
+  s: SparseShape,
+  f: Float32Array,
+  F: Float32Array,
+  y: Float32Array,
+): Float32Array {
+  const out = new Float32Array(s.m * s.d);
+  for (let j = 0; j < s.m; j++) {
+    for (let n = 0; n < s.d; n++) {
+      let acc = 0;
+      for (let r = 0; r < s.B; r++) {
+        if (f[r * s.m + j] > 0) acc += F[r * s.m + j] * y[r * s.d + n];
+      }
+      out[j * s.d + n] = acc;
+    }
+  }
+  return out;
+}
+
+/** (X·Yᵀ + c) where f is active, 0 elsewhere. */
+export function sddmmReference(
+  s: SparseShape,
+  f: Float32Array,
+  x: Float32Array,
+  y: Float32Array,
+  c: number,
+): Float32Array {
+  const out = new Float32Array(s.B * s.m);
+  for (let r = 0; r < s.B; r++) {
+    for (let j = 0; j < s.m; j++) {
+      if (!(f[r * s.m + j] > 0)) continue;
+      let acc = 0;
+      for (let n = 0; n < s.d; n++) acc += x[r * s.d + n] * y[j * s.d + n];
+      out[r * s.m + j] = acc + c;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../../src/config.ts";
+import { getGpu } from "../../src/gpu/device.ts";
+import { initWeights, PARAM_NAMES } from "../../src/sae/model.ts";
+import { Session } from "../../src/sae/session.ts";
+import { Rng } from "../../src/rng.ts";
+import { assertClose, randArray } from "../helpers/check.ts";
+
+/** Five steps from a fixed start on fixed batches; weights, metrics and the dispatch labels. */
+async function fiveSteps(cfg: TrainConfig) {
+  const gpu = await getGpu();
+  const rng = new Rng(8);
+  const w = initWeights(cfg.d_in, cfg.d_sae, 3, randArray(rng, cfg.d_in, -0.2, 0.2));
+  const session = await Session.create(gpu, cfg, w, 1);
+  const before = { ...gpu.counters };
+  for (let i = 0; i < 5; i++) await session.step(randArray(rng, cfg.batch * cfg.d_in, -1, 1));
+  await session.sync();
+  const during = { ...gpu.counters };
+  const out = {
+    w: await session.readWeights(),
+    m: (await session.readMetrics()).metrics,
+    labels: session.dispatchLabels(),
+  };
+  // The plan chooses on the GPU: no readback, buffer, pipeline or bind group inside the steps.
+  assert.deepEqual(during, { ...before, submits: before.submits + 5 });
+  return out;
+}
+
+for (const variant of ["baseline", "paper"] as const) {
+  Deno.test(`sparse latents: a ${variant} run matches the dense one (always sparse vs never)`, async () => {
+    const base = mergeConfig(DEFAULT_CONFIG, {
+      variant,
+      d_in: 24,
+      d_sae: 72,
+      batch: 40,
+      lr: 1e-3,
+      l1: 1,
+      recon_only_steps: 1,
+      lambda_ortho: 0.1,
+    });
+    const dense = await fiveSteps({ ...base, sparse_max_density: 0 });
+    const sparse = await fiveSteps({ ...base, sparse_max_density: 1 });
+    assert.ok(
+      !dense.labels.some((l) => l.includes("sparse")),
+      "density 0 must build no sparse path",
+    );
+    for (const k of ["decode sparse", "dW_dec sparse", "dW_enc sparse", "sparse plan"]) {
+      assert.ok(sparse.labels.includes(k), `${k} missing from ${sparse.labels}`);
+    }
+    // The baseline also replaces dF; the paper variant needs its dense raw gradient.
+    assert.equal(sparse.labels.includes("dF sparse"), variant === "baseline");
+    for (const n of PARAM_NAMES) assertClose(sparse.w[n], dense.w[n], 1e-4, n);
+    // Which path ran (the plan counts sparse steps). The sparse decode and weight gradients sum
+    // in the same order as the small dense GEMMs here (ascending latent / row, one FMA each), so
+    // the paper variant's weights can come out bit-identical; the count is the evidence.
+    assert.equal(dense.m.sparse_fraction, 0);
+    assert.equal(sparse.m.sparse_fraction, 1);
+    for (const k of ["loss", "l0", "explained_variance"] as const) {
+      assert.ok(Math.abs(sparse.m[k] - dense.m[k]) <= 1e-4 * Math.max(1, Math.abs(dense.m[k])), k);
+    }
+  });
+}
+
+Deno.test("sparse latents: a density limit between the steps' densities runs both paths", async () => {
+  // A large L1 step size makes f sparser step by step; a limit between the first and the last
+  // step's density makes the plan switch path mid-run, and the run must still track the dense one.
+  const base = mergeConfig(DEFAULT_CONFIG, {
+    d_in: 24,
+    d_sae: 72,
+    batch: 40,
+    lr: 3e-2,
+    l1: 3,
+    warmup_steps: 0,
+  });
+  const gpu = await getGpu();
+  const rng = new Rng(8);
+  const w = initWeights(base.d_in, base.d_sae, 3, randArray(rng, base.d_in, -0.2, 0.2));
+  const session = await Session.create(gpu, { ...base, sparse_max_density: 0 }, w, 1);
+  const densities: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await session.step(randArray(rng, base.batch * base.d_in, -1, 1));
+    densities.push((await session.readMetrics()).metrics.l0 / base.d_sae);
+  }
+  const limit = (Math.max(...densities) + Math.min(...densities)) / 2;
+  assert.ok(Math.max(...densities) - Math.min(...densities) > 0.02, `${densities}`);
+  const dense = await fiveSteps({ ...base, sparse_max_density: 0 });
+  const mixed = await fiveSteps({ ...base, sparse_max_density: limit });
+  for (const n of PARAM_NAMES) assertClose(mixed.w[n], dense.w[n], 1e-4, n);
+  assert.ok(
+    mixed.m.sparse_fraction > 0 && mixed.m.sparse_fraction < 1,
+    `sparse on ${mixed.m.sparse_fraction} of the steps (densities ${densities}, limit ${limit})`,
+  );
+});

@@ -1,0 +1,174 @@
+// Sparse latents: the step's products with f (and dL/dpre, which is zero wherever f is) done over
+// the active entries only, once few latents fire. src/kernels/sparse.ts builds them; every list is
+// in increasing index order, so the sums run in a fixed order (same seed, same result).
+//
+//   csr_rows:  per row r of F [R, M]: cnt[r] = #{j : F[r,j] > 0}, idx[r·M ..] = those j, ascending
+//   csc_cols:  per column j of F:     cnt[j] = #{r : F[r,j] > 0}, idx[j·R ..] = those r, ascending
+//   spmm_rows: O[r, :] = Σ_{j in row r} F[r,j]·Y[j, :] + bias          (x̂ = f·W_dec + b_dec)
+//   spmm_cols: O[j, :] = Σ_{r in col j} F[r,j]·Y[r, :]                 (dW = Fᵀ·Y, F = f or dpre)
+//   sddmm_rows: F[r, :] = 0 except, for j in row r of the CSR,
+//              F[r,j] = Σ_n X[r,n]·Y[j,n] + S[SCALAR_IDX]               (dL/dpre = (dx̂·W_decᵀ + λ1/B)·1[f>0])
+//   plan:      nnz = Σ_r cnt[r]; sparse = nnz ≤ MAX_NNZ; args[i] = table[i] where the dispatch's
+//              mode (0 dense, 1 sparse) is the chosen one, else 0 (indirect dispatch arguments);
+//              acc[ACC_IDX] += 1 when sparse (the logged fraction of sparse steps)
+// Rows of Y and O are D4 vec4s long (the width is a multiple of 4).
+
+override R: u32 = 1u;  // rows of F (the batch)
+override M: u32 = 1u;  // columns of F (d_sae)
+override D4: u32 = 1u; // vec4s per row of Y and O
+override SCALAR_IDX: u32 = 0u;
+override N_ARGS: u32 = 1u; // indirect dispatches the plan writes
+override MAX_NNZ: f32 = 0.0;
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> F: array<f32>;
+@group(0) @binding(1) var<storage, read_write> idx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> cnt: array<u32>;
+@group(0) @binding(3) var<storage, read> lidx: array<u32>; // a CSR or CSC index list
+@group(0) @binding(4) var<storage, read> lcnt: array<u32>; // and its counts
+@group(0) @binding(5) var<storage, read> Y4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> O4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> S: array<f32>;
+@group(0) @binding(9) var<storage, read> X4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> Fw: array<f32>;
+@group(0) @binding(11) var<storage, read> table: array<u32>; // [N_ARGS·3] counts, then [N_ARGS] modes
+@group(0) @binding(12) var<storage, read_write> args: array<u32>;
+@group(0) @binding(13) var<storage, read_write> acc: array<f32>; // metric accumulators
+override ACC_IDX: u32 = 0u; // the slot counting sparse steps
+
+var<workgroup> part: array<u32, WG>;
+
+// One workgroup per row r (folded: r = w.x + w.y · nw.x); each invocation counts a contiguous
+// segment of the row, the segments' offsets come from a scan of the counts.
+@compute @workgroup_size(WG)
+fn csr_rows(
+  @builtin(workgroup_id) w: vec3<u32>,
+  @builtin(num_workgroups) nw: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let r = w.x + w.y * nw.x;
+  let seg = (M + WG - 1u) / WG;
+  let j0 = min(t * seg, M);
+  let j1 = min(j0 + seg, M);
+  var c = 0u;
+  if (r < R) {
+    for (var j = j0; j < j1; j++) {
+      if (F[r * M + j] > 0.0) { c++; }
+    }
+  }
+  part[t] = c;
+  workgroupBarrier();
+  if (r >= R) { return; }
+  var off = 0u;
+  for (var i = 0u; i < t; i++) { off += part[i]; }
+  if (t == WG - 1u) { cnt[r] = off + c; }
+  var o = r * M + off;
+  for (var j = j0; j < j1; j++) {
+    if (F[r * M + j] > 0.0) {
+      idx[o] = j;
+      o++;
+    }
+  }
+}
+
+// One invocation per column j.
+@compute @workgroup_size(WG)
+fn csc_cols(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let j = g.x + g.y * nw.x * WG;
+  if (j >= M) { return; }
+  var c = 0u;
+  for (var r = 0u; r < R; r++) {
+    if (F[r * M + j] > 0.0) {
+      idx[j * R + c] = r;
+      c++;
+    }
+  }
+  cnt[j] = c;
+}
+
+// One workgroup per output row r; invocations stride over its vec4s.
+@compute @workgroup_size(WG)
+fn spmm_rows(
+  @builtin(workgroup_id) w: vec3<u32>,
+  @builtin(num_workgroups) nw: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  let n = lcnt[r];
+  for (var c4 = t; c4 < D4; c4 += WG) {
+    var acc = vec4<f32>();
+    for (var e = 0u; e < n; e++) {
+      let j = lidx[r * M + e];
+      acc = fma(vec4<f32>(F[r * M + j]), Y4[j * D4 + c4], acc);
+    }
+    O4[r * D4 + c4] = acc + bias4[c4];
+  }
+}
+
+// One workgroup per output row j (a column of F).
+@compute @workgroup_size(WG)
+fn spmm_cols(
+  @builtin(workgroup_id) w: vec3<u32>,
+  @builtin(num_workgroups) nw: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let j = w.x + w.y * nw.x;
+  if (j >= M) { return; }
+  let n = lcnt[j];
+  for (var c4 = t; c4 < D4; c4 += WG) {
+    var acc = vec4<f32>();
+    for (var e = 0u; e < n; e++) {
+      let r = lidx[j * R + e];
+      acc = fma(vec4<f32>(F[r * M + j]), Y4[r * D4 + c4], acc);
+    }
+    O4[j * D4 + c4] = acc;
+  }
+}
+
+// One workgroup per row r: zero the row, then one invocation per listed entry computes its dot
+// product (X row r is the same for all of them).
+@compute @workgroup_size(WG)
+fn sddmm_rows(
+  @builtin(workgroup_id) w: vec3<u32>,
+  @builtin(num_workgroups) nw: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  for (var j = t; j < M; j += WG) { Fw[r * M + j] = 0.0; }
+  storageBarrier();
+  let n = lcnt[r];
+  for (var e = t; e < n; e += WG) {
+    let j = lidx[r * M + e];
+    var acc = vec4<f32>();
+    for (var c4 = 0u; c4 < D4; c4++) {
+      acc = fma(X4[r * D4 + c4], Y4[j * D4 + c4], acc);
+    }
+    Fw[r * M + j] = (acc.x + acc.y) + (acc.z + acc.w) + S[SCALAR_IDX];
+  }
+}
+
+var<workgroup> total: array<u32, WG>;
+
+// One workgroup: chooses the path for this step and writes the indirect dispatch arguments.
+@compute @workgroup_size(WG)
+fn plan(@builtin(local_invocation_index) t: u32) {
+  var s = 0u;
+  for (var r = t; r < R; r += WG) { s += lcnt[r]; }
+  total[t] = s;
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    if (t < h) { total[t] += total[t + h]; }
+    workgroupBarrier();
+  }
+  let mode = select(0u, 1u, f32(total[0]) <= MAX_NNZ);
+  if (t == 0u) { acc[ACC_IDX] += f32(mode); }
+  for (var i = t; i < N_ARGS; i += WG) {
+    let on = table[3u * N_ARGS + i] == mode;
+    for (var c = 0u; c < 3u; c++) {
+      args[3u * i + c] = select(0u, table[3u * i + c], on);
+    }
+  }
+}
