@@ -7,6 +7,7 @@
  *   deno task bench:peer --batch 256 --d-in 64 --d-sae 512
  *   deno task bench:peer --device cuda                    # PyTorch on the GPU (where it has CUDA)
  *   deno task bench:peer --steps 9 --warmup 3 --threads 1 # threads: PyTorch's (default: all CPUs)
+ *   deno task bench:peer --density 0.01                   # ~41 of 4096 latents active per row
  *
  * Installs nothing: it looks for a python3 that imports torch (`python3`, then /usr/bin/python3)
  * and skips with a one-line hint when there is none. Debian's python3-torch calls whatever
@@ -23,6 +24,8 @@ import { Session } from "../src/sae/session.ts";
 /** What bench/peer_torch.py prints. */
 export interface TorchResult {
   torch_version: string;
+  /** Mean active latents per row after the timed steps. */
+  l0: number;
   device: string;
   threads: number;
   blas: string;
@@ -65,6 +68,34 @@ export async function runTorchStep(python: string, args: string[]): Promise<Torc
   return JSON.parse(text.split("\n").at(-1)!);
 }
 
+/**
+ * b_enc with each latent's bias at minus the (1 − density) quantile of its pre-activations on
+ * x [B, d] (W_enc [m, d]), so each fires on about `density` of the rows; as peer_torch.py does.
+ */
+export function densityBias(
+  x: Float32Array,
+  wEnc: Float32Array,
+  B: number,
+  d: number,
+  m: number,
+  density: number,
+): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(m);
+  const col = new Float64Array(B);
+  for (let j = 0; j < m; j++) {
+    for (let r = 0; r < B; r++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += x[r * d + k] * wEnc[j * d + k];
+      col[r] = s;
+    }
+    col.sort();
+    // Linear interpolation between order statistics, as torch.quantile.
+    const pos = (1 - density) * (B - 1), lo = Math.floor(pos), hi = Math.min(lo + 1, B - 1);
+    out[j] = -(col[lo] + (pos - lo) * (col[hi] - col[lo]));
+  }
+  return out;
+}
+
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 if (import.meta.main) {
@@ -76,6 +107,16 @@ if (import.meta.main) {
     .option("--warmup <n>", "untimed steps before the timed ones (both sides)", "2")
     .option("--threads <n>", "PyTorch CPU threads (default: all CPUs)")
     .option("--device <d>", "PyTorch device", "cpu")
+    .option("--sparse <p>", "our sparse_max_density (default: the config default)")
+    .option(
+      "--lr <x>",
+      "learning rate of both sides (default: the config's; 1e-9 with --density, which keeps the " +
+        "density where it was set: a step's work does not depend on lr)",
+    )
+    .option(
+      "--density <p>",
+      "start with b_enc set so each latent fires on about this fraction of the rows (both sides)",
+    )
     .parse(Deno.args, { from: "user" })
     .opts();
   const [B, d, m, steps, warmup] = [o.batch, o.dIn, o.dSae, o.steps, o.warmup].map(Number);
@@ -87,10 +128,19 @@ if (import.meta.main) {
     );
     Deno.exit(0);
   }
-  const cfg = mergeConfig(DEFAULT_CONFIG, { variant: "baseline", batch: B, d_in: d, d_sae: m });
+  const cfg = mergeConfig(DEFAULT_CONFIG, {
+    variant: "baseline",
+    batch: B,
+    d_in: d,
+    d_sae: m,
+    ...(o.sparse ? { sparse_max_density: Number(o.sparse) } : {}),
+    ...(o.lr ? { lr: Number(o.lr) } : o.density !== undefined ? { lr: 1e-9 } : {}),
+  });
   const gpu = await getGpu();
-  const session = await Session.create(gpu, cfg, initWeights(d, m, 1, new Float32Array(d)), 1);
   const x = new Float32Array(B * d).map((_, i) => Math.sin(i));
+  const w = initWeights(d, m, 1, new Float32Array(d));
+  if (o.density !== undefined) w.bEnc = densityBias(x, w.wEnc, B, d, m, Number(o.density));
+  const session = await Session.create(gpu, cfg, w, 1);
   for (let i = 0; i < warmup; i++) await session.step(x);
   await session.sync();
   const ours: number[] = [];
@@ -112,7 +162,9 @@ if (import.meta.main) {
     `--l1=${cfg.l1}`,
     `--lr=${cfg.lr}`,
     `--weight-decay=${cfg.weight_decay}`,
+    ...(o.density !== undefined ? [`--density=${o.density}`] : []),
   ]);
+  const ourMetrics = (await session.readMetrics()).metrics;
   const oursS = median(ours);
   const gflop = 6 * B * d * m / 1e9;
   const row = (who: string, s: number) =>
@@ -128,6 +180,13 @@ if (import.meta.main) {
     ),
   );
   console.log(`PyTorch BLAS: ${torch.blas}`);
+  console.log(
+    `active latents per row: ours ${ourMetrics.l0.toFixed(1)} (sparse kernels on ${
+      (100 * ourMetrics.sparse_fraction).toFixed(0)
+    }% of the steps, sparse_max_density ${cfg.sparse_max_density}), PyTorch ${
+      torch.l0.toFixed(1)
+    } (dense)`,
+  );
   console.log(`ratio ours / PyTorch: ${(oursS / torch.median_s).toFixed(2)} (≤ 1.0: no slower)`);
   const spread = (v: number[]) =>
     `${(Math.min(...v) * 1000).toFixed(1)}–${(Math.max(...v) * 1000).toFixed(1)} ms`;

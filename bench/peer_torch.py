@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--l1", type=float, default=0.3)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-2)
+    ap.add_argument("--density", type=float, default=None,
+                    help="set b_enc so each latent fires on about this fraction of the rows")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
@@ -56,6 +58,12 @@ def main() -> None:
     }
     opt = torch.optim.AdamW(params.values(), lr=a.lr, weight_decay=a.weight_decay, eps=1e-8)
     x = torch.sin(torch.arange(B * d, dtype=torch.float32)).reshape(B, d).to(dev)
+    if a.density is not None:
+        # b_enc_j = -(the (1 - density) quantile of latent j's pre-activations on this batch),
+        # as bench/peer.ts does for ours: about density·d_sae latents fire per row.
+        with torch.no_grad():
+            pre = x @ params["w_enc"].T
+            params["b_enc"] -= torch.quantile(pre, 1 - a.density, dim=0)
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -85,7 +93,11 @@ def main() -> None:
         step()
         sync()
         times.append(time.perf_counter() - t0)
+    with torch.no_grad():
+        p = params
+        l0 = (torch.relu((x - p["b_dec"]) @ p["w_enc"].T + p["b_enc"]) > 0).sum(dim=1)
     print(json.dumps({
+        "l0": float(l0.float().mean()),
         "torch_version": torch.__version__,
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "threads": torch.get_num_threads(),

@@ -6,7 +6,7 @@
 //   csc_cols:  per column j of F:     cnt[j] = #{r : F[r,j] > 0}, idx[j·R ..] = those r, ascending
 //   spmm_rows: O[r, :] = Σ_{j in row r} F[r,j]·Y[j, :] + bias          (x̂ = f·W_dec + b_dec)
 //   spmm_cols: O[j, :] = Σ_{r in col j} F[r,j]·Y[r, :]                 (dW = Fᵀ·Y, F = f or dpre)
-//   sddmm_rows: F[r, :] = 0 except, for j in row r of the CSR,
+//   sddmm_rows: (after zero4 cleared F) for j in row r of the CSR,
 //              F[r,j] = Σ_n X[r,n]·Y[j,n] + S[SCALAR_IDX]               (dL/dpre = (dx̂·W_decᵀ + λ1/B)·1[f>0])
 //   plan:      nnz = Σ_r cnt[r]; sparse = nnz ≤ MAX_NNZ; args[i] = table[i] where the dispatch's
 //              mode (0 dense, 1 sparse) is the chosen one, else 0 (indirect dispatch arguments);
@@ -87,7 +87,22 @@ fn csc_cols(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups
   cnt[j] = c;
 }
 
-// One workgroup per output row r; invocations stride over its vec4s.
+// spmm_rows / spmm_cols: one workgroup per output row; invocation t owns the row's vec4s
+// t, t + WG, .. (up to CPL of them), all summed in one pass over the entry list, so each entry's
+// index and coefficient are loaded once per invocation.
+override CPL: u32 = 1u; // vec4s per invocation: ceil(D4 / WG), at most 4
+
+fn c4At(t: u32, i: u32) -> u32 {
+  return min(t + i * WG, D4 - 1u); // clamped: an idle slot re-reads the last vec4
+}
+
+fn storeRow(row: u32, t: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+  if (t < D4) { O4[row * D4 + t] = a0; }
+  if (CPL > 1u && t + WG < D4) { O4[row * D4 + t + WG] = a1; }
+  if (CPL > 2u && t + 2u * WG < D4) { O4[row * D4 + t + 2u * WG] = a2; }
+  if (CPL > 3u && t + 3u * WG < D4) { O4[row * D4 + t + 3u * WG] = a3; }
+}
+
 @compute @workgroup_size(WG)
 fn spmm_rows(
   @builtin(workgroup_id) w: vec3<u32>,
@@ -97,17 +112,26 @@ fn spmm_rows(
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
   let n = lcnt[r];
-  for (var c4 = t; c4 < D4; c4 += WG) {
-    var acc = vec4<f32>();
-    for (var e = 0u; e < n; e++) {
-      let j = lidx[r * M + e];
-      acc = fma(vec4<f32>(F[r * M + j]), Y4[j * D4 + c4], acc);
-    }
-    O4[r * D4 + c4] = acc + bias4[c4];
+  let c0 = c4At(t, 0u);
+  let c1 = c4At(t, 1u);
+  let c2 = c4At(t, 2u);
+  let c3 = c4At(t, 3u);
+  var a0 = vec4<f32>();
+  var a1 = vec4<f32>();
+  var a2 = vec4<f32>();
+  var a3 = vec4<f32>();
+  for (var e = 0u; e < n; e++) {
+    let j = lidx[r * M + e];
+    let v = vec4<f32>(F[r * M + j]);
+    let y = j * D4;
+    a0 = fma(v, Y4[y + c0], a0);
+    if (CPL > 1u) { a1 = fma(v, Y4[y + c1], a1); }
+    if (CPL > 2u) { a2 = fma(v, Y4[y + c2], a2); }
+    if (CPL > 3u) { a3 = fma(v, Y4[y + c3], a3); }
   }
+  storeRow(r, t, a0 + bias4[c0], a1 + bias4[c1], a2 + bias4[c2], a3 + bias4[c3]);
 }
 
-// One workgroup per output row j (a column of F).
 @compute @workgroup_size(WG)
 fn spmm_cols(
   @builtin(workgroup_id) w: vec3<u32>,
@@ -117,18 +141,35 @@ fn spmm_cols(
   let j = w.x + w.y * nw.x;
   if (j >= M) { return; }
   let n = lcnt[j];
-  for (var c4 = t; c4 < D4; c4 += WG) {
-    var acc = vec4<f32>();
-    for (var e = 0u; e < n; e++) {
-      let r = lidx[j * R + e];
-      acc = fma(vec4<f32>(F[r * M + j]), Y4[r * D4 + c4], acc);
-    }
-    O4[j * D4 + c4] = acc;
+  let c0 = c4At(t, 0u);
+  let c1 = c4At(t, 1u);
+  let c2 = c4At(t, 2u);
+  let c3 = c4At(t, 3u);
+  var a0 = vec4<f32>();
+  var a1 = vec4<f32>();
+  var a2 = vec4<f32>();
+  var a3 = vec4<f32>();
+  for (var e = 0u; e < n; e++) {
+    let r = lidx[j * R + e];
+    let v = vec4<f32>(F[r * M + j]);
+    let y = r * D4;
+    a0 = fma(v, Y4[y + c0], a0);
+    if (CPL > 1u) { a1 = fma(v, Y4[y + c1], a1); }
+    if (CPL > 2u) { a2 = fma(v, Y4[y + c2], a2); }
+    if (CPL > 3u) { a3 = fma(v, Y4[y + c3], a3); }
   }
+  storeRow(j, t, a0, a1, a2, a3);
 }
 
-// One workgroup per row r: zero the row, then one invocation per listed entry computes its dot
-// product (X row r is the same for all of them).
+// zero4: O4[i] = 0 for i < D4 (one invocation per vec4): clears dL/dpre before sddmm_rows.
+@compute @workgroup_size(WG)
+fn zero4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = g.x + g.y * nw.x * WG;
+  if (i < D4) { O4[i] = vec4<f32>(); }
+}
+
+// One workgroup per row r (zeroed before by zero4): one invocation per listed entry computes its
+// dot product (X row r is the same for all of them).
 @compute @workgroup_size(WG)
 fn sddmm_rows(
   @builtin(workgroup_id) w: vec3<u32>,
@@ -137,7 +178,9 @@ fn sddmm_rows(
 ) {
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
-  for (var j = t; j < M; j += WG) { Fw[r * M + j] = 0.0; }
+  // zero4 cleared whole vec4s: the last row clears the R·M % 4 floats after them.
+  let tail = (R * M) % 4u;
+  if (r == R - 1u && t < tail) { Fw[R * M - 1u - t] = 0.0; }
   storageBarrier();
   let n = lcnt[r];
   for (var e = t; e < n; e += WG) {

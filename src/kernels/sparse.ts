@@ -34,9 +34,9 @@ export interface SparseShape {
   d: number;
 }
 
-/** Whether the sparse kernels can take this shape (rows of Y and O in vec4s). */
+/** Whether the sparse kernels can take this shape (rows of Y and O in vec4s, at most 1024 of them). */
 export function sparseOk(s: SparseShape): boolean {
-  return s.d % 4 === 0;
+  return s.d % 4 === 0 && s.d <= SPARSE_MAX_D;
 }
 
 export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
@@ -48,8 +48,14 @@ export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
   };
 }
 
+/** Invocations per workgroup of the row kernels (wgsl/sparse.wgsl's WG). */
+const WG = 64;
+
+/** Widest row the spmm kernels take: 4 vec4s per invocation. */
+export const SPARSE_MAX_D = 4 * 4 * WG;
+
 function consts(s: SparseShape, extra: Record<string, number> = {}): Record<string, number> {
-  return { R: s.B, M: s.m, D4: s.d / 4, ...extra };
+  return { R: s.B, M: s.m, D4: s.d / 4, CPL: Math.ceil(s.d / 4 / WG), ...extra };
 }
 
 /** CSR lists of f's active (> 0) entries. */
@@ -122,24 +128,35 @@ export function spmmColsKernel(
 
 /**
  * out [B, m] = (X·Yᵀ + S[scalarIdx]) on the active entries of each row, 0 elsewhere (X [B, d],
- * Y [m, d]).
+ * Y [m, d]): two dispatches, a vec4 clear of `out` and the products.
  */
-export function sddmmRowsKernel(
+export async function sddmmRowsKernels(
   gpu: Gpu,
   label: string,
   s: SparseShape,
   scalarIdx: number,
   b: { lists: SparseLists; x: GPUBuffer; y: GPUBuffer; s: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const slots: (GPUBuffer | null)[] = [null, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y];
-  return kernel(gpu, {
-    label,
-    code: sparseSrc,
-    entry: "sddmm_rows",
-    constants: consts(s, { SCALAR_IDX: scalarIdx }),
-    buffers: [...slots, null, null, b.s, b.x, b.out],
-    groups: groupsFor(s.B),
-  });
+  const n4 = Math.floor(s.B * s.m / 4); // sddmm_rows clears the remaining floats
+  return [
+    await kernel(gpu, {
+      label: `${label} clear`,
+      code: sparseSrc,
+      entry: "zero4",
+      constants: { D4: n4 },
+      buffers: [...Array(6).fill(null), b.out],
+      groups: groupsFor(n4, WG),
+    }),
+    await kernel(gpu, {
+      label,
+      code: sparseSrc,
+      entry: "sddmm_rows",
+      constants: consts(s, { SCALAR_IDX: scalarIdx }),
+      buffers: [...slots, null, null, b.s, b.x, b.out],
+      groups: groupsFor(s.B),
+    }),
+  ];
 }
 
 /**

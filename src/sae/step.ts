@@ -37,7 +37,7 @@ import {
   cscColsKernel,
   csrRowsKernel,
   planDispatches,
-  sddmmRowsKernel,
+  sddmmRowsKernels,
   type SparseLists,
   type SparseShape,
   spmmColsKernel,
@@ -295,15 +295,13 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     const sp = {
       decode: [sparse.decode],
       dF: sparseDF
-        ? [
-          await sddmmRowsKernel(gpu, "dF sparse", shape, STATE_INDEX.l1_coef, {
-            lists,
-            x: bufs.dxhat,
-            y: P.wDec.p,
-            s: bufs.state,
-            out: bufs.dpre,
-          }),
-        ]
+        ? await sddmmRowsKernels(gpu, "dF sparse", shape, STATE_INDEX.l1_coef, {
+          lists,
+          x: bufs.dxhat,
+          y: P.wDec.p,
+          s: bufs.state,
+          out: bufs.dpre,
+        })
         : [],
       dWdec: [
         await cscColsKernel(gpu, shape, bufs.f, lists),

@@ -9,7 +9,7 @@ import {
   csrRowsKernel,
   planDispatches,
   sddmmReference,
-  sddmmRowsKernel,
+  sddmmRowsKernels,
   type SparseShape,
   spmmColsKernel,
   spmmColsReference,
@@ -34,6 +34,7 @@ const cases: [SparseShape, number][] = [
   [{ B: 9, m: 70, d: 260 }, 1],
   [{ B: 5, m: 29, d: 4 }, 0],
   [{ B: 70, m: 300, d: 8 }, 0.02],
+  [{ B: 6, m: 40, d: 900 }, 0.3], // 225 vec4s per row: 4 per invocation, the last ones partial
 ];
 
 /** The lists of one row/column out of a [n, cap] index buffer and its counts. */
@@ -84,7 +85,7 @@ for (const [s, density] of cases) {
       await cscColsKernel(gpu, s, fb, l),
       await spmmRowsKernel(gpu, "decode", s, { f: fb, lists: l, y: wb, bias: bb, out: xhat }),
       await spmmColsKernel(gpu, "dW", s, { F: Fb, lists: l, y: xb, out: dW }),
-      await sddmmRowsKernel(gpu, "dF", s, 1, { lists: l, x: xb, y: wb, s: sb, out: dpre }),
+      ...await sddmmRowsKernels(gpu, "dF", s, 1, { lists: l, x: xb, y: wb, s: sb, out: dpre }),
     ]);
     const [gx, gw, gd] = await gpu.readMany([{ buf: xhat }, { buf: dW }, { buf: dpre }]);
     assertClose(gx, spmmRowsReference(s, f, wDec, bias), 1e-5, `${name} spmm rows`);
