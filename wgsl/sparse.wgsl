@@ -37,7 +37,47 @@ const WG: u32 = 64u;
 @group(0) @binding(13) var<storage, read_write> acc: array<f32>; // metric accumulators
 override ACC_IDX: u32 = 0u; // the slot counting sparse steps
 
+@group(0) @binding(14) var<storage, read> F4: array<vec4<f32>>; // F as vec4s (M % 4 == 0)
+
 var<workgroup> part: array<u32, WG>;
+
+fn nActive(v: vec4<f32>) -> u32 {
+  return u32(v.x > 0.0) + u32(v.y > 0.0) + u32(v.z > 0.0) + u32(v.w > 0.0);
+}
+
+// csr_rows4: csr_rows reading F a vec4 at a time (M % 4 == 0).
+@compute @workgroup_size(WG)
+fn csr_rows4(
+  @builtin(workgroup_id) w: vec3<u32>,
+  @builtin(num_workgroups) nw: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+  let r = w.x + w.y * nw.x;
+  let M4 = M / 4u;
+  let seg = (M4 + WG - 1u) / WG;
+  let q0 = min(t * seg, M4);
+  let q1 = min(q0 + seg, M4);
+  var c = 0u;
+  if (r < R) {
+    for (var q = q0; q < q1; q++) { c += nActive(F4[r * M4 + q]); }
+  }
+  part[t] = c;
+  workgroupBarrier();
+  if (r >= R) { return; }
+  var off = 0u;
+  for (var i = 0u; i < t; i++) { off += part[i]; }
+  if (t == WG - 1u) { cnt[r] = off + c; }
+  var o = r * M + off;
+  for (var q = q0; q < q1; q++) {
+    let v = F4[r * M4 + q];
+    for (var k = 0u; k < 4u; k++) {
+      if (v[k] > 0.0) {
+        idx[o] = 4u * q + k;
+        o++;
+      }
+    }
+  }
+}
 
 // One workgroup per row r (folded: r = w.x + w.y · nw.x); each invocation counts a contiguous
 // segment of the row, the segments' offsets come from a scan of the counts.

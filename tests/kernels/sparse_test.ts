@@ -27,7 +27,8 @@ function latents(rng: Rng, B: number, m: number, density: number): Float32Array 
 }
 
 // Awkward sizes (no dimension a multiple of the 64-wide workgroups), one with an all-zero f, one
-// fully dense, one with m < 64 (idle invocations in the row scan).
+// fully dense, one with m < 64 (idle invocations in the row scan); m % 4 == 0 and not (the lists
+// are built a vec4 at a time when it is).
 const cases: [SparseShape, number][] = [
   [{ B: 37, m: 133, d: 20 }, 0.05],
   [{ B: 37, m: 133, d: 20 }, 0.5],
@@ -35,6 +36,7 @@ const cases: [SparseShape, number][] = [
   [{ B: 5, m: 29, d: 4 }, 0],
   [{ B: 70, m: 300, d: 8 }, 0.02],
   [{ B: 6, m: 40, d: 900 }, 0.3], // 225 vec4s per row: 4 per invocation, the last ones partial
+  [{ B: 33, m: 516, d: 12 }, 0.1], // m % 4 == 0: the lists are built from vec4 loads
 ];
 
 /** The lists of one row/column out of a [n, cap] index buffer and its counts. */
