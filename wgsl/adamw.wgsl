@@ -37,3 +37,32 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let pi = p[j] * (1.0 - lr * WEIGHT_DECAY);
   p[j] = pi - lr * mhat / (sqrt(vhat) + EPS);
 }
+
+// main4: the same update four elements per invocation (N, OFF and I0 multiples of 4): on
+// llvmpipe every storage access is a per-lane loop, so vec4 accesses quarter their count.
+@group(0) @binding(0) var<storage, read_write> p4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> m4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> v4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn main4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = gid.x + gid.y * nw.x * WG; // vec4 index within this part
+  if (i >= N / 4u) { return; }
+  let j = OFF / 4u + i;
+  let gi = g4[j];
+  let mi = BETA1 * m4[j] + (1.0 - BETA1) * gi;
+  let vi = BETA2 * v4[j] + (1.0 - BETA2) * gi * gi;
+  m4[j] = mi;
+  v4[j] = vi;
+  let mhat = mi / (1.0 - st.b1t);
+  let vhat = vi / (1.0 - st.b2t);
+  var lr = vec4<f32>(st.lr);
+  if (ROW_LEN > 0u) {
+    let e = I0 + 4u * i;
+    lr *= vec4<f32>(lr_scale[e / ROW_LEN], lr_scale[(e + 1u) / ROW_LEN],
+                    lr_scale[(e + 2u) / ROW_LEN], lr_scale[(e + 3u) / ROW_LEN]);
+  }
+  let pi = p4[j] * (1.0 - lr * WEIGHT_DECAY);
+  p4[j] = pi - lr * mhat / (sqrt(vhat) + EPS);
+}

@@ -23,7 +23,8 @@ export interface AdamBuffers {
 
 /**
  * Builds the AdamW update of one parameter of `n` elements: one dispatch, or one per range of
- * elements when the parameter exceeds the storage-binding limit.
+ * elements when the parameter exceeds the storage-binding limit; four elements per invocation
+ * where the lengths allow (`opts.scalar` forces one, for tests).
  */
 export async function adamwKernel(
   gpu: Gpu,
@@ -33,6 +34,7 @@ export async function adamwKernel(
   b: AdamBuffers,
   state: GPUBuffer,
   lrScale?: { buf: GPUBuffer; rowLen: number },
+  opts: { scalar?: boolean } = {},
 ): Promise<Dispatch[]> {
   const whole = n * 4 <= gpu.maxBinding;
   const parts = whole ? [[0, n]] : ranges(n, viewElems(gpu), 4);
@@ -40,10 +42,13 @@ export async function adamwKernel(
   for (const [i0, i1] of parts) {
     const v = (buf: GPUBuffer) => whole ? { binding: buf, off: 0 } : view(gpu, buf, i0, i1 - i0);
     const [p, g, m, vv] = [b.p, b.g, b.m, b.v].map(v);
+    // Four elements per invocation where the part allows (every SAE weight with d_in % 4 == 0).
+    const v4 = (i1 - i0) % 4 === 0 && p.off % 4 === 0 && i0 % 4 === 0 && !opts.scalar;
     out.push(
       await kernel(gpu, {
         label: `adamw ${label}`,
         code: STATE_WGSL + adamwSrc,
+        entry: v4 ? "main4" : "main",
         constants: {
           N: i1 - i0,
           BETA1: s.beta1,
@@ -55,7 +60,7 @@ export async function adamwKernel(
           I0: i0,
         },
         buffers: [p.binding, g.binding, m.binding, vv.binding, state, lrScale?.buf ?? gpu.dummy()],
-        groups: groupsFor(i1 - i0, 64),
+        groups: groupsFor(v4 ? (i1 - i0) / 4 : i1 - i0, 64),
       }),
     );
   }
