@@ -43,6 +43,14 @@ for s in "${steps[@]}"; do
   peer)
     run peer-4096 deno task bench:peer --device cuda --steps 20
     run peer-paper deno task bench:peer --device cuda --batch 2048 --d-in 2304 --d-sae 2304 --steps 20
+    # Where the sparse-latent kernels stop paying on this GPU (sparse_max_density's default was
+    # measured on lavapipe): the step at fixed densities, sparse forced on and off.
+    for dens in 0.005 0.01 0.02 0.05; do
+      for sp in 1 0; do
+        run "peer-density-$dens-sparse-$sp" deno task bench:peer --device cuda --steps 20 \
+          --density "$dens" --sparse "$sp"
+      done
+    done
     ;;
   scale)
     run scale-paper deno task scale --d-in 2304 --d-sae 2304 --batch 2048 --variant paper --steps 20

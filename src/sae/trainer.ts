@@ -162,7 +162,7 @@ function fmtLine(step: number, total: number, sps: number, m: StepMetrics): stri
   return `step ${step}/${total} | ${sps.toFixed(1)} steps/s | loss ${m.loss.toFixed(4)} | ` +
     `L0 ${m.l0.toFixed(2)} | EV ${m.explained_variance.toFixed(4)} | dead ${
       (100 * m.dead_fraction).toFixed(1)
-    }%`;
+    }%` + (m.sparse_fraction > 0 ? ` | sparse ${(100 * m.sparse_fraction).toFixed(0)}%` : "");
 }
 
 /** The command that continues a run. */
