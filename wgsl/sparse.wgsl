@@ -6,6 +6,8 @@
 //   csc_cols:  per column j of F:     cnt[j] = #{r : F[r,j] > 0}, idx[j·R ..] = those r, ascending
 //   spmm_rows: O[r, :] = Σ_{j in row r} F[r,j]·Y[j, :] + bias          (x̂ = f·W_dec + b_dec)
 //   spmm_cols: O[j, :] = Σ_{r in col j} F[r,j]·Y[r, :]                 (dW = Fᵀ·Y, F = f or dpre)
+//   col_stats: per column j of the CSC: fires, Σ F and Σ dL/dpre (the step's feature statistics
+//              and dL/db_enc)
 //   sddmm_rows: (after zero4 cleared F) for j in row r of the CSR,
 //              F[r,j] = Σ_n X[r,n]·Y[j,n] + S[SCALAR_IDX]               (dL/dpre = (dx̂·W_decᵀ + λ1/B)·1[f>0])
 //   plan:      nnz = Σ_r cnt[r]; sparse = nnz ≤ MAX_NNZ; args[i] = table[i] where the dispatch's
@@ -231,6 +233,33 @@ fn sddmm_rows(
     }
     Fw[r * M + j] = (acc.x + acc.y) + (acc.z + acc.w) + S[SCALAR_IDX];
   }
+}
+
+// col_stats (src/kernels/sparse.ts prepends wgsl/state.wgsl): per latent j over its CSC list,
+// the feature statistics and dL/db_enc the dense step gets from full column passes:
+// stats[j] = (fires, Σ_r f[r,j]); db_enc[j] = Σ_r dpre[r,j]; last_fired[j] = step if it fired.
+@group(0) @binding(15) var<storage, read> Dp: array<f32>;              // dL/dpre [R, M]
+@group(0) @binding(16) var<storage, read_write> stats: array<f32>;     // [M, 2]
+@group(0) @binding(17) var<storage, read_write> db_enc: array<f32>;    // [M]
+@group(0) @binding(18) var<storage, read_write> last_fired: array<u32>; // [M]
+@group(0) @binding(19) var<storage, read> st: State;
+
+@compute @workgroup_size(WG)
+fn col_stats(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let j = g.x + g.y * nw.x * WG;
+  if (j >= M) { return; }
+  let n = lcnt[j];
+  var sf = 0.0;
+  var sd = 0.0;
+  for (var e = 0u; e < n; e++) {
+    let i = lidx[j * R + e] * M + j;
+    sf += F[i];
+    sd += Dp[i];
+  }
+  stats[2u * j] = f32(n);
+  stats[2u * j + 1u] = sf;
+  db_enc[j] = sd;
+  if (n > 0u) { last_fired[j] = st.step; }
 }
 
 var<workgroup> total: array<u32, WG>;

@@ -16,6 +16,10 @@
 import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { STATE_WGSL } from "../sae/state.ts";
+
+/** wgsl/sparse.wgsl needs the step state's struct (col_stats reads the step number). */
+const code = STATE_WGSL + sparseSrc;
 
 /** CSR (by row) and CSC (by latent) index lists of the active entries of f [B, m]. */
 export interface SparseLists {
@@ -68,7 +72,7 @@ export function csrRowsKernel(
   const v4 = s.m % 4 === 0;
   return kernel(gpu, {
     label: "sparse rows",
-    code: sparseSrc,
+    code,
     entry: v4 ? "csr_rows4" : "csr_rows",
     constants: consts(s),
     buffers: v4 ? [null, l.rowIdx, l.rowCnt, ...Array(11).fill(null), f] : [f, l.rowIdx, l.rowCnt],
@@ -87,7 +91,7 @@ export function cscColsKernel(
   // per-component branches and counters cost more than the loads saved.
   return kernel(gpu, {
     label: "sparse cols",
-    code: sparseSrc,
+    code,
     entry: "csc_cols",
     constants: consts(s),
     buffers: [f, l.colIdx, l.colCnt],
@@ -104,7 +108,7 @@ export function spmmRowsKernel(
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label,
-    code: sparseSrc,
+    code,
     entry: "spmm_rows",
     constants: consts(s),
     buffers: [b.f, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y, b.out, b.bias],
@@ -121,7 +125,7 @@ export function spmmColsKernel(
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label,
-    code: sparseSrc,
+    code,
     entry: "spmm_cols",
     constants: consts(s),
     buffers: [b.F, null, null, b.lists.colIdx, b.lists.colCnt, b.y, b.out],
@@ -145,7 +149,7 @@ export async function sddmmRowsKernels(
   return [
     await kernel(gpu, {
       label: `${label} clear`,
-      code: sparseSrc,
+      code,
       entry: "zero4",
       constants: { D4: n4 },
       buffers: [...Array(6).fill(null), b.out],
@@ -153,13 +157,45 @@ export async function sddmmRowsKernels(
     }),
     await kernel(gpu, {
       label,
-      code: sparseSrc,
+      code,
       entry: "sddmm_rows",
       constants: consts(s, { SCALAR_IDX: scalarIdx }),
       buffers: [...slots, null, null, b.s, b.x, b.out],
       groups: groupsFor(s.B),
     }),
   ];
+}
+
+/**
+ * Per latent over its CSC list: stats [m, 2] = (fires, Σ f), dbEnc [m] = Σ dL/dpre, and
+ * lastFired[j] = the step's number where it fired (the dense step's feature statistics and
+ * db_enc column sums, from the active rows only).
+ */
+export function colStatsKernel(
+  gpu: Gpu,
+  s: SparseShape,
+  b: {
+    f: GPUBuffer;
+    dpre: GPUBuffer;
+    lists: SparseLists;
+    stats: GPUBuffer;
+    dbEnc: GPUBuffer;
+    lastFired: GPUBuffer;
+    state: GPUBuffer;
+  },
+): Promise<Dispatch> {
+  return kernel(gpu, {
+    label: "sparse stats + db_enc",
+    code,
+    entry: "col_stats",
+    constants: consts(s),
+    buffers: [
+      ...[b.f, null, null, b.lists.colIdx, b.lists.colCnt],
+      ...Array(10).fill(null),
+      ...[b.dpre, b.stats, b.dbEnc, b.lastFired, b.state],
+    ],
+    groups: groupsFor(s.m, WG),
+  });
 }
 
 /**
@@ -188,7 +224,7 @@ export async function planDispatches(
   const args = gpu.buffer("sparse plan args", 3 * n * 4, GPUBufferUsage.INDIRECT);
   const plan = await kernel(gpu, {
     label: "sparse plan",
-    code: sparseSrc,
+    code,
     entry: "plan",
     constants: consts(s, {
       N_ARGS: n,

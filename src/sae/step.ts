@@ -34,6 +34,7 @@ import { type LossSpec, prepareKernel, residualKernel } from "../kernels/loss.ts
 import { bDecGradKernel, colSumKernel, featureStatsKernel } from "../kernels/reduce.ts";
 import { scheduleKernel } from "../kernels/schedule.ts";
 import {
+  colStatsKernel,
   cscColsKernel,
   csrRowsKernel,
   planDispatches,
@@ -286,12 +287,16 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
   // The sparse-latent path: the plan picks, on the GPU, the dense GEMMs or their sparse
   // replacements for this step. dF stays dense when a variant needs the raw gradient of every
   // latent (afterReconGrad).
+  const dbEnc = await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g);
   let forward = decode;
-  let products = [...dF, ...(hooks.afterReconGrad ?? []), ...dWdec, ...dWenc];
+  let products = [...dF, ...(hooks.afterReconGrad ?? []), ...dWdec, ...dWenc, ...dbEnc];
+  let featureStats = stats;
   if (sparse) {
     const { shape, lists } = sparse;
     const sparseDF = !hooks.afterReconGrad;
-    const dense = { decode, dF: sparseDF ? dF : [], dWdec, dWenc };
+    // Sparse: db_enc and the feature statistics both come from the CSC lists (one kernel, where
+    // db_enc runs); dense: the column sums, statistics at their usual place.
+    const dense = { decode, dF: sparseDF ? dF : [], dWdec, dWenc, dbEnc, stats };
     const sp = {
       decode: [sparse.decode],
       dF: sparseDF
@@ -320,6 +325,18 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
           out: P.wEnc.g,
         }),
       ],
+      dbEnc: [
+        await colStatsKernel(gpu, shape, {
+          f: bufs.f,
+          dpre: bufs.dpre,
+          lists,
+          stats: bufs.fstats,
+          dbEnc: P.bEnc.g,
+          lastFired: bufs.lastFired,
+          state: bufs.state,
+        }),
+      ],
+      stats: [],
     };
     const pl = await planned(ctx, sparse, dense, sp);
     forward = [sparse.csr, pl.plan, ...pl.dense.decode, ...pl.sparse.decode];
@@ -330,11 +347,13 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       ...pl.sparse.dWdec,
       ...pl.dense.dWenc,
       ...pl.sparse.dWenc,
+      ...pl.dense.dbEnc,
+      ...pl.sparse.dbEnc,
     ];
+    featureStats = pl.dense.stats;
   }
   const backward = [
     ...products,
-    ...await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g),
     ...await bDecGradKernel(gpu, B, d, m, cfg.apply_b_dec_to_input, {
       dxhat: bufs.dxhat,
       gBEnc: P.bEnc.g,
@@ -366,7 +385,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     ...forward,
     ...residual,
     ...backward,
-    ...stats,
+    ...featureStats,
     ...metrics,
     ...(hooks.beforeUpdate ?? []),
     ...update,

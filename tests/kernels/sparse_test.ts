@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
 import { type Dispatch, run } from "../../src/gpu/dispatch.ts";
+import { featureStatsReference } from "../../src/kernels/reduce.ts";
+import { packState } from "../../src/sae/state.ts";
 import {
   allocSparseLists,
+  colStatsKernel,
   cscColsKernel,
   cscReference,
   csrReference,
@@ -99,6 +102,47 @@ for (const [s, density] of cases) {
     for (const b of [fb, Fb, wb, bb, xb, sb, xhat, dW, dpre]) b.destroy();
   });
 }
+
+Deno.test("sparse column statistics (fires, Σf, db_enc, last fired) match the dense ones", async () => {
+  const gpu = await getGpu();
+  const s = { B: 45, m: 131, d: 4 };
+  const rng = new Rng(21);
+  const f = latents(rng, s.B, s.m, 0.03);
+  const dpre = randArray(rng, s.B * s.m).map((v, i) => f[i] > 0 ? v : 0);
+  const l = allocSparseLists(gpu, s);
+  const fb = gpu.upload("f", f), db = gpu.upload("dpre", dpre);
+  const stats = poisoned(gpu, "stats", 2 * s.m), dbEnc = poisoned(gpu, "db_enc", s.m);
+  const last = gpu.upload("last", new Uint32Array(s.m).fill(3));
+  const state = gpu.upload(
+    "st",
+    packState({ step: 9, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 }),
+  );
+  run(gpu, [
+    await cscColsKernel(gpu, s, fb, l),
+    await colStatsKernel(gpu, s, {
+      f: fb,
+      dpre: db,
+      lists: l,
+      stats,
+      dbEnc,
+      lastFired: last,
+      state,
+    }),
+  ]);
+  const [gs, gd] = await gpu.readMany([{ buf: stats }, { buf: dbEnc }]);
+  const ref = featureStatsReference(f, s.B, s.m);
+  assertClose(gs, ref, 1e-5, "stats");
+  const colSum = new Float32Array(s.m);
+  for (let r = 0; r < s.B; r++) for (let j = 0; j < s.m; j++) colSum[j] += dpre[r * s.m + j];
+  assertClose(gd, colSum, 1e-5, "db_enc");
+  const lf = await gpu.readU32(last);
+  let never = 0;
+  for (let j = 0; j < s.m; j++) {
+    assert.equal(lf[j], ref[2 * j] > 0 ? 9 : 3, `last fired ${j}`);
+    if (ref[2 * j] === 0) never++;
+  }
+  assert.ok(never > 0 && never < s.m, "some latents fire, some do not");
+});
 
 Deno.test("sparse plan: runs the sparse kernels up to the density limit, the dense ones above", async () => {
   const gpu = await getGpu();

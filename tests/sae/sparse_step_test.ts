@@ -55,7 +55,9 @@ for (const variant of ["baseline", "paper"] as const) {
     // the paper variant's weights can come out bit-identical; the count is the evidence.
     assert.equal(dense.m.sparse_fraction, 0);
     assert.equal(sparse.m.sparse_fraction, 1);
-    for (const k of ["loss", "l0", "explained_variance"] as const) {
+    for (
+      const k of ["loss", "l0", "explained_variance", "dense_fraction", "dead_fraction"] as const
+    ) {
       assert.ok(Math.abs(sparse.m[k] - dense.m[k]) <= 1e-4 * Math.max(1, Math.abs(dense.m[k])), k);
     }
   });
