@@ -27,9 +27,17 @@ import {
 } from "../src/kernels/gemm.ts";
 
 const gpu = await getGpu();
-console.log(
-  `timing: ${gpu.hasTimestamps ? "GPU timestamps, median of 5" : "host clock, best of 3"}`,
-);
+{
+  const probe = new Profiler(gpu, 1); // its clock: timestamps, or host clocks (lavapipe, none)
+  console.log(
+    `timing: ${
+      !gpu.hasTimestamps
+        ? "host clock, best of 3"
+        : `profiler (${probe.method}, per dispatch), median of 5`
+    }`,
+  );
+  probe.destroy();
+}
 const REPS = Number(Deno.env.get("GEMM_BENCH_REPS") ?? 2);
 const SCALAR = Deno.env.get("GEMM_BENCH_SCALAR") ?? "small";
 const SMALL_ONLY = Deno.env.get("GEMM_BENCH_SMALL") === "1";

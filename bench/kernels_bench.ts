@@ -28,6 +28,7 @@ import { orthoChunkRows } from "../src/kernels/paper.ts";
 import { copyKernel, fmaPeakKernel } from "../src/kernels/peak.ts";
 import { initWeights } from "../src/sae/model.ts";
 import { Session } from "../src/sae/session.ts";
+import { densityBias } from "./peer.ts";
 
 const gpu = await getGpu();
 const REPS_ENV = Deno.env.get("KERNELS_BENCH_REPS");
@@ -46,9 +47,7 @@ const copy = await copyKernel(gpu, COPY_N4, copySrc, copyDst);
 const peakProf = new Profiler(gpu, 2);
 /** One timing of each peak kernel: [GFLOP/s, GB/s]. */
 async function peakSample(): Promise<[number, number]> {
-  let [fmaMs, copyMs] = await peakProf.run([fma.dispatch, copy.dispatch]);
-  // NaN: the run on which the profiler gave up on this adapter's timestamps (src/gpu/profile.ts).
-  if (Number.isNaN(fmaMs)) [fmaMs, copyMs] = await peakProf.run([fma.dispatch, copy.dispatch]);
+  const [fmaMs, copyMs] = await peakProf.run([fma.dispatch, copy.dispatch]);
   return [fma.flops / (fmaMs / 1e3) / 1e9, copy.bytes / (copyMs / 1e3) / 1e9];
 }
 await peakSample();
@@ -106,8 +105,11 @@ function packElems(label: string, cfg: TrainConfig): { a: number; b: number } | 
   }
 }
 
-/** FLOPs (GEMMs) or bytes (everything else) one dispatch set of `label` moves per step. */
-function work(label: string, cfg: TrainConfig): { flops?: number; bytes?: number } {
+/**
+ * FLOPs (GEMMs and sparse products) or bytes (everything else) one dispatch set of `label` moves
+ * per step; `nnz`: active entries of f in the step (the sparse kernels' work).
+ */
+function work(label: string, cfg: TrainConfig, nnz: number): { flops?: number; bytes?: number } {
   const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
   const f = 4;
   const pack = /^(.*) pack ([AB])$/.exec(label);
@@ -156,6 +158,16 @@ function work(label: string, cfg: TrainConfig): { flops?: number; bytes?: number
       return { bytes: 3 * f * B * d }; // read x; write x, xc
     case "residual":
       return { bytes: 3 * f * B * d }; // read x, x̂; write dL/dx̂
+    case "sparse rows":
+      return { bytes: 2 * f * B * m }; // f read twice (count, then list)
+    case "sparse cols":
+    case "dF sparse clear":
+      return { bytes: f * B * m };
+    case "decode sparse":
+    case "dF sparse":
+    case "dW_dec sparse":
+    case "dW_enc sparse":
+      return { flops: 2 * nnz * d };
     default:
       return {}; // schedule, metrics, paper stats: O(d_sae) or less
   }
@@ -167,17 +179,24 @@ const shapes: [number, number, number][] = SMALL_ONLY
   : [[256, 64, 512], [1024, 512, 4096]];
 const stepRows: string[] = [];
 for (const [B, d, m] of shapes) {
-  for (const variant of ["baseline", "paper"] as const) {
+  // The two variants at their initial density (~50%: dense GEMMs), and at the large shape the
+  // baseline at 0.5% density (b_enc set as bench:peer --density does, lr 1e-9 to hold it), where
+  // the sparse-latent kernels run.
+  const runs: ["baseline" | "paper", number | null][] = [["baseline", null], ["paper", null]];
+  if (m >= 4096) runs.push(["baseline", 0.005]);
+  for (const [variant, density] of runs) {
     const cfg = mergeConfig(DEFAULT_CONFIG, {
       variant,
       batch: B,
       d_in: d,
       d_sae: m,
       recon_only_steps: 0,
+      ...(density !== null ? { lr: 1e-9 } : {}),
     });
     const w = initWeights(d, m, 1, new Float32Array(d));
-    const session = await Session.create(gpu, cfg, w, 1);
     const x = new Float32Array(B * d).map((_, i) => Math.sin(i));
+    if (density !== null) w.bEnc = densityBias(x, w.wEnc, B, d, m, density);
+    const session = await Session.create(gpu, cfg, w, 1);
     await session.step(x);
     await session.sync();
     const prof = new Profiler(gpu, session.dispatchCount);
@@ -189,10 +208,6 @@ for (const [B, d, m] of shapes) {
     // Profiled and plain steps alternate, so both see the same machine load.
     for (let r = 0; r < repsFor(m); r++) {
       const ms = await session.stepProfiled(x, prof);
-      if (ms.some(Number.isNaN)) { // timestamps abandoned on this run (src/gpu/profile.ts)
-        r--;
-        continue;
-      }
       const byLabel = new Map<string, number>();
       // Labels of the step's dispatches, in order (a split or chunked kernel has several).
       labels = [];
@@ -210,20 +225,35 @@ for (const [B, d, m] of shapes) {
     }
     const fmaPeak = median(peaks.map((p) => p[0]));
     const copyPeak = median(peaks.map((p) => p[1]));
-    for (const f of [peakProf.fallback, prof.fallback]) if (f) console.log(`\n(${f})`);
+    const { l0, sparse_fraction } = (await session.readMetrics()).metrics;
+    const nnz = l0 * B;
+    const tag = density === null
+      ? variant
+      : `${variant}, L0 ${l0.toFixed(1)} (${(100 * l0 / m).toFixed(1)}%), sparse kernels on ${
+        (100 * sparse_fraction).toFixed(0)
+      }% of steps`;
     console.log(
-      `\n${variant} B=${B} d_in=${d} d_sae=${m} (peaks between its steps: FMA ` +
+      `\n${tag} B=${B} d_in=${d} d_sae=${m} (peaks between its steps: FMA ` +
         `${fmaPeak.toFixed(1)} GFLOP/s, copy ${copyPeak.toFixed(2)} GB/s)`,
     );
     console.log(
       `${"kernel".padEnd(24)} ${"ms/step".padStart(9)} ${"work".padStart(10)} ` +
         `${"rate".padStart(12)} ${"of peak".padStart(8)}`,
     );
+    // The plan runs either the dense kernels or their sparse replacements: rows of the path not
+    // taken (indirect dispatches of zero workgroups) are left out when every step took the other.
+    const sparseOnly = (n: string) =>
+      /^(decode|dF|dW_dec|dW_enc) sparse|^dF sparse clear$|^sparse (cols|stats)/.test(n);
+    const denseOnly = (n: string) =>
+      /^(decode|dF|dW_dec|dW_enc|db_enc|feature stats)( pack [AB])?$/.test(n);
+    const shown = labels.filter((n) =>
+      !(sparse_fraction === 1 && denseOnly(n)) && !(sparse_fraction === 0 && sparseOnly(n))
+    );
     let sum = 0;
-    for (const name of labels) {
+    for (const name of shown) {
       const ms = median(perRep.map((m) => m.get(name)!));
       sum += ms;
-      const wk = work(name, cfg);
+      const wk = work(name, cfg, nnz);
       let cols = `${"".padStart(10)} ${"".padStart(12)} ${"".padStart(8)}`;
       if (wk.flops) {
         const rate = wk.flops / (ms / 1e3) / 1e9;
@@ -242,7 +272,11 @@ for (const [B, d, m] of shapes) {
     console.log(
       `${"whole step".padEnd(24)} ${fmt(wallMs, 9, 1)} ms wall (kernels sum ${sum.toFixed(1)} ms)`,
     );
-    stepRows.push(`${variant} ${B}/${d}/${m}: ${wallMs.toFixed(1)} ms`);
+    stepRows.push(
+      `${variant}${density === null ? "" : ` at ${100 * density}% density`} ${B}/${d}/${m}: ${
+        wallMs.toFixed(1)
+      } ms`,
+    );
     prof.destroy();
     if (B === shapes[0][0]) {
       Deno.bench({ name: `${variant} step B=${B} d=${d} m=${m}`, n: 5, warmup: 1 }, async () => {

@@ -7,12 +7,11 @@
  * onSubmittedWorkDone, less the median time of an empty submission (measured once). Either way
  * the kernels and their order are the ones of the unprofiled list, so results are unchanged.
  *
- * On lavapipe, timestamps are checked against the host clock around each profiled run: Mesa 22.3's
- * lavapipe, once any pass has bound a storage texture (the GEMM texture path), stamps passes at about the
- * same instant whatever they do (a 60 ms kernel reads 0.01 ms). A run whose stamped kernels add
- * up to less than a fifth of a host time over 30 ms is not believed: the profiler switches to host
- * clocks for good, drops what it had summed, returns NaN for that run's kernels (the run is not
- * repeated: a profiled training step must run once) and says so in `fallback`.
+ * On llvmpipe/lavapipe it uses host clocks even where timestamps exist: Mesa 22.3's lavapipe, once
+ * any pass has bound a storage texture (the GEMM texture path), stamps passes at the wrong
+ * instants: a 60 ms kernel read 0.01 ms, and within a step time moved between neighbouring
+ * passes (bench/RESULTS.md). SAE_CLOCK=host forces host clocks anywhere; SAE_CLOCK=timestamps
+ * forces timestamps where the adapter has them.
  */
 import type { Gpu } from "./device.ts";
 import { type Dispatch, dispatchInto } from "./dispatch.ts";
@@ -40,8 +39,6 @@ export class Profiler {
   readonly gpu: Gpu;
   /** "timestamps" (GPU clock) or "host" (host clock per submission). */
   method: "timestamps" | "host";
-  /** Why timestamps were abandoned for host clocks mid-way, if they were. */
-  fallback: string | null = null;
   /** Profiled runs summed in the totals. */
   runs = 0;
   /** Host mode: the median time of an empty submission, subtracted from each kernel's time. */
@@ -57,9 +54,9 @@ export class Profiler {
   constructor(gpu: Gpu, capacity: number, opts: { host?: boolean } = {}) {
     this.gpu = gpu;
     this.capacity = capacity;
-    // SAE_CLOCK=host forces host clocks: Mesa 22.3's lavapipe on some CPUs returns timestamps
-    // that read a kernel far faster than the machine can run it (bench/RESULTS.md).
-    const host = opts.host || Deno.env.get("SAE_CLOCK") === "host";
+    const clock = Deno.env.get("SAE_CLOCK");
+    const lavapipe = /llvmpipe|lavapipe/i.test(gpu.adapterName);
+    const host = opts.host || clock === "host" || (lavapipe && clock !== "timestamps");
     this.method = gpu.hasTimestamps && !host ? "timestamps" : "host";
     if (this.method === "timestamps") {
       const count = 2 * capacity;
@@ -80,7 +77,7 @@ export class Profiler {
   /**
    * Runs `list` once (after `before` is recorded into the same command buffer, e.g. a batch
    * upload's clear) and returns each dispatch's time in milliseconds, also adding them to the
-   * totals (NaN for each, and nothing added, on the run that abandons timestamps).
+   * totals.
    */
   async run(
     list: readonly Dispatch[],
@@ -89,25 +86,9 @@ export class Profiler {
     if (list.length > this.capacity) {
       throw new Error(`profiler holds ${this.capacity} dispatches, the list has ${list.length}`);
     }
-    let ms: number[];
-    if (this.method === "timestamps") {
-      const t0 = performance.now();
-      ms = await this.runTimestamps(list, before);
-      const wall = performance.now() - t0;
-      const sum = ms.reduce((a, b) => a + b, 0);
-      if (/llvmpipe|lavapipe/i.test(this.gpu.adapterName) && wall > 30 && sum < wall / 5) {
-        this.fallback = `GPU timestamps summed to ${sum.toFixed(2)} ms in a ${
-          wall.toFixed(0)
-        } ms run: host clocks used instead`;
-        this.method = "host";
-        this.totals.clear();
-        this.order = [];
-        this.runs = 0;
-        return ms.map(() => NaN);
-      }
-    } else {
-      ms = await this.runHost(list, before);
-    }
+    const ms = this.method === "timestamps"
+      ? await this.runTimestamps(list, before)
+      : await this.runHost(list, before);
     this.runs++;
     list.forEach((d, i) => {
       const name = kernelName(d.label);

@@ -584,13 +584,12 @@ async function trainRun(
     console.error(
       `\nper-kernel GPU time over the last ${steps} steps (${profiler.method}; ` +
         `${(total / Math.max(steps, 1)).toFixed(2)} ms/step on ${gpu.adapterName}):\n` +
-        formatProfile(kernels) + (profiler.fallback ? `\n(${profiler.fallback})` : ""),
+        formatProfile(kernels),
     );
     await writing(`${outDir}/profile.json`, finalNote, () =>
       writeJson(outDir, "profile.json", {
         adapter: gpu.adapterName,
         method: profiler.method,
-        ...(profiler.fallback ? { fallback: profiler.fallback } : {}),
         steps,
         ms_per_step: total / Math.max(steps, 1),
         kernels: kernels.map((k) => ({ ...k, share: k.ms / Math.max(total, 1e-12) })),
