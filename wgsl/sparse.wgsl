@@ -129,23 +129,26 @@ fn csc_cols(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups
   cnt[j] = c;
 }
 
-// spmm_rows / spmm_cols: one workgroup per output row; invocation t owns the row's vec4s
-// t, t + WG, .. (up to CPL of them), all summed in one pass over the entry list, so each entry's
-// index and coefficient are loaded once per invocation.
-override CPL: u32 = 1u; // vec4s per invocation: ceil(D4 / WG), at most 4
+// spmm_rows / spmm_cols: one workgroup of SPMM_WG invocations per output row; invocation t owns
+// the row's vec4s t, t + SPMM_WG, .. (up to CPL of them), all summed in one pass over the entry
+// list, so each entry's index and coefficient are loaded once per invocation (src/kernels/sparse.ts
+// picks the fewest invocations that keep CPL ≤ 4).
+override SPMM_WG: u32 = 64u;
+override CPL: u32 = 1u; // vec4s per invocation: ceil(D4 / SPMM_WG), at most 4
 
 fn c4At(t: u32, i: u32) -> u32 {
-  return min(t + i * WG, D4 - 1u); // clamped: an idle slot re-reads the last vec4
+  return min(t + i * SPMM_WG, D4 - 1u); // clamped: an idle slot re-reads the last vec4
 }
 
 fn storeRow(row: u32, t: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
+  let w = SPMM_WG;
   if (t < D4) { O4[row * D4 + t] = a0; }
-  if (CPL > 1u && t + WG < D4) { O4[row * D4 + t + WG] = a1; }
-  if (CPL > 2u && t + 2u * WG < D4) { O4[row * D4 + t + 2u * WG] = a2; }
-  if (CPL > 3u && t + 3u * WG < D4) { O4[row * D4 + t + 3u * WG] = a3; }
+  if (CPL > 1u && t + w < D4) { O4[row * D4 + t + w] = a1; }
+  if (CPL > 2u && t + 2u * w < D4) { O4[row * D4 + t + 2u * w] = a2; }
+  if (CPL > 3u && t + 3u * w < D4) { O4[row * D4 + t + 3u * w] = a3; }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(SPMM_WG)
 fn spmm_rows(
   @builtin(workgroup_id) w: vec3<u32>,
   @builtin(num_workgroups) nw: vec3<u32>,
@@ -174,7 +177,7 @@ fn spmm_rows(
   storeRow(r, t, a0 + bias4[c0], a1 + bias4[c1], a2 + bias4[c2], a3 + bias4[c3]);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(SPMM_WG)
 fn spmm_cols(
   @builtin(workgroup_id) w: vec3<u32>,
   @builtin(num_workgroups) nw: vec3<u32>,

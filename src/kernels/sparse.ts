@@ -38,7 +38,7 @@ export interface SparseShape {
   d: number;
 }
 
-/** Whether the sparse kernels can take this shape (rows of Y and O in vec4s, at most 1024 of them). */
+/** Whether the sparse kernels can take this shape (rows of Y and O in vec4s, at most 4096 wide). */
 export function sparseOk(s: SparseShape): boolean {
   return s.d % 4 === 0 && s.d <= SPARSE_MAX_D;
 }
@@ -52,14 +52,24 @@ export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
   };
 }
 
-/** Invocations per workgroup of the row kernels (wgsl/sparse.wgsl's WG). */
+/** Invocations per workgroup of the list and sddmm kernels (wgsl/sparse.wgsl's WG). */
 const WG = 64;
 
-/** Widest row the spmm kernels take: 4 vec4s per invocation. */
-export const SPARSE_MAX_D = 4 * 4 * WG;
+/** Widest row the spmm kernels take: 256 invocations with 4 vec4s each. */
+export const SPARSE_MAX_D = 4 * 4 * 256;
+
+/**
+ * Invocations per row of the spmm kernels: the fewest (a multiple of 32, at least 32) that hold
+ * the row in at most 4 vec4s each; fewer invocations load each entry's index and coefficient
+ * fewer times (d 512: 32 invocations of 4 vec4s).
+ */
+export function spmmLanes(d: number): number {
+  return Math.min(256, Math.max(32, Math.ceil(d / 4 / 4 / 32) * 32));
+}
 
 function consts(s: SparseShape, extra: Record<string, number> = {}): Record<string, number> {
-  return { R: s.B, M: s.m, D4: s.d / 4, CPL: Math.ceil(s.d / 4 / WG), ...extra };
+  const lanes = spmmLanes(s.d);
+  return { R: s.B, M: s.m, D4: s.d / 4, SPMM_WG: lanes, CPL: Math.ceil(s.d / 4 / lanes), ...extra };
 }
 
 /** CSR lists of f's active (> 0) entries. */

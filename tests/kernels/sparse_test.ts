@@ -38,7 +38,8 @@ const cases: [SparseShape, number][] = [
   [{ B: 9, m: 70, d: 260 }, 1],
   [{ B: 5, m: 29, d: 4 }, 0],
   [{ B: 70, m: 300, d: 8 }, 0.02],
-  [{ B: 6, m: 40, d: 900 }, 0.3], // 225 vec4s per row: 4 per invocation, the last ones partial
+  [{ B: 6, m: 40, d: 900 }, 0.3], // 225 vec4s per row: 64 invocations of 4, the last partial
+  [{ B: 5, m: 24, d: 2308 }, 0.3], // 577 vec4s: 160 invocations of 4 (paper scale is 2304)
   [{ B: 33, m: 516, d: 12 }, 0.1], // m % 4 == 0: the lists are built from vec4 loads
 ];
 
