@@ -80,17 +80,19 @@ export function densityBias(
   m: number,
   density: number,
 ): Float32Array<ArrayBuffer> {
+  // From the first 512 rows at most (the quantile of a sample; PyTorch's side uses them all).
+  const n = Math.min(B, 512);
   const out = new Float32Array(m);
-  const col = new Float64Array(B);
+  const col = new Float64Array(n);
   for (let j = 0; j < m; j++) {
-    for (let r = 0; r < B; r++) {
+    for (let r = 0; r < n; r++) {
       let s = 0;
       for (let k = 0; k < d; k++) s += x[r * d + k] * wEnc[j * d + k];
       col[r] = s;
     }
     col.sort();
     // Linear interpolation between order statistics, as torch.quantile.
-    const pos = (1 - density) * (B - 1), lo = Math.floor(pos), hi = Math.min(lo + 1, B - 1);
+    const pos = (1 - density) * (n - 1), lo = Math.floor(pos), hi = Math.min(lo + 1, n - 1);
     out[j] = -(col[lo] + (pos - lo) * (col[hi] - col[lo]));
   }
   return out;
