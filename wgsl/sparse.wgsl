@@ -140,12 +140,40 @@ fn c4At(t: u32, i: u32) -> u32 {
   return min(t + i * SPMM_WG, D4 - 1u); // clamped: an idle slot re-reads the last vec4
 }
 
-fn storeRow(row: u32, t: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>) {
-  let w = SPMM_WG;
-  if (t < D4) { O4[row * D4 + t] = a0; }
-  if (CPL > 1u && t + w < D4) { O4[row * D4 + t + w] = a1; }
-  if (CPL > 2u && t + 2u * w < D4) { O4[row * D4 + t + 2u * w] = a2; }
-  if (CPL > 3u && t + 3u * w < D4) { O4[row * D4 + t + 3u * w] = a3; }
+// Invocation t's up to 4 vec4s of one output row.
+struct Part {
+  a: array<vec4<f32>, 4>,
+}
+
+// Row `o` of O: Σ over the list lidx[base ..][..n] of (entry k) F[o, k]·Y[k, :] when byRow, else
+// F[k, o]·Y[k, :]: invocation t's vec4s.
+fn spmm(o: u32, base: u32, n: u32, byRow: bool, t: u32) -> Part {
+  let c0 = c4At(t, 0u);
+  let c1 = c4At(t, 1u);
+  let c2 = c4At(t, 2u);
+  let c3 = c4At(t, 3u);
+  var a0 = vec4<f32>();
+  var a1 = vec4<f32>();
+  var a2 = vec4<f32>();
+  var a3 = vec4<f32>();
+  for (var e = 0u; e < n; e++) {
+    let k = lidx[base + e];
+    let v = vec4<f32>(F[select(k * M + o, o * M + k, byRow)]);
+    let y = k * D4;
+    a0 = fma(v, Y4[y + c0], a0);
+    if (CPL > 1u) { a1 = fma(v, Y4[y + c1], a1); }
+    if (CPL > 2u) { a2 = fma(v, Y4[y + c2], a2); }
+    if (CPL > 3u) { a3 = fma(v, Y4[y + c3], a3); }
+  }
+  return Part(array<vec4<f32>, 4>(a0, a1, a2, a3));
+}
+
+fn storeRow(o: u32, t: u32, p: Part) {
+  let sw = SPMM_WG;
+  if (t < D4) { O4[o * D4 + t] = p.a[0]; }
+  if (CPL > 1u && t + sw < D4) { O4[o * D4 + t + sw] = p.a[1]; }
+  if (CPL > 2u && t + 2u * sw < D4) { O4[o * D4 + t + 2u * sw] = p.a[2]; }
+  if (CPL > 3u && t + 3u * sw < D4) { O4[o * D4 + t + 3u * sw] = p.a[3]; }
 }
 
 @compute @workgroup_size(SPMM_WG)
@@ -156,25 +184,9 @@ fn spmm_rows(
 ) {
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
-  let n = lcnt[r];
-  let c0 = c4At(t, 0u);
-  let c1 = c4At(t, 1u);
-  let c2 = c4At(t, 2u);
-  let c3 = c4At(t, 3u);
-  var a0 = vec4<f32>();
-  var a1 = vec4<f32>();
-  var a2 = vec4<f32>();
-  var a3 = vec4<f32>();
-  for (var e = 0u; e < n; e++) {
-    let j = lidx[r * M + e];
-    let v = vec4<f32>(F[r * M + j]);
-    let y = j * D4;
-    a0 = fma(v, Y4[y + c0], a0);
-    if (CPL > 1u) { a1 = fma(v, Y4[y + c1], a1); }
-    if (CPL > 2u) { a2 = fma(v, Y4[y + c2], a2); }
-    if (CPL > 3u) { a3 = fma(v, Y4[y + c3], a3); }
-  }
-  storeRow(r, t, a0 + bias4[c0], a1 + bias4[c1], a2 + bias4[c2], a3 + bias4[c3]);
+  var p = spmm(r, r * M, lcnt[r], true, t);
+  for (var i = 0u; i < 4u; i++) { p.a[i] += bias4[c4At(t, i)]; }
+  storeRow(r, t, p);
 }
 
 @compute @workgroup_size(SPMM_WG)
@@ -184,26 +196,7 @@ fn spmm_cols(
   @builtin(local_invocation_index) t: u32,
 ) {
   let j = w.x + w.y * nw.x;
-  if (j >= M) { return; }
-  let n = lcnt[j];
-  let c0 = c4At(t, 0u);
-  let c1 = c4At(t, 1u);
-  let c2 = c4At(t, 2u);
-  let c3 = c4At(t, 3u);
-  var a0 = vec4<f32>();
-  var a1 = vec4<f32>();
-  var a2 = vec4<f32>();
-  var a3 = vec4<f32>();
-  for (var e = 0u; e < n; e++) {
-    let r = lidx[j * R + e];
-    let v = vec4<f32>(F[r * M + j]);
-    let y = r * D4;
-    a0 = fma(v, Y4[y + c0], a0);
-    if (CPL > 1u) { a1 = fma(v, Y4[y + c1], a1); }
-    if (CPL > 2u) { a2 = fma(v, Y4[y + c2], a2); }
-    if (CPL > 3u) { a3 = fma(v, Y4[y + c3], a3); }
-  }
-  storeRow(j, t, a0, a1, a2, a3);
+  if (j < M) { storeRow(j, t, spmm(j, j * R, lcnt[j], false, t)); }
 }
 
 // zero4: O4[i] = 0 for i < D4 (one invocation per vec4): clears dL/dpre before sddmm_rows.

@@ -256,34 +256,16 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state },
     gemmOpts,
   );
-  const dWdec = await gemmDispatches(
-    gpu,
-    {
-      label: "dW_dec",
-      M: m,
-      N: d,
-      K: B,
-      transA: true,
-      transB: false,
-      epilogue: "none",
-    },
-    { a: bufs.f, b: bufs.dxhat, c: P.wDec.g },
-    gemmOpts,
-  );
-  const dWenc = await gemmDispatches(
-    gpu,
-    {
-      label: "dW_enc",
-      M: m,
-      N: d,
-      K: B,
-      transA: true,
-      transB: false,
-      epilogue: "none",
-    },
-    { a: bufs.dpre, b: bufs.xc, c: P.wEnc.g },
-    gemmOpts,
-  );
+  // dW = Aᵀ·Y [m, d] over the batch, A [B, m]: the two weight gradients.
+  const weightGrad = (label: string, a: GPUBuffer, y: GPUBuffer, c: GPUBuffer) =>
+    gemmDispatches(
+      gpu,
+      { label, M: m, N: d, K: B, transA: true, transB: false, epilogue: "none" },
+      { a, b: y, c },
+      gemmOpts,
+    );
+  const dWdec = await weightGrad("dW_dec", bufs.f, bufs.dxhat, P.wDec.g);
+  const dWenc = await weightGrad("dW_enc", bufs.dpre, bufs.xc, P.wEnc.g);
   // The sparse-latent path: the plan picks, on the GPU, the dense GEMMs or their sparse
   // replacements for this step. dF stays dense when a variant needs the raw gradient of every
   // latent (afterReconGrad).

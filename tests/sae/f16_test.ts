@@ -1,20 +1,8 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../../src/config.ts";
-import { getGpu } from "../../src/gpu/device.ts";
-import { initWeights, PARAM_NAMES } from "../../src/sae/model.ts";
-import { Session } from "../../src/sae/session.ts";
-import { Rng } from "../../src/rng.ts";
-import { assertClose, randArray } from "../helpers/check.ts";
-
-async function fiveSteps(cfg: TrainConfig) {
-  const gpu = await getGpu();
-  const rng = new Rng(8);
-  const w = initWeights(cfg.d_in, cfg.d_sae, 3, randArray(rng, cfg.d_in, -0.2, 0.2));
-  const session = await Session.create(gpu, cfg, w, 1);
-  for (let i = 0; i < 5; i++) await session.step(randArray(rng, cfg.batch * cfg.d_in, -1, 1));
-  await session.sync();
-  return { w: await session.readWeights(), m: (await session.readMetrics()).metrics };
-}
+import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
+import { PARAM_NAMES } from "../../src/sae/model.ts";
+import { assertClose } from "../helpers/check.ts";
+import { fiveSteps } from "../helpers/steps.ts";
 
 for (const variant of ["baseline", "paper"] as const) {
   Deno.test(`gemm_f16: a ${variant} step with f16 GEMM operands stays within f16 error of f32`, async () => {

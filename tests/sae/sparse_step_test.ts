@@ -1,30 +1,11 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../../src/config.ts";
+import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { initWeights, PARAM_NAMES } from "../../src/sae/model.ts";
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
-
-/** Five steps from a fixed start on fixed batches; weights, metrics and the dispatch labels. */
-async function fiveSteps(cfg: TrainConfig) {
-  const gpu = await getGpu();
-  const rng = new Rng(8);
-  const w = initWeights(cfg.d_in, cfg.d_sae, 3, randArray(rng, cfg.d_in, -0.2, 0.2));
-  const session = await Session.create(gpu, cfg, w, 1);
-  const before = { ...gpu.counters };
-  for (let i = 0; i < 5; i++) await session.step(randArray(rng, cfg.batch * cfg.d_in, -1, 1));
-  await session.sync();
-  const during = { ...gpu.counters };
-  const out = {
-    w: await session.readWeights(),
-    m: (await session.readMetrics()).metrics,
-    labels: session.dispatchLabels(),
-  };
-  // The plan chooses on the GPU: no readback, buffer, pipeline or bind group inside the steps.
-  assert.deepEqual(during, { ...before, submits: before.submits + 5 });
-  return out;
-}
+import { fiveSteps } from "../helpers/steps.ts";
 
 for (const variant of ["baseline", "paper"] as const) {
   Deno.test(`sparse latents: a ${variant} run matches the dense one (always sparse vs never)`, async () => {
