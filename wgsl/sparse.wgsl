@@ -47,7 +47,21 @@ fn nActive(v: vec4<f32>) -> u32 {
   return u32(v.x > 0.0) + u32(v.y > 0.0) + u32(v.z > 0.0) + u32(v.w > 0.0);
 }
 
-// csr_rows4: csr_rows reading F a vec4 at a time (M % 4 == 0).
+// The scan of the CSR builders: invocation t's segment holds c active entries of row r; returns
+// where in idx its entries go (r·M + the counts of the segments before it) and stores the row's
+// count. Called by every invocation of the workgroup (it holds a barrier).
+fn segmentStart(r: u32, t: u32, c: u32) -> u32 {
+  part[t] = c;
+  workgroupBarrier();
+  var off = 0u;
+  for (var i = 0u; i < t; i++) { off += part[i]; }
+  if (r < R && t == WG - 1u) { cnt[r] = off + c; }
+  return r * M + off;
+}
+
+// One workgroup per row r (folded: r = w.x + w.y · nw.x); each invocation counts a contiguous
+// segment of the row, the segments' offsets come from a scan of the counts. csr_rows4 reads F a
+// vec4 at a time (M % 4 == 0), csr_rows one float.
 @compute @workgroup_size(WG)
 fn csr_rows4(
   @builtin(workgroup_id) w: vec3<u32>,
@@ -57,19 +71,11 @@ fn csr_rows4(
   let r = w.x + w.y * nw.x;
   let M4 = M / 4u;
   let seg = (M4 + WG - 1u) / WG;
-  let q0 = min(t * seg, M4);
+  let q0 = select(M4, min(t * seg, M4), r < R); // rows past R: empty segments
   let q1 = min(q0 + seg, M4);
   var c = 0u;
-  if (r < R) {
-    for (var q = q0; q < q1; q++) { c += nActive(F4[r * M4 + q]); }
-  }
-  part[t] = c;
-  workgroupBarrier();
-  if (r >= R) { return; }
-  var off = 0u;
-  for (var i = 0u; i < t; i++) { off += part[i]; }
-  if (t == WG - 1u) { cnt[r] = off + c; }
-  var o = r * M + off;
+  for (var q = q0; q < q1; q++) { c += nActive(F4[r * M4 + q]); }
+  var o = segmentStart(r, t, c);
   for (var q = q0; q < q1; q++) {
     let v = F4[r * M4 + q];
     for (var k = 0u; k < 4u; k++) {
@@ -81,8 +87,6 @@ fn csr_rows4(
   }
 }
 
-// One workgroup per row r (folded: r = w.x + w.y · nw.x); each invocation counts a contiguous
-// segment of the row, the segments' offsets come from a scan of the counts.
 @compute @workgroup_size(WG)
 fn csr_rows(
   @builtin(workgroup_id) w: vec3<u32>,
@@ -91,21 +95,11 @@ fn csr_rows(
 ) {
   let r = w.x + w.y * nw.x;
   let seg = (M + WG - 1u) / WG;
-  let j0 = min(t * seg, M);
+  let j0 = select(M, min(t * seg, M), r < R);
   let j1 = min(j0 + seg, M);
   var c = 0u;
-  if (r < R) {
-    for (var j = j0; j < j1; j++) {
-      if (F[r * M + j] > 0.0) { c++; }
-    }
-  }
-  part[t] = c;
-  workgroupBarrier();
-  if (r >= R) { return; }
-  var off = 0u;
-  for (var i = 0u; i < t; i++) { off += part[i]; }
-  if (t == WG - 1u) { cnt[r] = off + c; }
-  var o = r * M + off;
+  for (var j = j0; j < j1; j++) { c += u32(F[r * M + j] > 0.0); }
+  var o = segmentStart(r, t, c);
   for (var j = j0; j < j1; j++) {
     if (F[r * M + j] > 0.0) {
       idx[o] = j;
