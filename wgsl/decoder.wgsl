@@ -83,3 +83,38 @@ fn normalize_lane(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var k = 0u; k < D; k++) { w[o + k] /= n; }
   }
 }
+
+// project_grad_lane4 / normalize_lane4: the lane kernels a vec4 at a time (D and OFF multiples of
+// 4): a quarter of the per-lane storage accesses, each row's sums in four interleaved partials.
+@group(0) @binding(0) var<storage, read_write> w4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> g4: array<vec4<f32>>;
+
+fn hsum(v: vec4<f32>) -> f32 {
+  return (v.x + v.y) + (v.z + v.w);
+}
+
+@compute @workgroup_size(WG)
+fn project_grad_lane4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = lane_row(gid, nw);
+  if (i >= M) { return; }
+  let D4 = D / 4u;
+  let o = OFF / 4u + i * D4;
+  var s = vec4<f32>();
+  for (var k = 0u; k < D4; k++) { s += g4[o + k] * w4[o + k]; }
+  let dot = hsum(s);
+  for (var k = 0u; k < D4; k++) { g4[o + k] -= dot * w4[o + k]; }
+}
+
+@compute @workgroup_size(WG)
+fn normalize_lane4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = lane_row(gid, nw);
+  if (i >= M) { return; }
+  let D4 = D / 4u;
+  let o = OFF / 4u + i * D4;
+  var s = vec4<f32>();
+  for (var k = 0u; k < D4; k++) { s += w4[o + k] * w4[o + k]; }
+  let n = sqrt(hsum(s));
+  if (n > 0.0) {
+    for (var k = 0u; k < D4; k++) { w4[o + k] /= n; }
+  }
+}

@@ -17,11 +17,13 @@ async function overRows(
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
   for (const { r0, r1, views } of rowParts(gpu, dSae, dIn, bufs)) {
+    // Lanes read a vec4 at a time where rows and the part's offset allow.
+    const v4 = lane && dIn % 4 === 0 && views[0].off % 4 === 0;
     out.push(
       await kernel(gpu, {
         label,
         code: decoderSrc,
-        entry: lane ? `${entry}_lane` : entry,
+        entry: lane ? `${entry}_lane${v4 ? "4" : ""}` : entry,
         constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
         buffers: views.map((v) => v.binding),
         groups: lane ? groupsFor(r1 - r0, 64) : groupsFor(r1 - r0),

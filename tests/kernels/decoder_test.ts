@@ -13,7 +13,8 @@ for (const lane of [false, true]) {
   Deno.test(`decoder normalize and gradient projection match the reference (${lane ? "invocation" : "workgroup"} per row)`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(5);
-    for (const [m, d] of [[37, 130], [3, 7], [131, 9]]) {
+    // d % 4 == 0 (130 no, 132 yes) takes the vec4 lane kernels.
+    for (const [m, d] of [[37, 130], [3, 7], [131, 9], [37, 132], [5, 4]]) {
       const w = randArray(rng, m * d), g = randArray(rng, m * d);
       const wb = gpu.upload("w", w), gb = gpu.upload("g", g);
       run(gpu, [
