@@ -49,7 +49,8 @@ export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Di
 
 /**
  * dL/dx̂ and per-row statistics (‖r‖, ‖r‖², ‖x − x̄‖²): one workgroup per row, or on CPU adapters
- * (`lane`, the default there) one invocation per row without barriers.
+ * (`lane`, the default there) one invocation per row without barriers, a vec4 at a time when
+ * d_in % 4 == 0.
  */
 export function residualKernel(
   gpu: Gpu,
@@ -60,7 +61,7 @@ export function residualKernel(
   return kernel(gpu, {
     label: "residual",
     code: lossSrc,
-    entry: lane ? "residual_lane" : "residual",
+    entry: lane ? (s.dIn % 4 === 0 ? "residual_lane4" : "residual_lane") : "residual",
     constants: constants(s),
     buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],
     groups: lane ? groupsFor(s.batch, 64) : groupsFor(s.batch),

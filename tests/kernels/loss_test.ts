@@ -4,17 +4,21 @@ import { prepareKernel, residualKernel, residualReference } from "../../src/kern
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 
+// d 203 takes the one-float kernels, d 204 the vec4 lane kernel (d % 4 == 0).
 for (
-  const [squared, lane, B] of [[false, false, 19], [true, false, 19], [false, true, 71], [
-    true,
-    true,
-    71,
-  ]] as const
+  const [squared, lane, B, d] of [
+    [false, false, 19, 203],
+    [true, false, 19, 203],
+    [false, true, 71, 203],
+    [true, true, 71, 203],
+    [false, true, 71, 204],
+    [true, true, 33, 204],
+  ] as const
 ) {
-  Deno.test(`prepare + residual (${squared ? "squared" : "l2 norm"}, ${lane ? "invocation" : "workgroup"} per row) match the reference`, async () => {
+  Deno.test(`prepare + residual (${squared ? "squared" : "l2 norm"}, ${lane ? "invocation" : "workgroup"} per row, d ${d}) match the reference`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(13);
-    const d = 203, scale = 0.75;
+    const scale = 0.75;
     const x = randArray(rng, B * d, -2, 3), xhat = randArray(rng, B * d);
     const bDec = randArray(rng, d), xmean = randArray(rng, d);
     const spec = { batch: B, dIn: d, scale, applyBDec: true, squared };
