@@ -84,6 +84,12 @@ export interface TrainConfig {
    * d_sae 4096 is 7-8% (bench/RESULTS.md); on a GPU it is unmeasured.
    */
   sparse_max_density: number;
+  /**
+   * Smallest step, in dense-product FLOPs 2·batch·d_in·d_sae, for which the sparse-latent path is
+   * built at all: below it the lists and the plan cost more than the products they can save (at
+   * the CPU default shape, 2^24, they added 13% to `deno task train`). 0: always.
+   */
+  sparse_min_flops: number;
   /** How b_dec is initialised from a data sample. */
   b_dec_init: "mean" | "geometric_median" | "zeros";
   /** Rows sampled to initialise b_dec and estimate the normalisation scale. */
@@ -182,6 +188,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
   apply_b_dec_to_input: true,
   gemm_f16: false,
   sparse_max_density: 0.05,
+  sparse_min_flops: 2 ** 28,
   b_dec_init: "geometric_median",
   init_rows: 2048,
   normalize_activations: "none",
@@ -270,6 +277,7 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   apply_b_dec_to_input: { kind: "bool" },
   gemm_f16: { kind: "bool" },
   sparse_max_density: PROBABILITY,
+  sparse_min_flops: NON_NEGATIVE,
   b_dec_init: { kind: "enum", values: B_DEC_INITS },
   init_rows: { kind: "int", min: 1 },
   normalize_activations: { kind: "enum", values: NORMALIZATIONS },

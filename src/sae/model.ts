@@ -57,17 +57,21 @@ export interface StepBuffers {
 }
 
 /**
- * Whether the step takes the sparse-latent path (src/kernels/sparse.ts): asked for, d_in a
- * multiple of 4, and f [batch, d_sae] within one storage binding.
+ * Whether the step takes the sparse-latent path (src/kernels/sparse.ts): asked for, a step at
+ * least sparse_min_flops large, d_in a multiple of 4, and f [batch, d_sae] within one binding.
  */
 export function sparseEnabled(
   gpu: Gpu,
-  cfg: Pick<TrainConfig, "sparse_max_density" | "batch" | "d_in" | "d_sae">,
+  cfg: Pick<
+    TrainConfig,
+    "sparse_max_density" | "sparse_min_flops" | "batch" | "d_in" | "d_sae"
+  >,
 ): boolean {
-  return cfg.sparse_max_density > 0 && sparseOk({ B: cfg.batch, m: cfg.d_sae, d: cfg.d_in }) &&
+  return cfg.sparse_max_density > 0 &&
+    2 * cfg.batch * cfg.d_in * cfg.d_sae >= cfg.sparse_min_flops &&
+    sparseOk({ B: cfg.batch, m: cfg.d_sae, d: cfg.d_in }) &&
     cfg.batch * cfg.d_sae * 4 <= gpu.maxBinding;
 }
-
 /** Allocates the step's buffers and uploads `w` (moments zero, state before step 1). */
 export function allocStep(
   gpu: Gpu,

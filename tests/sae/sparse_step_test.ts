@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
-import { initWeights, PARAM_NAMES } from "../../src/sae/model.ts";
+import { initWeights, PARAM_NAMES, sparseEnabled } from "../../src/sae/model.ts";
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
@@ -10,6 +10,7 @@ import { fiveSteps } from "../helpers/steps.ts";
 for (const variant of ["baseline", "paper"] as const) {
   Deno.test(`sparse latents: a ${variant} run matches the dense one (always sparse vs never)`, async () => {
     const base = mergeConfig(DEFAULT_CONFIG, {
+      sparse_min_flops: 0, // these shapes are far below the default size limit
       variant,
       d_in: 24,
       d_sae: 72,
@@ -48,6 +49,7 @@ Deno.test("sparse latents: a density limit between the steps' densities runs bot
   // A large L1 step size makes f sparser step by step; a limit between the first and the last
   // step's density makes the plan switch path mid-run, and the run must still track the dense one.
   const base = mergeConfig(DEFAULT_CONFIG, {
+    sparse_min_flops: 0, // these shapes are far below the default size limit
     d_in: 24,
     d_sae: 72,
     batch: 40,
@@ -73,4 +75,15 @@ Deno.test("sparse latents: a density limit between the steps' densities runs bot
     mixed.m.sparse_fraction > 0 && mixed.m.sparse_fraction < 1,
     `sparse on ${mixed.m.sparse_fraction} of the steps (densities ${densities}, limit ${limit})`,
   );
+});
+
+Deno.test("sparse latents: built only for steps large enough to pay for the lists", async () => {
+  const gpu = await getGpu();
+  // The CPU default shape (2·256·64·512 = 2^24 FLOPs) stays dense; the bench shape does not.
+  assert.equal(sparseEnabled(gpu, DEFAULT_CONFIG), false);
+  const big = mergeConfig(DEFAULT_CONFIG, { batch: 1024, d_in: 512, d_sae: 4096 });
+  assert.equal(sparseEnabled(gpu, big), true);
+  assert.equal(sparseEnabled(gpu, { ...big, sparse_max_density: 0 }), false);
+  assert.equal(sparseEnabled(gpu, { ...DEFAULT_CONFIG, sparse_min_flops: 0 }), true);
+  assert.equal(sparseEnabled(gpu, { ...big, d_in: 510 }), false, "rows not in vec4s");
 });
