@@ -8,8 +8,11 @@
  *    timed between its own steps, since other load on the machine moves both. A kernel whose data
  *    fits the CPU caches can beat the 32 MiB copy (over 100%).
  * 2. For each shape (B, d_in, d_sae) and variant (baseline, the paper's method), a real training
- *    session; each kernel of its step is timed per dispatch (GPU timestamp queries where the
- *    adapter has them, else host clocks around each submission: src/gpu/profile.ts), median over
+ *    session, and at the large shape also the baseline at 0.5% density (b_enc set as bench:peer
+ *    --density does), where the sparse-latent kernels run (rows of the path the plan skipped are
+ *    left out; sparse products count 2·nnz·d_in FLOPs). Each kernel of a step is timed per
+ *    dispatch (GPU timestamp queries where the adapter has them and they can be trusted, else
+ *    host clocks around each submission less an empty one's: src/gpu/profile.ts), median over
  *    KERNELS_BENCH_REPS profiled steps (default 15 at the small shape, 5 at the large one) after a
  *    warm-up step. Each line: time per step, the work (GEMMs: 2·M·N·K FLOPs; other kernels: bytes
  *    each must read and write once, counted below in `work`; a GEMM's operand packing on the
