@@ -44,11 +44,12 @@ const SMALL_ONLY = Deno.env.get("GEMM_BENCH_SMALL") === "1";
 
 /**
  * Seconds per run of `list` (its dispatches' times summed), after a warm-up: the median of 5 runs
- * timed with GPU timestamp queries where the adapter has them, else the best of 3 host-clock
+ * timed per dispatch by the profiler (GPU timestamps where they can be trusted, host clocks on
+ * lavapipe: src/gpu/profile.ts) where the adapter has timestamps, else the best of 3 host-clock
  * timings of `reps` runs each around onSubmittedWorkDone.
  */
-async function secondsPer(list: Dispatch[], reps = REPS, forceHost = false): Promise<number> {
-  if (gpu.hasTimestamps && !forceHost) {
+async function secondsPer(list: Dispatch[], reps = REPS): Promise<number> {
+  if (gpu.hasTimestamps) {
     const prof = new Profiler(gpu, list.length);
     await prof.run(list);
     const runs: number[] = [];
@@ -133,19 +134,11 @@ for (const c of cases) {
   };
   const d = await gemmDispatches(gpu, c.spec, bufs, { path: c.path });
   dispatches.set(c.name, d);
-  let g = gemmFlops(c.spec) / await secondsPer(d) / 1e9;
-  // Mesa 22.3's lavapipe sometimes stamps the end of a pass before its (single, long) dispatch is
-  // done: main_v4 at 1024x4096x512 read "10^5 GFLOP/s". A rate above the FMA peak is impossible,
-  // so such a case is timed again on the host clock.
-  let clock = "";
-  if (g > 1.5 * peak) {
-    g = gemmFlops(c.spec) / await secondsPer(d, REPS, true) / 1e9;
-    clock = "  (host clock: GPU timestamps read above the FMA peak)";
-  }
+  const g = gemmFlops(c.spec) / await secondsPer(d) / 1e9;
   console.log(
     `${c.name.padEnd(60)} ${g.toFixed(2).padStart(6)} GFLOP/s  ${
       (100 * g / peak).toFixed(1).padStart(5)
-    }% of FMA peak${clock}`,
+    }% of FMA peak`,
   );
 }
 
