@@ -38,7 +38,7 @@ export function kernelName(label: string): string {
 export class Profiler {
   readonly gpu: Gpu;
   /** "timestamps" (GPU clock) or "host" (host clock per submission). */
-  method: "timestamps" | "host";
+  readonly method: "timestamps" | "host";
   /** Profiled runs summed in the totals. */
   runs = 0;
   /** Host mode: the median time of an empty submission, subtracted from each kernel's time. */
