@@ -59,14 +59,16 @@ async function check(
   // The texture path packs its operands first: several dispatches (gemmDispatches).
   run(
     gpu,
-    opts.path === "texture" || opts.f16
+    opts.path === "texture" || opts.path === "bcast" || opts.f16
       ? await gemmDispatches(gpu, spec, bufs, opts)
       : [await gemm(gpu, spec, bufs, opts)],
   );
   const got = await gpu.read(bufs.c, M * N * 4);
   const how = opts.path ?? (vec4Ok(spec) ? "vec4" : "scalar");
-  const tile = opts.tile || opts.texTile || opts.texWidth
-    ? ` ${JSON.stringify({ ...opts.tile, ...opts.texTile, texWidth: opts.texWidth })}`
+  const tile = opts.tile || opts.texTile || opts.bcTile || opts.texWidth
+    ? ` ${
+      JSON.stringify({ ...opts.tile, ...opts.texTile, ...opts.bcTile, texWidth: opts.texWidth })
+    }`
     : "";
   const what = `${name} ${M}x${N}x${K} ${how}${tile}${opts.f16 ? " f16" : ""}`;
   if (!opts.f16) {
@@ -147,6 +149,22 @@ for (const [name, transA, transB, epilogue] of cases) {
     }
   });
 
+  Deno.test(`gemm ${name} broadcast path matches the reference`, async () => {
+    // 36x52x1028: 3 chunks of K (86 texels each, the last padded by one); 132x68x8 and 8x200x12
+    // narrower in one dimension than a workgroup's lanes (the shared rows swap to B' for 132x68).
+    for (const shape of vec4Shapes) {
+      await check(name, shape, transA, transB, epilogue, { path: "bcast" });
+    }
+    // Tiny tiles: chunks of 8 texels (K = 92: 23 texels, 3 chunks, padded to 24), 3 shared rows,
+    // 8 lanes; lanes along N (36x52) and along M (52x12, N narrower than M).
+    const bcTile = { T: 8, R: 3, KC4: 8 };
+    for (const shape of [[36, 52, 92], [52, 12, 92]]) {
+      await check(name, shape, transA, transB, epilogue, { path: "bcast", bcTile });
+    }
+    // Packed textures 16 texels wide: packed rows wrap across texture rows.
+    await check(name, [36, 52, 68], transA, transB, epilogue, { path: "bcast", texWidth: 16 });
+  });
+
   Deno.test(`gemm ${name} f16 operand storage: f32 accuracy on the rounded operands`, async () => {
     for (const shape of [[36, 52, 68], [132, 68, 8]]) {
       await check(name, shape, transA, transB, epilogue, { f16: true });
@@ -155,38 +173,45 @@ for (const [name, transA, transB, epilogue] of cases) {
   });
 }
 
-Deno.test("gemm texture path: GEMMs sharing the packed textures, run in any order", async () => {
-  // Every GEMM packs into the same scratch textures (a later, larger one grows them): each
-  // dispatch list still computes its own product, whatever ran in between.
-  const gpu = await getGpu();
-  const rng = new Rng(11);
-  const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
-  const runs = [];
-  for (const [M, N, K] of shapes) {
-    const spec: GemmSpec = {
-      label: `shared ${M}`,
-      M,
-      N,
-      K,
-      transA: true,
-      transB: false,
-      epilogue: "none",
-    };
-    const a = randArray(rng, M * K);
-    const b = randArray(rng, K * N);
-    const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
-    const list = await gemmDispatches(gpu, spec, bufs, { path: "texture" });
-    if (list.length !== 3) throw new Error(`expected pack A, pack B, product; got ${list.length}`);
-    runs.push({ spec, a, b, bufs, list });
-  }
-  for (const r of [...runs].reverse()) run(gpu, r.list);
-  for (const r of runs) run(gpu, r.list);
-  for (const r of runs) {
-    const got = await gpu.read(r.bufs.c, r.spec.M * r.spec.N * 4);
-    assertClose(got, gemmReference(r.spec, r.a, r.b), 1e-5, r.spec.label);
-    for (const buf of Object.values(r.bufs)) buf.destroy();
-  }
-});
+for (const path of ["texture", "bcast"] as const) {
+  Deno.test(`gemm ${path} path: GEMMs sharing the packed textures, run in any order`, async () => {
+    // Every GEMM packs into the same scratch textures (a later, larger one grows them): each
+    // dispatch list still computes its own product, whatever ran in between.
+    const gpu = await getGpu();
+    const rng = new Rng(11);
+    const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
+    const bcTile = { T: 8, R: 3, KC4: 32 }; // K = 132: 33 texels, 2 chunks of 17
+    const runs = [];
+    for (const [M, N, K] of shapes) {
+      const spec: GemmSpec = {
+        label: `shared ${M}`,
+        M,
+        N,
+        K,
+        transA: true,
+        transB: false,
+        epilogue: "none",
+      };
+      const a = randArray(rng, M * K);
+      const b = randArray(rng, K * N);
+      const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
+      const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
+      // pack A, pack B, then one product (the broadcast path: one per chunk of K, 2 for K = 132).
+      const expected = path === "bcast" && K > 128 ? 4 : 3;
+      if (list.length !== expected) {
+        throw new Error(`expected ${expected} dispatches (packs, products); got ${list.length}`);
+      }
+      runs.push({ spec, a, b, bufs, list });
+    }
+    for (const r of [...runs].reverse()) run(gpu, r.list);
+    for (const r of runs) run(gpu, r.list);
+    for (const r of runs) {
+      const got = await gpu.read(r.bufs.c, r.spec.M * r.spec.N * 4);
+      assertClose(got, gemmReference(r.spec, r.a, r.b), 1e-5, r.spec.label);
+      for (const buf of Object.values(r.bufs)) buf.destroy();
+    }
+  });
+}
 
 Deno.test("gemm refuses the vec4 path on a shape it cannot take", async () => {
   const gpu = await getGpu();
@@ -238,38 +263,40 @@ Deno.test("gemm reference itself: a hand-computed 2x2 case", () => {
   if (c.join() !== "1,0,3,0") throw new Error(`got ${c.join()}`);
 });
 
-Deno.test("gemm texture path over split views (leading dimensions, offsets, K parts)", async () => {
-  // A binding limit of 2 KiB splits every operand: each part packs views that start mid-buffer
-  // with the full matrices' leading dimensions, and parts along K accumulate.
-  const gpu = await createGpu({ maxStorageBufferBindingSize: 2048 });
-  const [M, N, K] = [36, 52, 68];
-  for (const [name, transA, transB] of [["NN", 0, 0], ["NT", 0, 1], ["TN", 1, 0], ["TT", 1, 1]]) {
-    for (const epilogue of ["none", "bias"] as const) {
-      const rng = new Rng(M + N + K);
-      const spec: GemmSpec = {
-        label: `split ${name}`,
-        M,
-        N,
-        K,
-        transA: !!transA,
-        transB: !!transB,
-        epilogue,
-      };
-      const a = randArray(rng, M * K);
-      const b = randArray(rng, K * N);
-      const e = randArray(rng, N);
-      const bufs = {
-        a: gpu.upload("a", a),
-        b: gpu.upload("b", b),
-        c: poisoned(gpu, "c", M * N),
-        e: gpu.upload("e", e),
-      };
-      const list = await gemmDispatches(gpu, spec, bufs, { path: "texture" });
-      if (list.length < 30) throw new Error(`expected many parts, got ${list.length} dispatches`);
-      run(gpu, list);
-      const got = await gpu.read(bufs.c, M * N * 4);
-      assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
-      for (const buf of Object.values(bufs)) buf.destroy();
+for (const path of ["texture", "bcast"] as const) {
+  Deno.test(`gemm ${path} path over split views (leading dimensions, offsets, K parts)`, async () => {
+    // A binding limit of 2 KiB splits every operand: each part packs views that start mid-buffer
+    // with the full matrices' leading dimensions, and parts along K accumulate.
+    const gpu = await createGpu({ maxStorageBufferBindingSize: 2048 });
+    const [M, N, K] = [36, 52, 68];
+    for (const [name, transA, transB] of [["NN", 0, 0], ["NT", 0, 1], ["TN", 1, 0], ["TT", 1, 1]]) {
+      for (const epilogue of ["none", "bias"] as const) {
+        const rng = new Rng(M + N + K);
+        const spec: GemmSpec = {
+          label: `split ${name}`,
+          M,
+          N,
+          K,
+          transA: !!transA,
+          transB: !!transB,
+          epilogue,
+        };
+        const a = randArray(rng, M * K);
+        const b = randArray(rng, K * N);
+        const e = randArray(rng, N);
+        const bufs = {
+          a: gpu.upload("a", a),
+          b: gpu.upload("b", b),
+          c: poisoned(gpu, "c", M * N),
+          e: gpu.upload("e", e),
+        };
+        const list = await gemmDispatches(gpu, spec, bufs, { path });
+        if (list.length < 30) throw new Error(`expected many parts, got ${list.length} dispatches`);
+        run(gpu, list);
+        const got = await gpu.read(bufs.c, M * N * 4);
+        assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
+        for (const buf of Object.values(bufs)) buf.destroy();
+      }
     }
-  }
-});
+  });
+}
