@@ -3,15 +3,17 @@
  *
  * Before the Deno.bench table, prints one line per case with GFLOP/s (GPU timestamp queries,
  * median of 5 after a warm-up, where the adapter has them; else host clocks around
- * onSubmittedWorkDone over several dispatches) and the fraction of the adapter's measured FMA peak (a
- * compute-bound kernel of independent vec4 FMA chains, no memory traffic: wgsl/peak.wgsl). Cases: the SAE step's
- * layouts at B=1024, d=512, m=4096 and at B=256, d=128, m=1024, on the texture path (the default
- * on CPU adapters; timed with its two packing dispatches) when the adapter is a CPU one, the
- * vec4 buffer path, and the scalar fallback (the kernel before the vec4 path) for comparison.
+ * onSubmittedWorkDone over several dispatches) and the fraction of the adapter's measured FMA
+ * peak (the faster of two compute-bound kernels of independent vec4 FMA chains, in a loop and as
+ * straight code, no memory traffic: wgsl/peak.wgsl). Cases: the SAE step's layouts at B=1024,
+ * d=512, m=4096 and at B=256, d=128, m=1024; when the adapter is a CPU one, on the broadcast path
+ * (the default there) and the texture path before it (both timed with their packing dispatches)
+ * and the vec4 buffer path; and the scalar fallback (the kernel before the vec4 path).
  *
  * Env: GEMM_BENCH_REPS (dispatches per host-clock timing, default 2), GEMM_BENCH_SCALAR=0 skips the
  * fallback rows, =all adds them at the large size too (slow: ~6 s per dispatch on 2 cores);
- * GEMM_BENCH_SMALL=1 runs the small size only.
+ * GEMM_BENCH_SMALL=1 runs the small size only; GEMM_BENCH_PATHS=bcast,texture picks the CPU
+ * adapter's paths (default bcast,texture,vec4).
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { Profiler } from "../src/gpu/profile.ts";
@@ -69,11 +71,20 @@ async function secondsPer(list: Dispatch[], reps = REPS): Promise<number> {
   return best;
 }
 
-// --- Peak: the FMA kernel of wgsl/peak.wgsl (3 independent vec4 FMA chains per invocation).
-const fma = await fmaPeakKernel(gpu, 512, 2048, gpu.buffer("fma out", 512 * PEAK_WG * 16));
-const peak = fma.flops / await secondsPer([fma.dispatch]) / 1e9;
+// --- Peak: the FMA kernels of wgsl/peak.wgsl (3 independent vec4 FMA chains per invocation, in a
+// loop and as straight code: the faster counts).
+const fmaRates: Record<string, number> = {};
+for (const [form, groups, iters] of [["loop", 512, 2048], ["straight", 512 * 32, 64]] as const) {
+  const out = gpu.buffer(`fma out ${form}`, groups * PEAK_WG * 16);
+  const fma = await fmaPeakKernel(gpu, groups, iters, out, form);
+  fmaRates[form] = fma.flops / await secondsPer([fma.dispatch]) / 1e9;
+}
+const peak = Math.max(...Object.values(fmaRates));
 console.log(`adapter: ${gpu.adapterName}`);
-console.log(`FMA peak: ${peak.toFixed(2)} GFLOP/s (wgsl/peak.wgsl)`);
+console.log(
+  `FMA peak: ${peak.toFixed(2)} GFLOP/s (wgsl/peak.wgsl; loop ${fmaRates.loop.toFixed(2)}, ` +
+    `straight ${fmaRates.straight.toFixed(2)})`,
+);
 
 // --- GEMM cases: the SAE step's layouts.
 interface Case {
@@ -107,7 +118,9 @@ for (const [B, d, m] of sizes) {
     const layout = `${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
     const shape = `${s.M}x${s.N}x${s.K}`;
     const withScalar = SCALAR === "all" || (SCALAR !== "0" && B === sizes.at(-1)![0]);
-    const paths: GemmPath[] = isCpuAdapter(gpu.adapterName) ? ["texture", "vec4"] : ["vec4"];
+    const paths: GemmPath[] = isCpuAdapter(gpu.adapterName)
+      ? (Deno.env.get("GEMM_BENCH_PATHS")?.split(",") as GemmPath[] ?? ["bcast", "texture", "vec4"])
+      : ["vec4"];
     if (withScalar) paths.push("scalar");
     for (const path of paths) {
       const name = `${layout} ${s.epilogue} ${shape} (B=${B} d=${d} m=${m}) ${path}`;

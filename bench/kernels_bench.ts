@@ -2,8 +2,9 @@
  * Every kernel of the training step against the adapter's measured limits, in one run:
  * `deno bench -A bench/kernels_bench.ts` (also part of `deno task bench`).
  *
- * 1. Peaks, measured here: an FMA kernel (3 independent vec4 FMA chains per invocation, no memory
- *    traffic) for GFLOP/s and a vec4 copy kernel (32 MiB) for GB/s (wgsl/peak.wgsl), timed at the
+ * 1. Peaks, measured here: FMA kernels (3 independent vec4 FMA chains per invocation, no memory
+ *    traffic; in a loop and as straight code, the faster counts) for GFLOP/s and a vec4 copy
+ *    kernel (32 MiB) for GB/s (wgsl/peak.wgsl), timed at the
  *    start and again after every profiled step: each table is against the median of the peaks
  *    timed between its own steps, since other load on the machine moves both. A kernel whose data
  *    fits the CPU caches can beat the 32 MiB copy (over 100%).
@@ -16,7 +17,7 @@
  *    KERNELS_BENCH_REPS profiled steps (default 15 at the small shape, 5 at the large one) after a
  *    warm-up step. Each line: time per step, the work (GEMMs: 2·M·N·K FLOPs; other kernels: bytes
  *    each must read and write once, counted below in `work`; a GEMM's operand packing on the
- *    texture path, "X pack A/B": the operand read plus the texture written), the rate, and its
+ *    CPU adapters, "X pack A/B": the operand read plus the texture written), the rate, and its
  *    fraction of the FMA peak (GEMMs) or the copy bandwidth (the rest).
  * 3. The whole step: median wall time of plain (one-pass) steps, each run right after a profiled
  *    one (host clock around submit → done, batch upload included), and the sum of its kernels'
@@ -43,15 +44,28 @@ const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length
 // --- 1. Peaks ------------------------------------------------------------------------------------
 const peakOut = gpu.buffer("peak out", 512 * 64 * 16);
 const fma = await fmaPeakKernel(gpu, 512, 2048, peakOut);
+// Straight code: 64 trips unrolled (its code grows with them), 32x the workgroups: the same work.
+const fmaStraight = await fmaPeakKernel(
+  gpu,
+  512 * 32,
+  64,
+  gpu.buffer("peak out straight", 512 * 32 * 64 * 16),
+  "straight",
+);
 const COPY_N4 = (32 << 20) / 16;
 const copySrc = gpu.buffer("copy src", COPY_N4 * 16);
 const copyDst = gpu.buffer("copy dst", COPY_N4 * 16);
 const copy = await copyKernel(gpu, COPY_N4, copySrc, copyDst);
-const peakProf = new Profiler(gpu, 2);
-/** One timing of each peak kernel: [GFLOP/s, GB/s]. */
+const peakProf = new Profiler(gpu, 3);
+/** One timing of each peak kernel: [GFLOP/s (the faster FMA form), GB/s]. */
 async function peakSample(): Promise<[number, number]> {
-  const [fmaMs, copyMs] = await peakProf.run([fma.dispatch, copy.dispatch]);
-  return [fma.flops / (fmaMs / 1e3) / 1e9, copy.bytes / (copyMs / 1e3) / 1e9];
+  const [fmaMs, straightMs, copyMs] = await peakProf.run([
+    fma.dispatch,
+    fmaStraight.dispatch,
+    copy.dispatch,
+  ]);
+  const flops = Math.max(fma.flops / fmaMs, fmaStraight.flops / straightMs) * 1e3;
+  return [flops / 1e9, copy.bytes / (copyMs / 1e3) / 1e9];
 }
 await peakSample();
 const startPeaks: [number, number][] = [];

@@ -1,6 +1,7 @@
 /**
- * Peak kernels (wgsl/peak.wgsl): a compute-bound FMA kernel and a copy kernel, whose rates are the
- * "measured peak" every kernel in bench/kernels_bench.ts is compared with.
+ * Peak kernels (wgsl/peak.wgsl): compute-bound FMA kernels (a loop, and the same FMAs as straight
+ * code) and a copy kernel, whose rates are the "measured peak" every kernel in
+ * bench/kernels_bench.ts is compared with (the FMA peak: the faster form).
  */
 import peakSrc from "../../wgsl/peak.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
@@ -11,18 +12,50 @@ export const PEAK_WG = 64;
 /** FLOPs per invocation per loop trip of the FMA kernel (3 chains × 8 vec4 FMAs × 8). */
 export const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
 
-/** The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·64] vec4. */
+/** How the FMA kernel runs its trips: a loop, or unrolled into straight code. */
+export type FmaForm = "loop" | "straight";
+
+/**
+ * The `fma_peak_straight` entry point: `iters` trips of `fma_peak`'s loop body, unrolled (a
+ * specialization step: WGSL cannot unroll by itself).
+ */
+export function fmaStraightEntry(iters: number): string {
+  const trip = "  a0 = fma(a0, x, y); a1 = fma(a1, x, y); a2 = fma(a2, x, y);\n".repeat(8);
+  return [
+    "@compute @workgroup_size(WG)",
+    "fn fma_peak_straight(",
+    "  @builtin(global_invocation_id) gid: vec3<u32>,",
+    "  @builtin(local_invocation_index) lid: u32,",
+    ") {",
+    "  let x = vec4<f32>(0.999);",
+    "  let y = vec4<f32>(1e-4);",
+    "  var a0 = vec4<f32>(f32(lid) * 1e-3);",
+    "  var a1 = a0 + vec4<f32>(1e-3);",
+    "  var a2 = a0 + vec4<f32>(2e-3);",
+    trip.repeat(iters).trimEnd(),
+    "  out[gid.x] = a0 + a1 + a2;",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·64] vec4.
+ * `form` "straight" unrolls the trips (keep `iters` to a few dozen: its code grows with them).
+ */
 export async function fmaPeakKernel(
   gpu: Gpu,
   groups: number,
   iters: number,
   out: GPUBuffer,
+  form: FmaForm = "loop",
 ): Promise<{ dispatch: Dispatch; flops: number }> {
+  const straight = form === "straight";
   const dispatch = await kernel(gpu, {
-    label: "fma peak",
-    code: peakSrc,
-    entry: "fma_peak",
-    constants: { ITERS: iters },
+    label: straight ? "fma peak straight" : "fma peak",
+    code: straight ? peakSrc + fmaStraightEntry(iters) : peakSrc,
+    entry: straight ? "fma_peak_straight" : "fma_peak",
+    constants: straight ? {} : { ITERS: iters },
     buffers: [out],
     groups: [groups, 1, 1],
   });

@@ -19,17 +19,19 @@ Deno.test("copy kernel copies every vec4 of an awkward size onto a poisoned outp
   assert.ok(got.subarray(4 * n4).every(Number.isNaN), "wrote past N4");
 });
 
-Deno.test("FMA kernel computes its chains (vs a TypeScript reference)", async () => {
-  const gpu = await getGpu();
-  const groups = 2, iters = 37;
-  const out = poisoned(gpu, "out", 4 * groups * PEAK_WG);
-  const { dispatch, flops } = await fmaPeakKernel(gpu, groups, iters, out);
-  assert.equal(flops, groups * PEAK_WG * iters * 192);
-  run(gpu, [dispatch]);
-  const got = await gpu.read(out, 16 * groups * PEAK_WG);
-  const want = new Float32Array(4 * groups * PEAK_WG);
-  for (let g = 0; g < groups * PEAK_WG; g++) {
-    want.fill(fmaPeakReference(g % PEAK_WG, iters), 4 * g, 4 * g + 4);
-  }
-  assertClose(got, want, 1e-5, "fma peak");
-});
+for (const form of ["loop", "straight"] as const) {
+  Deno.test(`FMA kernel (${form}) computes its chains (vs a TypeScript reference)`, async () => {
+    const gpu = await getGpu();
+    const groups = 2, iters = 37;
+    const out = poisoned(gpu, "out", 4 * groups * PEAK_WG);
+    const { dispatch, flops } = await fmaPeakKernel(gpu, groups, iters, out, form);
+    assert.equal(flops, groups * PEAK_WG * iters * 192);
+    run(gpu, [dispatch]);
+    const got = await gpu.read(out, 16 * groups * PEAK_WG);
+    const want = new Float32Array(4 * groups * PEAK_WG);
+    for (let g = 0; g < groups * PEAK_WG; g++) {
+      want.fill(fmaPeakReference(g % PEAK_WG, iters), 4 * g, 4 * g + 4);
+    }
+    assertClose(got, want, 1e-5, `fma peak ${form}`);
+  });
+}
