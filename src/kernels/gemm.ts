@@ -53,15 +53,18 @@ const EPILOGUE_CODE: Record<Epilogue, number> = {
  * WGSL: only a constant-address load outside any loop or branch becomes one scalar load and a
  * broadcast (every other storage or workgroup load is a loop over the SIMD lanes with a bounds
  * check per lane), and in a loop every loop-carried value is blended with the lane mask on every
- * trip. 1.1-1.4x the texture path's GFLOP/s on the step's GEMMs there (bench/RESULTS.md).
+ * trip. 1.1-1.4x the texture path's GFLOP/s on the large GEMMs of a step there, no faster on
+ * small ones (bench/RESULTS.md).
  *
- * `texture` (entry point `main_tex`, unrolled for its tile by {@link texEntry}) was the CPU path
- * before it and stays an option (and the f16 path on GPUs): both operands packed as stored
- * (entry point `pack`) into textures, read with branch-free texel gathers (~2.5x cheaper than
- * storage-buffer loads there), T_R rows per workgroup by T_WG·4·T_CG columns, each invocation
- * loading all fragments of a K step before its FMAs, in a loop over K.
+ * `texture` (entry point `main_tex`, unrolled for its tile by {@link texEntry}) takes the smaller
+ * GEMMs on CPU adapters (it was the CPU path before `bcast`), and is the f16 path on GPUs: both
+ * operands packed as stored (entry point `pack`) into textures, read with branch-free texel
+ * gathers (~2.5x cheaper than storage-buffer loads there), T_R rows per workgroup by
+ * T_WG·4·T_CG columns, each invocation loading all fragments of a K step before its FMAs, in a
+ * loop over K.
  *
  * Adapters: CPU adapters (llvmpipe, lavapipe, SwiftShader, or `isFallbackAdapter`) get `bcast`
+ * from {@link BCAST_MIN_FLOPS} up and `texture` from {@link TEXTURE_MIN_FLOPS} up
  * ({@link gemmDispatches}; {@link gemm}, one dispatch, gets `cpu`); other adapters get `gpu`, an
  * untuned guess (16x16 invocations, 128x128 tile) left for the H100 tuning issue.
  */
@@ -96,12 +99,21 @@ export function texTileFor(
 }
 
 /**
- * Smallest GEMM (2·M·N·K FLOPs) that takes a packed-texture path (bcast) by default on CPU
- * adapters: below it the two packing dispatches cost more than they save (GPU timestamps on
- * lavapipe, texture path: 0.3 MFLOP 0.08 ms vec4 vs 0.13 ms texture; ~4 MFLOP a tie; 17 MFLOP,
- * the CPU default step's GEMMs, 1.3-1.6x faster).
+ * Smallest GEMM (2·M·N·K FLOPs) that takes a packed-texture path by default on CPU adapters:
+ * below it the two packing dispatches cost more than they save (GPU timestamps on lavapipe,
+ * texture path: 0.3 MFLOP 0.08 ms vec4 vs 0.13 ms texture; ~4 MFLOP a tie; 17 MFLOP, the CPU
+ * default step's GEMMs, 1.3-1.6x faster).
  */
 export const TEXTURE_MIN_FLOPS = 2 ** 23;
+
+/**
+ * Smallest GEMM that takes the broadcast path by default on CPU adapters (smaller ones from
+ * {@link TEXTURE_MIN_FLOPS} take the texture path): its staging and per-row stores are paid per
+ * workgroup whatever K is, and at the CPU default shape (17 MFLOP GEMMs, K 64-512) `deno task
+ * train` ran 5% slower with it; at 67 MFLOP (B=256, d 128, m 1024) the two paths were within
+ * noise, at 4.3 GFLOP it is 1.1-1.4x faster (bench/RESULTS.md).
+ */
+export const BCAST_MIN_FLOPS = 2 ** 27;
 
 /** Columns per thread of the scalar fallback: fixed at 4 (one vec4 accumulator per row). */
 const TN = 4;
@@ -158,9 +170,9 @@ export type GemmPath = "bcast" | "texture" | "vec4" | "scalar";
 export interface GemmOptions {
   /**
    * Force a path: "bcast", "texture" and "vec4" throw if the shape cannot take them, "bcast" and
-   * "texture" also in {@link gemm} (they need the packing dispatches). Default: bcast on CPU
-   * adapters in {@link gemmDispatches} from {@link TEXTURE_MIN_FLOPS} up, else vec4, when the
-   * shape allows; else scalar.
+   * "texture" also in {@link gemm} (they need the packing dispatches). Default on CPU adapters in
+   * {@link gemmDispatches}: bcast from {@link BCAST_MIN_FLOPS} up, texture from
+   * {@link TEXTURE_MIN_FLOPS}, else vec4, when the shape allows; else scalar.
    */
   path?: GemmPath;
   /** vec4 tile shape; default from the adapter (see {@link GEMM_TILE}). */
@@ -173,9 +185,9 @@ export interface GemmOptions {
   texWidth?: number;
   /**
    * Store the packed operands as f16 (rgba16float textures; products and sums stay f32): halves
-   * the operand bytes at ~1e-3 relative rounding per operand. Takes the broadcast path on CPU
-   * adapters and the texture path on others wherever the shape allows, whatever its size (no
-   * shader-f16 needed: the texture converts on load).
+   * the operand bytes at ~1e-3 relative rounding per operand. Takes a packed-texture path (on CPU
+   * adapters the broadcast one from {@link BCAST_MIN_FLOPS} up) wherever the shape allows,
+   * whatever its size (no shader-f16 needed: the texture converts on load).
    */
   f16?: boolean;
   /** Operand layout inside the bindings (default: tightly packed from offset 0). */
@@ -419,9 +431,11 @@ export async function gemm(
 }
 
 /**
- * The path a GEMM takes unless forced: on CPU adapters (`cpu`) the broadcast path from
- * {@link TEXTURE_MIN_FLOPS} up (with `f16`, whatever the size), on others vec4 (`f16`: the
- * texture path), where the shape allows; else scalar.
+ * The path a GEMM takes unless forced, where the shape allows (else scalar): on CPU adapters
+ * (`cpu`) the broadcast path from {@link BCAST_MIN_FLOPS} up, the texture path from
+ * {@link TEXTURE_MIN_FLOPS} (with `f16`: whatever the size), else vec4; on other adapters vec4,
+ * or with `f16` the texture path. `scale` multiplies the thresholds (0: none, for the parts of a
+ * GEMM split over views).
  */
 function defaultPath(
   gpu: Gpu,
@@ -429,12 +443,16 @@ function defaultPath(
   layout: GemmLayout,
   opts: GemmOptions,
   cpu: boolean,
-  minFlops = TEXTURE_MIN_FLOPS,
+  scale = 1,
 ): GemmPath {
   if (!vec4Ok(spec, layout)) return "scalar";
   const w = texWidth(gpu, opts);
-  if (cpu && (opts.f16 || gemmFlops(spec) >= minFlops) && bcastOk(gpu, spec, w)) return "bcast";
-  if (opts.f16 && textureOk(gpu, spec, w)) return "texture";
+  const flops = gemmFlops(spec);
+  if (cpu && flops >= BCAST_MIN_FLOPS * scale && bcastOk(gpu, spec, w)) return "bcast";
+  if ((opts.f16 || cpu && flops >= TEXTURE_MIN_FLOPS * scale) && textureOk(gpu, spec, w)) {
+    return "texture";
+  }
+  if (cpu && opts.f16 && bcastOk(gpu, spec, w)) return "bcast";
   return "vec4";
 }
 
@@ -445,12 +463,11 @@ async function gemmList(
   bufs: GemmBuffers,
   opts: GemmOptions,
   cpu: boolean,
-  minFlops?: number,
 ): Promise<Dispatch[]> {
   const layout = { ...defaultLayout(spec), ...opts.layout };
   const ok = vec4Ok(spec, layout);
   const w = texWidth(gpu, opts);
-  const path = opts.path ?? defaultPath(gpu, spec, layout, opts, cpu, minFlops);
+  const path = opts.path ?? defaultPath(gpu, spec, layout, opts, cpu);
   const fmt: TexFormat = opts.f16 ? "rgba16float" : "rgba32float";
   if (path !== "scalar" && !ok) {
     throw new Error(

@@ -170,6 +170,8 @@ for (const [name, transA, transB, epilogue] of cases) {
       await check(name, shape, transA, transB, epilogue, { f16: true });
     }
     await check(name, [36, 52, 68], transA, transB, epilogue, { f16: true, texWidth: 16 });
+    // The broadcast path with f16 operands (by default only GEMMs of 2^27 FLOPs and up take it).
+    await check(name, [36, 52, 68], transA, transB, epilogue, { f16: true, path: "bcast" });
   });
 }
 

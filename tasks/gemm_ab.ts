@@ -1,0 +1,97 @@
+/**
+ * `deno task bench:gemm-ab`: two or more GEMM paths on the step's GEMMs, timed in alternation in
+ * one process, whole dispatch lists (packing included) from submit to done on the host clock.
+ * On a shared machine whose speed drifts by tens of percent between runs, alternating rounds
+ * within one process is what makes a 10% difference visible; the minimum over rounds is the
+ * least disturbed one, the median the typical one.
+ *
+ *   deno task bench:gemm-ab                               # bcast vs texture, B=1024 d=512 m=4096
+ *   deno task bench:gemm-ab --paths bcast,texture,vec4 --rounds 10
+ *   deno task bench:gemm-ab --shape 2048,2304,2304        # the paper's shape
+ *
+ * Each time includes the ~11 ms it takes lavapipe to report a submission done, so GEMMs much
+ * under ~100 ms read slow on every path alike.
+ */
+import { Command } from "@commander-js/extra-typings";
+import { getGpu } from "../src/gpu/device.ts";
+import { run } from "../src/gpu/dispatch.ts";
+import {
+  type Epilogue,
+  gemmDispatches,
+  gemmFlops,
+  type GemmPath,
+  type GemmSpec,
+} from "../src/kernels/gemm.ts";
+
+const PATHS: GemmPath[] = ["bcast", "texture", "vec4", "scalar"];
+
+const opts = new Command("gemm-ab")
+  .description("GEMM paths on the SAE step's GEMMs, timed in alternation in one process")
+  .option("--shape <B,d,m>", "batch, d_in, d_sae", "1024,512,4096")
+  .option("--paths <list>", `comma-separated, of ${PATHS.join(", ")}`, "bcast,texture")
+  .option("--rounds <n>", "alternating rounds", "8")
+  .parse(Deno.args, { from: "user" })
+  .opts();
+
+const [B, d, m] = opts.shape.split(",").map(Number);
+if (![B, d, m].every((v) => Number.isInteger(v) && v > 0)) {
+  throw new Error(`--shape ${opts.shape}: give three positive integers B,d,m, e.g. 1024,512,4096`);
+}
+const paths = opts.paths.split(",") as GemmPath[];
+const bad = paths.find((p) => !PATHS.includes(p));
+if (bad) throw new Error(`--paths: unknown path ${bad}; use ${PATHS.join(", ")}`);
+const rounds = Number(opts.rounds);
+
+const gpu = await getGpu();
+const gemm = (
+  label: string,
+  M: number,
+  N: number,
+  K: number,
+  tA: boolean,
+  tB: boolean,
+  ep: Epilogue,
+): GemmSpec => ({ label, M, N, K, transA: tA, transB: tB, epilogue: ep });
+const cases = [
+  gemm("encode (NT)", B, m, d, false, true, "bias_relu"),
+  gemm("decode (NN)", B, d, m, false, false, "bias"),
+  gemm("dW (TN)", m, d, B, true, false, "none"),
+];
+console.log(`adapter: ${gpu.adapterName}; ${rounds} rounds; GFLOP/s min / median over rounds`);
+const rand = (n: number) => {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.random() - 0.5;
+  return a;
+};
+for (const spec of cases) {
+  const { M, N, K } = spec;
+  const bufs = {
+    a: gpu.upload("a", rand(M * K)),
+    b: gpu.upload("b", rand(N * K)),
+    c: gpu.buffer("c", M * N * 4),
+    e: gpu.upload("e", rand(N)),
+  };
+  const lists = [];
+  for (const path of paths) {
+    const list = await gemmDispatches(gpu, spec, bufs, { path });
+    run(gpu, list);
+    await gpu.sync();
+    lists.push({ path, list, ms: [] as number[] });
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const l of lists) {
+      const t0 = performance.now();
+      run(gpu, l.list);
+      await gpu.sync();
+      l.ms.push(performance.now() - t0);
+    }
+  }
+  const mflop = gemmFlops(spec) / 1e6;
+  const cols = lists.map((l) => {
+    const ms = [...l.ms].sort((a, b) => a - b);
+    const g = (t: number) => (mflop / t).toFixed(1);
+    return `${l.path} ${g(ms[0])} / ${g(ms[ms.length >> 1])}`;
+  });
+  console.log(`${spec.label} ${M}x${N}x${K}: ${cols.join("  |  ")}`);
+  for (const b of Object.values(bufs)) b.destroy();
+}
