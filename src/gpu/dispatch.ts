@@ -1,7 +1,7 @@
 import type { Gpu } from "./device.ts";
 
 /** One compute dispatch with its pipeline and bind group created ahead of time. */
-export interface Dispatch {
+export interface ComputeDispatch {
   /** Kernel name, used in profiles and error messages. */
   label: string;
   pipeline: GPUComputePipeline;
@@ -13,21 +13,59 @@ export interface Dispatch {
    * written by an earlier dispatch of the same step (e.g. zero to skip a kernel this step).
    */
   indirect?: { buffer: GPUBuffer; offset: number };
+  copy?: undefined;
 }
 
-/** Records one dispatch into an open compute pass. */
-export function dispatchInto(pass: GPUComputePassEncoder, d: Dispatch): void {
+/** One region of a buffer-to-texture copy. */
+export interface TextureCopy {
+  src: GPUTexelCopyBufferInfo;
+  dst: GPUTexelCopyTextureInfo;
+  size: [number, number];
+}
+
+/**
+ * Copies from buffers into textures, recorded between compute passes: on lavapipe a copy is a
+ * memcpy, 5-12x faster than a kernel that packs the same bytes (bench/RESULTS.md).
+ */
+export interface CopyDispatch {
+  /** Name, used in profiles and error messages. */
+  label: string;
+  copy: TextureCopy[];
+}
+
+/** One item of a step: a compute dispatch, or copies between passes. */
+export type Dispatch = ComputeDispatch | CopyDispatch;
+
+/** Records one compute dispatch into an open compute pass. */
+export function dispatchInto(pass: GPUComputePassEncoder, d: ComputeDispatch): void {
   pass.setPipeline(d.pipeline);
   pass.setBindGroup(0, d.bindGroup);
   if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
   else pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
 }
 
-/** Records dispatches, in order, into one compute pass of `enc`. */
+/** Records the copies of a {@link CopyDispatch} (outside any pass). */
+export function copyInto(enc: GPUCommandEncoder, d: CopyDispatch): void {
+  for (const c of d.copy) enc.copyBufferToTexture(c.src, c.dst, c.size);
+}
+
+/**
+ * Records dispatches, in order, into `enc`: runs of compute dispatches share one compute pass,
+ * copies go between passes.
+ */
 export function encodeDispatches(enc: GPUCommandEncoder, list: readonly Dispatch[]): void {
-  const pass = enc.beginComputePass();
-  for (const d of list) dispatchInto(pass, d);
-  pass.end();
+  let pass: GPUComputePassEncoder | null = null;
+  for (const d of list) {
+    if (d.copy) {
+      pass?.end();
+      pass = null;
+      copyInto(enc, d);
+    } else {
+      pass ??= enc.beginComputePass();
+      dispatchInto(pass, d);
+    }
+  }
+  pass?.end();
 }
 
 /** Encodes and submits dispatches as one command buffer. */
@@ -68,7 +106,7 @@ export interface KernelSpec {
 }
 
 /** Creates the pipeline and bind group of one kernel (at setup, never inside the step). */
-export async function kernel(gpu: Gpu, spec: KernelSpec): Promise<Dispatch> {
+export async function kernel(gpu: Gpu, spec: KernelSpec): Promise<ComputeDispatch> {
   const pipeline = await gpu.pipeline(spec.label, spec.code, spec.constants, spec.entry);
   return {
     label: spec.label,

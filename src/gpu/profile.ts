@@ -14,7 +14,7 @@
  * forces timestamps where the adapter has them.
  */
 import type { Gpu } from "./device.ts";
-import { type Dispatch, dispatchInto } from "./dispatch.ts";
+import { copyInto, type Dispatch, dispatchInto, encodeDispatches } from "./dispatch.ts";
 
 /** Time of one kernel label, summed over its dispatches and the profiled runs. */
 export interface KernelTime {
@@ -112,10 +112,20 @@ export class Profiler {
     const enc = gpu.device.createCommandEncoder({ label: "profiled step" });
     before?.(enc);
     list.forEach((d, i) => {
+      const querySet = this.querySet!;
+      if (d.copy) {
+        // Copies run outside passes: stamped by an empty pass on either side.
+        enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i } })
+          .end();
+        copyInto(enc, d);
+        enc.beginComputePass({ timestampWrites: { querySet, endOfPassWriteIndex: 2 * i + 1 } })
+          .end();
+        return;
+      }
       const pass = enc.beginComputePass({
         label: d.label,
         timestampWrites: {
-          querySet: this.querySet!,
+          querySet,
           beginningOfPassWriteIndex: 2 * i,
           endOfPassWriteIndex: 2 * i + 1,
         },
@@ -154,9 +164,7 @@ export class Profiler {
     for (let i = 0; i < list.length; i++) {
       const enc = gpu.device.createCommandEncoder({ label: list[i].label });
       if (i === 0) before?.(enc);
-      const pass = enc.beginComputePass();
-      dispatchInto(pass, list[i]);
-      pass.end();
+      encodeDispatches(enc, [list[i]]);
       await gpu.guard(gpu.device.queue.onSubmittedWorkDone());
       const t0 = performance.now();
       gpu.submit([enc.finish()]);

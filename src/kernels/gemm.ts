@@ -11,8 +11,14 @@
  */
 import gemmSrc from "../../wgsl/gemm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { cdiv, type Dispatch, MAX_GROUPS } from "../gpu/dispatch.ts";
-import { fits, type Operand, view, viewElems } from "../gpu/split.ts";
+import {
+  cdiv,
+  type ComputeDispatch,
+  type CopyDispatch,
+  type Dispatch,
+  MAX_GROUPS,
+} from "../gpu/dispatch.ts";
+import { fits, type Operand, operandBase, view, viewElems } from "../gpu/split.ts";
 
 /** What follows the matrix product. */
 export type Epilogue =
@@ -190,6 +196,13 @@ export interface GemmOptions {
    * whatever its size (no shader-f16 needed: the texture converts on load).
    */
   f16?: boolean;
+  /**
+   * Pack an operand whose packed copy is its bytes as they are (stored densely, and in the layout
+   * the path reads: not transposed, not padded, f32) with a buffer-to-texture copy instead of a
+   * packing kernel (default true; a copy is a memcpy on lavapipe, 5-12x faster). The sparse-latent
+   * plan turns it off for the GEMMs it may skip (a copy cannot be dispatched indirectly).
+   */
+  packCopies?: boolean;
   /** Operand layout inside the bindings (default: tightly packed from offset 0). */
   layout?: Partial<GemmLayout>;
   /** Reuse this pipeline (made by an earlier call with the same spec, path and epilogue). */
@@ -326,7 +339,7 @@ function scratchTexture(
     label: `gemm packed ${role}`,
     size: [w, height],
     format: fmt,
-    usage: GPUTextureUsage.STORAGE_BINDING,
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
   });
   byKey.set(key, tex);
   return tex;
@@ -393,7 +406,7 @@ async function packDispatch(
   tex: GPUTexture,
   w: number,
   fmt: TexFormat,
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   const [rows, cols] = storedShape(spec, role);
   const c4 = cols / 4;
   const pipeline = await packPipeline(gpu, w, fmt);
@@ -419,7 +432,7 @@ export async function gemm(
   spec: GemmSpec,
   bufs: GemmBuffers,
   opts: GemmOptions = {},
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   if (opts.path === "texture") {
     throw new Error(`gemm ${spec.label}: the texture path needs gemmDispatches`);
   }
@@ -427,7 +440,7 @@ export async function gemm(
     throw new Error(`gemm ${spec.label}: the broadcast path needs gemmDispatches`);
   }
   const list = await gemmList(gpu, spec, bufs, opts, false);
-  return list[0];
+  return list[0] as ComputeDispatch;
 }
 
 /**
@@ -527,11 +540,62 @@ async function gemmList(
     [[2, bufs.c], [3, e], [4, s], [5, params], [6, ta], [7, tb]],
     spec.label,
   );
+  // The texture path packs each operand as stored: a copy wherever it is stored densely.
+  const copies = opts.packCopies !== false && copyOk(fmt, w);
+  const pack = async (role: "a" | "b", src: Operand, ld: number, off: number, tex: GPUTexture) => {
+    const [rows, cols] = storedShape(spec, role);
+    if (copies && ld === cols) {
+      return copyPack(`${spec.label} pack ${role.toUpperCase()}`, src, off, rows * cols / 4, tex);
+    }
+    return await packDispatch(gpu, spec, role, src, ld, off, tex, w, fmt);
+  };
   return [
-    await packDispatch(gpu, spec, "a", bufs.a, layout.lda, layout.offA, ta, w, fmt),
-    await packDispatch(gpu, spec, "b", bufs.b, layout.ldb, layout.offB, tb, w, fmt),
+    await pack("a", bufs.a, layout.lda, layout.offA, ta),
+    await pack("b", bufs.b, layout.ldb, layout.offB, tb),
     { label: spec.label, pipeline, bindGroup, groups },
   ];
+}
+
+/**
+ * Whether a copy can pack into textures of this format and width: f32 texels (a copy does not
+ * convert), rows a multiple of 256 bytes (COPY_BYTES_PER_ROW_ALIGNMENT).
+ */
+function copyOk(fmt: TexFormat, w: number): boolean {
+  return fmt === "rgba32float" && (16 * w) % 256 === 0;
+}
+
+/**
+ * The copy packing `texels` texels of a dense matrix at element `off` of `src` into `tex` (texel t
+ * at (t % width, t / width), as `pack` and `pack_k` write them): the whole texture rows, then the
+ * partial last one.
+ */
+function copyPack(
+  label: string,
+  src: Operand,
+  off: number,
+  texels: number,
+  tex: GPUTexture,
+): CopyDispatch {
+  const { buffer, base } = operandBase(src);
+  const offset = 4 * (base + off);
+  const w = tex.width;
+  const full = Math.floor(texels / w), rest = texels % w;
+  const copy: CopyDispatch["copy"] = [];
+  if (full > 0) {
+    copy.push({
+      src: { buffer, offset, bytesPerRow: 16 * w, rowsPerImage: full },
+      dst: { texture: tex },
+      size: [w, full],
+    });
+  }
+  if (rest > 0) {
+    copy.push({
+      src: { buffer, offset: offset + 16 * w * full, bytesPerRow: 16 * w },
+      dst: { texture: tex, origin: [0, full] },
+      size: [rest, 1],
+    });
+  }
+  return { label, copy };
 }
 
 /** The uniform parameters of one GEMM dispatch (the Params struct of wgsl/gemm.wgsl). */
@@ -584,7 +648,8 @@ export interface BcPlan {
 /**
  * The broadcast path's plan for a GEMM: lanes along N unless N is narrower than GEMM_TILE.bcast.T
  * and M is wider; chunks of K of at most KC4 texels, as even as the K/4 texels allow (the packed
- * rows are padded with zeros to whole chunks); R shared rows within the workgroup-memory limit.
+ * rows are padded with zeros to whole chunks where they do not divide K/4); R shared rows within
+ * the workgroup-memory limit.
  */
 export function bcPlan(
   gpu: Gpu,
@@ -602,7 +667,12 @@ export function bcPlan(
   const lanes = swap ? spec.M : spec.N;
   const T = Math.min(maxT, Math.ceil(lanes / 8) * 8);
   const K4 = spec.K / 4;
-  const chunks = Math.ceil(K4 / tile.KC4);
+  // The fewest chunks of at most KC4 texels; a few more if then they divide K/4 evenly (no
+  // padding, so a densely stored operand is packed by a copy).
+  const least = Math.ceil(K4 / tile.KC4);
+  let chunks = least;
+  while (K4 % chunks !== 0 && chunks < 2 * least) chunks++;
+  if (K4 % chunks !== 0) chunks = least;
   const KC4 = Math.ceil(K4 / chunks);
   const R = Math.max(
     1,
@@ -669,7 +739,7 @@ async function packKDispatch(
   w: number,
   fmt: TexFormat,
   K4P: number,
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   const rows = role === "a" ? spec.M : spec.N;
   const transposed = role === "a" ? spec.transA : !spec.transB;
   const pipeline = await cachedPipeline(
@@ -730,9 +800,19 @@ async function bcastList(
   const lanes = plan.swap ? spec.M : spec.N;
   const rows = plan.swap ? spec.N : spec.M;
   const groups: [number, number, number] = [cdiv(lanes, plan.T), cdiv(rows, plan.R), 1];
-  const out = [
-    await packKDispatch(gpu, spec, "a", bufs.a, layout.lda, layout.offA, ta, w, fmt, plan.K4P),
-    await packKDispatch(gpu, spec, "b", bufs.b, layout.ldb, layout.offB, tb, w, fmt, plan.K4P),
+  // An operand stored [rows, K] densely, with K unpadded, is packed as it is: a copy.
+  const copies = opts.packCopies !== false && copyOk(fmt, w) && plan.K4P * 4 === spec.K;
+  const pack = async (role: "a" | "b", src: Operand, ld: number, off: number, tex: GPUTexture) => {
+    const transposed = role === "a" ? spec.transA : !spec.transB;
+    const rows = role === "a" ? spec.M : spec.N;
+    if (copies && !transposed && ld === spec.K) {
+      return copyPack(`${spec.label} pack ${role.toUpperCase()}`, src, off, rows * plan.K4P, tex);
+    }
+    return await packKDispatch(gpu, spec, role, src, ld, off, tex, w, fmt, plan.K4P);
+  };
+  const out: Dispatch[] = [
+    await pack("a", bufs.a, layout.lda, layout.offA, ta),
+    await pack("b", bufs.b, layout.ldb, layout.offB, tb),
   ];
   for (let kc = 0; kc < plan.chunks; kc++) {
     const mode = (kc > 0 || accumulate ? 1 : 0) | (kc === plan.chunks - 1 ? 2 : 0);
@@ -853,7 +933,7 @@ export async function gemmDispatches(
           { ...opts, path, layout, pipeline: pipelines.get(key) },
           cpu,
         );
-        pipelines.set(key, ds.at(-1)!.pipeline);
+        pipelines.set(key, (ds.at(-1) as ComputeDispatch).pipeline);
         out.push(...ds);
       }
     }

@@ -15,7 +15,7 @@
  */
 import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { type ComputeDispatch, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { STATE_WGSL } from "../sae/state.ts";
 
 /** wgsl/sparse.wgsl needs the step state's struct (col_stats reads the step number). */
@@ -78,7 +78,7 @@ export function csrRowsKernel(
   s: SparseShape,
   f: GPUBuffer,
   l: SparseLists,
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   const v4 = s.m % 4 === 0;
   return kernel(gpu, {
     label: "sparse rows",
@@ -96,7 +96,7 @@ export function cscColsKernel(
   s: SparseShape,
   f: GPUBuffer,
   l: SparseLists,
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   // A vec4 variant (4 latents per invocation) measured 1.5-2.5x slower on lavapipe: the
   // per-component branches and counters cost more than the loads saved.
   return kernel(gpu, {
@@ -115,7 +115,7 @@ export function spmmRowsKernel(
   label: string,
   s: SparseShape,
   b: { f: GPUBuffer; lists: SparseLists; y: GPUBuffer; bias: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   return kernel(gpu, {
     label,
     code,
@@ -132,7 +132,7 @@ export function spmmColsKernel(
   label: string,
   s: SparseShape,
   b: { F: GPUBuffer; lists: SparseLists; y: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   return kernel(gpu, {
     label,
     code,
@@ -153,7 +153,7 @@ export async function sddmmRowsKernels(
   s: SparseShape,
   scalarIdx: number,
   b: { lists: SparseLists; x: GPUBuffer; y: GPUBuffer; s: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch[]> {
+): Promise<ComputeDispatch[]> {
   const slots: (GPUBuffer | null)[] = [null, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y];
   const n4 = Math.floor(s.B * s.m / 4); // sddmm_rows clears the remaining floats
   return [
@@ -193,7 +193,7 @@ export function colStatsKernel(
     lastFired: GPUBuffer;
     state: GPUBuffer;
   },
-): Promise<Dispatch> {
+): Promise<ComputeDispatch> {
   return kernel(gpu, {
     label: "sparse stats + db_enc",
     code,
@@ -222,8 +222,11 @@ export async function planDispatches(
   dense: readonly Dispatch[],
   sparse: readonly Dispatch[],
   count: { acc: GPUBuffer; index: number },
-): Promise<{ plan: Dispatch; dense: Dispatch[]; sparse: Dispatch[] }> {
-  const all = [...dense, ...sparse];
+): Promise<{ plan: ComputeDispatch; dense: ComputeDispatch[]; sparse: ComputeDispatch[] }> {
+  const all = [...dense, ...sparse].map((d) => {
+    if (d.copy) throw new Error(`sparse plan: ${d.label} is a copy, which cannot be skipped`);
+    return d;
+  });
   const n = all.length;
   const table = new Uint32Array(4 * n);
   all.forEach((d, i) => {

@@ -3,7 +3,7 @@ import { getGpu } from "../../src/gpu/device.ts";
 import { formatProfile, kernelName, Profiler } from "../../src/gpu/profile.ts";
 import { gemm, gemmDispatches, type GemmSpec } from "../../src/kernels/gemm.ts";
 import { fmaPeakKernel, PEAK_WG } from "../../src/kernels/peak.ts";
-import { run } from "../../src/gpu/dispatch.ts";
+import { type CopyDispatch, run } from "../../src/gpu/dispatch.ts";
 import { parseTrainArgs } from "../../src/cli/train.ts";
 import { Rng } from "../../src/rng.ts";
 import { randArray } from "../helpers/check.ts";
@@ -21,7 +21,27 @@ for (const host of [false, true]) {
     };
     // 512³ takes ~30 ms on lavapipe: well above the ~11 ms (±3) a lone submission costs on the
     // host-clock path, so the ordering holds there too (256³, ~4 ms, drowned in that jitter).
-    const list = [await make("tiny 0", 8), await make("big", 512), await make("tiny 64", 8)];
+    // And a copy into a texture (recorded between passes, stamped by empty passes around it).
+    const src = gpu.upload("copy src", randArray(rng, 1 << 20));
+    const tex = gpu.device.createTexture({
+      size: [1024, 256],
+      format: "rgba32float",
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+    });
+    const copy: CopyDispatch = {
+      label: "copy 0",
+      copy: [{
+        src: { buffer: src, bytesPerRow: 16 * 1024, rowsPerImage: 256 },
+        dst: { texture: tex },
+        size: [1024, 256],
+      }],
+    };
+    const list = [
+      await make("tiny 0", 8),
+      await make("big", 512),
+      await make("tiny 64", 8),
+      copy,
+    ];
     // Timestamps forced even on lavapipe: no pass in this test binds a storage texture, so its
     // timestamps are sound here (see the last test of this file).
     const before = Deno.env.get("SAE_CLOCK");
@@ -32,19 +52,24 @@ for (const host of [false, true]) {
     assert.equal(prof.method, host || !gpu.hasTimestamps ? "host" : "timestamps");
     await prof.run(list);
     const ms = await prof.run(list);
-    assert.equal(ms.length, 3);
+    assert.equal(ms.length, 4);
     assert.ok(ms.every((t) => t >= 0 && Number.isFinite(t)), ms.join(","));
     assert.ok(ms[1] > ms[0] && ms[1] > ms[2], `big ${ms[1]} vs tiny ${ms[0]}, ${ms[2]}`);
     const totals = prof.totalsInOrder();
     // "tiny 0" and "tiny 64" are chunks of one kernel: reported together.
-    assert.deepEqual(totals.map((t) => [t.label, t.calls]), [["tiny", 4], ["big", 2]]);
+    assert.deepEqual(totals.map((t) => [t.label, t.calls]), [["tiny", 4], ["big", 2], [
+      "copy",
+      2,
+    ]]);
     const table = formatProfile(totals);
     assert.match(table, /\nbig\s+2\s/);
     assert.match(table, /\ntiny\s+4\s/);
     const shares = [...table.matchAll(/([\d.]+)%/g)].map((m) => Number(m[1]));
     assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 100) < 0.2, table);
-    await assert.rejects(() => prof.run([...list, ...list]), /holds 3 dispatches/);
+    await assert.rejects(() => prof.run([...list, ...list]), /holds 4 dispatches/);
     prof.destroy();
+    src.destroy();
+    tex.destroy();
   });
 }
 

@@ -11,7 +11,7 @@ import {
 } from "../../src/kernels/gemm.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
-import { rejects } from "node:assert/strict";
+import assert, { rejects } from "node:assert/strict";
 
 const cases: [string, boolean, boolean, Epilogue][] = [
   ["NT bias_relu (encoder)", false, true, "bias_relu"],
@@ -182,7 +182,8 @@ for (const path of ["texture", "bcast"] as const) {
     const gpu = await getGpu();
     const rng = new Rng(11);
     const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
-    const bcTile = { T: 8, R: 3, KC4: 32 }; // K = 132: 33 texels, 2 chunks of 17
+    // K = 132: 33 texels: 3 chunks of 11 (2 would need padding; 3 divide evenly).
+    const bcTile = { T: 8, R: 3, KC4: 32 };
     const runs = [];
     for (const [M, N, K] of shapes) {
       const spec: GemmSpec = {
@@ -198,8 +199,8 @@ for (const path of ["texture", "bcast"] as const) {
       const b = randArray(rng, K * N);
       const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
       const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
-      // pack A, pack B, then one product (the broadcast path: one per chunk of K, 2 for K = 132).
-      const expected = path === "bcast" && K > 128 ? 4 : 3;
+      // pack A, pack B, then one product (the broadcast path: one per chunk of K, 3 for K = 132).
+      const expected = path === "bcast" && K > 128 ? 5 : 3;
       if (list.length !== expected) {
         throw new Error(`expected ${expected} dispatches (packs, products); got ${list.length}`);
       }
@@ -214,6 +215,41 @@ for (const path of ["texture", "bcast"] as const) {
     }
   });
 }
+
+Deno.test("gemm packs densely stored operands by copies, others by kernels, alike", async () => {
+  const gpu = await getGpu();
+  const rng = new Rng(17);
+  const [M, N, K] = [36, 52, 68];
+  const a = randArray(rng, M * K), b = randArray(rng, K * N), e = randArray(rng, N);
+  // Which operands a copy packs: the texture path packs both as stored; the broadcast path packs
+  // along K, so only an operand stored [rows, K] (A not transposed, B transposed) is a copy.
+  const cases = [
+    { path: "texture", transA: true, transB: false, copies: [true, true] },
+    { path: "bcast", transA: false, transB: true, copies: [true, true] },
+    { path: "bcast", transA: true, transB: false, copies: [false, false] },
+    { path: "bcast", transA: false, transB: false, copies: [true, false] },
+  ] as const;
+  for (const c of cases) {
+    const spec: GemmSpec = { label: `copies ${c.path}`, M, N, K, ...c, epilogue: "bias" };
+    const what = `${c.path} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"}`;
+    for (const packCopies of [true, false]) {
+      const bufs = {
+        a: gpu.upload("a", a),
+        b: gpu.upload("b", b),
+        c: poisoned(gpu, "c", M * N),
+        e: gpu.upload("e", e),
+      };
+      const list = await gemmDispatches(gpu, spec, bufs, { path: c.path, packCopies });
+      const got = list.slice(0, 2).map((d) => d.copy !== undefined);
+      const want = packCopies ? c.copies : [false, false];
+      assert.deepEqual(got, [...want], `${what} packCopies ${packCopies}: which packs are copies`);
+      run(gpu, list);
+      const out = await gpu.read(bufs.c, M * N * 4);
+      assertClose(out, gemmReference(spec, a, b, e), 1e-5, `${what} packCopies ${packCopies}`);
+      for (const buf of Object.values(bufs)) buf.destroy();
+    }
+  }
+});
 
 Deno.test("gemm refuses the vec4 path on a shape it cannot take", async () => {
   const gpu = await getGpu();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
-import { type Dispatch, run } from "../../src/gpu/dispatch.ts";
+import { type ComputeDispatch, run } from "../../src/gpu/dispatch.ts";
 import { featureStatsReference } from "../../src/kernels/reduce.ts";
 import { packState } from "../../src/sae/state.ts";
 import {
@@ -159,8 +159,8 @@ Deno.test("sparse plan: runs the sparse kernels up to the density limit, the den
     // count of f), so what ran shows in which output left its poison.
     const outD = allocSparseLists(gpu, s), outS = allocSparseLists(gpu, s);
     for (const o of [outD, outS]) gpu.write(o.rowCnt, new Uint32Array(s.B).fill(7777));
-    const dense: Dispatch[] = [await csrRowsKernel(gpu, s, fb, outD)];
-    const sp: Dispatch[] = [await csrRowsKernel(gpu, s, fb, outS)];
+    const dense: ComputeDispatch[] = [await csrRowsKernel(gpu, s, fb, outD)];
+    const sp: ComputeDispatch[] = [await csrRowsKernel(gpu, s, fb, outS)];
     const acc = gpu.upload("acc", new Float32Array([5, 6]));
     const p = await planDispatches(gpu, s, l, maxDensity, dense, sp, { acc, index: 1 });
     run(gpu, [await csrRowsKernel(gpu, s, fb, l), p.plan, ...p.dense, ...p.sparse]);
