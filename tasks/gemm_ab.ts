@@ -10,7 +10,8 @@
  *   deno task bench:gemm-ab --shape 2048,2304,2304        # the paper's shape
  *
  * Each time includes the ~11 ms it takes lavapipe to report a submission done, so GEMMs much
- * under ~100 ms read slow on every path alike.
+ * under ~100 ms read slow on every path alike unless `--reps` runs each several times per
+ * submission (`--shape 256,64,512 --reps 20`: the CPU default shape).
  */
 import { Command } from "@commander-js/extra-typings";
 import { getGpu } from "../src/gpu/device.ts";
@@ -30,6 +31,7 @@ const opts = new Command("gemm-ab")
   .option("--shape <B,d,m>", "batch, d_in, d_sae", "1024,512,4096")
   .option("--paths <list>", `comma-separated, of ${PATHS.join(", ")}`, "bcast,texture")
   .option("--rounds <n>", "alternating rounds", "8")
+  .option("--reps <n>", "runs of a GEMM per timed submission (amortizes the ~11 ms latency)", "1")
   .parse(Deno.args, { from: "user" })
   .opts();
 
@@ -41,6 +43,7 @@ const paths = opts.paths.split(",") as GemmPath[];
 const bad = paths.find((p) => !PATHS.includes(p));
 if (bad) throw new Error(`--paths: unknown path ${bad}; use ${PATHS.join(", ")}`);
 const rounds = Number(opts.rounds);
+const reps = Number(opts.reps);
 
 const gpu = await getGpu();
 const gemm = (
@@ -57,7 +60,9 @@ const cases = [
   gemm("decode (NN)", B, d, m, false, false, "bias"),
   gemm("dW (TN)", m, d, B, true, false, "none"),
 ];
-console.log(`adapter: ${gpu.adapterName}; ${rounds} rounds; GFLOP/s min / median over rounds`);
+console.log(
+  `adapter: ${gpu.adapterName}; ${rounds} rounds of ${reps} run(s); GFLOP/s min / median`,
+);
 const rand = (n: number) => {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = Math.random() - 0.5;
@@ -81,9 +86,9 @@ for (const spec of cases) {
   for (let r = 0; r < rounds; r++) {
     for (const l of lists) {
       const t0 = performance.now();
-      run(gpu, l.list);
+      run(gpu, Array(reps).fill(l.list).flat());
       await gpu.sync();
-      l.ms.push(performance.now() - t0);
+      l.ms.push((performance.now() - t0) / reps);
     }
   }
   const mflop = gemmFlops(spec) / 1e6;
