@@ -17,8 +17,9 @@
  *    KERNELS_BENCH_REPS profiled steps (default 15 at the small shape, 5 at the large one) after a
  *    warm-up step. Each line: time per step, the work (GEMMs: 2·M·N·K FLOPs; other kernels: bytes
  *    each must read and write once, counted below in `work`; a GEMM's operand packing on the
- *    CPU adapters, "X pack A/B": the operand read plus the texture written), the rate, and its
- *    fraction of the FMA peak (GEMMs) or the copy bandwidth (the rest).
+ *    CPU adapters, "X pack A/B": the operand read plus the texture written, by a kernel or a
+ *    buffer-to-texture copy), the rate, and its fraction of the FMA peak (GEMMs) or the copy
+ *    bandwidth (the rest); "< clock" where the host clock cannot resolve the time.
  * 3. The whole step: median wall time of plain (one-pass) steps, each run right after a profiled
  *    one (host clock around submit → done, batch upload included), and the sum of its kernels'
  *    times.
@@ -272,7 +273,13 @@ for (const [B, d, m] of shapes) {
       sum += ms;
       const wk = work(name, cfg, nnz);
       let cols = `${"".padStart(10)} ${"".padStart(12)} ${"".padStart(8)}`;
-      if (wk.flops) {
+      if (ms < 0.01 && (wk.flops || wk.bytes)) {
+        // Below what host clocks resolve on lavapipe (a copy's memcpy, say): no rate.
+        const w = wk.flops
+          ? `${fmt(wk.flops / 1e9, 6, 3)} GFL`
+          : `${fmt(wk.bytes! / 2 ** 20, 7, 1)} MiB`;
+        cols = `${w} ${"< clock".padStart(12)}`;
+      } else if (wk.flops) {
         const rate = wk.flops / (ms / 1e3) / 1e9;
         cols = `${fmt(wk.flops / 1e9, 6, 3)} GFL ${fmt(rate, 6, 2)} GFLOP/s ${
           fmt(100 * rate / fmaPeak, 6, 1)

@@ -199,8 +199,7 @@ export interface GemmOptions {
   /**
    * Pack an operand whose packed copy is its bytes as they are (stored densely, and in the layout
    * the path reads: not transposed, not padded, f32) with a buffer-to-texture copy instead of a
-   * packing kernel (default true; a copy is a memcpy on lavapipe, 5-12x faster). The sparse-latent
-   * plan turns it off for the GEMMs it may skip (a copy cannot be dispatched indirectly).
+   * packing kernel (default true; a copy is a memcpy on lavapipe, 5-12x faster).
    */
   packCopies?: boolean;
   /** Operand layout inside the bindings (default: tightly packed from offset 0). */

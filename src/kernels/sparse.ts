@@ -211,8 +211,11 @@ export function colStatsKernel(
 /**
  * The plan: a dispatch that counts f's active entries (from the CSR counts) and picks the sparse
  * kernels when they are at most `maxDensity`·B·m, else the dense ones; and copies of `dense` and
- * `sparse` that read their workgroup counts from the arguments it writes (zero for the path not
- * taken). It adds 1 to `count.acc[count.index]` on a step that runs sparse.
+ * `sparse` whose compute dispatches read their workgroup counts from the arguments it writes
+ * (zero for the path not taken). Copy items (a GEMM's operand packing) cannot be dispatched
+ * indirectly and run whichever path is taken: they only fill the GEMMs' scratch textures, which
+ * every GEMM packs afresh before its product. It adds 1 to `count.acc[count.index]` on a step
+ * that runs sparse.
  */
 export async function planDispatches(
   gpu: Gpu,
@@ -222,16 +225,14 @@ export async function planDispatches(
   dense: readonly Dispatch[],
   sparse: readonly Dispatch[],
   count: { acc: GPUBuffer; index: number },
-): Promise<{ plan: ComputeDispatch; dense: ComputeDispatch[]; sparse: ComputeDispatch[] }> {
-  const all = [...dense, ...sparse].map((d) => {
-    if (d.copy) throw new Error(`sparse plan: ${d.label} is a copy, which cannot be skipped`);
-    return d;
-  });
-  const n = all.length;
+): Promise<{ plan: ComputeDispatch; dense: Dispatch[]; sparse: Dispatch[] }> {
+  const items = [...dense, ...sparse];
+  const planned = items.flatMap((d, i) => d.copy ? [] : [{ d, sparse: i >= dense.length }]);
+  const n = planned.length;
   const table = new Uint32Array(4 * n);
-  all.forEach((d, i) => {
-    table.set(d.groups, 3 * i);
-    table[3 * n + i] = i < dense.length ? 0 : 1;
+  planned.forEach((p, i) => {
+    table.set(p.d.groups, 3 * i);
+    table[3 * n + i] = p.sparse ? 1 : 0;
   });
   const tableBuf = gpu.upload("sparse plan table", table);
   const args = gpu.buffer("sparse plan args", 3 * n * 4, GPUBufferUsage.INDIRECT);
@@ -251,7 +252,10 @@ export async function planDispatches(
     ],
     groups: [1, 1, 1],
   });
-  const ind = all.map((d, i) => ({ ...d, indirect: { buffer: args, offset: 12 * i } }));
+  let next = 0;
+  const ind = items.map((d): Dispatch =>
+    d.copy ? d : { ...d, indirect: { buffer: args, offset: 12 * next++ } }
+  );
   return { plan, dense: ind.slice(0, dense.length), sparse: ind.slice(dense.length) };
 }
 

@@ -154,9 +154,6 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
   };
   const lb = { ...bufs, bDec: P.bDec.p };
   const gemmOpts = { f16: cfg.gemm_f16 };
-  // GEMMs the sparse plan may skip pack their operands with kernels, not copies (a copy cannot
-  // be dispatched indirectly).
-  const skippable = { ...gemmOpts, packCopies: !bufs.sparse };
   let sparse: ForwardParts["sparse"];
   if (bufs.sparse) {
     const shape = { B, m, d };
@@ -204,7 +201,7 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
         epilogue: "bias",
       },
       { a: bufs.f, b: P.wDec.p, c: bufs.xhat, e: P.bDec.p },
-      skippable,
+      gemmOpts,
     ),
     residual: [await residualKernel(gpu, loss, lb)],
     stats: await featureStatsKernel(gpu, B, m, {
@@ -236,8 +233,6 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     hooks,
   );
   const gemmOpts = { f16: cfg.gemm_f16 };
-  // As in forwardParts: no copies in the GEMMs the sparse plan may skip.
-  const skippable = { ...gemmOpts, packCopies: !bufs.sparse };
   const schedule = await scheduleKernel(gpu, {
     lr: cfg.lr,
     warmupSteps: cfg.warmup_steps,
@@ -259,7 +254,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       scalarIdx: STATE_INDEX.l1_coef,
     },
     { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state },
-    hooks.afterReconGrad ? gemmOpts : skippable,
+    hooks.afterReconGrad ? gemmOpts : gemmOpts,
   );
   // dW = Aᵀ·Y [m, d] over the batch, A [B, m]: the two weight gradients.
   const weightGrad = (label: string, a: GPUBuffer, y: GPUBuffer, c: GPUBuffer) =>
@@ -267,7 +262,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       gpu,
       { label, M: m, N: d, K: B, transA: true, transB: false, epilogue: "none" },
       { a, b: y, c },
-      skippable,
+      gemmOpts,
     );
   const dWdec = await weightGrad("dW_dec", bufs.f, bufs.dxhat, P.wDec.g);
   const dWenc = await weightGrad("dW_enc", bufs.dpre, bufs.xc, P.wEnc.g);

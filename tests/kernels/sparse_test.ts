@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
-import { type ComputeDispatch, run } from "../../src/gpu/dispatch.ts";
+import {
+  type ComputeDispatch,
+  type CopyDispatch,
+  type Dispatch,
+  run,
+} from "../../src/gpu/dispatch.ts";
 import { featureStatsReference } from "../../src/kernels/reduce.ts";
 import { packState } from "../../src/sae/state.ts";
 import {
@@ -164,7 +169,7 @@ Deno.test("sparse plan: runs the sparse kernels up to the density limit, the den
     const acc = gpu.upload("acc", new Float32Array([5, 6]));
     const p = await planDispatches(gpu, s, l, maxDensity, dense, sp, { acc, index: 1 });
     run(gpu, [await csrRowsKernel(gpu, s, fb, l), p.plan, ...p.dense, ...p.sparse]);
-    const args = await gpu.readU32(p.dense[0].indirect!.buffer);
+    const args = await gpu.readU32((p.dense[0] as ComputeDispatch).indirect!.buffer);
     const groups = [...dense[0].groups, ...sp[0].groups];
     assert.deepEqual(
       [...args],
@@ -177,4 +182,36 @@ Deno.test("sparse plan: runs the sparse kernels up to the density limit, the den
     assert.ok(skipped.every((v) => v === 7777), "the path not taken must not run");
     assert.deepEqual([...(await gpu.read(acc)).slice(0, 2)], [5, sparse ? 7 : 6], "counted");
   }
+});
+
+Deno.test("sparse plan: a copy among the planned items runs whichever path is taken", async () => {
+  const gpu = await getGpu();
+  const s = { B: 10, m: 20, d: 4 };
+  const f = latents(new Rng(8), s.B, s.m, 0.1);
+  const fb = gpu.upload("f", f);
+  const l = allocSparseLists(gpu, s), outD = allocSparseLists(gpu, s);
+  gpu.write(outD.rowCnt, new Uint32Array(s.B).fill(7777));
+  const src = gpu.upload("copy src", new Float32Array(64).map((_, i) => i + 0.5));
+  const tex = gpu.device.createTexture({
+    size: [16, 1],
+    format: "rgba32float",
+    usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST | GPUTextureUsage.COPY_SRC,
+  });
+  const copy: CopyDispatch = {
+    label: "pack copy",
+    copy: [{ src: { buffer: src, bytesPerRow: 256 }, dst: { texture: tex }, size: [16, 1] }],
+  };
+  const dense: Dispatch[] = [copy, await csrRowsKernel(gpu, s, fb, outD)];
+  const acc = gpu.upload("acc", new Float32Array([0, 0]));
+  const p = await planDispatches(gpu, s, l, 0.3, dense, [], { acc, index: 1 });
+  assert.equal(p.dense[0], copy, "the copy is passed through as it is");
+  assert.ok((p.dense[1] as ComputeDispatch).indirect, "the kernel is dispatched indirectly");
+  run(gpu, [await csrRowsKernel(gpu, s, fb, l), p.plan, ...p.dense]);
+  // Density 0.1 ≤ 0.3: sparse taken, so the dense kernel is skipped but the copy ran.
+  assert.ok((await gpu.readU32(outD.rowCnt)).every((v) => v === 7777), "dense kernel skipped");
+  const back = gpu.buffer("copy back", 256);
+  const enc = gpu.device.createCommandEncoder();
+  enc.copyTextureToBuffer({ texture: tex }, { buffer: back, bytesPerRow: 256 }, [16, 1]);
+  gpu.submit([enc.finish()]);
+  assert.deepEqual([...await gpu.read(back)], [...await gpu.read(src)], "the copy ran");
 });
