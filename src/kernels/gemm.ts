@@ -237,6 +237,39 @@ export interface GemmBuffers {
   c: Operand;
   e?: Operand;
   s?: Operand;
+  /**
+   * A or B is a row block of a matrix packed beforehand ({@link packRowBlocks}): the texture
+   * paths read it from there instead of packing `a` / `b` (still bound, and packed as usual where
+   * the packed layout does not fit the path).
+   */
+  packedA?: PackedBlock;
+  packedB?: PackedBlock;
+}
+
+/**
+ * A matrix X [R, C] (row-major, dense) packed once for GEMMs that read blocks of its rows (the
+ * orthogonality term's blocks of W_dec): `rows` holds X as stored (texel r·C/4 + c4), which is a
+ * block as stored and, where K runs along C, along K; `blocksT` holds each block transposed
+ * (the block of rb rows from row r0 from texel (r0/4)·C on, texel c·rb/4 + r4 of it holding
+ * X[r0 + 4r4 .. r0 + 4r4 + 3, c]), a block along K where K runs along its rows.
+ */
+export interface PackedRowBlocks {
+  rows: GPUTexture;
+  /** Only where asked for ({@link packRowBlocks}). */
+  blocksT?: GPUTexture;
+  /** Rows and columns of X. */
+  R: number;
+  C: number;
+  /** Rows per block (the last block may have fewer). */
+  block: number;
+  fmt: TexFormat;
+}
+
+/** Rows [r0, r0 + rows) of a {@link PackedRowBlocks}: one of its blocks. */
+export interface PackedBlock {
+  packed: PackedRowBlocks;
+  r0: number;
+  rows: number;
 }
 
 /** Rows and columns of the stored matrix of operand `role` ("a": A, "b": B). */
@@ -269,7 +302,7 @@ function textureOk(gpu: Gpu, spec: GemmSpec, w: number): boolean {
 const scratch = new WeakMap<Gpu, Map<string, GPUTexture>>();
 
 /** Texel format of the packed operands. */
-type TexFormat = "rgba32float" | "rgba16float";
+export type TexFormat = "rgba32float" | "rgba16float";
 
 /**
  * The `main_tex` entry point for blocks of `rg` x `cg` 4x4 tiles per invocation, unrolled (see
@@ -468,6 +501,15 @@ function defaultPath(
   return "vec4";
 }
 
+/**
+ * The path {@link gemmDispatches} takes for this GEMM when its operands fit their bindings (the
+ * `path` option, or the default for the adapter, size and shape).
+ */
+export function gemmPath(gpu: Gpu, spec: GemmSpec, opts: GemmOptions = {}): GemmPath {
+  const layout = { ...defaultLayout(spec), ...opts.layout };
+  return opts.path ?? defaultPath(gpu, spec, layout, opts, isCpuAdapter(gpu.adapterName));
+}
+
 /** One GEMM's dispatches on the chosen (or default) path: [pack A, pack B,] product(s). */
 async function gemmList(
   gpu: Gpu,
@@ -501,7 +543,7 @@ async function gemmList(
   if (path === "scalar") {
     const t = GEMM_TILE.scalar;
     pipeline = opts.pipeline ??
-      await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
+      await cachedPipeline(gpu, `gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
     groups = [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1];
   } else if (path === "texture") {
     const t = opts.texTile ?? texTileFor(spec);
@@ -509,7 +551,8 @@ async function gemmList(
       throw new Error(`gemm ${spec.label}: texture tile ${JSON.stringify(t)} out of range`);
     }
     pipeline = opts.pipeline ??
-      await gpu.pipeline(
+      await cachedPipeline(
+        gpu,
         `gemm ${spec.label}`,
         texSource(fmt, t),
         { ...common, T_WG: t.T_WG, TEX_W: w },
@@ -519,20 +562,30 @@ async function gemmList(
   } else {
     const t = opts.tile ?? (isCpuAdapter(gpu.adapterName) ? GEMM_TILE.cpu : GEMM_TILE.gpu);
     pipeline = opts.pipeline ??
-      await gpu.pipeline(`gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main_v4");
+      await cachedPipeline(gpu, `gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main_v4");
     groups = [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1];
   }
-  const params = gemmParams(gpu, spec, layout);
   const e = bufs.e ?? gpu.dummy();
   const s = bufs.s ?? gpu.dummy();
   if (path !== "texture") {
+    const params = gemmParams(gpu, spec, layout);
     const bindGroup = gpu.bindGroup(pipeline, [bufs.a, bufs.b, bufs.c, e, s, params], spec.label);
     return [{ label: spec.label, pipeline, bindGroup, groups }];
   }
+  // The texture path reads each operand as stored: a prepacked block is one where it is the
+  // whole stored matrix.
+  const asStored = (role: "a" | "b", blk?: PackedBlock) => {
+    const [rows, cols] = storedShape(spec, role);
+    return blk && usable(blk, fmt, w) && blk.rows === rows && blk.packed.C === cols
+      ? { tex: blk.packed.rows, off: blk.r0 * cols / 4 }
+      : null;
+  };
+  const preA = asStored("a", bufs.packedA), preB = asStored("b", bufs.packedB);
+  const params = gemmParams(gpu, spec, layout, 0, 0, preA?.off ?? 0, preB?.off ?? 0);
   const [ra, ca] = storedShape(spec, "a");
   const [rb, cb] = storedShape(spec, "b");
-  const ta = scratchTexture(gpu, "a", w, ra * ca / 4, fmt);
-  const tb = scratchTexture(gpu, "b", w, rb * cb / 4, fmt);
+  const ta = preA?.tex ?? scratchTexture(gpu, "a", w, ra * ca / 4, fmt);
+  const tb = preB?.tex ?? scratchTexture(gpu, "b", w, rb * cb / 4, fmt);
   const bindGroup = bindMixed(
     gpu,
     pipeline,
@@ -549,10 +602,15 @@ async function gemmList(
     return await packDispatch(gpu, spec, role, src, ld, off, tex, w, fmt);
   };
   return [
-    await pack("a", bufs.a, layout.lda, layout.offA, ta),
-    await pack("b", bufs.b, layout.ldb, layout.offB, tb),
+    ...preA ? [] : [await pack("a", bufs.a, layout.lda, layout.offA, ta)],
+    ...preB ? [] : [await pack("b", bufs.b, layout.ldb, layout.offB, tb)],
     { label: spec.label, pipeline, bindGroup, groups },
   ];
+}
+
+/** Whether a prepacked block can stand in for an operand packed in `fmt` at width `w`. */
+function usable(blk: PackedBlock, fmt: TexFormat, w: number): boolean {
+  return blk.packed.fmt === fmt && blk.packed.rows.width === w && blk.r0 % 4 === 0;
 }
 
 /**
@@ -604,6 +662,8 @@ function gemmParams(
   layout: GemmLayout,
   chunk = 0,
   mode = 0,
+  offAt = 0,
+  offBt = 0,
 ): GPUBuffer {
   return gpu.uniform(
     `gemm ${spec.label} params`,
@@ -621,8 +681,8 @@ function gemmParams(
       layout.eoff,
       chunk,
       mode,
-      0,
-      0,
+      offAt,
+      offBt,
       0,
     ]).buffer,
   );
@@ -707,12 +767,15 @@ export function bcEntry(R: number, KC4: number, swap: boolean): string {
     `  let r0 = wid.y * ${R}u;`,
     `  let k0 = p.kc * ${KC4}u;`,
     `  for (var i = lid; i < ${R * KC4}u; i += BC_T) {`,
-    `    let t = min(r0 + i / ${KC4}u, nRows - 1u) * K4P + k0 + i % ${KC4}u;`,
+    `    let t = ${
+      staged === "At" ? "p.offAt" : "p.offBt"
+    } + min(r0 + i / ${KC4}u, nRows - 1u) * K4P +`,
+    `      k0 + i % ${KC4}u;`,
     `    Ash[i] = textureLoad(${staged}, texel(t));`,
     "  }",
     "  workgroupBarrier();",
     "  let l = wid.x * BC_T + lid;",
-    "  let lt = min(l, nLanes - 1u) * K4P + k0;",
+    `  let lt = ${laneTex === "At" ? "p.offAt" : "p.offBt"} + min(l, nLanes - 1u) * K4P + k0;`,
     ...rows.map((r) => `  var c${r} = 0.0;`),
   ];
   for (let k = 0; k < KC4; k++) {
@@ -727,7 +790,7 @@ export function bcEntry(R: number, KC4: number, swap: boolean): string {
 }
 
 /** The dispatch packing operand `role` of a GEMM along K into `tex` (`pack_k`). */
-async function packKDispatch(
+function packKDispatch(
   gpu: Gpu,
   spec: GemmSpec,
   role: "a" | "b",
@@ -739,27 +802,120 @@ async function packKDispatch(
   fmt: TexFormat,
   K4P: number,
 ): Promise<ComputeDispatch> {
-  const rows = role === "a" ? spec.M : spec.N;
-  const transposed = role === "a" ? spec.transA : !spec.transB;
+  return packK(gpu, `${spec.label} pack ${role.toUpperCase()}`, src, tex, w, fmt, {
+    rows: role === "a" ? spec.M : spec.N,
+    K: spec.K,
+    ld,
+    off,
+    transposed: role === "a" ? spec.transA : !spec.transB,
+    K4P,
+  });
+}
+
+/**
+ * A `pack_k` dispatch: op(X) [rows, K] along K into `tex` from texel `at` on, K/4 texels per row
+ * padded with zeros to K4P; X stored [rows, K], or [K, rows] when `transposed`, with leading
+ * dimension `ld` from element `off` of `src`.
+ */
+async function packK(
+  gpu: Gpu,
+  label: string,
+  src: Operand,
+  tex: GPUTexture,
+  w: number,
+  fmt: TexFormat,
+  x: { rows: number; K: number; ld: number; off: number; transposed: boolean; K4P: number },
+  at = 0,
+): Promise<ComputeDispatch> {
   const pipeline = await cachedPipeline(
     gpu,
     "gemm pack_k",
     texSource(fmt),
-    { TEX_W: w, K4P, PACK_T: transposed ? 1 : 0 },
+    { TEX_W: w, K4P: x.K4P, PACK_T: x.transposed ? 1 : 0 },
     "pack_k",
   );
   const params = gpu.uniform(
-    `gemm ${spec.label} pack ${role} params`,
-    new Uint32Array([rows, 0, spec.K, 0, ld, 0, 0, off, 0, 0, 0, 0, 0, 0, 0, 0]).buffer,
+    `${label} params`,
+    new Uint32Array([x.rows, 0, x.K, 0, x.ld, 0, 0, x.off, 0, 0, 0, 0, 0, at, 0, 0]).buffer,
   );
-  const label = `${spec.label} pack ${role.toUpperCase()}`;
-  const ys = transposed ? rows / 4 : rows;
+  const ys = x.transposed ? x.rows / 4 : x.rows;
   return {
     label,
     pipeline,
     bindGroup: bindMixed(gpu, pipeline, [[0, src], [5, params], [8, tex]], label),
-    groups: [cdiv(K4P, 64), Math.min(ys, MAX_GROUPS), cdiv(ys, MAX_GROUPS)],
+    groups: [cdiv(x.K4P, 64), Math.min(ys, MAX_GROUPS), cdiv(ys, MAX_GROUPS)],
   };
+}
+
+/**
+ * The dispatches packing X [R, C] (f32, row-major, dense in `x`) into a {@link PackedRowBlocks}
+ * of blocks of `block` rows (a multiple of 4; R and C multiples of 4): X as stored by one copy (a
+ * packing kernel per block for f16) and, with `transposed`, each block transposed by a packing
+ * kernel (what the broadcast path reads where K runs along a block's rows). For GEMMs on the
+ * texture paths (CPU adapters, or `opts.f16`), in textures of their width.
+ */
+export async function packRowBlocks(
+  gpu: Gpu,
+  label: string,
+  x: GPUBuffer,
+  R: number,
+  C: number,
+  block: number,
+  transposed: boolean,
+  opts: GemmOptions = {},
+): Promise<{ packed: PackedRowBlocks; dispatches: Dispatch[] }> {
+  if (R % 4 || C % 4 || block % 4) {
+    throw new Error(`${label}: ${R}x${C} in blocks of ${block} rows: each a multiple of 4`);
+  }
+  const w = texWidth(gpu, opts);
+  const fmt: TexFormat = opts.f16 ? "rgba16float" : "rgba32float";
+  const texels = R * C / 4;
+  const make = (what: string) =>
+    gpu.device.createTexture({
+      label: `${label} ${what}`,
+      size: [w, Math.max(1, Math.ceil(texels / w))],
+      format: fmt,
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+    });
+  const packed: PackedRowBlocks = {
+    rows: make("rows"),
+    blocksT: transposed ? make("blocksT") : undefined,
+    R,
+    C,
+    block,
+    fmt,
+  };
+  const dispatches: Dispatch[] = [];
+  if (copyOk(fmt, w)) dispatches.push(copyPack(`${label} rows`, x, 0, texels, packed.rows));
+  for (let r0 = 0; r0 < R; r0 += block) {
+    const rb = Math.min(block, R - r0);
+    const slice = { buffer: x, offset: 4 * r0 * C, size: 4 * rb * C };
+    if (!copyOk(fmt, w)) {
+      dispatches.push(
+        await packK(gpu, `${label} rows`, slice, packed.rows, w, fmt, {
+          rows: rb,
+          K: C,
+          ld: C,
+          off: 0,
+          transposed: false,
+          K4P: C / 4,
+        }, r0 * C / 4),
+      );
+    }
+    if (!packed.blocksT) continue;
+    // The block transposed: op = blockᵀ [C, rb] along K = rb, from texel (r0/4)·C on.
+    dispatches.push(
+      await packK(gpu, `${label} blocksT`, slice, packed.blocksT, w, fmt, {
+        rows: C,
+        K: rb,
+        ld: C,
+        off: 0,
+        transposed: true,
+        K4P: rb / 4,
+      }, r0 / 4 * C),
+    );
+  }
+  return { packed, dispatches };
 }
 
 /**
@@ -792,8 +948,23 @@ async function bcastList(
     },
     "main_bc",
   );
-  const ta = scratchTexture(gpu, "a", w, spec.M * plan.K4P, fmt);
-  const tb = scratchTexture(gpu, "b", w, spec.N * plan.K4P, fmt);
+  // A prepacked block along K: X as stored where K runs along its columns, its transposed block
+  // where K runs along its rows; only without padding (packed rows of exactly K/4 texels).
+  const alongK = (role: "a" | "b", blk?: PackedBlock) => {
+    if (!blk || !usable(blk, fmt, w) || plan.K4P * 4 !== spec.K) return null;
+    const [rows, cols] = storedShape(spec, role);
+    if (blk.rows !== rows || blk.packed.C !== cols) return null;
+    if (cols === spec.K && (role === "a" ? !spec.transA : spec.transB)) {
+      return { tex: blk.packed.rows, off: blk.r0 * cols / 4 };
+    }
+    const { block, R, blocksT } = blk.packed;
+    const whole = blk.r0 % block === 0 && blk.rows === Math.min(block, R - blk.r0);
+    if (blocksT && rows === spec.K && whole) return { tex: blocksT, off: blk.r0 / 4 * cols };
+    return null;
+  };
+  const preA = alongK("a", bufs.packedA), preB = alongK("b", bufs.packedB);
+  const ta = preA?.tex ?? scratchTexture(gpu, "a", w, spec.M * plan.K4P, fmt);
+  const tb = preB?.tex ?? scratchTexture(gpu, "b", w, spec.N * plan.K4P, fmt);
   const e = bufs.e ?? gpu.dummy();
   const s = bufs.s ?? gpu.dummy();
   const lanes = plan.swap ? spec.M : spec.N;
@@ -810,12 +981,12 @@ async function bcastList(
     return await packKDispatch(gpu, spec, role, src, ld, off, tex, w, fmt, plan.K4P);
   };
   const out: Dispatch[] = [
-    await pack("a", bufs.a, layout.lda, layout.offA, ta),
-    await pack("b", bufs.b, layout.ldb, layout.offB, tb),
+    ...preA ? [] : [await pack("a", bufs.a, layout.lda, layout.offA, ta)],
+    ...preB ? [] : [await pack("b", bufs.b, layout.ldb, layout.offB, tb)],
   ];
   for (let kc = 0; kc < plan.chunks; kc++) {
     const mode = (kc > 0 || accumulate ? 1 : 0) | (kc === plan.chunks - 1 ? 2 : 0);
-    const params = gemmParams(gpu, spec, layout, kc, mode);
+    const params = gemmParams(gpu, spec, layout, kc, mode, preA?.off ?? 0, preB?.off ?? 0);
     const bindGroup = bindMixed(
       gpu,
       pipeline,

@@ -7,7 +7,14 @@ import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { STATE_WGSL } from "../sae/state.ts";
-import { gemmDispatches, type GemmOptions } from "./gemm.ts";
+import {
+  gemmDispatches,
+  type GemmOptions,
+  gemmPath,
+  type GemmSpec,
+  type PackedBlock,
+  packRowBlocks,
+} from "./gemm.ts";
 import { rowParts } from "../gpu/split.ts";
 
 const code = STATE_WGSL + paperSrc;
@@ -194,60 +201,77 @@ export async function orthoGradDispatches(
     offset: i0 * dIn * 4,
     size: rows * dIn * 4,
   });
+  const gram = (n: number, i0: number, ri: number, rj: number): GemmSpec => ({
+    label: `ortho gram ${n}`,
+    M: ri,
+    N: rj,
+    K: dIn,
+    transA: false,
+    transB: true,
+    epilogue: "ortho_coef",
+    row0: i0,
+  });
+  const grad = (n: number, rows: number, K: number, transA: boolean): GemmSpec => ({
+    label: `ortho grad ${n}`,
+    M: rows,
+    N: dIn,
+    K,
+    transA,
+    transB: false,
+    epilogue: "accumulate",
+  });
+  // Where the GEMMs read packed textures (CPU adapters), W_dec is packed once for every block
+  // pair instead of once per GEMM: as stored (the Gram blocks; the products with W on the
+  // texture path) and, for the broadcast path, each block transposed (W_J along K in coef·W_J).
+  const packedPath = (p: string) => p === "texture" || p === "bcast";
+  const gramPath = gemmPath(gpu, gram(0, 0, R, R), opts);
+  const gradPath = gemmPath(gpu, grad(0, R, R, false), opts);
   const out: Dispatch[] = [];
+  let block: (r0: number, rows: number) => PackedBlock | undefined = () => undefined;
+  if ((packedPath(gramPath) || packedPath(gradPath)) && dSae % 4 === 0 && dIn % 4 === 0) {
+    const pre = await packRowBlocks(
+      gpu,
+      "ortho pack W",
+      b.wDec,
+      dSae,
+      dIn,
+      R,
+      gradPath === "bcast",
+      opts,
+    );
+    out.push(...pre.dispatches);
+    block = (r0, rows) => ({ packed: pre.packed, r0, rows });
+  }
   let n = 0;
   for (let i0 = 0; i0 < dSae; i0 += R) {
     const ri = Math.min(R, dSae - i0);
     for (let j0 = i0; j0 < dSae; j0 += R) {
       const rj = Math.min(R, dSae - j0);
       out.push(
-        ...await gemmDispatches(gpu, {
-          label: `ortho gram ${n}`,
-          M: ri,
-          N: rj,
-          K: dIn,
-          transA: false,
-          transB: true,
-          epilogue: "ortho_coef",
-          row0: i0,
-        }, {
+        ...await gemmDispatches(gpu, gram(n, i0, ri, rj), {
           a: slice(b.wDec, i0, ri),
           b: slice(b.wDec, j0, rj),
           c: coef,
           e: b.weight,
           s: b.pscal,
+          packedA: block(i0, ri),
+          packedB: block(j0, rj),
         }, { ...opts, layout: { eoff: j0 } }),
-        ...await gemmDispatches(
-          gpu,
-          {
-            label: `ortho grad ${n}`,
-            M: ri,
-            N: dIn,
-            K: rj,
-            transA: false,
-            transB: false,
-            epilogue: "accumulate",
-          },
-          { a: coef, b: slice(b.wDec, j0, rj), c: slice(b.gDec, i0, ri) },
-          opts,
-        ),
+        ...await gemmDispatches(gpu, grad(n, ri, rj, false), {
+          a: coef,
+          b: slice(b.wDec, j0, rj),
+          c: slice(b.gDec, i0, ri),
+          packedB: block(j0, rj),
+        }, opts),
       );
       if (j0 > i0) {
         out.push(
-          ...await gemmDispatches(
-            gpu,
-            {
-              label: `ortho grad ${n}`,
-              M: rj,
-              N: dIn,
-              K: ri,
-              transA: true,
-              transB: false,
-              epilogue: "accumulate",
-            },
-            { a: coef, b: slice(b.wDec, i0, ri), c: slice(b.gDec, j0, rj) },
-            opts,
-          ),
+          ...await gemmDispatches(gpu, grad(n, rj, ri, true), {
+            a: coef,
+            b: slice(b.wDec, i0, ri),
+            c: slice(b.gDec, j0, rj),
+            packedB: block(i0, ri),
+          }, opts),
         );
       }
       n++;

@@ -1,4 +1,6 @@
+import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
+import type { GemmPath } from "../../src/kernels/gemm.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import {
   allocPaper,
@@ -139,8 +141,17 @@ Deno.test("ortho gradient: reference matches finite differences of the penalty w
   }
 });
 
-for (const [m, d] of [[150, 36], [70, 13], [256, 20]]) {
-  Deno.test(`ortho gradient on the GPU (chunks of 64 rows, m=${m}, d=${d}) matches the materialised reference`, async () => {
+const orthoCases: [number, number, GemmPath | undefined][] = [
+  [150, 36, undefined],
+  [70, 13, undefined],
+  [256, 20, undefined],
+  // The packed paths (CPU adapters), with W_dec packed once for all blocks: 4 blocks, the last of
+  // 8 rows.
+  [200, 36, "texture"],
+  [200, 36, "bcast"],
+];
+for (const [m, d, path] of orthoCases) {
+  Deno.test(`ortho gradient on the GPU (chunks of 64 rows, m=${m}, d=${d}${path ? `, ${path} path` : ""}) matches the materialised reference`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(34);
     const w = randArray(rng, m * d);
@@ -153,12 +164,20 @@ for (const [m, d] of [[150, 36], [70, 13], [256, 20]]) {
       weight: gpu.upload("weight", weight),
       pscal: gpu.upload("pscal", new Float32Array([scale, eps, 0, 0])),
     };
-    const ds = await orthoGradDispatches(gpu, m, d, b, 64);
+    const ds = await orthoGradDispatches(gpu, m, d, b, 64, path ? { path } : {});
     // Blocks I ≤ J: one Gram GEMM each, one product with W on the diagonal and two off it.
     const c = Math.ceil(m / 64);
-    // (Operand packing for the texture GEMM path, on CPU adapters, adds "... pack A/B" dispatches.)
-    const products = ds.filter((x) => !/ pack [AB]$/.test(x.label)).length;
+    // (On the packed paths: "... pack A/B" dispatches per GEMM, "ortho pack W ..." once.)
+    const products = ds.filter((x) => !/ pack [AB]$|^ortho pack W/.test(x.label)).length;
     if (products !== c * (c + 1) / 2 + c * c) throw new Error(`${products} products`);
+    if (path) {
+      // W_dec's blocks come packed: only the coefficient blocks are packed per GEMM (as A of the
+      // products with W), never a W operand.
+      const perGemm = ds.filter((x) => / pack [AB]$/.test(x.label)).map((x) => x.label);
+      assert.deepEqual(perGemm.filter((l) => !/^ortho grad \d+ pack A$/.test(l)), [], "W repacked");
+      assert.equal(perGemm.length, c * c, "one coefficient pack per product with W");
+      assert.ok(ds.some((x) => x.label.startsWith("ortho pack W")), "W packed once");
+    }
     run(gpu, ds);
     const got = await gpu.read(b.gDec);
     const want = orthoGradReference(w, weight, scale, eps, m, d).map((v, i) => v + g0[i]);
