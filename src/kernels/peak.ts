@@ -5,7 +5,7 @@
  */
 import peakSrc from "../../wgsl/peak.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { type ComputeDispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 
 /** Invocations per workgroup of both kernels. */
 export const PEAK_WG = 64;
@@ -49,7 +49,7 @@ export async function fmaPeakKernel(
   iters: number,
   out: GPUBuffer,
   form: FmaForm = "loop",
-): Promise<{ dispatch: Dispatch; flops: number }> {
+): Promise<{ dispatch: ComputeDispatch; flops: number }> {
   const straight = form === "straight";
   const dispatch = await kernel(gpu, {
     label: straight ? "fma peak straight" : "fma peak",
@@ -68,7 +68,7 @@ export async function copyKernel(
   n4: number,
   src: GPUBuffer,
   out: GPUBuffer,
-): Promise<{ dispatch: Dispatch; bytes: number }> {
+): Promise<{ dispatch: ComputeDispatch; bytes: number }> {
   const dispatch = await kernel(gpu, {
     label: "copy",
     code: peakSrc,
