@@ -8,6 +8,7 @@
  *   deno task bench:gemm-ab                               # bcast vs texture, B=1024 d=512 m=4096
  *   deno task bench:gemm-ab --paths bcast,texture,vec4 --rounds 10
  *   deno task bench:gemm-ab --shape 2048,2304,2304        # the paper's shape
+ *   deno task bench:gemm-ab --paths bcast --bc-tile 512,12,64   # other broadcast-path tiles
  *
  * Each time includes the ~11 ms it takes lavapipe to report a submission done, so GEMMs much
  * under ~100 ms read slow on every path alike unless `--reps` runs each several times per
@@ -32,6 +33,7 @@ const opts = new Command("gemm-ab")
   .option("--paths <list>", `comma-separated, of ${PATHS.join(", ")}`, "bcast,texture")
   .option("--rounds <n>", "alternating rounds", "8")
   .option("--reps <n>", "runs of a GEMM per timed submission (amortizes the ~11 ms latency)", "1")
+  .option("--bc-tile <T,R,KC4>", "broadcast-path tile limits (default GEMM_TILE.bcast)")
   .parse(Deno.args, { from: "user" })
   .opts();
 
@@ -44,6 +46,16 @@ const bad = paths.find((p) => !PATHS.includes(p));
 if (bad) throw new Error(`--paths: unknown path ${bad}; use ${PATHS.join(", ")}`);
 const rounds = Number(opts.rounds);
 const reps = Number(opts.reps);
+let bcTile: { T: number; R: number; KC4: number } | undefined;
+if (opts.bcTile) {
+  const [T, R, KC4] = opts.bcTile.split(",").map(Number);
+  if (![T, R, KC4].every((v) => Number.isInteger(v) && v > 0)) {
+    throw new Error(
+      `--bc-tile ${opts.bcTile}: give three positive integers T,R,KC4, e.g. 512,12,128`,
+    );
+  }
+  bcTile = { T, R, KC4 };
+}
 
 const gpu = await getGpu();
 const gemm = (
@@ -78,7 +90,7 @@ for (const spec of cases) {
   };
   const lists = [];
   for (const path of paths) {
-    const list = await gemmDispatches(gpu, spec, bufs, { path });
+    const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
     run(gpu, list);
     await gpu.sync();
     lists.push({ path, list, ms: [] as number[] });
