@@ -58,7 +58,9 @@ export interface StepBuffers {
 
 /**
  * Whether the step takes the sparse-latent path (src/kernels/sparse.ts): asked for, a step at
- * least sparse_min_flops large, d_in a multiple of 4, and f [batch, d_sae] within one binding.
+ * least sparse_min_flops large, d_in a multiple of 4, and f [batch, d_sae] and the weights
+ * [d_sae, d_in] each within one binding (the sparse kernels bind them whole; larger SAEs, such
+ * as d_sae 16384 at d_in 2304, train with the dense kernels, which split over views).
  */
 export function sparseEnabled(
   gpu: Gpu,
@@ -70,7 +72,8 @@ export function sparseEnabled(
   return cfg.sparse_max_density > 0 &&
     2 * cfg.batch * cfg.d_in * cfg.d_sae >= cfg.sparse_min_flops &&
     sparseOk({ B: cfg.batch, m: cfg.d_sae, d: cfg.d_in }) &&
-    cfg.batch * cfg.d_sae * 4 <= gpu.maxBinding;
+    cfg.batch * cfg.d_sae * 4 <= gpu.maxBinding &&
+    cfg.d_sae * cfg.d_in * 4 <= gpu.maxBinding;
 }
 /** Allocates the step's buffers and uploads `w` (moments zero, state before step 1). */
 export function allocStep(

@@ -86,4 +86,10 @@ Deno.test("sparse latents: built only for steps large enough to pay for the list
   assert.equal(sparseEnabled(gpu, { ...big, sparse_max_density: 0 }), false);
   assert.equal(sparseEnabled(gpu, { ...DEFAULT_CONFIG, sparse_min_flops: 0 }), true);
   assert.equal(sparseEnabled(gpu, { ...big, d_in: 510 }), false, "rows not in vec4s");
+  // The sparse kernels bind f and the weights whole: either over the binding limit, dense.
+  const limit = { maxBinding: 4096 * 512 * 4 } as typeof gpu;
+  const narrow = { ...big, batch: 256 }; // f [256, 4096] 4 MiB, W_dec [4096, 512] 8 MiB
+  assert.equal(sparseEnabled(limit, narrow), true, "W_dec exactly at the limit");
+  assert.equal(sparseEnabled(limit, { ...narrow, d_in: 516 }), false, "weights over the limit");
+  assert.equal(sparseEnabled(limit, { ...narrow, batch: 516 }), false, "f over the limit");
 });
