@@ -69,6 +69,10 @@ const EPILOGUE_CODE: Record<Epilogue, number> = {
  * T_WG·4·T_CG columns, each invocation loading all fragments of a K step before its FMAs, in a
  * loop over K.
  *
+ * On both texture paths an operand stored densely in the layout the path reads is packed by a
+ * buffer-to-texture copy (a memcpy on lavapipe) instead of a packing kernel, and an operand that
+ * is a row block of a matrix packed beforehand ({@link packRowBlocks}) is not packed at all.
+ *
  * Adapters: CPU adapters (llvmpipe, lavapipe, SwiftShader, or `isFallbackAdapter`) get `bcast`
  * from {@link BCAST_MIN_FLOPS} up and `texture` from {@link TEXTURE_MIN_FLOPS} up
  * ({@link gemmDispatches}; {@link gemm}, one dispatch, gets `cpu`); other adapters get `gpu`, an
@@ -204,8 +208,6 @@ export interface GemmOptions {
   packCopies?: boolean;
   /** Operand layout inside the bindings (default: tightly packed from offset 0). */
   layout?: Partial<GemmLayout>;
-  /** Reuse this pipeline (made by an earlier call with the same spec, path and epilogue). */
-  pipeline?: GPUComputePipeline;
 }
 
 /** Shape and layout of one GEMM. */
@@ -542,27 +544,36 @@ async function gemmList(
   let groups: [number, number, number];
   if (path === "scalar") {
     const t = GEMM_TILE.scalar;
-    pipeline = opts.pipeline ??
-      await cachedPipeline(gpu, `gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main");
+    pipeline = await cachedPipeline(
+      gpu,
+      `gemm ${spec.label}`,
+      gemmSrc,
+      { ...common, ...t },
+      "main",
+    );
     groups = [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1];
   } else if (path === "texture") {
     const t = opts.texTile ?? texTileFor(spec);
     if (t.T_R % 4 !== 0 || t.T_R < 4 || t.T_R > 32 || t.T_CG < 1 || t.T_CG > 4) {
       throw new Error(`gemm ${spec.label}: texture tile ${JSON.stringify(t)} out of range`);
     }
-    pipeline = opts.pipeline ??
-      await cachedPipeline(
-        gpu,
-        `gemm ${spec.label}`,
-        texSource(fmt, t),
-        { ...common, T_WG: t.T_WG, TEX_W: w },
-        "main_tex",
-      );
+    pipeline = await cachedPipeline(
+      gpu,
+      `gemm ${spec.label}`,
+      texSource(fmt, t),
+      { ...common, T_WG: t.T_WG, TEX_W: w },
+      "main_tex",
+    );
     groups = [cdiv(spec.N, t.T_WG * 4 * t.T_CG), cdiv(spec.M, t.T_R), 1];
   } else {
     const t = opts.tile ?? (isCpuAdapter(gpu.adapterName) ? GEMM_TILE.cpu : GEMM_TILE.gpu);
-    pipeline = opts.pipeline ??
-      await cachedPipeline(gpu, `gemm ${spec.label}`, gemmSrc, { ...common, ...t }, "main_v4");
+    pipeline = await cachedPipeline(
+      gpu,
+      `gemm ${spec.label}`,
+      gemmSrc,
+      { ...common, ...t },
+      "main_v4",
+    );
     groups = [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1];
   }
   const e = bufs.e ?? gpu.dummy();
@@ -1048,7 +1059,6 @@ export async function gemmDispatches(
   if (kSplit && !["none", "bias", "accumulate"].includes(spec.epilogue)) {
     throw new Error(`gemm ${spec.label}: epilogue ${spec.epilogue} cannot be split along K`);
   }
-  const pipelines = new Map<string, GPUComputePipeline>();
   const out: Dispatch[] = [];
   for (let m0 = 0; m0 < M; m0 += blk.M) {
     const bm = Math.min(blk.M, M - m0);
@@ -1089,7 +1099,6 @@ export async function gemmDispatches(
         };
         // Parts of a GEMM too large for one binding are large: no size threshold.
         const path = opts.path ?? defaultPath(gpu, sub, layout, opts, cpu, 0);
-        const key = `${path} ${epilogue}`;
         const ds = await gemmList(
           gpu,
           sub,
@@ -1100,10 +1109,9 @@ export async function gemmDispatches(
             e,
             s: bufs.s,
           },
-          { ...opts, path, layout, pipeline: pipelines.get(key) },
+          { ...opts, path, layout },
           cpu,
         );
-        pipelines.set(key, (ds.at(-1) as ComputeDispatch).pipeline);
         out.push(...ds);
       }
     }
