@@ -51,8 +51,11 @@ struct Params {
   eoff: u32, // global column of this GEMM's column 0, for per-column vectors E[n], S[n]
   kc: u32, // main_bc: this dispatch's chunk of K (chunks of BC_KC4 texels)
   mode: u32, // main_bc: bit 0 adds C's value (chunks after the first), bit 1 applies EPILOGUE
-  pad0: u32,
-  pad1: u32,
+  // Texture paths: the texel where packed A and B start in At and Bt (operands packed once for
+  // several GEMMs, e.g. row blocks of W_dec); pack_k: where its packed copy starts (offAt).
+  offAt: u32,
+  offBt: u32,
+  pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
@@ -337,11 +340,11 @@ fn pack(
 }
 
 fn tA(t: u32) -> vec4<f32> {
-  return textureLoad(At, texel(t));
+  return textureLoad(At, texel(p.offAt + t));
 }
 
 fn tB(t: u32) -> vec4<f32> {
-  return textureLoad(Bt, texel(t));
+  return textureLoad(Bt, texel(p.offBt + t));
 }
 
 // As fragA: `ro` the (clamped) rows' first texels for row-major A, `rc` the (clamped) texel
@@ -421,7 +424,7 @@ fn pack_k(
     if (y >= p.M) { return; }
     var v = vec4<f32>(0.0);
     if (c4 < K4) { v = A4[off4 + y * ld4 + c4]; }
-    textureStore(Pt, texel(y * K4P + c4), v);
+    textureStore(Pt, texel(p.offAt + y * K4P + c4), v);
     return;
   }
   if (4u * y >= p.M) { return; }
@@ -432,7 +435,7 @@ fn pack_k(
     blk = transpose(mat4x4<f32>(A4[b], A4[b + ld4], A4[b + 2u * ld4], A4[b + 3u * ld4]));
   }
   for (var j = 0u; j < 4u; j++) {
-    textureStore(Pt, texel((4u * y + j) * K4P + c4), blk[j]);
+    textureStore(Pt, texel(p.offAt + (4u * y + j) * K4P + c4), blk[j]);
   }
 }
 
