@@ -1,12 +1,13 @@
 // GEMM with fused epilogues: C[M,N] = epilogue(op(A)[M,K] · op(B)[K,N]). Entry points:
 //   main_v4:  the fast path on GPUs (register-blocked, vec4 loads, no workgroup memory; see below),
 //             for K % 4 == 0, M % 4 == 0 when TRANS_A, N % 4 == 0 when !TRANS_B.
-//   main_bc:  the fast path on CPU adapters (same size conditions): rows of one operand shared by a
-//             workgroup and read as broadcasts, K unrolled in chunks without a loop, both operands
-//             packed along K into rgba32float textures by `pack_k` first (see the end of the file).
-//   main_tex: the earlier CPU path (GemmOptions.path "texture"): both operands read from packed
-//             textures that `pack` filled first, rows shared by a workgroup, a loop over K,
-//             unrolled for its tile by src/kernels/gemm.ts (see below).
+//   main_bc:  the fast path on CPU adapters for large GEMMs (same size conditions): rows of one
+//             operand shared by a workgroup and read as broadcasts, K unrolled in chunks without a
+//             loop, both operands packed along K into rgba32float textures by `pack_k` (or copies)
+//             first (see the end of the file).
+//   main_tex: the CPU path for smaller GEMMs (and the f16 path on GPUs): both operands read from
+//             textures that `pack` (or copies) filled first, rows shared by a workgroup, a loop
+//             over K, unrolled for its tile by src/kernels/gemm.ts (see below).
 //   main:     a shared-memory tiled fallback for any M, N, K.
 // src/kernels/gemm.ts picks one and sets the tile shapes (the override constants).
 // Layouts (override constants, resolved when the pipeline is created):
