@@ -10,7 +10,7 @@ import { createGpu, getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { ranges, rowRanges, view } from "../../src/gpu/split.ts";
 import { gemmDispatches, gemmReference, type GemmSpec } from "../../src/kernels/gemm.ts";
-import { initWeights, PARAM_NAMES } from "../../src/sae/model.ts";
+import { initWeights, PARAM_NAMES, sparseEnabled } from "../../src/sae/model.ts";
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
@@ -170,6 +170,20 @@ for (const [name, over] of STEP_CASES) {
     }
   });
 }
+
+Deno.test("sparse latents asked for where the weights exceed a binding: the step builds, dense", async () => {
+  // The sparse kernels bind f and the weights whole: where the weights exceed the limit (here
+  // W [84, 32] 10.5 KiB, f [8, 84] 2.6 KiB, a 4 KiB limit) the step must still build (d_sae
+  // 16384 at d_in 2304 once failed to) and train exactly as the dense split step does.
+  const asked = cfgOf({ variant: "baseline", sparse_min_flops: 0, batch: 8, d_in: 32 });
+  const gpu = await createGpu({ maxStorageBufferBindingSize: 4096 });
+  assert.ok(asked.batch * asked.d_sae * 4 <= gpu.maxBinding, "f fits one binding");
+  assert.equal(sparseEnabled(gpu, asked), false);
+  assert.equal(sparseEnabled(await getGpu(), asked), true, "sparse where everything fits");
+  const split = await threeSteps(gpu, asked);
+  const dense = await threeSteps(gpu, { ...asked, sparse_max_density: 0 });
+  for (const n of PARAM_NAMES) assert.deepEqual(split.weights[n], dense.weights[n], n);
+});
 
 Deno.test("batch × d_in over the binding limit is a one-line error naming the fix", async () => {
   const gpu = await tiny();
