@@ -800,29 +800,6 @@ export function bcEntry(R: number, KC4: number, swap: boolean): string {
   return L.join("\n") + "\n";
 }
 
-/** The dispatch packing operand `role` of a GEMM along K into `tex` (`pack_k`). */
-function packKDispatch(
-  gpu: Gpu,
-  spec: GemmSpec,
-  role: "a" | "b",
-  src: Operand,
-  ld: number,
-  off: number,
-  tex: GPUTexture,
-  w: number,
-  fmt: TexFormat,
-  K4P: number,
-): Promise<ComputeDispatch> {
-  return packK(gpu, `${spec.label} pack ${role.toUpperCase()}`, src, tex, w, fmt, {
-    rows: role === "a" ? spec.M : spec.N,
-    K: spec.K,
-    ld,
-    off,
-    transposed: role === "a" ? spec.transA : !spec.transB,
-    K4P,
-  });
-}
-
 /**
  * A `pack_k` dispatch: op(X) [rows, K] along K into `tex` from texel `at` on, K/4 texels per row
  * padded with zeros to K4P; X stored [rows, K], or [K, rows] when `transposed`, with leading
@@ -989,7 +966,14 @@ async function bcastList(
     if (copies && !transposed && ld === spec.K) {
       return copyPack(`${spec.label} pack ${role.toUpperCase()}`, src, off, rows * plan.K4P, tex);
     }
-    return await packKDispatch(gpu, spec, role, src, ld, off, tex, w, fmt, plan.K4P);
+    return await packK(gpu, `${spec.label} pack ${role.toUpperCase()}`, src, tex, w, fmt, {
+      rows,
+      K: spec.K,
+      ld,
+      off,
+      transposed,
+      K4P: plan.K4P,
+    });
   };
   const out: Dispatch[] = [
     ...preA ? [] : [await pack("a", bufs.a, layout.lda, layout.offA, ta)],
