@@ -13,7 +13,19 @@ export interface ComputeDispatch {
    * written by an earlier dispatch of the same step (e.g. zero to skip a kernel this step).
    */
   indirect?: { buffer: GPUBuffer; offset: number };
+  /** Work of one run of this dispatch (see {@link KernelCost}), set where it is built. */
+  cost?: KernelCost;
   copy?: undefined;
+}
+
+/**
+ * The work of one dispatch, set by the module that builds it, so profiles and benches compute
+ * rates from the dispatch itself: `flops` counts multiply-adds as 2, `bytes` the global memory a
+ * kernel must read and write at least (each operand once).
+ */
+export interface KernelCost {
+  flops: number;
+  bytes: number;
 }
 
 /** One region of a buffer-to-texture copy. */
@@ -103,6 +115,7 @@ export interface KernelSpec {
   /** Slot i gets buffers[i]; null skips a slot the entry point does not use. */
   buffers: (GPUBuffer | GPUBufferBinding | null)[];
   groups: [number, number, number];
+  cost?: KernelCost;
 }
 
 /** Creates the pipeline and bind group of one kernel (at setup, never inside the step). */
@@ -113,5 +126,6 @@ export async function kernel(gpu: Gpu, spec: KernelSpec): Promise<ComputeDispatc
     pipeline,
     bindGroup: gpu.bindGroup(pipeline, spec.buffers, spec.label),
     groups: spec.groups,
+    cost: spec.cost,
   };
 }

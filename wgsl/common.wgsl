@@ -1,0 +1,50 @@
+// Shared by every kernel family: prepended to a family's source by withCommon()
+// (src/kernels/common.ts), so these names are never redefined in a family's file.
+
+// Default workgroup size of the element-wise and row kernels. The one source of truth: TypeScript
+// reads it from this line (WG in src/kernels/common.ts) to size its dispatches.
+const WG: u32 = 64u;
+
+// The step state: one small storage buffer that GPU kernels update and read, so the host does no
+// arithmetic inside the step. Mirrored by STATE_INDEX in src/kernels/common.ts (tested).
+struct State {
+  step: u32,     // optimizer steps taken, this one included (t, from 1)
+  lr: f32,       // learning rate of this step (linear warmup)
+  b1t: f32,      // beta1^t, for Adam's bias correction
+  b2t: f32,      // beta2^t
+  l1_coef: f32,  // λ1 / B: added to dL/df of every active latent (0 in a recon-only phase)
+  main_phase: f32, // 1 once the recon-only phase is over (paper §4.4 phase 2), else 0
+  _pad1: u32,
+  _pad2: u32,
+}
+
+// Scratch of the workgroup reductions below (module scope: WGSL has no function-local workgroup
+// memory; an entry point that never calls them does not allocate it).
+var<workgroup> wg_red: array<vec4<f32>, WG>;
+
+// Sum of `v` over the WG invocations of a workgroup by a tree reduction; every invocation gets the
+// total. Call from uniform control flow with `lid` = local_invocation_index.
+fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+  wg_red[lid] = v;
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { wg_red[lid] += wg_red[lid + h]; }
+    workgroupBarrier();
+  }
+  let total = wg_red[0];
+  workgroupBarrier();
+  return total;
+}
+
+// Maximum of `v` over the workgroup (same contract as wg_sum4).
+fn wg_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+  wg_red[lid] = v;
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { wg_red[lid] = max(wg_red[lid], wg_red[lid + h]); }
+    workgroupBarrier();
+  }
+  let total = wg_red[0];
+  workgroupBarrier();
+  return total;
+}
