@@ -87,6 +87,7 @@ export class Gpu {
    */
   private readonly waiters = new Set<(e: GpuFailure) => void>();
   private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private dummyBuf: GPUBuffer | null = null;
 
   /** Use {@link createGpu}. */
@@ -218,18 +219,55 @@ export class Gpu {
     return buf;
   }
 
+  /** A 2-D texture that kernels write as storage and copies fill (`width` x `height` texels). */
+  storageTexture(
+    label: string,
+    width: number,
+    height: number,
+    format: GPUTextureFormat,
+  ): GPUTexture {
+    return this.device.createTexture({
+      label,
+      size: [width, height],
+      format,
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+    });
+  }
+
   /** A 16-byte buffer to fill binding slots a kernel variant does not read. */
   dummy(): GPUBuffer {
     this.dummyBuf ??= this.buffer("dummy", 16);
     return this.dummyBuf;
   }
 
-  /** Compiles (once per source) and creates a compute pipeline; throws naming `label` on error. */
-  async pipeline(
+  /**
+   * The compute pipeline of `code`'s `entryPoint` with `constants`, created once per Gpu: later
+   * calls with the same source, entry point and constants share it (GEMMs of one shape, such as
+   * the orthogonality term's blocks and the parts of a split GEMM). Throws naming `label` when the
+   * WGSL does not compile or the pipeline is invalid. {@link GpuCounters.pipelines} counts the
+   * pipelines actually created.
+   */
+  pipeline(
     label: string,
     code: string,
     constants: Record<string, number> = {},
     entryPoint = "main",
+  ): Promise<GPUComputePipeline> {
+    const key = `${entryPoint} ${JSON.stringify(constants)}\n${code}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = this.createPipeline(label, code, constants, entryPoint);
+      this.pipelines.set(key, p);
+      p.catch(() => this.pipelines.delete(key));
+    }
+    return p;
+  }
+
+  private async createPipeline(
+    label: string,
+    code: string,
+    constants: Record<string, number>,
+    entryPoint: string,
   ): Promise<GPUComputePipeline> {
     let module = this.modules.get(code);
     if (!module) {
@@ -254,19 +292,23 @@ export class Gpu {
   }
 
   /**
-   * Creates a bind group binding `buffers[i]` (a buffer or a byte range of one) to slot i of
-   * group 0; `null` leaves a slot out (an entry point of a multi-kernel file uses only some of the
-   * file's bindings).
+   * Creates a bind group binding `resources[i]` (a buffer, a byte range of one, or a texture) to
+   * slot i of group 0; `null` leaves a slot out (an entry point of a multi-kernel file uses only
+   * some of the file's bindings).
    */
   bindGroup(
     pipeline: GPUComputePipeline,
-    buffers: (GPUBuffer | GPUBufferBinding | null)[],
+    resources: (GPUBuffer | GPUBufferBinding | GPUTexture | null)[],
     label?: string,
   ): GPUBindGroup {
     this.counters.bindGroups++;
     const entries: GPUBindGroupEntry[] = [];
-    buffers.forEach((b, binding) => {
+    resources.forEach((b, binding) => {
       if (!b) return;
+      if (b instanceof GPUTexture) {
+        entries.push({ binding, resource: b.createView() });
+        return;
+      }
       const res = b instanceof GPUBuffer ? { buffer: b } : b;
       const size = res.size ?? res.buffer.size - (res.offset ?? 0);
       if (size > this.maxBinding && (res.buffer.usage & GPUBufferUsage.STORAGE)) {

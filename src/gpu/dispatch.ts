@@ -43,6 +43,8 @@ export interface CopyDispatch {
   /** Name, used in profiles and error messages. */
   label: string;
   copy: TextureCopy[];
+  /** Bytes the copies move (read and written; no FLOPs), set where they are built. */
+  cost?: KernelCost;
 }
 
 /** One item of a step: a compute dispatch, or copies between passes. */
@@ -112,8 +114,8 @@ export interface KernelSpec {
   code: string;
   entry?: string;
   constants?: Record<string, number>;
-  /** Slot i gets buffers[i]; null skips a slot the entry point does not use. */
-  buffers: (GPUBuffer | GPUBufferBinding | null)[];
+  /** Slot i gets buffers[i] (a buffer, a range of one or a texture); null skips a slot. */
+  buffers: (GPUBuffer | GPUBufferBinding | GPUTexture | null)[];
   groups: [number, number, number];
   cost?: KernelCost;
 }
