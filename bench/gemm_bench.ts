@@ -7,8 +7,9 @@
  * peak (the faster of two compute-bound kernels of independent vec4 FMA chains, in a loop and as
  * straight code, no memory traffic: wgsl/peak.wgsl). Cases: the SAE step's layouts at B=1024,
  * d=512, m=4096 and at B=256, d=128, m=1024; when the adapter is a CPU one, on the broadcast path
- * (the default there) and the texture path before it (both timed with their packing dispatches)
- * and the vec4 buffer path; and the scalar fallback (the kernel before the vec4 path).
+ * (the default there for large GEMMs), the texture path (both timed with their packing dispatches)
+ * and the vec4 buffer path; and the scalar fallback. GFLOP/s come from the FLOPs the dispatches
+ * carry (their `cost`).
  *
  * Env: GEMM_BENCH_REPS (dispatches per host-clock timing, default 2), GEMM_BENCH_SCALAR=0 skips the
  * fallback rows, =all adds them at the large size too (slow: ~6 s per dispatch on 2 cores);
@@ -22,11 +23,10 @@ import { type Dispatch, run } from "../src/gpu/dispatch.ts";
 import {
   type Epilogue,
   gemmDispatches,
-  gemmFlops,
   type GemmPath,
   type GemmSpec,
   isCpuAdapter,
-} from "../src/kernels/gemm.ts";
+} from "../src/kernels/gemm/mod.ts";
 
 const gpu = await getGpu();
 {
@@ -135,6 +135,11 @@ function rand(n: number): Float32Array {
   return a;
 }
 
+/** FLOPs of a dispatch list, from the costs its dispatches carry (packing: none). */
+function flopsOf(list: Dispatch[]): number {
+  return list.reduce((sum, d) => sum + (d.cost?.flops ?? 0), 0);
+}
+
 const dispatches = new Map<string, Dispatch[]>();
 for (const c of cases) {
   const { M, N, K } = c.spec;
@@ -147,7 +152,7 @@ for (const c of cases) {
   };
   const d = await gemmDispatches(gpu, c.spec, bufs, { path: c.path });
   dispatches.set(c.name, d);
-  const g = gemmFlops(c.spec) / await secondsPer(d) / 1e9;
+  const g = flopsOf(d) / await secondsPer(d) / 1e9;
   console.log(
     `${c.name.padEnd(60)} ${g.toFixed(2).padStart(6)} GFLOP/s  ${
       (100 * g / peak).toFixed(1).padStart(5)

@@ -20,10 +20,9 @@ import { run } from "../src/gpu/dispatch.ts";
 import {
   type Epilogue,
   gemmDispatches,
-  gemmFlops,
   type GemmPath,
   type GemmSpec,
-} from "../src/kernels/gemm.ts";
+} from "../src/kernels/gemm/mod.ts";
 
 const PATHS: GemmPath[] = ["bcast", "texture", "vec4", "scalar"];
 
@@ -33,7 +32,10 @@ const opts = new Command("gemm-ab")
   .option("--paths <list>", `comma-separated, of ${PATHS.join(", ")}`, "bcast,texture")
   .option("--rounds <n>", "alternating rounds", "8")
   .option("--reps <n>", "runs of a GEMM per timed submission (amortizes the ~11 ms latency)", "1")
-  .option("--bc-tile <T,R,KC4>", "broadcast-path tile limits (default GEMM_TILE.bcast)")
+  .option(
+    "--bc-tile <T,R,KC4>",
+    "broadcast-path tile limits (default GEMM_TILE.bcast, src/kernels/gemm/tiles.ts)",
+  )
   .parse(Deno.args, { from: "user" })
   .opts();
 
@@ -93,7 +95,9 @@ for (const spec of cases) {
     const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
     run(gpu, list);
     await gpu.sync();
-    lists.push({ path, list, ms: [] as number[] });
+    // FLOPs from the costs the dispatches carry (the same on every path: 2·M·N·K).
+    const mflop = list.reduce((sum, d) => sum + (d.cost?.flops ?? 0), 0) / 1e6;
+    lists.push({ path, list, mflop, ms: [] as number[] });
   }
   for (let r = 0; r < rounds; r++) {
     for (const l of lists) {
@@ -103,10 +107,9 @@ for (const spec of cases) {
       l.ms.push((performance.now() - t0) / reps);
     }
   }
-  const mflop = gemmFlops(spec) / 1e6;
   const cols = lists.map((l) => {
     const ms = [...l.ms].sort((a, b) => a - b);
-    const g = (t: number) => (mflop / t).toFixed(1);
+    const g = (t: number) => (l.mflop / t).toFixed(1);
     return `${l.path} ${g(ms[0])} / ${g(ms[ms.length >> 1])}`;
   });
   console.log(`${spec.label} ${M}x${N}x${K}: ${cols.join("  |  ")}`);

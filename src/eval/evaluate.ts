@@ -18,7 +18,7 @@ import { SyntheticSource, type SyntheticTruth } from "../data/synthetic.ts";
 import { UserError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { type Dispatch, run } from "../gpu/dispatch.ts";
-import { gemmDispatches } from "../kernels/gemm.ts";
+import { gemmDispatches } from "../kernels/gemm/mod.ts";
 import { prepareKernel } from "../kernels/loss.ts";
 import { loadThreshold } from "../export/saelens.ts";
 import { atomicWrite, type Writer } from "../run/atomic.ts";

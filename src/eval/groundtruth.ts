@@ -4,7 +4,7 @@
  */
 import type { Gpu } from "../gpu/device.ts";
 import { run } from "../gpu/dispatch.ts";
-import { gemmDispatches } from "../kernels/gemm.ts";
+import { gemmDispatches } from "../kernels/gemm/mod.ts";
 
 /** Recovery summary. */
 export interface Recovery {

@@ -3,7 +3,7 @@ import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
-import { isCpuAdapter } from "./gemm.ts";
+import { isCpuAdapter } from "./gemm/mod.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
 async function overRows(

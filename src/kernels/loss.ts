@@ -2,7 +2,7 @@
 import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { isCpuAdapter } from "./gemm.ts";
+import { isCpuAdapter } from "./gemm/mod.ts";
 
 /** Shapes and options of the loss kernels. */
 export interface LossSpec {

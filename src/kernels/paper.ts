@@ -14,7 +14,7 @@ import {
   type GemmSpec,
   type PackedBlock,
   packRowBlocks,
-} from "./gemm.ts";
+} from "./gemm/mod.ts";
 import { rowParts } from "../gpu/split.ts";
 
 const code = STATE_WGSL + paperSrc;

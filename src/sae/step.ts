@@ -29,7 +29,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
 import { adamwKernel } from "../kernels/adamw.ts";
 import { normalizeKernel, projectGradKernel } from "../kernels/decoder.ts";
-import { gemmDispatches } from "../kernels/gemm.ts";
+import { gemmDispatches } from "../kernels/gemm/mod.ts";
 import { type LossSpec, prepareKernel, residualKernel } from "../kernels/loss.ts";
 import { bDecGradKernel, colSumKernel, featureStatsKernel } from "../kernels/reduce.ts";
 import { scheduleKernel } from "../kernels/schedule.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
 import { formatProfile, kernelName, Profiler } from "../../src/gpu/profile.ts";
-import { gemm, gemmDispatches, type GemmSpec } from "../../src/kernels/gemm.ts";
+import { gemm, gemmDispatches, type GemmSpec } from "../../src/kernels/gemm/mod.ts";
 import { fmaPeakKernel, PEAK_WG } from "../../src/kernels/peak.ts";
 import { type CopyDispatch, run } from "../../src/gpu/dispatch.ts";
 import { parseTrainArgs } from "../../src/cli/train.ts";

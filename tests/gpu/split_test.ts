@@ -9,7 +9,7 @@ import { DEFAULT_CONFIG, type TrainConfig } from "../../src/config.ts";
 import { createGpu, getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { ranges, rowRanges, view } from "../../src/gpu/split.ts";
-import { gemmDispatches, gemmReference, type GemmSpec } from "../../src/kernels/gemm.ts";
+import { gemmDispatches, gemmReference, type GemmSpec } from "../../src/kernels/gemm/mod.ts";
 import { initWeights, PARAM_NAMES, sparseEnabled } from "../../src/sae/model.ts";
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";

@@ -1,5 +1,6 @@
+import gemmWgsl from "../../wgsl/gemm.wgsl" with { type: "text" };
 import { createGpu, getGpu } from "../../src/gpu/device.ts";
-import { run } from "../../src/gpu/dispatch.ts";
+import { type Dispatch, kernel, run } from "../../src/gpu/dispatch.ts";
 import {
   type Epilogue,
   gemm,
@@ -8,10 +9,16 @@ import {
   gemmReference,
   type GemmSpec,
   vec4Ok,
-} from "../../src/kernels/gemm.ts";
+} from "../../src/kernels/gemm/mod.ts";
+import { encodeParams, PARAMS_FIELDS } from "../../src/kernels/gemm/params.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 import assert, { rejects } from "node:assert/strict";
+
+/** FLOPs of a dispatch list, from the costs its dispatches carry. */
+function flopsOf(list: Dispatch[]): number {
+  return list.reduce((sum, d) => sum + d.cost!.flops, 0);
+}
 
 const cases: [string, boolean, boolean, Epilogue][] = [
   ["NT bias_relu (encoder)", false, true, "bias_relu"],
@@ -330,6 +337,7 @@ for (const path of ["texture", "bcast"] as const) {
         };
         const list = await gemmDispatches(gpu, spec, bufs, { path });
         if (list.length < 30) throw new Error(`expected many parts, got ${list.length} dispatches`);
+        assert.equal(flopsOf(list), 2 * M * N * K, "the parts' FLOPs add up to the GEMM's");
         run(gpu, list);
         const got = await gpu.read(bufs.c, M * N * 4);
         assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
@@ -338,3 +346,67 @@ for (const path of ["texture", "bcast"] as const) {
     }
   });
 }
+
+Deno.test("gemm Params: encoded by field name as wgsl/gemm.wgsl lays the struct out", async () => {
+  // The struct's fields, in order, are the encoder's.
+  const struct = /struct Params \{[\s\S]*?\n\}/.exec(gemmWgsl)![0];
+  const names = [...struct.matchAll(/^\s+(\w+): u32,/gm)].map((m) => m[1]);
+  assert.deepEqual(names, [...PARAMS_FIELDS]);
+  // A kernel reads each field by name from an encoded buffer of distinct values.
+  const gpu = await getGpu();
+  const code = [
+    struct,
+    "@group(0) @binding(0) var<uniform> p: Params;",
+    "@group(0) @binding(1) var<storage, read_write> out: array<u32>;",
+    "@compute @workgroup_size(1)",
+    "fn main() {",
+    ...PARAMS_FIELDS.map((f, i) => `  out[${i}u] = p.${f};`),
+    "}",
+  ].join("\n");
+  const values = Object.fromEntries(
+    PARAMS_FIELDS.filter((f) => f !== "pad").map((f, i) => [f, 1000 + 7 * i]),
+  );
+  const params = gpu.uniform("params", encodeParams(values).buffer);
+  const out = poisoned(gpu, "out", PARAMS_FIELDS.length);
+  run(gpu, [
+    await kernel(gpu, { label: "params", code, buffers: [params, out], groups: [1, 1, 1] }),
+  ]);
+  const got = await gpu.readU32(out, 4 * PARAMS_FIELDS.length);
+  assert.deepEqual([...got], PARAMS_FIELDS.map((f) => values[f] ?? 0));
+  params.destroy();
+  out.destroy();
+});
+
+Deno.test("gemm dispatches carry their cost: products 2·M·N·K FLOPs on every path, packs bytes", async () => {
+  const gpu = await getGpu();
+  // K = 1028: the broadcast path runs 3 chunks of K (86 texels, the last padded by one).
+  const [M, N, K] = [36, 52, 1028];
+  const bufs = {
+    a: gpu.buffer("a", 4 * M * K),
+    b: gpu.buffer("b", 4 * K * N),
+    c: gpu.buffer("c", 4 * M * N),
+    e: gpu.buffer("e", 4 * N),
+  };
+  for (const transA of [false, true]) {
+    const spec: GemmSpec = { label: "cost", M, N, K, transA, transB: true, epilogue: "bias" };
+    for (const path of ["scalar", "vec4", "texture", "bcast"] as const) {
+      const what = `${path} ${transA ? "TT" : "NT"}`;
+      const list = await gemmDispatches(gpu, spec, bufs, { path });
+      assert.ok(list.every((d) => d.cost), `${what}: every dispatch has a cost`);
+      assert.equal(flopsOf(list), 2 * M * N * K, `${what}: FLOPs`);
+      const products = list.filter((d) => d.label === "cost");
+      const packs = list.filter((d) => d.label !== "cost");
+      assert.equal(packs.length, path === "scalar" || path === "vec4" ? 0 : 2, what);
+      // A product reads A and B (f32 here) and writes C at least once; its bias is read too.
+      const bytes = products.reduce((sum, d) => sum + d.cost!.bytes, 0);
+      assert.ok(bytes >= 4 * (M * K + K * N + M * N + N), `${what}: product bytes ${bytes}`);
+      // A pack reads its operand and writes it into a texture: twice the operand's bytes at least.
+      for (const [i, elems] of [[0, M * K], [1, K * N]]) {
+        if (!packs[i]) continue;
+        assert.equal(packs[i].cost!.flops, 0, what);
+        assert.ok(packs[i].cost!.bytes >= 8 * elems, `${what}: ${packs[i].label} bytes`);
+      }
+    }
+  }
+  for (const buf of Object.values(bufs)) buf.destroy();
+});

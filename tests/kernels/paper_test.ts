@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
-import type { GemmPath } from "../../src/kernels/gemm.ts";
+import type { GemmPath } from "../../src/kernels/gemm/mod.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import {
   allocPaper,

@@ -1,0 +1,150 @@
+/**
+ * The GEMM family: C[M,N] = epilogue(op(A)·op(B)) in the layouts the SAE step needs.
+ *
+ * | use in the step        | layout | A            | B              | epilogue   |
+ * |------------------------|--------|--------------|----------------|------------|
+ * | pre = x·W_encᵀ + b_enc | NT     | x [B,d]      | W_enc [m,d]    | bias_relu  |
+ * | x̂ = f·W_dec + b_dec    | NN     | f [B,m]      | W_dec [m,d]    | bias       |
+ * | dF = dX̂·W_decᵀ         | NT     | dX̂ [B,d]     | W_dec [m,d]    | relu_grad  |
+ * | dW_dec = fᵀ·dX̂         | TN     | f [B,m]      | dX̂ [B,d]       | none       |
+ * | dW_enc = dpreᵀ·x       | TN     | dpre [B,m]   | x [B,d]        | none       |
+ *
+ * Four paths, one file each here and in wgsl/ (wgsl/gemm.wgsl holds what they share):
+ *
+ * | path      | module       | takes                                                        |
+ * |-----------|--------------|--------------------------------------------------------------|
+ * | `vec4`    | vec4.ts      | GPUs; CPU adapters' small GEMMs (K, and M or N, multiples of 4) |
+ * | `texture` | texture.ts   | CPU adapters' GEMMs from 2^23 FLOPs; f16 operands             |
+ * | `bcast`   | bcast.ts     | CPU adapters' GEMMs from 2^27 FLOPs                           |
+ * | `scalar`  | scalar.ts    | any shape the others cannot take                              |
+ *
+ * choose.ts makes every choice of path and tile; tiles.ts holds the tiles; pack.ts packs the
+ * operands of the texture paths; params.ts encodes the uniform; parts.ts splits a GEMM whose
+ * operands exceed the binding limit; reference.ts is the plain-TypeScript reference.
+ *
+ * @example
+ * ```ts ignore
+ * const spec = { label: "encode", M: B, N: m, K: d, transA: false, transB: true, epilogue: "bias_relu" };
+ * const dispatches = await gemmDispatches(gpu, spec, { a: x, b: wEnc, c: pre, e: bEnc });
+ * run(gpu, dispatches); // each carries its cost: 2·M·N·K FLOPs for the product
+ * ```
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { ComputeDispatch, Dispatch } from "../../gpu/dispatch.ts";
+import { fits } from "../../gpu/split.ts";
+import { bcastDispatches, bcPlan } from "./bcast.ts";
+import { bcTile, choosePath, singlePath, texTileFor, vec4Tile } from "./choose.ts";
+import { packingOf } from "./pack.ts";
+import { gemmParts } from "./parts.ts";
+import { scalarDispatch } from "./scalar.ts";
+import {
+  type GemmBuffers,
+  type GemmOptions,
+  type GemmPath,
+  type GemmSpec,
+  layoutOf,
+} from "./spec.ts";
+import { textureDispatches, textureFits } from "./texture.ts";
+import { vec4Dispatch, vec4Ok } from "./vec4.ts";
+
+export { gemmPath, isCpuAdapter } from "./choose.ts";
+export { packRowBlocks } from "./pack.ts";
+export { gemmReference } from "./reference.ts";
+export type {
+  Epilogue,
+  GemmBuffers,
+  GemmLayout,
+  GemmOptions,
+  GemmPath,
+  GemmSpec,
+  PackedBlock,
+  PackedRowBlocks,
+  TexFormat,
+} from "./spec.ts";
+export type { BcTile, TexTile, Vec4Tile } from "./tiles.ts";
+export { vec4Ok };
+
+/**
+ * Creates the pipeline and bind group of one GEMM on the vec4 or scalar path; run it with the
+ * returned dispatch. The step uses {@link gemmDispatches} (the packed paths on CPU adapters).
+ */
+export async function gemm(
+  gpu: Gpu,
+  spec: GemmSpec,
+  bufs: GemmBuffers,
+  opts: GemmOptions = {},
+): Promise<ComputeDispatch> {
+  const [d] = await onPath(gpu, spec, bufs, opts, singlePath(spec, layoutOf(spec, opts), opts));
+  return d as ComputeDispatch;
+}
+
+/**
+ * A GEMM's dispatches: one product on the vec4 and scalar paths, the packing of its operands and
+ * one or more products on the packed paths. Where an operand exceeds the storage-binding limit,
+ * the dispatches of its parts over views (parts.ts), each taking its path without a size
+ * threshold. Every dispatch carries its cost.
+ */
+export async function gemmDispatches(
+  gpu: Gpu,
+  spec: GemmSpec,
+  bufs: GemmBuffers,
+  opts: GemmOptions = {},
+): Promise<Dispatch[]> {
+  // Only the operands the epilogue reads are bound (E and S fill unused slots with a dummy).
+  const ep = spec.epilogue;
+  bufs = {
+    ...bufs,
+    e: ["none", "accumulate"].includes(ep) ? undefined : bufs.e,
+    s: ["relu_grad", "bias_threshold", "ortho_coef"].includes(ep) ? bufs.s : undefined,
+  };
+  if ([bufs.a, bufs.b, bufs.c, bufs.e, bufs.s].every((o) => !o || fits(gpu, o))) {
+    const layout = layoutOf(spec, opts);
+    return await onPath(gpu, spec, bufs, opts, opts.path ?? choosePath(gpu, spec, layout, opts));
+  }
+  const out: Dispatch[] = [];
+  for (const part of gemmParts(gpu, spec, bufs, opts.layout?.eoff)) {
+    const partOpts = { ...opts, layout: part.layout };
+    const path = opts.path ?? choosePath(gpu, part.spec, part.layout, partOpts, 0);
+    out.push(...await onPath(gpu, part.spec, part.bufs, partOpts, path));
+  }
+  return out;
+}
+
+/** One GEMM's dispatches on `path`: [pack A, pack B,] product(s). */
+async function onPath(
+  gpu: Gpu,
+  spec: GemmSpec,
+  bufs: GemmBuffers,
+  opts: GemmOptions,
+  path: GemmPath,
+): Promise<Dispatch[]> {
+  const layout = layoutOf(spec, opts);
+  const packing = packingOf(gpu, opts);
+  if (path !== "scalar" && !vec4Ok(spec, layout)) {
+    throw new Error(
+      `gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the ${path} path`,
+    );
+  }
+  switch (path) {
+    case "scalar":
+      return [await scalarDispatch(gpu, spec, bufs, layout)];
+    case "vec4":
+      return [await vec4Dispatch(gpu, spec, bufs, layout, vec4Tile(gpu, opts))];
+    case "texture":
+      if (!textureFits(gpu, spec, packing.w)) {
+        throw new Error(
+          `gemm ${spec.label}: operands too large for a ${packing.w}-texel-wide texture`,
+        );
+      }
+      return await textureDispatches(gpu, spec, bufs, layout, texTileFor(spec, opts), packing);
+    case "bcast":
+      return await bcastDispatches(
+        gpu,
+        spec,
+        bufs,
+        layout,
+        bcPlan(gpu, spec, bcTile(opts)),
+        packing,
+      );
+  }
+}

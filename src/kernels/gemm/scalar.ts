@@ -1,0 +1,52 @@
+/**
+ * The scalar path (wgsl/gemm_scalar.wgsl, entry point `main`): a workgroup-memory tiled GEMM for
+ * any M, N, K; the fallback for shapes the vec4 path cannot take.
+ */
+import scalarSrc from "../../../wgsl/gemm_scalar.wgsl" with { type: "text" };
+import type { Gpu } from "../../gpu/device.ts";
+import { cdiv, type ComputeDispatch, kernel } from "../../gpu/dispatch.ts";
+import { productParams } from "./params.ts";
+import {
+  EPILOGUE_CODE,
+  type GemmBuffers,
+  gemmCost,
+  type GemmLayout,
+  gemmSource,
+  type GemmSpec,
+} from "./spec.ts";
+import { GEMM_TILE } from "./tiles.ts";
+
+/** Columns per thread: fixed at 4 in the WGSL (one vec4 accumulator per row). */
+const TN = 4;
+
+/** The one dispatch of a GEMM on the scalar path. */
+export function scalarDispatch(
+  gpu: Gpu,
+  spec: GemmSpec,
+  bufs: GemmBuffers,
+  layout: GemmLayout,
+): Promise<ComputeDispatch> {
+  const t = GEMM_TILE.scalar;
+  return kernel(gpu, {
+    label: spec.label,
+    code: gemmSource(scalarSrc),
+    entry: "main",
+    constants: {
+      TRANS_A: spec.transA ? 1 : 0,
+      TRANS_B: spec.transB ? 1 : 0,
+      EPILOGUE: EPILOGUE_CODE[spec.epilogue],
+      SCALAR_IDX: spec.scalarIdx ?? 0,
+      ...t,
+    },
+    buffers: [
+      bufs.a,
+      bufs.b,
+      bufs.c,
+      bufs.e ?? gpu.dummy(),
+      bufs.s ?? gpu.dummy(),
+      productParams(gpu, spec, layout),
+    ],
+    groups: [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1],
+    cost: gemmCost(spec),
+  });
+}
