@@ -19,9 +19,9 @@ import {
   type Packing,
   packK,
   scratchTexture,
+  texelBytes,
   usable,
 } from "./pack.ts";
-import { texelBytes } from "./pack.ts";
 import { productParams } from "./params.ts";
 import {
   EPILOGUE_CODE,
@@ -101,7 +101,7 @@ export function bcastFits(gpu: Gpu, spec: GemmSpec, w: number): boolean {
  * load llvmpipe makes a scalar load plus a broadcast (wgsl/gemm_bcast.wgsl). With `swap` the
  * shared rows come from B' and the lanes run along M.
  */
-export function bcEntry(R: number, KC4: number, swap: boolean): string {
+function bcEntry(R: number, KC4: number, swap: boolean): string {
   const [staged, laneTex] = swap ? ["Bt", "At"] : ["At", "Bt"];
   const rows = [...Array(R).keys()];
   const L = [

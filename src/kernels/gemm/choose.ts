@@ -3,10 +3,12 @@
  * adapter's class ({@link adapterClass}), the GEMM's size and shape, and the options.
  *
  * CPU adapters (llvmpipe, lavapipe, SwiftShader) take the broadcast path from
- * {@link BCAST_MIN_FLOPS} up, the texture path from {@link TEXTURE_MIN_FLOPS} up, else vec4.
- * Other adapters take vec4 (tile GEMM_TILE.gpu), or the texture path for f16 operands. A shape
- * the vec4 path cannot take ({@link vec4Ok}; the packed paths read the same fragments) takes the
- * scalar fallback everywhere.
+ * {@link BCAST_MIN_FLOPS} up, the texture path from {@link TEXTURE_MIN_FLOPS} up, else vec4
+ * (tile GEMM_TILE.cpu). Other adapters take vec4 (tile GEMM_TILE.gpu). f16 operands take a packed
+ * path whatever the size (the texture path below BCAST_MIN_FLOPS on CPU adapters, everywhere on
+ * GPUs). A shape the vec4 path cannot take ({@link vec4Ok}; the packed paths read the same
+ * fragments) takes the scalar fallback everywhere; a packed path whose textures would exceed
+ * the device's limit falls back to the next.
  */
 import type { Gpu } from "../../gpu/device.ts";
 import { bcastFits } from "./bcast.ts";
@@ -46,28 +48,28 @@ export function isCpuAdapter(name: string): boolean {
 }
 
 /** The class of adapter every choice here keys on: a CPU (software) adapter or a GPU. */
-export function adapterClass(gpu: Gpu): "cpu" | "gpu" {
+function adapterClass(gpu: Gpu): "cpu" | "gpu" {
   return isCpuAdapter(gpu.adapterName) ? "cpu" : "gpu";
 }
 
 /**
  * The path a GEMM of `gemmDispatches` takes unless forced, where the shape allows (else scalar);
- * see the top of this file. `scale` multiplies the size thresholds (0: none, for the parts of a
- * GEMM split over views, which are large).
+ * see the top of this file. Without `sized` the size thresholds do not apply (the parts of a
+ * GEMM split over views: parts of a GEMM too large for one binding are large).
  */
 export function choosePath(
   gpu: Gpu,
   spec: GemmSpec,
   layout: GemmLayout,
   opts: GemmOptions,
-  scale = 1,
+  sized = true,
 ): GemmPath {
   if (!vec4Ok(spec, layout)) return "scalar";
   const cpu = adapterClass(gpu) === "cpu";
   const { w } = packingOf(gpu, opts);
-  const flops = gemmFlops(spec);
-  if (cpu && flops >= BCAST_MIN_FLOPS * scale && bcastFits(gpu, spec, w)) return "bcast";
-  if ((opts.f16 || cpu && flops >= TEXTURE_MIN_FLOPS * scale) && textureFits(gpu, spec, w)) {
+  const flops = sized ? gemmFlops(spec) : Infinity;
+  if (cpu && flops >= BCAST_MIN_FLOPS && bcastFits(gpu, spec, w)) return "bcast";
+  if ((opts.f16 || cpu && flops >= TEXTURE_MIN_FLOPS) && textureFits(gpu, spec, w)) {
     return "texture";
   }
   if (cpu && opts.f16 && bcastFits(gpu, spec, w)) return "bcast";

@@ -9,18 +9,21 @@
  * | dW_dec = fᵀ·dX̂         | TN     | f [B,m]      | dX̂ [B,d]       | none       |
  * | dW_enc = dpreᵀ·x       | TN     | dpre [B,m]   | x [B,d]        | none       |
  *
- * Four paths, one file each here and in wgsl/ (wgsl/gemm.wgsl holds what they share):
+ * Four paths, one module each here and one WGSL file each (wgsl/gemm_<path>.wgsl, after the
+ * shared wgsl/gemm.wgsl). Every path but `scalar` needs a shape {@link vec4Ok} accepts (K a
+ * multiple of 4, and M or N where A or B is read along it; every SAE size qualifies):
  *
- * | path      | module       | takes                                                        |
- * |-----------|--------------|--------------------------------------------------------------|
- * | `vec4`    | vec4.ts      | GPUs; CPU adapters' small GEMMs (K, and M or N, multiples of 4) |
- * | `texture` | texture.ts   | CPU adapters' GEMMs from 2^23 FLOPs; f16 operands             |
- * | `bcast`   | bcast.ts     | CPU adapters' GEMMs from 2^27 FLOPs                           |
- * | `scalar`  | scalar.ts    | any shape the others cannot take                              |
+ * | path      | module     | taken by default                                          |
+ * |-----------|------------|-----------------------------------------------------------|
+ * | `vec4`    | vec4.ts    | GPUs (f32); CPU adapters' GEMMs under 2^23 FLOPs          |
+ * | `texture` | texture.ts | CPU adapters' GEMMs from 2^23 FLOPs; f16 operands on GPUs |
+ * | `bcast`   | bcast.ts   | CPU adapters' GEMMs from 2^27 FLOPs                       |
+ * | `scalar`  | scalar.ts  | shapes the others cannot take                             |
  *
  * choose.ts makes every choice of path and tile; tiles.ts holds the tiles; pack.ts packs the
- * operands of the texture paths; params.ts encodes the uniform; parts.ts splits a GEMM whose
- * operands exceed the binding limit; reference.ts is the plain-TypeScript reference.
+ * operands of the texture and broadcast paths; params.ts encodes the uniform; parts.ts splits a
+ * GEMM whose operands exceed the binding limit; reference.ts is the plain-TypeScript reference;
+ * spec.ts the types and the cost.
  *
  * @example
  * ```ts ignore
@@ -104,7 +107,7 @@ export async function gemmDispatches(
   const out: Dispatch[] = [];
   for (const part of gemmParts(gpu, spec, bufs, opts.layout?.eoff)) {
     const partOpts = { ...opts, layout: part.layout };
-    const path = opts.path ?? choosePath(gpu, part.spec, part.layout, partOpts, 0);
+    const path = opts.path ?? choosePath(gpu, part.spec, part.layout, partOpts, false);
     out.push(...await onPath(gpu, part.spec, part.bufs, partOpts, path));
   }
   return out;

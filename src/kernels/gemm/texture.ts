@@ -3,7 +3,7 @@
  * both operands packed as stored (`pack`, or copies) into textures, read with branch-free texel
  * gathers (~2.5x cheaper than storage-buffer loads on llvmpipe), T_R rows per workgroup by
  * T_WG·4·T_CG columns, each invocation loading all fragments of a K step before its FMAs, in a
- * loop over K. The smaller GEMMs on CPU adapters take it, and f16 GEMMs on GPUs.
+ * loop over K. CPU adapters' GEMMs from 2^23 to 2^27 FLOPs take it, and f16 GEMMs.
  */
 import textureSrc from "../../../wgsl/gemm_texture.wgsl" with { type: "text" };
 import type { Gpu } from "../../gpu/device.ts";
@@ -45,7 +45,7 @@ export function textureFits(gpu: Gpu, spec: GemmSpec, w: number): boolean {
  * llvmpipe keeps a per-invocation array in memory unless every index is a constant; the K loop
  * stays a loop.
  */
-export function texEntry(rg: number, cg: number): string {
+function texEntry(rg: number, cg: number): string {
   const R = [...Array(rg).keys()], C = [...Array(cg).keys()];
   const RC = R.flatMap((i) => C.map((j) => [i, j]));
   const lines = (f: (i: number, j: number) => string, ij = RC) => ij.map(([i, j]) => f(i, j));
