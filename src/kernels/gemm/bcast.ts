@@ -30,6 +30,7 @@ import {
   type GemmLayout,
   type GemmSpec,
   type PackedBlock,
+  productBindings,
   storedShape,
 } from "./spec.ts";
 import { type BcTile, GEMM_TILE } from "./tiles.ts";
@@ -216,7 +217,7 @@ export async function bcastDispatches(
         code,
         entry: "main_bc",
         constants,
-        buffers: [null, null, bufs.c, bufs.e ?? gpu.dummy(), bufs.s ?? gpu.dummy(), params, ta, tb],
+        buffers: productBindings(gpu, bufs, params, [ta, tb]),
         groups: [cdiv(lanes, plan.T), cdiv(rows, plan.R), 1],
         // This chunk's part of K (the padding past K is zeros) and of the stores.
         cost: gemmCost(spec, {

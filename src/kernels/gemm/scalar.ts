@@ -7,12 +7,13 @@ import type { Gpu } from "../../gpu/device.ts";
 import { cdiv, type ComputeDispatch, kernel } from "../../gpu/dispatch.ts";
 import { productParams } from "./params.ts";
 import {
-  EPILOGUE_CODE,
   type GemmBuffers,
   gemmCost,
   type GemmLayout,
   gemmSource,
   type GemmSpec,
+  productBindings,
+  productConstants,
 } from "./spec.ts";
 import { GEMM_TILE } from "./tiles.ts";
 
@@ -31,21 +32,8 @@ export function scalarDispatch(
     label: spec.label,
     code: gemmSource(scalarSrc),
     entry: "main",
-    constants: {
-      TRANS_A: spec.transA ? 1 : 0,
-      TRANS_B: spec.transB ? 1 : 0,
-      EPILOGUE: EPILOGUE_CODE[spec.epilogue],
-      SCALAR_IDX: spec.scalarIdx ?? 0,
-      ...t,
-    },
-    buffers: [
-      bufs.a,
-      bufs.b,
-      bufs.c,
-      bufs.e ?? gpu.dummy(),
-      bufs.s ?? gpu.dummy(),
-      productParams(gpu, spec, layout),
-    ],
+    constants: { ...productConstants(spec), ...t },
+    buffers: productBindings(gpu, bufs, productParams(gpu, spec, layout)),
     groups: [cdiv(spec.N, t.WG_X * TN), cdiv(spec.M, t.WG_Y * t.TM), 1],
     cost: gemmCost(spec),
   });

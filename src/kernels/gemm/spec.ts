@@ -3,6 +3,7 @@
  * (its {@link KernelCost}), and the WGSL every path shares (wgsl/gemm.wgsl).
  */
 import gemmSrc from "../../../wgsl/gemm.wgsl" with { type: "text" };
+import type { Gpu } from "../../gpu/device.ts";
 import type { KernelCost } from "../../gpu/dispatch.ts";
 import type { Operand } from "../../gpu/split.ts";
 import { withCommon } from "../common.ts";
@@ -197,6 +198,30 @@ export function gemmCost(
     flops: 2 * M * N * k,
     bytes: operandBytes * (M + N) * k + 4 * M * N * (readC ? 2 : 1) + 4 * eps,
   };
+}
+
+/** The override constants of the shared WGSL: the layout and the epilogue. */
+export function productConstants(spec: GemmSpec): Record<string, number> {
+  return {
+    TRANS_A: spec.transA ? 1 : 0,
+    TRANS_B: spec.transB ? 1 : 0,
+    EPILOGUE: EPILOGUE_CODE[spec.epilogue],
+    SCALAR_IDX: spec.scalarIdx ?? 0,
+  };
+}
+
+/**
+ * The bindings of a product dispatch (wgsl/gemm.wgsl): A, B (or, on the packed paths, `packed`:
+ * their textures instead), C, E and S (a dummy where the epilogue reads none), the Params.
+ */
+export function productBindings(
+  gpu: Gpu,
+  bufs: GemmBuffers,
+  params: GPUBuffer,
+  packed?: [GPUTexture, GPUTexture],
+): (Operand | GPUTexture | null)[] {
+  const [a, b] = packed ? [null, null] : [bufs.a, bufs.b];
+  return [a, b, bufs.c, bufs.e ?? gpu.dummy(), bufs.s ?? gpu.dummy(), params, ...packed ?? []];
 }
 
 /** A GEMM source: wgsl/common.wgsl, wgsl/gemm.wgsl, then the path's parts. */

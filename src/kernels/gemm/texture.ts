@@ -21,12 +21,13 @@ import {
 } from "./pack.ts";
 import { productParams } from "./params.ts";
 import {
-  EPILOGUE_CODE,
   type GemmBuffers,
   gemmCost,
   type GemmLayout,
   type GemmSpec,
   type PackedBlock,
+  productBindings,
+  productConstants,
   storedShape,
 } from "./spec.ts";
 import type { TexTile } from "./tiles.ts";
@@ -112,24 +113,13 @@ export async function textureDispatches(
     label: spec.label,
     code: packedSource(fmt, textureSrc, texEntry(t.T_R / 4, t.T_CG)),
     entry: "main_tex",
-    constants: {
-      TRANS_A: spec.transA ? 1 : 0,
-      TRANS_B: spec.transB ? 1 : 0,
-      EPILOGUE: EPILOGUE_CODE[spec.epilogue],
-      SCALAR_IDX: spec.scalarIdx ?? 0,
-      T_WG: t.T_WG,
-      TEX_W: w,
-    },
-    buffers: [
-      null,
-      null,
-      bufs.c,
-      bufs.e ?? gpu.dummy(),
-      bufs.s ?? gpu.dummy(),
+    constants: { ...productConstants(spec), T_WG: t.T_WG, TEX_W: w },
+    buffers: productBindings(
+      gpu,
+      bufs,
       productParams(gpu, spec, layout, { offAt: preA?.off ?? 0, offBt: preB?.off ?? 0 }),
-      ta,
-      tb,
-    ],
+      [ta, tb],
+    ),
     groups: [cdiv(spec.N, t.T_WG * 4 * t.T_CG), cdiv(spec.M, t.T_R), 1],
     cost: gemmCost(spec, { operandBytes: texelBytes(fmt) / 4 }),
   });

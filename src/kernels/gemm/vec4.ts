@@ -8,12 +8,13 @@ import type { Gpu } from "../../gpu/device.ts";
 import { cdiv, type ComputeDispatch, kernel } from "../../gpu/dispatch.ts";
 import { productParams } from "./params.ts";
 import {
-  EPILOGUE_CODE,
   type GemmBuffers,
   gemmCost,
   type GemmLayout,
   gemmSource,
   type GemmSpec,
+  productBindings,
+  productConstants,
 } from "./spec.ts";
 import type { Vec4Tile } from "./tiles.ts";
 
@@ -43,21 +44,8 @@ export function vec4Dispatch(
     label: spec.label,
     code: gemmSource(vec4Src),
     entry: "main_v4",
-    constants: {
-      TRANS_A: spec.transA ? 1 : 0,
-      TRANS_B: spec.transB ? 1 : 0,
-      EPILOGUE: EPILOGUE_CODE[spec.epilogue],
-      SCALAR_IDX: spec.scalarIdx ?? 0,
-      ...t,
-    },
-    buffers: [
-      bufs.a,
-      bufs.b,
-      bufs.c,
-      bufs.e ?? gpu.dummy(),
-      bufs.s ?? gpu.dummy(),
-      productParams(gpu, spec, layout),
-    ],
+    constants: { ...productConstants(spec), ...t },
+    buffers: productBindings(gpu, bufs, productParams(gpu, spec, layout)),
     groups: [cdiv(spec.N, t.V_WG_X * 4 * t.V_CG), cdiv(spec.M, t.V_WG_Y * 4 * t.V_RG), 1],
     cost: gemmCost(spec),
   });
