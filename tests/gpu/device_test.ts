@@ -37,5 +37,4 @@ Deno.test("Gpu.pipeline: a source that does not compile throws naming the kernel
       /'broken' failed to compile/,
     );
   }
-  gpu.destroy();
 });
