@@ -1,0 +1,182 @@
+/**
+ * Top-k selections (wgsl/topk.wgsl) for the TopK, BatchTopK and AuxK SAEs: a row-wise top-k with
+ * index lists, a batch-wide top-(k·B) with its running threshold, and the AuxK pieces. The
+ * definitions they follow (SAELens, dictionary_learning) are in docs/architectures.md.
+ *
+ * Every selection is exact and deterministic: entries rank by value, ties by lowest index, so the
+ * plain-TypeScript references below reproduce them bit for bit.
+ */
+import topkSrc from "../../wgsl/topk.wgsl" with { type: "text" };
+import { UserError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { type ComputeDispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { rowParts } from "../gpu/split.ts";
+import { useSubgroups, withCollectives } from "./collectives.ts";
+import { WG } from "./common.ts";
+import type { SparseLists } from "./sparse.ts";
+
+/** Options shared by the builders. */
+export interface TopKOptions {
+  /** Workgroup collectives with subgroup operations (default: where the device has them). */
+  subgroups?: boolean;
+}
+
+function code(gpu: Gpu, opts: TopKOptions): string {
+  return withCollectives(topkSrc, useSubgroups(gpu, opts.subgroups));
+}
+
+/** Largest k of {@link rowTopKKernel}: the kept entries are sorted in workgroup memory. */
+export const TOPK_MAX_K = 512;
+
+/** Fixed-length lists of the kept entries of each row: CSR whose rows are all k long. */
+export interface TopKLists {
+  /** [B, k] u32: row r's kept latents at r·k .., ascending; entries past cnt[r] are 0. */
+  idx: GPUBuffer;
+  /** [B, k] f32: their values (what f holds there); entries past cnt[r] are 0. */
+  val: GPUBuffer;
+  /** [B] u32: entries kept in row r (k, or fewer where a mask leaves fewer candidates). */
+  cnt: GPUBuffer;
+}
+
+/** Buffers of {@link TopKLists} for B rows of k entries. */
+export function allocTopKLists(gpu: Gpu, B: number, k: number): TopKLists {
+  return {
+    idx: gpu.buffer("topk idx", B * k * 4),
+    val: gpu.buffer("topk val", B * k * 4),
+    cnt: gpu.buffer("topk cnt", B * 4),
+  };
+}
+
+/** How a row-wise selection ranks and what it keeps (see {@link rowTopKKernel}). */
+export interface RowTopKSpec {
+  B: number;
+  m: number;
+  k: number;
+  /**
+   * Rank ReLU(pre) instead of pre (ties among the non-positive entries then go by index):
+   * dictionary_learning's AuxK. Default false: SAELens' TopK and AuxK rank pre itself.
+   */
+  reluBefore?: boolean;
+  /** Keep ReLU(pre) instead of pre (default true: SAELens' TopK; false: SAELens' AuxK). */
+  reluAfter?: boolean;
+}
+
+/**
+ * Row-wise top-k of pre [B, m]: in each row the k largest entries (ties: lowest index) among the
+ * candidates (all latents, or those with mask[j] != 0), f [B, m] = their values and 0 elsewhere,
+ * and the kept entries as {@link TopKLists}. With the defaults this is SAELens' `TopK`:
+ * f = ReLU(TopK_k(pre)) (select, then ReLU the selected values). One workgroup per row, one
+ * dispatch per range of rows where pre and f exceed a binding.
+ */
+export async function rowTopKKernel(
+  gpu: Gpu,
+  s: RowTopKSpec,
+  b: { pre: GPUBuffer; f: GPUBuffer; lists: TopKLists; mask?: GPUBuffer },
+  opts: TopKOptions & { label?: string } = {},
+): Promise<ComputeDispatch[]> {
+  if (!(Number.isInteger(s.k) && s.k >= 1 && s.k <= Math.min(s.m, TOPK_MAX_K))) {
+    throw new UserError(
+      `top-k needs 1 ≤ k ≤ min(d_sae, ${TOPK_MAX_K}), got k = ${s.k} with d_sae = ${s.m}: ` +
+        `choose k in that range`,
+    );
+  }
+  const src = code(gpu, opts);
+  const out: ComputeDispatch[] = [];
+  for (const { r0, r1, views: [pv, fv] } of rowParts(gpu, s.B, s.m, [b.pre, b.f])) {
+    out.push(
+      await kernel(gpu, {
+        label: opts.label ?? "topk rows",
+        code: src,
+        entry: "row_select",
+        constants: {
+          R: r1 - r0,
+          M: s.m,
+          ROW0: r0,
+          PRE_OFF: pv.off,
+          F_OFF: fv.off,
+          K: s.k,
+          CAP: 2 ** Math.ceil(Math.log2(s.k)),
+          HAS_MASK: b.mask ? 1 : 0,
+          RELU_BEFORE: s.reluBefore ? 1 : 0,
+          RELU_AFTER: (s.reluAfter ?? true) ? 1 : 0,
+        },
+        buffers: [pv.binding, fv.binding, b.mask ?? gpu.dummy(), b.lists.idx, b.lists.val, b.lists.cnt],
+        groups: groupsFor(r1 - r0),
+        // At least: pre read and f written once, the lists written, the mask read per row.
+        cost: {
+          flops: 0,
+          bytes: 4 * (r1 - r0) * (2 * s.m + 2 * s.k + 1 + (b.mask ? s.m : 0)),
+        },
+      }),
+    );
+  }
+  return out;
+}
+
+/**
+ * The lists as the sparse path's CSR (src/kernels/sparse.ts): row r's entries at
+ * out.rowIdx[r·m ..], out.rowCnt[r] of them; with `positiveOnly` only entries whose value is > 0,
+ * which is exactly csrRowsKernel's list of f (the entries dF masks with f > 0), without its pass
+ * over f [B, m].
+ */
+export function topkListsToCsrKernel(
+  gpu: Gpu,
+  s: { B: number; m: number; k: number },
+  lists: TopKLists,
+  out: SparseLists,
+  positiveOnly: boolean,
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch> {
+  return kernel(gpu, {
+    label: "topk lists to csr",
+    code: code(gpu, opts),
+    entry: "lists_expand",
+    constants: { R: s.B, M: s.m, K: s.k, POS_ONLY: positiveOnly ? 1 : 0 },
+    buffers: [null, null, null, lists.idx, lists.val, lists.cnt, out.rowIdx, out.rowCnt],
+    groups: groupsFor(s.B, WG),
+    cost: { flops: 0, bytes: 4 * s.B * (4 * s.k + 2) },
+  });
+}
+
+// --- Plain-TypeScript references ---------------------------------------------------------------
+
+/** f32 of `x` with −0 as +0 (the kernels rank them as equal). */
+function canon(x: number): number {
+  return x === 0 ? 0 : x;
+}
+
+/** Indices of `cand` in the kernels' rank order: value descending, then index ascending. */
+function ranked(cand: number[], value: (j: number) => number): number[] {
+  return cand.sort((a, b) => {
+    const va = canon(value(a)), vb = canon(value(b));
+    return va !== vb ? vb - va : a - b;
+  });
+}
+
+/** Reference of {@link rowTopKKernel}: f and the lists, as the kernel writes them. */
+export function rowTopKReference(
+  pre: Float32Array,
+  s: RowTopKSpec,
+  mask?: Uint32Array,
+): { f: Float32Array; idx: Uint32Array; val: Float32Array; cnt: Uint32Array } {
+  const { B, m, k } = s;
+  const reluAfter = s.reluAfter ?? true;
+  const f = new Float32Array(B * m);
+  const idx = new Uint32Array(B * k), val = new Float32Array(B * k), cnt = new Uint32Array(B);
+  const relu = (v: number) => Math.max(v, 0);
+  for (let r = 0; r < B; r++) {
+    const row = (j: number) => pre[r * m + j];
+    const cand: number[] = [];
+    for (let j = 0; j < m; j++) if (!mask || mask[j] !== 0) cand.push(j);
+    const kept = ranked(cand, (j) => s.reluBefore ? relu(row(j)) : row(j)).slice(0, k);
+    kept.sort((a, b) => a - b);
+    cnt[r] = kept.length;
+    kept.forEach((j, e) => {
+      const v = s.reluBefore || reluAfter ? relu(row(j)) : row(j);
+      f[r * m + j] = v;
+      idx[r * k + e] = j;
+      val[r * k + e] = v;
+    });
+  }
+  return { f, idx, val, cnt };
+}
