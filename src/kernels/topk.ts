@@ -100,7 +100,14 @@ export async function rowTopKKernel(
           RELU_BEFORE: s.reluBefore ? 1 : 0,
           RELU_AFTER: (s.reluAfter ?? true) ? 1 : 0,
         },
-        buffers: [pv.binding, fv.binding, b.mask ?? gpu.dummy(), b.lists.idx, b.lists.val, b.lists.cnt],
+        buffers: [
+          pv.binding,
+          fv.binding,
+          b.mask ?? gpu.dummy(),
+          b.lists.idx,
+          b.lists.val,
+          b.lists.cnt,
+        ],
         groups: groupsFor(r1 - r0),
         // At least: pre read and f written once, the lists written, the mask read per row.
         cost: {
