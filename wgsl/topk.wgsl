@@ -155,15 +155,16 @@ fn indexTop() -> u32 {
   return ((bits - 1u) / 8u) * 8u;
 }
 
-// Ties at the boundary kept: those with index ≤ the returned one (M − 1: all of them).
-fn lastTie(r: u32, s: Sel, l: Lanes) -> u32 {
-  if (s.left == s.cnt) { return M - 1u; }
-  let t = rowSelect(r, s.left, 1u, s.lo, indexTop(), l);
-  return M - 1u - t.lo;
+// Where the ties at the boundary end: those with index < the returned one are kept, the lowest
+// `want` of them when that is fewer than all (the reversed-index select keeps keys ≥ its lo).
+fn tieEnd(r: u32, want: u32, ties: u32, tie: u32, l: Lanes) -> u32 {
+  if (want == 0u) { return 0u; }
+  if (want == ties) { return M; }
+  return M - rowSelect(r, want, 1u, tie, indexTop(), l).lo;
 }
 
-fn keeps(key: u32, j: u32, s: Sel, lastTieIdx: u32) -> bool {
-  return s.kept > 0u && (key > s.hi || (key >= s.lo && j <= lastTieIdx));
+fn keeps(key: u32, j: u32, s: Sel, end: u32) -> bool {
+  return s.kept > 0u && (key > s.hi || (key >= s.lo && j < end));
 }
 
 // Sorts the workgroup list (wl_idx with wl_val, CAP entries, unused ones 0xffffffff) ascending by
@@ -195,13 +196,13 @@ fn row_select(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: 
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
   let s = rowSelect(r, K, 0u, 0u, 24u, l);
-  let lastTieIdx = lastTie(r, s, l);
+  let end = tieEnd(r, s.left, s.cnt, s.lo, l);
   if (l.lid == 0u) { atomicStore(&wl_n, 0u); }
   for (var e = l.lid; e < CAP; e += WG) { wl_idx[e] = 0xffffffffu; }
   workgroupBarrier();
   for (var j = l.lid; j < M; j += WG) {
     let v = pre[PRE_OFF + r * M + j];
-    let keep = candidate(j) && keeps(orderKey(rankedValue(v)), j, s, lastTieIdx);
+    let keep = candidate(j) && keeps(orderKey(rankedValue(v)), j, s, end);
     f[F_OFF + r * M + j] = select(0.0, keptValue(v), keep);
     if (keep) {
       let e = atomicAdd(&wl_n, 1u);
@@ -236,4 +237,187 @@ fn lists_expand(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgr
     }
   }
   csr_cnt[r] = c;
+}
+
+// --- BatchTopK ---------------------------------------------------------------------------------
+// The top KB = floor(k·B) of ReLU(pre) over the whole batch (RELU_BEFORE), by the radix select
+// above with the histograms summed over rows:
+//   bt_init    clears the selection state
+//   bt_hist    (pass PASS) each row's workgroup histograms its entries that share the digits found
+//              so far and adds its bins into the state's histogram
+//   bt_pick    (pass PASS) one workgroup picks the digit; the select ends when the bin is kept
+//              whole or fully resolved (later passes then return at once)
+//   bt_ties    where the boundary bin is cut (ties at one key): each row counts its ties
+//   bt_quota   a scan over rows gives each row its share of the ties kept, lowest rows first
+//   bt_keep    f = ReLU(pre) where kept, else 0; a row whose share is partial keeps its lowest
+//              indices (the row's index select); the smallest positive kept value goes to the state
+//   bt_theta   the running threshold θ ← KEEP·θ + RATE·(that value) (rules in src/kernels/topk.ts)
+
+override KB: u32 = 1u;       // entries kept over the batch
+override PASS: u32 = 0u;     // digit of this bt_hist / bt_pick, 0 the top one
+override B_ROWS: u32 = 1u;   // rows of the whole batch
+
+const SEL_PREFIX: u32 = 0u;  // digits found so far
+const SEL_LEFT: u32 = 1u;    // rank sought inside the current bin; at the end: entries of [lo, hi] kept
+const SEL_DONE: u32 = 2u;
+const SEL_LO: u32 = 3u;      // at the end: keys > hi kept, `left` of the `cnt` keys in [lo, hi]
+const SEL_HI: u32 = 4u;
+const SEL_CNT: u32 = 5u;
+const SEL_KEPT: u32 = 6u;    // min(KB, B·M)
+const SEL_MINPOS: u32 = 7u;  // bits of the smallest positive kept value (0xffffffff: none)
+const SEL_HIST: u32 = 8u;    // NB bins
+
+@group(0) @binding(8) var<storage, read_write> sel: array<atomic<u32>>; // [SEL_HIST + NB]
+@group(0) @binding(9) var<storage, read_write> row_ties: array<u32>;    // [2·B_ROWS]: ties, shares
+
+var<workgroup> bt_sh: array<u32, 8>;
+var<workgroup> wmin: atomic<u32>;
+
+// The state's words, uniform across the workgroup.
+fn btState(l: Lanes) -> array<u32, 8> {
+  if (l.lid == 0u) {
+    for (var i = 0u; i < 8u; i++) { bt_sh[i] = atomicLoad(&sel[i]); }
+  }
+  return workgroupUniformLoad(&bt_sh);
+}
+
+// One workgroup.
+@compute @workgroup_size(WG)
+fn bt_init(l: Lanes) {
+  for (var i = l.lid; i < SEL_HIST + NB; i += WG) {
+    atomicStore(&sel[i], select(0u, 0xffffffffu, i == SEL_MINPOS));
+  }
+}
+
+// One workgroup per row.
+@compute @workgroup_size(WG)
+fn bt_hist(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  let bs = btState(l);
+  if (bs[SEL_DONE] != 0u) { return; }
+  let shift = 24u - 8u * PASS;
+  clearHist(l);
+  for (var j = l.lid; j < M; j += WG) {
+    let key = orderKey(rankedValue(pre[PRE_OFF + r * M + j]));
+    if (PASS == 0u || (key >> min(shift + 8u, 31u)) == bs[SEL_PREFIX]) {
+      atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    }
+  }
+  workgroupBarrier();
+  for (var b = l.lid; b < NB; b += WG) {
+    let c = atomicLoad(&hist[b]);
+    if (c > 0u) { atomicAdd(&sel[SEL_HIST + b], c); }
+  }
+}
+
+// One workgroup; leaves the state's histogram cleared for the next pass.
+@compute @workgroup_size(WG)
+fn bt_pick(l: Lanes) {
+  let bs = btState(l);
+  if (bs[SEL_DONE] != 0u) { return; }
+  let shift = 24u - 8u * PASS;
+  for (var b = l.lid; b < NB; b += WG) {
+    atomicStore(&hist[b], atomicExchange(&sel[SEL_HIST + b], 0u));
+  }
+  workgroupBarrier();
+  let fd = pickDigit(select(bs[SEL_LEFT], KB, PASS == 0u), l);
+  if (l.lid == 0u) {
+    let kept = select(bs[SEL_KEPT], min(KB, fd.w), PASS == 0u);
+    let prefix = (bs[SEL_PREFIX] << 8u) | fd.x;
+    atomicStore(&sel[SEL_KEPT], kept);
+    atomicStore(&sel[SEL_PREFIX], prefix);
+    atomicStore(&sel[SEL_LEFT], fd.y);
+    if (kept == 0u || fd.y == fd.z || shift == 0u) {
+      let s = selDone(prefix, shift, fd, kept);
+      atomicStore(&sel[SEL_LO], s.lo);
+      atomicStore(&sel[SEL_HI], s.hi);
+      atomicStore(&sel[SEL_CNT], s.cnt);
+      atomicStore(&sel[SEL_DONE], 1u);
+    }
+  }
+}
+
+// One workgroup per row.
+@compute @workgroup_size(WG)
+fn bt_ties(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  let bs = btState(l);
+  if (bs[SEL_LEFT] == bs[SEL_CNT]) { return; }
+  var c = 0u;
+  for (var j = l.lid; j < M; j += WG) {
+    c += u32(orderKey(rankedValue(pre[PRE_OFF + r * M + j])) == bs[SEL_LO]);
+  }
+  let total = wgc_scan(c, l).y;
+  if (l.lid == 0u) { row_ties[ROW0 + r] = total; }
+}
+
+// One workgroup: row r keeps min(ties_r, left − ties of the rows before it) of its ties.
+@compute @workgroup_size(WG)
+fn bt_quota(l: Lanes) {
+  let bs = btState(l);
+  if (bs[SEL_LEFT] == bs[SEL_CNT]) { return; }
+  let left = bs[SEL_LEFT];
+  var carry = 0u;
+  for (var base = 0u; base < B_ROWS; base += WG) {
+    let r = base + l.lid;
+    let c = select(0u, row_ties[r], r < B_ROWS);
+    let s = wgc_scan(c, l);
+    let before = min(carry + s.x, left);
+    if (r < B_ROWS) { row_ties[B_ROWS + r] = min(c, left - before); }
+    carry += s.y;
+  }
+}
+
+// One workgroup per row.
+@compute @workgroup_size(WG)
+fn bt_keep(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  let bs = btState(l);
+  let s = Sel(bs[SEL_LO], bs[SEL_HI], bs[SEL_LEFT], bs[SEL_CNT], bs[SEL_KEPT]);
+  // This row's ties at the boundary kept: all, none or its lowest-index `share`.
+  var end = M;
+  if (s.left != s.cnt) {
+    let share = uniformU32(row_ties[B_ROWS + ROW0 + r], l);
+    end = tieEnd(r, share, uniformU32(row_ties[ROW0 + r], l), s.lo, l);
+  }
+  if (l.lid == 0u) { atomicStore(&wmin, 0xffffffffu); }
+  workgroupBarrier();
+  var mn = 0xffffffffu;
+  for (var j = l.lid; j < M; j += WG) {
+    let v = pre[PRE_OFF + r * M + j];
+    let keep = keeps(orderKey(rankedValue(v)), j, s, end);
+    let out = keptValue(v);
+    f[F_OFF + r * M + j] = select(0.0, out, keep);
+    if (keep && out > 0.0) { mn = min(mn, bitcast<u32>(out)); }
+  }
+  atomicMin(&wmin, mn);
+  workgroupBarrier();
+  if (l.lid == 0u) {
+    let m0 = atomicLoad(&wmin);
+    if (m0 != 0xffffffffu) { atomicMin(&sel[SEL_MINPOS], m0); }
+  }
+}
+
+override THETA_KEEP: f32 = 0.99;  // weight of the old θ
+override THETA_RATE: f32 = 0.01;  // weight of the smallest positive kept value
+override THETA_SKIP_EMPTY: bool = true; // SAELens: no update without a positive kept value
+override THETA_INIT_NEG: bool = false;  // dictionary_learning: θ < 0 is replaced outright
+override THETA_AFTER: u32 = 0u;   // update only once st.step > THETA_AFTER
+override THETA_IDX: u32 = 0u;
+
+@group(0) @binding(10) var<storage, read_write> theta: array<f32>;
+@group(0) @binding(11) var<storage, read> st: State;
+
+// One invocation.
+@compute @workgroup_size(1)
+fn bt_theta() {
+  let mb = atomicLoad(&sel[SEL_MINPOS]);
+  let has = mb != 0xffffffffu;
+  if ((THETA_SKIP_EMPTY && !has) || st.step <= THETA_AFTER) { return; }
+  let mn = select(0.0, bitcast<f32>(mb), has);
+  let th = theta[THETA_IDX];
+  theta[THETA_IDX] = select(THETA_KEEP * th + THETA_RATE * mn, mn, THETA_INIT_NEG && th < 0.0);
 }

@@ -187,3 +187,175 @@ export function rowTopKReference(
   }
   return { f, idx, val, cnt };
 }
+
+// --- BatchTopK ---------------------------------------------------------------------------------
+
+/** Scratch of the batch-wide selection: its state and histogram, and per-row tie counts. */
+export interface BatchTopKScratch {
+  /** [8 + 256] u32: the select's state words and the summed histogram (wgsl/topk.wgsl SEL_*). */
+  sel: GPUBuffer;
+  /** [2B] u32: ties at the boundary per row, then each row's share of them. */
+  ties: GPUBuffer;
+}
+
+/** Word of the smallest positive kept value's bits in {@link BatchTopKScratch.sel}. */
+export const SEL_MINPOS = 7;
+
+/** The scratch for a batch of B rows. */
+export function allocBatchTopKScratch(gpu: Gpu, B: number): BatchTopKScratch {
+  return {
+    sel: gpu.buffer("batchtopk sel", (8 + 256) * 4),
+    ties: gpu.buffer("batchtopk ties", 8 * B),
+  };
+}
+
+/** Entries BatchTopK keeps over a batch: SAELens' `int(k · num_samples)`. */
+export function batchKeep(k: number, B: number): number {
+  return Math.floor(k * B);
+}
+
+/**
+ * BatchTopK (Bussmann et al. 2024; SAELens `BatchTopK`): f = the floor(k·B) largest entries of
+ * ReLU(pre) [B, m] over the whole batch, 0 elsewhere (ties: lowest flat index r·m + j), by a radix
+ * select whose histograms are summed over rows (never a sort); records the smallest positive kept
+ * value for {@link batchThresholdKernel}. 12 small dispatches plus one per pass and range of rows.
+ */
+export async function batchTopKDispatches(
+  gpu: Gpu,
+  s: { B: number; m: number; k: number },
+  b: { pre: GPUBuffer; f: GPUBuffer; scratch: BatchTopKScratch },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch[]> {
+  const KB = batchKeep(s.k, s.B);
+  if (!(KB >= 1) || s.B * s.m >= 2 ** 32) {
+    throw new UserError(
+      `BatchTopK keeps floor(k·batch) = ${KB} of ${s.B}·${s.m} entries: choose k with ` +
+        `k·batch ≥ 1 (and batch·d_sae < 2^32)`,
+    );
+  }
+  const src = code(gpu, opts);
+  const base = { M: s.m, KB, B_ROWS: s.B, RELU_BEFORE: 1 };
+  const sel = b.scratch.sel, ties = b.scratch.ties;
+  const parts = rowParts(gpu, s.B, s.m, [b.pre, b.f]);
+  const one = (label: string, entry: string, extra: Record<string, number> = {}) =>
+    kernel(gpu, {
+      label,
+      code: src,
+      entry,
+      constants: { ...base, R: s.B, ...extra },
+      buffers: [...Array(8).fill(null), sel, entry === "bt_quota" ? ties : null],
+      groups: [1, 1, 1],
+      cost: { flops: 0, bytes: 4 * (264 + (entry === "bt_quota" ? 2 * s.B : 0)) },
+    });
+  const perRow = (label: string, entry: string, withF: boolean, extra: Record<string, number>) =>
+    Promise.all(parts.map(({ r0, r1, views: [pv, fv] }) =>
+      kernel(gpu, {
+        label,
+        code: src,
+        entry,
+        constants: { ...base, R: r1 - r0, ROW0: r0, PRE_OFF: pv.off, F_OFF: fv.off, ...extra },
+        buffers: [
+          pv.binding,
+          withF ? fv.binding : null,
+          entry === "bt_keep" ? gpu.dummy() : null,
+          ...Array(5).fill(null),
+          sel,
+          entry === "bt_hist" ? null : ties,
+        ],
+        groups: groupsFor(r1 - r0),
+        cost: { flops: 0, bytes: 4 * (r1 - r0) * s.m * (withF ? 2 : 1) },
+      })
+    ));
+  const out: ComputeDispatch[] = [await one("batchtopk init", "bt_init")];
+  for (let pass = 0; pass < 4; pass++) {
+    out.push(...await perRow(`batchtopk hist ${pass}`, "bt_hist", false, { PASS: pass }));
+    out.push(await one(`batchtopk pick ${pass}`, "bt_pick", { PASS: pass }));
+  }
+  out.push(...await perRow("batchtopk ties", "bt_ties", false, {}));
+  out.push(await one("batchtopk shares", "bt_quota"));
+  out.push(...await perRow("batchtopk keep", "bt_keep", true, {}));
+  return out;
+}
+
+/**
+ * How the running threshold θ follows the smallest positive kept value v of each step:
+ * - SAELens `BatchTopKTrainingSAE.update_topk_threshold`: θ₀ = 0; θ ← (1 − lr)·θ + lr·v when the
+ *   batch kept a positive value, else unchanged; `topk_threshold_lr` = 0.01 by default.
+ * - dictionary_learning `BatchTopKTrainer.update_threshold`: θ₀ = −1; from `threshold_start_step`
+ *   on (their step > start, i.e. st.step > start + 1 here, st.step counting from 1):
+ *   θ ← v if θ < 0, else β·θ + (1 − β)·v, with v = 0 when nothing positive was kept; β = 0.999,
+ *   start 1000 by default.
+ */
+export type ThetaRule =
+  | { kind: "saelens"; lr: number }
+  | { kind: "dictionary_learning"; beta: number; startStep: number };
+
+/** θ before the first step under each rule. */
+export const THETA_INIT: Record<ThetaRule["kind"], number> = {
+  saelens: 0,
+  dictionary_learning: -1,
+};
+
+/**
+ * The running threshold's update after {@link batchTopKDispatches}: theta.buf[theta.index] (f32;
+ * SAELens keeps it in f64, which differs by a few ulp of θ at lr 0.01) by `rule`. At inference and
+ * in export θ replaces the batch rule: f = ReLU(pre)·1[pre > θ] (src/kernels/jumprelu.ts,
+ * thresholdActKernel with a global θ), as SAELens exports BatchTopK as JumpReLU.
+ */
+export function batchThresholdKernel(
+  gpu: Gpu,
+  rule: ThetaRule,
+  b: { scratch: BatchTopKScratch; theta: { buf: GPUBuffer; index: number }; state: GPUBuffer },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch> {
+  const sae = rule.kind === "saelens";
+  return kernel(gpu, {
+    label: "batchtopk threshold",
+    code: code(gpu, opts),
+    entry: "bt_theta",
+    constants: {
+      THETA_KEEP: sae ? 1 - rule.lr : rule.beta,
+      THETA_RATE: sae ? rule.lr : 1 - rule.beta,
+      THETA_SKIP_EMPTY: sae ? 1 : 0,
+      THETA_INIT_NEG: sae ? 0 : 1,
+      THETA_AFTER: sae ? 0 : rule.startStep + 1,
+      THETA_IDX: b.theta.index,
+    },
+    buffers: [...Array(8).fill(null), b.scratch.sel, null, b.theta.buf, b.state],
+    groups: [1, 1, 1],
+    cost: { flops: 3, bytes: 16 },
+  });
+}
+
+/**
+ * Reference of {@link batchTopKDispatches}: f, and the smallest positive kept value (null when
+ * none was kept).
+ */
+export function batchTopKReference(
+  pre: Float32Array,
+  s: { B: number; m: number; k: number },
+): { f: Float32Array; minPositive: number | null } {
+  const n = s.B * s.m;
+  const relu = (i: number) => Math.max(pre[i], 0);
+  const kept = ranked(Array.from({ length: n }, (_, i) => i), relu).slice(0, batchKeep(s.k, s.B));
+  const f = new Float32Array(n);
+  let minPositive: number | null = null;
+  for (const i of kept) {
+    f[i] = relu(i);
+    if (f[i] > 0 && (minPositive === null || f[i] < minPositive)) minPositive = f[i];
+  }
+  return { f, minPositive };
+}
+
+/** Reference of {@link batchThresholdKernel}: θ after a step at `step` (from 1) that kept `v`. */
+export function thetaUpdateReference(
+  rule: ThetaRule,
+  theta: number,
+  v: number | null,
+  step: number,
+): number {
+  if (rule.kind === "saelens") return v === null ? theta : (1 - rule.lr) * theta + rule.lr * v;
+  if (step <= rule.startStep + 1) return theta;
+  const x = v ?? 0;
+  return theta < 0 ? x : rule.beta * theta + (1 - rule.beta) * x;
+}

@@ -4,15 +4,25 @@ import { run } from "../../src/gpu/dispatch.ts";
 import { hasSubgroups, withCollectives } from "../../src/kernels/collectives.ts";
 import { allocSparseLists, csrReference } from "../../src/kernels/sparse.ts";
 import {
+  allocBatchTopKScratch,
   allocTopKLists,
+  batchKeep,
+  batchThresholdKernel,
+  batchTopKDispatches,
+  batchTopKReference,
   rowTopKKernel,
   rowTopKReference,
   type RowTopKSpec,
+  SEL_MINPOS,
+  THETA_INIT,
+  type ThetaRule,
+  thetaUpdateReference,
   topkListsToCsrKernel,
 } from "../../src/kernels/topk.ts";
 import topkSrc from "../../wgsl/topk.wgsl" with { type: "text" };
 import { Rng } from "../../src/rng.ts";
-import { poisoned } from "../helpers/check.ts";
+import { packState } from "../../src/sae/state.ts";
+import { assertClose, poisoned } from "../helpers/check.ts";
 import { assertOnlyLacksSubgroups } from "../helpers/subgroups.ts";
 
 /** The collectives each kernel test runs with: the fallback, and subgroups where the device has them. */
@@ -193,4 +203,99 @@ Deno.test("topk lists as the sparse path's CSR: positive entries equal csrRowsKe
 Deno.test("topk WGSL with subgroup collectives parses; only the capability is missing here", async () => {
   if (MODES.includes(true)) return; // it runs in the tests above instead
   await assertOnlyLacksSubgroups(withCollectives(topkSrc, true));
+});
+
+/** Runs BatchTopK on `pre`; f and the smallest positive kept value (null: none) as read back. */
+async function runBatchTopK(
+  gpu: Gpu,
+  s: { B: number; m: number; k: number },
+  pre: Float32Array,
+  subgroups = false,
+) {
+  const preB = gpu.upload("pre", pre);
+  const f = poisoned(gpu, "f", s.B * s.m);
+  const scratch = allocBatchTopKScratch(gpu, s.B);
+  gpu.write(scratch.sel, new Uint32Array(264).fill(0xdeadbeef)); // bt_init must reset it
+  const list = await batchTopKDispatches(gpu, s, { pre: preB, f, scratch }, { subgroups });
+  run(gpu, list);
+  const [gf, sel] = await gpu.readMany([{ buf: f }, { buf: scratch.sel }]);
+  const bits = new Uint32Array(sel.buffer, sel.byteOffset, sel.length)[SEL_MINPOS];
+  for (const x of [preB, f, scratch.sel, scratch.ties]) x.destroy();
+  return { f: gf, minPositive: bits === 0xffffffff ? null : sel[SEL_MINPOS], parts: list.length };
+}
+
+// floor(k·B) over the whole batch: ties straddling rows (a row with a partial share), KB = 1,
+// KB = B·m, fewer positive entries than KB (zeros kept, by index), a fractional k.
+const batchCases: [{ B: number; m: number; k: number }, number, number, string][] = [
+  [{ B: 9, m: 133, k: 3.5 }, 6, 1, "ties straddling rows, k = 3.5"],
+  [{ B: 5, m: 70, k: 0.2 }, 0, 1, "KB = 1"],
+  [{ B: 4, m: 29, k: 29 }, 4, 1, "KB = B·m: keep all"],
+  [{ B: 8, m: 101, k: 30 }, 0, 0.05, "fewer positive entries than KB"],
+  [{ B: 40, m: 257, k: 12 }, 3, 1, "three values: thousands of ties at one value"],
+  [{ B: 70, m: 300, k: 7 }, 0, 1, "70 rows, continuous"],
+];
+
+for (
+  const [[s, levels, hi, what], subgroups] of batchCases.flatMap((c) =>
+    MODES.map((m) => [c, m] as const)
+  )
+) {
+  const name = `B=${s.B} m=${s.m} k=${s.k}: ${what}${subgroups ? " (subgroups)" : ""}`;
+  Deno.test(`batchtopk matches the reference: ${name}`, async () => {
+    const gpu = await getGpu();
+    const pre = preacts(new Rng(s.B * 31 + s.m), s.B * s.m, levels, -1, hi);
+    const got = await runBatchTopK(gpu, s, pre, subgroups);
+    const want = batchTopKReference(pre, s);
+    assertSame(got.f, want.f, `${name} f`);
+    assert.equal(got.minPositive, want.minPositive, `${name} smallest positive kept`);
+    const nz = want.f.filter((v) => v > 0).length;
+    assert.ok(nz <= batchKeep(s.k, s.B), "at most floor(k·B) positive");
+  });
+}
+
+Deno.test("batchtopk split over row ranges matches the reference", async () => {
+  const gpu = await createGpu({ maxStorageBufferBindingSize: 4096 });
+  const s = { B: 23, m: 131, k: 4.25 };
+  const pre = preacts(new Rng(9), s.B * s.m, 5);
+  const got = await runBatchTopK(gpu, s, pre);
+  assert.ok(got.parts > 12 + 6, `${got.parts} dispatches: the row kernels are split`);
+  const want = batchTopKReference(pre, s);
+  assertSame(got.f, want.f, "split f");
+  assert.equal(got.minPositive, want.minPositive);
+  gpu.destroy();
+});
+
+Deno.test("batchtopk threshold: SAELens' and dictionary_learning's updates over several steps", async () => {
+  const gpu = await getGpu();
+  const s = { B: 6, m: 50, k: 3 };
+  const rules: ThetaRule[] = [
+    { kind: "saelens", lr: 0.01 },
+    { kind: "saelens", lr: 0.3 },
+    { kind: "dictionary_learning", beta: 0.9, startStep: 2 },
+  ];
+  const rng = new Rng(12);
+  for (const rule of rules) {
+    const preB = gpu.buffer("pre", s.B * s.m * 4), f = gpu.buffer("f", s.B * s.m * 4);
+    const scratch = allocBatchTopKScratch(gpu, s.B);
+    const theta = gpu.upload("theta", new Float32Array([7, THETA_INIT[rule.kind], 7]));
+    const state = gpu.buffer("state", 32);
+    const list = [
+      ...await batchTopKDispatches(gpu, s, { pre: preB, f, scratch }),
+      await batchThresholdKernel(gpu, rule, { scratch, theta: { buf: theta, index: 1 }, state }),
+    ];
+    let want = THETA_INIT[rule.kind];
+    for (let step = 1; step <= 7; step++) {
+      // Step 5 keeps nothing positive: SAELens skips it, dictionary_learning folds in a 0.
+      const pre = preacts(rng, s.B * s.m, 0, step === 5 ? -1 : -0.5, step === 5 ? -0.1 : 1);
+      gpu.write(preB, pre);
+      gpu.write(state, packState({ step, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 }));
+      run(gpu, list);
+      want = thetaUpdateReference(rule, want, batchTopKReference(pre, s).minPositive, step);
+      const got = await gpu.read(theta);
+      assertClose([got[1]], [want], 1e-6, `${rule.kind} step ${step}`);
+      assert.deepEqual([got[0], got[2]], [7, 7], "neighbouring words untouched");
+    }
+    assert.notEqual(want, THETA_INIT[rule.kind], "θ moved");
+    for (const x of [preB, f, scratch.sel, scratch.ties, theta, state]) x.destroy();
+  }
 });
