@@ -421,3 +421,141 @@ fn bt_theta() {
   let th = theta[THETA_IDX];
   theta[THETA_IDX] = select(THETA_KEEP * th + THETA_RATE * mn, mn, THETA_INIT_NEG && th < 0.0);
 }
+
+// --- AuxK --------------------------------------------------------------------------------------
+// The auxiliary loss of TopK training (Gao et al. 2024 §A.2; SAELens `calculate_topk_aux_loss`):
+// the k_aux dead latents with the largest pre-activations in each row (row_select with the dead
+// mask, K = k_aux) reconstruct the residual e = x − x̂; the variant computes that reconstruction
+// ê = auxf·W_dec (no b_dec) with the GEMM or the sparse kernels.
+//   dead_mask  dead[j] = (st.step − last_fired[j] ≥ DEAD_STEPS); aux[AUX_NUM_DEAD] = Σ_j dead[j]
+//   aux_var    (NORMALIZE) per column c: Σ_b (e[b, c] − mean_b e[b, c])²
+//   aux_rows   per row: d = ê − e; row_loss = Σ d²; g = dL_aux/dê = 2·AUX_COEF·scale·d / (B·denom)
+//   aux_total  aux[AUX_LOSS] = AUX_COEF·scale·Σ_r row_loss / (B·denom); aux[AUX_SCALE], [AUX_DENOM]
+//   aux_grad   dpre[r, j] += g_r·W_dec[j] over row r's listed latents (· 1[value > 0] where
+//              RELU_BEFORE: the selected values were ReLU'd)
+// scale = min(num_dead / k_aux, 1) where DEAD_SCALE (SAELens), else 1, and 0 without dead latents;
+// denom = Σ_c aux_var / B where NORMALIZE (dictionary_learning, after OpenAI), else 1. A zero
+// denominator gives loss and gradient 0 (dictionary_learning's nan_to_num of 0/0).
+
+override DEAD_STEPS: u32 = 1u;
+override D: u32 = 4u;              // d_in
+override AUX_COEF: f32 = 1.0;
+override K_AUX: f32 = 1.0;
+override DEAD_SCALE: bool = true;
+override NORMALIZE: bool = false;
+override DP_OFF: u32 = 0u;         // element offset of row ROW0 in the dpre binding
+const CHUNK: u32 = 8192u;          // lavapipe caps a loop at 65535 iterations: loops over B nest
+
+const AUX_LOSS: u32 = 0u;
+const AUX_SCALE: u32 = 1u;
+const AUX_NUM_DEAD: u32 = 2u;
+const AUX_DENOM: u32 = 3u;
+
+@group(0) @binding(12) var<storage, read> last_fired: array<u32>;  // [M] step a latent last fired
+@group(0) @binding(13) var<storage, read_write> dead: array<u32>;  // [M] 1: dead
+@group(0) @binding(14) var<storage, read_write> aux: array<f32>;   // [4] AUX_*
+@group(0) @binding(15) var<storage, read> x: array<f32>;           // [B, D] the step's input
+@group(0) @binding(16) var<storage, read> xhat: array<f32>;        // [B, D] its reconstruction
+@group(0) @binding(17) var<storage, read_write> colss: array<f32>; // [D] aux_var's sums
+@group(0) @binding(18) var<storage, read> recons: array<f32>;      // [B, D] ê = auxf·W_dec
+@group(0) @binding(19) var<storage, read_write> g_aux: array<f32>; // [B, D] dL_aux/dê
+@group(0) @binding(20) var<storage, read_write> row_loss: array<f32>; // [B]
+@group(0) @binding(21) var<storage, read> w_dec: array<f32>;       // [M, D]
+@group(0) @binding(22) var<storage, read_write> dpre: array<f32>;  // [R, M] dL/dpre
+
+// One workgroup.
+@compute @workgroup_size(WG)
+fn dead_mask(l: Lanes) {
+  var c = 0u;
+  for (var j = l.lid; j < M; j += WG) {
+    let d = u32(st.step - last_fired[j] >= DEAD_STEPS);
+    dead[j] = d;
+    c += d;
+  }
+  let n = wgc_scan(c, l).y;
+  if (l.lid == 0u) { aux[AUX_NUM_DEAD] = f32(n); }
+}
+
+fn residual(i: u32) -> f32 {
+  return x[i] - xhat[i];
+}
+
+// One invocation per column (R = B).
+@compute @workgroup_size(WG)
+fn aux_var(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let c = gid.x + gid.y * nw.x * WG;
+  if (c >= D) { return; }
+  var s = 0.0;
+  for (var b0 = 0u; b0 < R; b0 += CHUNK) {
+    for (var b = b0; b < min(b0 + CHUNK, R); b++) { s += residual(b * D + c); }
+  }
+  let mu = s / f32(R);
+  var v = 0.0;
+  for (var b0 = 0u; b0 < R; b0 += CHUNK) {
+    for (var b = b0; b < min(b0 + CHUNK, R); b++) {
+      let e = residual(b * D + c) - mu;
+      v += e * e;
+    }
+  }
+  colss[c] = v;
+}
+
+// (scale, denom) of this step, every lane.
+fn auxScale(l: Lanes) -> vec2<f32> {
+  let nd = aux[AUX_NUM_DEAD];
+  let scale = select(0.0, select(1.0, min(nd / K_AUX, 1.0), DEAD_SCALE), nd > 0.0);
+  var denom = 1.0;
+  if (NORMALIZE) {
+    var p = 0.0;
+    for (var c = l.lid; c < D; c += WG) { p += colss[c]; }
+    denom = wgc_sum_f(p, l) / f32(R);
+  }
+  return vec2<f32>(scale, denom);
+}
+
+// One workgroup per row (R = B).
+@compute @workgroup_size(WG)
+fn aux_rows(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  let sd = auxScale(l);
+  let factor = select(0.0, 2.0 * AUX_COEF * sd.x / (f32(R) * sd.y), sd.y > 0.0);
+  var s = 0.0;
+  for (var c = l.lid; c < D; c += WG) {
+    let i = r * D + c;
+    let d = recons[i] - residual(i);
+    s += d * d;
+    g_aux[i] = factor * d;
+  }
+  let total = wgc_sum_f(s, l);
+  if (l.lid == 0u) { row_loss[r] = total; }
+}
+
+// One workgroup (R = B).
+@compute @workgroup_size(WG)
+fn aux_total(l: Lanes) {
+  let sd = auxScale(l);
+  var p = 0.0;
+  for (var r = l.lid; r < R; r += WG) { p += row_loss[r]; }
+  let total = wgc_sum_f(p, l);
+  if (l.lid == 0u) {
+    aux[AUX_LOSS] = select(0.0, AUX_COEF * sd.x * total / (f32(R) * sd.y), sd.y > 0.0);
+    aux[AUX_SCALE] = sd.x;
+    aux[AUX_DENOM] = sd.y;
+  }
+}
+
+// One workgroup per row of this part, one invocation per listed latent.
+@compute @workgroup_size(WG)
+fn aux_grad(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  let row = ROW0 + r;
+  for (var e = l.lid; e < list_cnt[row]; e += WG) {
+    if (RELU_BEFORE && !(list_val[row * K + e] > 0.0)) { continue; }
+    let j = list_idx[row * K + e];
+    var acc = 0.0;
+    for (var c = 0u; c < D; c++) { acc += g_aux[row * D + c] * w_dec[j * D + c]; }
+    dpre[DP_OFF + r * M + j] += acc;
+  }
+}

@@ -25,8 +25,14 @@ function code(gpu: Gpu, opts: TopKOptions): string {
   return withCollectives(topkSrc, useSubgroups(gpu, opts.subgroups));
 }
 
-/** Largest k of {@link rowTopKKernel}: the kept entries are sorted in workgroup memory. */
-export const TOPK_MAX_K = 512;
+/**
+ * Largest k of {@link rowTopKKernel} on this device: the kept entries are sorted in workgroup
+ * memory, 8 bytes each in a power-of-two list, beside 4 KiB of other scratch (2048 on lavapipe's
+ * 32 KiB, 4096 on 48 KiB GPUs: AuxK's k_aux = d_in/2 up to d_in 4096 or 8192).
+ */
+export function rowTopKMax(gpu: Gpu): number {
+  return 2 ** Math.floor(Math.log2((gpu.device.limits.maxComputeWorkgroupStorageSize - 4096) / 8));
+}
 
 /** Fixed-length lists of the kept entries of each row: CSR whose rows are all k long. */
 export interface TopKLists {
@@ -74,10 +80,11 @@ export async function rowTopKKernel(
   b: { pre: GPUBuffer; f: GPUBuffer; lists: TopKLists; mask?: GPUBuffer },
   opts: TopKOptions & { label?: string } = {},
 ): Promise<ComputeDispatch[]> {
-  if (!(Number.isInteger(s.k) && s.k >= 1 && s.k <= Math.min(s.m, TOPK_MAX_K))) {
+  const kMax = Math.min(s.m, rowTopKMax(gpu));
+  if (!(Number.isInteger(s.k) && s.k >= 1 && s.k <= kMax)) {
     throw new UserError(
-      `top-k needs 1 ≤ k ≤ min(d_sae, ${TOPK_MAX_K}), got k = ${s.k} with d_sae = ${s.m}: ` +
-        `choose k in that range`,
+      `top-k needs an integer 1 ≤ k ≤ ${kMax} (d_sae, and this adapter's workgroup memory), ` +
+        `got k = ${s.k}: choose k in that range`,
     );
   }
   const src = code(gpu, opts);
@@ -358,4 +365,245 @@ export function thetaUpdateReference(
   if (step <= rule.startStep + 1) return theta;
   const x = v ?? 0;
   return theta < 0 ? x : rule.beta * theta + (1 - rule.beta) * x;
+}
+
+// --- AuxK --------------------------------------------------------------------------------------
+
+/** Slots of the AuxK scalars buffer (f32 [4]). */
+export const AUX_INDEX = { loss: 0, scale: 1, numDead: 2, denom: 3 } as const;
+
+/**
+ * The dead-latent mask of AuxK: dead[j] = 1 where st.step − lastFired[j] ≥ deadSteps (the
+ * project's dead-latent rule, wgsl/metrics.wgsl), and the count to aux[AUX_INDEX.numDead]. Run it
+ * before the step's statistics update lastFired. SAELens' `n_forward_passes_since_fired >
+ * dead_feature_window`, its counter taken before the step, is this rule with deadSteps = window + 2.
+ */
+export function deadMaskKernel(
+  gpu: Gpu,
+  m: number,
+  deadSteps: number,
+  b: { lastFired: GPUBuffer; state: GPUBuffer; dead: GPUBuffer; aux: GPUBuffer },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch> {
+  return kernel(gpu, {
+    label: "auxk dead mask",
+    code: code(gpu, opts),
+    entry: "dead_mask",
+    constants: { M: m, DEAD_STEPS: deadSteps },
+    buffers: [...Array(11).fill(null), b.state, b.lastFired, b.dead, b.aux],
+    groups: [1, 1, 1],
+    cost: { flops: 0, bytes: 8 * m },
+  });
+}
+
+/**
+ * The AuxK loss's definition. SAELens (`TopKTrainingSAE.calculate_topk_aux_loss`, default):
+ * coef = `aux_loss_coefficient` (1.0 by default), scaled by min(num_dead / k_aux, 1), no
+ * normalisation. dictionary_learning (`BatchTopKTrainer.get_auxiliary_loss`): coef = `auxk_alpha`
+ * (1/32), no dead scale, divided by the residual's batch variance Σ_d Var_b(e) (OpenAI's
+ * normalisation). Both: k_aux = d_in / 2 (cut to the dead count), loss = coef·(that)·mean_b
+ * ‖ê − e‖², ê = auxf·W_dec without b_dec, e = x − x̂ held constant.
+ */
+export interface AuxKSpec {
+  B: number;
+  d: number;
+  kAux: number;
+  coef: number;
+  deadScale: boolean;
+  normalize: boolean;
+}
+
+/** Scratch of the AuxK loss: row sums, and the per-column variances where normalised. */
+export interface AuxKScratch {
+  /** [B] f32: Σ_d (ê − e)² per row. */
+  rowLoss: GPUBuffer;
+  /** [d] f32: Σ_b (e − ē)² per column (normalize only). */
+  colVar: GPUBuffer;
+}
+
+/** The scratch for B rows of d. */
+export function allocAuxKScratch(gpu: Gpu, B: number, d: number): AuxKScratch {
+  return { rowLoss: gpu.buffer("auxk row loss", B * 4), colVar: gpu.buffer("auxk col var", d * 4) };
+}
+
+/**
+ * The AuxK loss's value and its gradient with respect to the dead latents' reconstruction ê:
+ * given x and x̂ [B, d] (the step's input and reconstruction, e = x − x̂) and ê = auxf·W_dec [B, d]
+ * (the variant's product), g [B, d] = dL_aux/dê and aux[AUX_INDEX.loss] = L_aux, with the scale
+ * and denominator in their slots. The count of dead latents comes from {@link deadMaskKernel}.
+ */
+export async function auxLossDispatches(
+  gpu: Gpu,
+  s: AuxKSpec,
+  b: {
+    x: GPUBuffer;
+    xhat: GPUBuffer;
+    recons: GPUBuffer;
+    g: GPUBuffer;
+    aux: GPUBuffer;
+    scratch: AuxKScratch;
+  },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch[]> {
+  const src = code(gpu, opts);
+  const constants = {
+    R: s.B,
+    D: s.d,
+    AUX_COEF: s.coef,
+    K_AUX: s.kAux,
+    DEAD_SCALE: s.deadScale ? 1 : 0,
+    NORMALIZE: s.normalize ? 1 : 0,
+  };
+  // Slots 14-20 of wgsl/topk.wgsl: aux, x, xhat, colss, recons, g_aux, row_loss.
+  const colVar = b.scratch.colVar;
+  const at14 = (rest: (GPUBuffer | null)[]) => [...Array(14).fill(null), ...rest];
+  const out: ComputeDispatch[] = [];
+  if (s.normalize) {
+    out.push(
+      await kernel(gpu, {
+        label: "auxk residual variance",
+        code: src,
+        entry: "aux_var",
+        constants,
+        buffers: at14([null, b.x, b.xhat, colVar]),
+        groups: groupsFor(s.d, WG),
+        cost: { flops: 5 * s.B * s.d, bytes: 8 * s.B * s.d },
+      }),
+    );
+  }
+  out.push(
+    await kernel(gpu, {
+      label: "auxk rows",
+      code: src,
+      entry: "aux_rows",
+      constants,
+      buffers: at14([b.aux, b.x, b.xhat, colVar, b.recons, b.g, b.scratch.rowLoss]),
+      groups: groupsFor(s.B),
+      cost: { flops: 5 * s.B * s.d, bytes: 4 * s.B * (4 * s.d + 1) },
+    }),
+    await kernel(gpu, {
+      label: "auxk loss",
+      code: src,
+      entry: "aux_total",
+      constants,
+      buffers: at14([b.aux, null, null, colVar, null, null, b.scratch.rowLoss]),
+      groups: [1, 1, 1],
+      cost: { flops: s.B, bytes: 4 * (s.B + s.d) },
+    }),
+  );
+  return out;
+}
+
+/**
+ * dpre [B, m] += the AuxK loss's gradient: for row r's listed dead latents j (the AuxK selection's
+ * {@link TopKLists}), g_r·W_dec[j] (times 1[value > 0] where the selection ranked ReLU(pre),
+ * dictionary_learning). Run after the step's dF wrote dpre; each row's latents are distinct, so
+ * the adds do not race. W_dec [m, d] must fit one binding (as for the sparse kernels).
+ */
+export async function auxGradKernel(
+  gpu: Gpu,
+  s: { B: number; m: number; d: number; kAux: number; reluBefore?: boolean },
+  b: { lists: TopKLists; g: GPUBuffer; wDec: GPUBuffer; dpre: GPUBuffer },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch[]> {
+  if (s.m * s.d * 4 > gpu.maxBinding) {
+    throw new Error(`auxk grad: W_dec (${s.m}×${s.d} f32) exceeds the storage-binding limit`);
+  }
+  const src = code(gpu, opts);
+  const out: ComputeDispatch[] = [];
+  for (const { r0, r1, views: [dv] } of rowParts(gpu, s.B, s.m, [b.dpre])) {
+    out.push(
+      await kernel(gpu, {
+        label: "auxk dpre",
+        code: src,
+        entry: "aux_grad",
+        constants: {
+          R: r1 - r0,
+          M: s.m,
+          ROW0: r0,
+          DP_OFF: dv.off,
+          K: s.kAux,
+          D: s.d,
+          RELU_BEFORE: s.reluBefore ? 1 : 0,
+        },
+        buffers: [
+          ...[null, null, null, b.lists.idx, b.lists.val, b.lists.cnt],
+          ...Array(13).fill(null),
+          ...[b.g, null, b.wDec, dv.binding],
+        ],
+        groups: groupsFor(r1 - r0),
+        cost: {
+          flops: 2 * (r1 - r0) * s.kAux * s.d,
+          bytes: 4 * (r1 - r0) * (s.d + s.kAux * (s.d + 4)),
+        },
+      }),
+    );
+  }
+  return out;
+}
+
+/** Reference of {@link deadMaskKernel}. */
+export function deadMaskReference(
+  lastFired: Uint32Array,
+  step: number,
+  deadSteps: number,
+): { dead: Uint32Array; numDead: number } {
+  const dead = lastFired.map((t) => ((step - t) >>> 0) >= deadSteps ? 1 : 0);
+  return { dead, numDead: dead.reduce((a, v) => a + v, 0) };
+}
+
+/**
+ * Reference of {@link auxLossDispatches}, written as SAELens' `calculate_topk_aux_loss` and
+ * dictionary_learning's `get_auxiliary_loss` compute it (f64): the loss and g = dL_aux/dê.
+ */
+export function auxLossReference(
+  s: AuxKSpec,
+  x: Float32Array,
+  xhat: Float32Array,
+  recons: Float32Array,
+  numDead: number,
+): { loss: number; g: Float64Array; scale: number; denom: number } {
+  const { B, d } = s;
+  const e = x.map((v, i) => v - xhat[i]);
+  const scale = numDead === 0 ? 0 : s.deadScale ? Math.min(numDead / s.kAux, 1) : 1;
+  let denom = 1;
+  if (s.normalize) {
+    denom = 0;
+    for (let c = 0; c < d; c++) {
+      let mu = 0;
+      for (let b = 0; b < B; b++) mu += e[b * d + c] / B;
+      for (let b = 0; b < B; b++) denom += (e[b * d + c] - mu) ** 2 / B;
+    }
+  }
+  let l2 = 0;
+  const g = new Float64Array(B * d);
+  for (let i = 0; i < B * d; i++) {
+    const diff = recons[i] - e[i];
+    l2 += diff * diff / B;
+    g[i] = denom > 0 ? 2 * s.coef * scale * diff / (B * denom) : 0;
+  }
+  return { loss: denom > 0 ? s.coef * scale * l2 / denom : 0, g, scale, denom };
+}
+
+/**
+ * dL/dpre of SAELens' `TopK` (torch.topk, ReLU of the values, scatter into zeros) by autograd's
+ * rules, given dL/df [B, m]: the selected entries pass dL/df times ReLU'(value) = 1[value > 0],
+ * the rest get 0. That is dL/df·1[f > 0] for the f of {@link rowTopKKernel}, which the step's dF
+ * GEMM epilogue "relu_grad" (mask f > 0) and the sparse sddmm already compute: TopK needs no
+ * backward kernel of its own. BatchTopK's (ReLU, then top-k, then scatter) is the same mask.
+ */
+export function topkBackwardReference(
+  pre: Float32Array,
+  s: RowTopKSpec,
+  dLdf: Float32Array,
+): Float32Array {
+  const { idx, cnt } = rowTopKReference(pre, s);
+  const out = new Float32Array(s.B * s.m);
+  for (let r = 0; r < s.B; r++) {
+    for (let e = 0; e < cnt[r]; e++) {
+      const i = r * s.m + idx[r * s.k + e];
+      if (pre[i] > 0) out[i] = dLdf[i];
+    }
+  }
+  return out;
 }

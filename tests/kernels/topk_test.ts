@@ -2,14 +2,23 @@ import assert from "node:assert/strict";
 import { createGpu, getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { hasSubgroups, withCollectives } from "../../src/kernels/collectives.ts";
+import { gemmDispatches, gemmReference } from "../../src/kernels/gemm.ts";
 import { allocSparseLists, csrReference } from "../../src/kernels/sparse.ts";
 import {
+  allocAuxKScratch,
   allocBatchTopKScratch,
   allocTopKLists,
+  AUX_INDEX,
+  auxGradKernel,
+  type AuxKSpec,
+  auxLossDispatches,
+  auxLossReference,
   batchKeep,
   batchThresholdKernel,
   batchTopKDispatches,
   batchTopKReference,
+  deadMaskKernel,
+  deadMaskReference,
   rowTopKKernel,
   rowTopKReference,
   type RowTopKSpec,
@@ -17,12 +26,13 @@ import {
   THETA_INIT,
   type ThetaRule,
   thetaUpdateReference,
+  topkBackwardReference,
   topkListsToCsrKernel,
 } from "../../src/kernels/topk.ts";
 import topkSrc from "../../wgsl/topk.wgsl" with { type: "text" };
 import { Rng } from "../../src/rng.ts";
 import { packState } from "../../src/sae/state.ts";
-import { assertClose, poisoned } from "../helpers/check.ts";
+import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 import { assertOnlyLacksSubgroups } from "../helpers/subgroups.ts";
 
 /** The collectives each kernel test runs with: the fallback, and subgroups where the device has them. */
@@ -102,6 +112,7 @@ const rowCases: [RowTopKSpec, number, string][] = [
   [{ B: 5, m: 29, k: 29 }, 4, "k = m: keep all"],
   [{ B: 6, m: 101, k: 40 }, 0, "mostly negative rows (fewer than k positive)"],
   [{ B: 3, m: 1000, k: 512 }, 10, "k = 512"],
+  [{ B: 2, m: 2500, k: 2048 }, 40, "k = 2048 (lavapipe's largest: 16 KiB of list)"],
   [{ B: 70, m: 300, k: 17 }, 0, "70 rows, continuous values"],
   [{ B: 2, m: 5003, k: 33 }, 2, "two values only: the boundary cuts a bin of thousands of ties"],
 ];
@@ -298,4 +309,214 @@ Deno.test("batchtopk threshold: SAELens' and dictionary_learning's updates over 
     assert.notEqual(want, THETA_INIT[rule.kind], "θ moved");
     for (const x of [preB, f, scratch.sel, scratch.ties, theta, state]) x.destroy();
   }
+});
+
+Deno.test("auxk dead mask: st.step − last fired ≥ dead steps, and the count", async () => {
+  const gpu = await getGpu();
+  const m = 301, step = 500, deadSteps = 40;
+  const rng = new Rng(4);
+  const lastFired = new Uint32Array(m).map(() =>
+    rng.nextU32() % 2 ? step - (rng.nextU32() % 80) : 0
+  );
+  const dead = gpu.upload("dead", new Uint32Array(m).fill(7));
+  const aux = poisoned(gpu, "aux", 4);
+  const state = gpu.upload(
+    "st",
+    packState({ step, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 }),
+  );
+  run(gpu, [
+    await deadMaskKernel(gpu, m, deadSteps, {
+      lastFired: gpu.upload("last", lastFired),
+      state,
+      dead,
+      aux,
+    }),
+  ]);
+  const want = deadMaskReference(lastFired, step, deadSteps);
+  assert.deepEqual([...await gpu.readU32(dead)], [...want.dead]);
+  assert.equal((await gpu.read(aux))[AUX_INDEX.numDead], want.numDead);
+  assert.ok(want.numDead > 0 && want.numDead < m);
+});
+
+/**
+ * The AuxK loss of a batch as a function of pre, the selection held fixed (the loss is smooth in the
+ * selected pre-activations): SAELens' calculate_topk_aux_loss / dictionary_learning's
+ * get_auxiliary_loss written out in f64, for finite differences.
+ */
+function auxLossOfPre(
+  s: AuxKSpec,
+  pre: Float64Array,
+  sel: { idx: Uint32Array; cnt: Uint32Array },
+  m: number,
+  wDec: Float32Array,
+  e: Float64Array,
+  scale: number,
+  denom: number,
+  reluBefore: boolean,
+): number {
+  let l2 = 0;
+  for (let r = 0; r < s.B; r++) {
+    const rec = new Float64Array(s.d);
+    for (let q = 0; q < sel.cnt[r]; q++) {
+      const j = sel.idx[r * s.kAux + q];
+      const v = reluBefore ? Math.max(pre[r * m + j], 0) : pre[r * m + j];
+      for (let c = 0; c < s.d; c++) rec[c] += v * wDec[j * s.d + c];
+    }
+    for (let c = 0; c < s.d; c++) l2 += (rec[c] - e[r * s.d + c]) ** 2 / s.B;
+  }
+  return s.coef * scale * l2 / denom;
+}
+
+const auxCases: [string, Omit<AuxKSpec, "B" | "d" | "kAux">, boolean, number][] = [
+  ["SAELens (coef 1, dead scale)", { coef: 1, deadScale: true, normalize: false }, false, 6],
+  ["SAELens with few dead (scale < 1)", { coef: 1, deadScale: true, normalize: false }, false, 4],
+  [
+    "dictionary_learning (1/32, normalised, ReLU first)",
+    { coef: 1 / 32, deadScale: false, normalize: true },
+    true,
+    30,
+  ],
+  [
+    "no dead latents: loss and gradient 0",
+    { coef: 1, deadScale: true, normalize: false },
+    false,
+    0,
+  ],
+];
+
+for (const [what, opt, reluBefore, nDead] of auxCases) {
+  Deno.test(`auxk loss, dL/dê and dL/dpre match the reference and finite differences: ${what}`, async () => {
+    const gpu = await getGpu();
+    const B = 13, m = 150, d = 22, kAux = 10;
+    const s: AuxKSpec = { B, d, kAux, ...opt };
+    const rng = new Rng(nDead * 7 + 1);
+    const pre = preacts(rng, B * m, 0, -1, reluBefore ? 0.5 : 1);
+    const x = randArray(rng, B * d), xhat = randArray(rng, B * d, -0.5, 0.5);
+    const wDec = randArray(rng, m * d, -0.3, 0.3);
+    const dpre0 = randArray(rng, B * m);
+    // Latents 0 .. nDead−1 dead (lastFired 0 at step 100, deadSteps 50), the rest fired at 99.
+    const lastFired = new Uint32Array(m).map((_, j) => j < nDead ? 0 : 99);
+    const state = gpu.upload(
+      "st",
+      packState({ step: 100, lr: 0, b1t: 1, b2t: 1, l1_coef: 0, main_phase: 0 }),
+    );
+    const deadB = gpu.buffer("dead", m * 4), aux = poisoned(gpu, "aux", 4);
+    const preB = gpu.upload("pre", pre), auxf = poisoned(gpu, "auxf", B * m);
+    const lists = poisonLists(gpu, B, kAux);
+    const sel: RowTopKSpec = { B, m, k: kAux, reluBefore, reluAfter: false };
+    run(gpu, [
+      await deadMaskKernel(gpu, m, 50, {
+        lastFired: gpu.upload("lf", lastFired),
+        state,
+        dead: deadB,
+        aux,
+      }),
+      ...await rowTopKKernel(gpu, sel, { pre: preB, f: auxf, lists, mask: deadB }),
+    ]);
+    const mask = lastFired.map((t) => t === 0 ? 1 : 0);
+    const want = rowTopKReference(pre, sel, mask);
+    assertSame(await gpu.read(auxf), want.f, "auxf");
+    // ê = auxf·W_dec: the variant's product (GEMM or spmm); here on the host.
+    const recons = new Float32Array(B * d);
+    for (let r = 0; r < B; r++) {
+      for (let j = 0; j < m; j++) {
+        const v = want.f[r * m + j];
+        if (v !== 0) { for (let c = 0; c < d; c++) recons[r * d + c] += v * wDec[j * d + c]; }
+      }
+    }
+    const g = poisoned(gpu, "g", B * d);
+    const dpre = gpu.upload("dpre", dpre0);
+    const xB = gpu.upload("x", x), xhatB = gpu.upload("xhat", xhat);
+    run(gpu, [
+      ...await auxLossDispatches(gpu, s, {
+        x: xB,
+        xhat: xhatB,
+        recons: gpu.upload("recons", recons),
+        g,
+        aux,
+        scratch: allocAuxKScratch(gpu, B, d),
+      }),
+      ...await auxGradKernel(gpu, { B, m, d, kAux, reluBefore }, {
+        lists,
+        g,
+        wDec: gpu.upload("wdec", wDec),
+        dpre,
+      }),
+    ]);
+    const [gg, ga, gd] = await gpu.readMany([{ buf: g }, { buf: aux }, { buf: dpre }]);
+    const ref = auxLossReference(s, x, xhat, recons, nDead);
+    assertClose([ga[AUX_INDEX.loss]], [ref.loss], 1e-5, "loss");
+    assertClose([ga[AUX_INDEX.scale], ga[AUX_INDEX.denom]], [ref.scale, ref.denom], 1e-6, "scale");
+    assertClose(gg, ref.g, 1e-5, "dL/dê");
+    if (nDead === 0) {
+      assert.equal(ga[AUX_INDEX.loss], 0);
+      assertSame(gd, dpre0, "dpre untouched");
+      return;
+    }
+    assert.ok(ref.loss > 0);
+    if (nDead < kAux) assert.ok(ref.scale < 1, "the dead scale applies");
+    // dL/dpre: what aux_grad added, against central differences of the loss in pre.
+    const e = Float64Array.from(x, (v, i) => v - xhat[i]);
+    const p64 = Float64Array.from(pre);
+    const L = (p: Float64Array) =>
+      auxLossOfPre(s, p, want, m, wDec, e, ref.scale, ref.denom, reluBefore);
+    const fds: number[] = [], gots: number[] = [];
+    for (let i = 0; i < B * m; i += 7) {
+      const h = 1e-4;
+      const up = p64.slice(), dn = p64.slice();
+      up[i] += h;
+      dn[i] -= h;
+      fds.push((L(up) - L(dn)) / (2 * h));
+      gots.push(gd[i] - dpre0[i]);
+    }
+    assertClose(gots, fds, 1e-3, "dL/dpre against finite differences");
+    const checked = fds.filter((v) => v !== 0).length;
+    assert.ok(checked > 3, `${checked} selected entries checked`);
+  });
+}
+
+Deno.test("topk backward: the dF GEMM's relu_grad epilogue on topk's f is SAELens' TopK autograd", async () => {
+  const gpu = await getGpu();
+  const s: RowTopKSpec = { B: 10, m: 90, k: 12 };
+  const d = 16;
+  const rng = new Rng(21);
+  const pre = preacts(rng, s.B * s.m, 8, -1, 0.2); // some rows keep non-positive entries
+  const dxhat = randArray(rng, s.B * d), wDec = randArray(rng, s.m * d);
+  const preB = gpu.upload("pre", pre), f = poisoned(gpu, "f", s.B * s.m);
+  const dpre = poisoned(gpu, "dpre", s.B * s.m);
+  run(gpu, [
+    ...await rowTopKKernel(gpu, s, { pre: preB, f, lists: allocTopKLists(gpu, s.B, s.k) }),
+    ...await gemmDispatches(
+      gpu,
+      {
+        label: "dF",
+        M: s.B,
+        N: s.m,
+        K: d,
+        transA: false,
+        transB: true,
+        epilogue: "relu_grad",
+        scalarIdx: 0,
+      },
+      {
+        a: gpu.upload("dxhat", dxhat),
+        b: gpu.upload("wdec", wDec),
+        c: dpre,
+        e: f,
+        s: gpu.upload("s", new Float32Array(4)),
+      },
+    ),
+  ]);
+  const dLdf = gemmReference(
+    { label: "dL/df", M: s.B, N: s.m, K: d, transA: false, transB: true, epilogue: "none" },
+    dxhat,
+    wDec,
+  );
+  const want = topkBackwardReference(pre, s, dLdf);
+  assertClose(await gpu.read(dpre), want, 1e-5, "dL/dpre");
+  assert.ok(
+    want.some((v, i) =>
+      v === 0 && dLdf[i] !== 0 && pre[i] <= 0 && rowTopKReference(pre, s).f[i] === 0
+    ),
+  );
 });
