@@ -14,22 +14,21 @@ struct Lanes {
 
 var<workgroup> wgc_buf: array<u32, WG>;
 
-// Hillis-Steele scan: log2(WG) rounds of reading the partial sum d lanes back.
+// Each lane sums the values of the lanes before it: WG reads of one broadcast word per lane and
+// two barriers, fewer steps than a log-depth scan's 2·log2(WG) barriers at WG = 64 (on llvmpipe
+// every barrier switches all lanes; on a GPU the reads are broadcasts).
 fn wgc_scan(v: u32, l: Lanes) -> vec2<u32> {
-  var x = v;
-  wgc_buf[l.lid] = x;
+  wgc_buf[l.lid] = v;
   workgroupBarrier();
-  for (var d = 1u; d < WG; d <<= 1u) {
-    var y = 0u;
-    if (l.lid >= d) { y = wgc_buf[l.lid - d]; }
-    workgroupBarrier();
-    x += y;
-    wgc_buf[l.lid] = x;
-    workgroupBarrier();
+  var before = 0u;
+  var total = 0u;
+  for (var i = 0u; i < WG; i++) {
+    let p = wgc_buf[i];
+    before += select(0u, p, i < l.lid);
+    total += p;
   }
-  let total = wgc_buf[WG - 1u];
   workgroupBarrier();
-  return vec2<u32>(x - v, total);
+  return vec2<u32>(before, total);
 }
 
 fn wgc_sum_f(v: f32, l: Lanes) -> f32 {
