@@ -9,8 +9,11 @@
 //
 // Selection is a radix select on the keys, 8 bits a pass from the top: a histogram of the
 // candidates that share the digits found so far, then the digit whose bin holds the rank sought.
-// It stops when that bin is kept whole; a bin cut at full resolution holds equal keys (ties), and
-// a second radix select on the ties' indices finds the lowest ones. No pass sorts.
+// It stops when that bin is kept whole, or holds at most WG candidates: those are gathered and
+// ranked directly (key, then index), which settles the last key kept and, among its equal keys, the
+// last index. A bin of more than WG equal keys (ties) at full resolution goes to a second radix
+// select on those ties' reversed indices. No pass sorts; the kept entries are written in index
+// order by a scan over contiguous segments of the row.
 //
 //   row_select     per row r of pre [R, M]: keep the top K (among mask[j] != 0 where HAS_MASK);
 //                  f[r, :] = kept value or 0; the kept entries, ascending by index, to the lists
@@ -25,7 +28,6 @@ override ROW0: u32 = 0u;     // batch index of this dispatch's first row (lists,
 override PRE_OFF: u32 = 0u;  // element offset of row ROW0 in the pre / f / dpre bindings
 override F_OFF: u32 = 0u;
 override K: u32 = 1u;        // entries kept per row; the lists' row length
-override CAP: u32 = 1u;      // power of two ≥ K: capacity of the workgroup's list
 override HAS_MASK: bool = false;
 override RELU_BEFORE: bool = false; // rank ReLU(pre) (ties at 0 by index) instead of pre
 override RELU_AFTER: bool = true;   // kept value ReLU(pre) instead of pre
@@ -44,9 +46,10 @@ const BPT: u32 = NB / WG;  // bins per invocation in the digit search
 
 var<workgroup> hist: array<atomic<u32>, NB>;
 var<workgroup> found: vec4<u32>;   // digit, rank left inside its bin, the bin's count, candidates
-var<workgroup> wl_idx: array<u32, CAP>;
-var<workgroup> wl_val: array<f32, CAP>;
-var<workgroup> wl_n: atomic<u32>;
+var<workgroup> gkey: array<u32, WG>; // a small bin's candidates: keys and indices
+var<workgroup> gidx: array<u32, WG>;
+var<workgroup> gn: atomic<u32>;
+var<workgroup> gfound: vec2<u32>;
 var<workgroup> bcast: u32;
 
 // The u32 that orders like the f32 (−0 taken as +0).
@@ -102,21 +105,57 @@ fn clearHist(l: Lanes) {
   workgroupBarrier();
 }
 
-// The outcome of a select: keys > hi are kept; of the `cnt` keys in [lo, hi], `left` are
-// (all of them when left == cnt); `kept` candidates in all.
+// The outcome of a select, `kept` candidates in all: keys > hi are kept, and keys in [lo, hi] at
+// indices below `end`; end = TIES: `left` of the `cnt` keys equal to lo = hi, the lowest-index ones
+// (a second select finds where they end).
 struct Sel {
   lo: u32,
   hi: u32,
   left: u32,
   cnt: u32,
   kept: u32,
+  end: u32,
 }
 
-// Where a radix select stands after the digit `fd` at `shift`: finished when the bin is kept whole
-// or fully resolved.
+const TIES: u32 = 0xffffffffu;
+
+// Where a radix select stands after the digit `fd` at `shift`: the bin kept whole, or a bin of
+// equal keys cut.
 fn selDone(prefix: u32, shift: u32, fd: vec4<u32>, kept: u32) -> Sel {
   let lo = prefix << shift;
-  return Sel(lo, lo | ((1u << shift) - 1u), fd.y, fd.z, kept);
+  return Sel(lo, lo | ((1u << shift) - 1u), fd.y, fd.z, kept, select(TIES, M, fd.y == fd.z));
+}
+
+// Ranks a bin of at most WG candidates directly: gathers the keys of row r's candidates that share
+// `prefix` above `shift` (the same candidates as rowSelect's), and finds the left-th in rank order.
+// Kept: keys above it, and its key at indices up to its own.
+fn rankBin(r: u32, src: u32, tie: u32, prefix: u32, shift: u32, left: u32, kept: u32, l: Lanes) -> Sel {
+  if (l.lid == 0u) { atomicStore(&gn, 0u); }
+  workgroupBarrier();
+  for (var j = l.lid; j < M; j += WG) {
+    if (candidate(j)) {
+      let key = orderKey(rankedValue(pre[PRE_OFF + r * M + j]));
+      let k = select(M - 1u - j, key, src == 0u);
+      if ((src == 0u || key == tie) && (k >> shift) == prefix) {
+        let e = atomicAdd(&gn, 1u);
+        gkey[e] = k;
+        gidx[e] = j;
+      }
+    }
+  }
+  workgroupBarrier();
+  let n = atomicLoad(&gn);
+  if (l.lid < n) {
+    let k = gkey[l.lid];
+    let j = gidx[l.lid];
+    var rank = 0u;
+    for (var e = 0u; e < n; e++) {
+      rank += u32(gkey[e] > k || (gkey[e] == k && gidx[e] < j));
+    }
+    if (rank == left - 1u) { gfound = vec2<u32>(k, j); }
+  }
+  let g = workgroupUniformLoad(&gfound);
+  return Sel(g.x, g.x, left, n, kept, g.y + 1u);
 }
 
 // The radix select over row r (local to this dispatch) of pre: src 0 ranks the candidates' keys,
@@ -143,10 +182,11 @@ fn rowSelect(r: u32, want: u32, src: u32, tie: u32, top: u32, l: Lanes) -> Sel {
     if (shift == top) { kept = min(want, fd.w); }
     prefix = (prefix << 8u) | fd.x;
     left = fd.y;
-    if (kept == 0u) { return Sel(0u, 0u, 0u, 0u, 0u); }
-    if (fd.y == fd.z || shift == 0u) { return selDone(prefix, shift, fd, kept); }
+    if (kept == 0u) { return Sel(0u, 0u, 0u, 0u, 0u, 0u); }
+    if (fd.y == fd.z || (shift == 0u && fd.z > WG)) { return selDone(prefix, shift, fd, kept); }
+    if (fd.z <= WG) { return rankBin(r, src, tie, prefix, shift, fd.y, kept, l); }
   }
-  return Sel(0u, 0u, 0u, 0u, 0u); // not reached: shift reaches 0
+  return Sel(0u, 0u, 0u, 0u, 0u, 0u); // not reached: shift reaches 0
 }
 
 // Shift of the top digit of an index below M.
@@ -155,70 +195,51 @@ fn indexTop() -> u32 {
   return ((bits - 1u) / 8u) * 8u;
 }
 
-// Where the ties at the boundary end: those with index < the returned one are kept, the lowest
-// `want` of them when that is fewer than all (the reversed-index select keeps keys ≥ its lo).
+// Where row r's ties at key `tie` end when the lowest-index `want` of its `ties` are kept: those
+// at indices below the returned one (the reversed-index select keeps reversed indices ≥ its lo).
 fn tieEnd(r: u32, want: u32, ties: u32, tie: u32, l: Lanes) -> u32 {
   if (want == 0u) { return 0u; }
   if (want == ties) { return M; }
   return M - rowSelect(r, want, 1u, tie, indexTop(), l).lo;
 }
 
-fn keeps(key: u32, j: u32, s: Sel, end: u32) -> bool {
-  return s.kept > 0u && (key > s.hi || (key >= s.lo && j < end));
+fn keeps(key: u32, j: u32, s: Sel) -> bool {
+  return s.kept > 0u && (key > s.hi || (key >= s.lo && j < s.end));
 }
 
-// Sorts the workgroup list (wl_idx with wl_val, CAP entries, unused ones 0xffffffff) ascending by
-// index: a bitonic network, one compare-exchange per pair per stage.
-fn sortList(l: Lanes) {
-  for (var size = 2u; size <= CAP; size <<= 1u) {
-    for (var stride = size >> 1u; stride > 0u; stride >>= 1u) {
-      for (var i = l.lid; i < CAP / 2u; i += WG) {
-        let a = 2u * i - (i & (stride - 1u));
-        let b = a + stride;
-        let ia = wl_idx[a];
-        let ib = wl_idx[b];
-        if ((ia > ib) == ((a & size) == 0u)) {
-          wl_idx[a] = ib;
-          wl_idx[b] = ia;
-          let va = wl_val[a];
-          wl_val[a] = wl_val[b];
-          wl_val[b] = va;
-        }
-      }
-      workgroupBarrier();
-    }
-  }
-}
-
-// One workgroup per row (r = w.x + w.y · nw.x).
+// One workgroup per row (r = w.x + w.y · nw.x). The kept entries go to the lists in index order:
+// each lane counts those of its contiguous segment of the row, a scan places the segments.
 @compute @workgroup_size(WG)
 fn row_select(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
-  let s = rowSelect(r, K, 0u, 0u, 24u, l);
-  let end = tieEnd(r, s.left, s.cnt, s.lo, l);
-  if (l.lid == 0u) { atomicStore(&wl_n, 0u); }
-  for (var e = l.lid; e < CAP; e += WG) { wl_idx[e] = 0xffffffffu; }
-  workgroupBarrier();
-  for (var j = l.lid; j < M; j += WG) {
+  var s = rowSelect(r, K, 0u, 0u, 24u, l);
+  if (s.end == TIES) { s.end = tieEnd(r, s.left, s.cnt, s.lo, l); }
+  let seg = (M + WG - 1u) / WG;
+  let j0 = min(l.lid * seg, M);
+  let j1 = min(j0 + seg, M);
+  var c = 0u;
+  for (var j = j0; j < j1; j++) {
+    c += u32(candidate(j) && keeps(orderKey(rankedValue(pre[PRE_OFF + r * M + j])), j, s));
+  }
+  let at = wgc_scan(c, l);
+  let row = (ROW0 + r) * K;
+  var o = row + at.x;
+  for (var j = j0; j < j1; j++) {
     let v = pre[PRE_OFF + r * M + j];
-    let keep = candidate(j) && keeps(orderKey(rankedValue(v)), j, s, end);
+    let keep = candidate(j) && keeps(orderKey(rankedValue(v)), j, s);
     f[F_OFF + r * M + j] = select(0.0, keptValue(v), keep);
     if (keep) {
-      let e = atomicAdd(&wl_n, 1u);
-      wl_idx[e] = j;
-      wl_val[e] = keptValue(v);
+      list_idx[o] = j;
+      list_val[o] = keptValue(v);
+      o++;
     }
   }
-  workgroupBarrier();
-  sortList(l);
-  let n = atomicLoad(&wl_n);
-  let row = (ROW0 + r) * K;
-  for (var e = l.lid; e < K; e += WG) {
-    list_idx[row + e] = select(0u, wl_idx[e], e < n);
-    list_val[row + e] = select(0.0, wl_val[e], e < n);
+  for (var e = at.y + l.lid; e < K; e += WG) {
+    list_idx[row + e] = 0u;
+    list_val[row + e] = 0.0;
   }
-  if (l.lid == 0u) { list_cnt[ROW0 + r] = n; }
+  if (l.lid == 0u) { list_cnt[ROW0 + r] = at.y; }
 }
 
 // One invocation per row of the batch (R = B here): the row's listed entries (those with a
@@ -376,19 +397,18 @@ fn bt_keep(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
   let bs = btState(l);
-  let s = Sel(bs[SEL_LO], bs[SEL_HI], bs[SEL_LEFT], bs[SEL_CNT], bs[SEL_KEPT]);
   // This row's ties at the boundary kept: all, none or its lowest-index `share`.
-  var end = M;
+  var s = Sel(bs[SEL_LO], bs[SEL_HI], bs[SEL_LEFT], bs[SEL_CNT], bs[SEL_KEPT], M);
   if (s.left != s.cnt) {
     let share = uniformU32(row_ties[B_ROWS + ROW0 + r], l);
-    end = tieEnd(r, share, uniformU32(row_ties[ROW0 + r], l), s.lo, l);
+    s.end = tieEnd(r, share, uniformU32(row_ties[ROW0 + r], l), s.lo, l);
   }
   if (l.lid == 0u) { atomicStore(&wmin, 0xffffffffu); }
   workgroupBarrier();
   var mn = 0xffffffffu;
   for (var j = l.lid; j < M; j += WG) {
     let v = pre[PRE_OFF + r * M + j];
-    let keep = keeps(orderKey(rankedValue(v)), j, s, end);
+    let keep = keeps(orderKey(rankedValue(v)), j, s);
     let out = keptValue(v);
     f[F_OFF + r * M + j] = select(0.0, out, keep);
     if (keep && out > 0.0) { mn = min(mn, bitcast<u32>(out)); }
@@ -462,6 +482,8 @@ const AUX_DENOM: u32 = 3u;
 @group(0) @binding(20) var<storage, read_write> row_loss: array<f32>; // [B]
 @group(0) @binding(21) var<storage, read> w_dec: array<f32>;       // [M, D]
 @group(0) @binding(22) var<storage, read_write> dpre: array<f32>;  // [R, M] dL/dpre
+@group(0) @binding(23) var<storage, read> g_aux4: array<vec4<f32>>; // g_aux as vec4s (D % 4 == 0)
+@group(0) @binding(24) var<storage, read> w_dec4: array<vec4<f32>>; // w_dec as vec4s
 
 // One workgroup.
 @compute @workgroup_size(WG)
@@ -545,17 +567,43 @@ fn aux_total(l: Lanes) {
   }
 }
 
-// One workgroup per row of this part, one invocation per listed latent.
+// One workgroup per row of this part, one invocation per listed latent: its dot product with the
+// row's g over W_dec's row, read a vec4 at a time (aux_grad4, D % 4 == 0) or a float.
+fn auxDot(row: u32, j: u32) -> f32 {
+  var acc = 0.0;
+  for (var c = 0u; c < D; c++) { acc += g_aux[row * D + c] * w_dec[j * D + c]; }
+  return acc;
+}
+
+fn auxDot4(row: u32, j: u32) -> f32 {
+  let D4 = D / 4u;
+  var acc = vec4<f32>();
+  for (var c = 0u; c < D4; c++) { acc = fma(g_aux4[row * D4 + c], w_dec4[j * D4 + c], acc); }
+  return (acc.x + acc.y) + (acc.z + acc.w);
+}
+
+// The latent of row `row`'s entry e, or M where it gets no gradient (a ReLU'd zero).
+fn auxEntry(row: u32, e: u32) -> u32 {
+  if (RELU_BEFORE && !(list_val[row * K + e] > 0.0)) { return M; }
+  return list_idx[row * K + e];
+}
+
 @compute @workgroup_size(WG)
 fn aux_grad(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
   let r = w.x + w.y * nw.x;
   if (r >= R) { return; }
-  let row = ROW0 + r;
-  for (var e = l.lid; e < list_cnt[row]; e += WG) {
-    if (RELU_BEFORE && !(list_val[row * K + e] > 0.0)) { continue; }
-    let j = list_idx[row * K + e];
-    var acc = 0.0;
-    for (var c = 0u; c < D; c++) { acc += g_aux[row * D + c] * w_dec[j * D + c]; }
-    dpre[DP_OFF + r * M + j] += acc;
+  for (var e = l.lid; e < list_cnt[ROW0 + r]; e += WG) {
+    let j = auxEntry(ROW0 + r, e);
+    if (j < M) { dpre[DP_OFF + r * M + j] += auxDot(ROW0 + r, j); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn aux_grad4(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, l: Lanes) {
+  let r = w.x + w.y * nw.x;
+  if (r >= R) { return; }
+  for (var e = l.lid; e < list_cnt[ROW0 + r]; e += WG) {
+    let j = auxEntry(ROW0 + r, e);
+    if (j < M) { dpre[DP_OFF + r * M + j] += auxDot4(ROW0 + r, j); }
   }
 }

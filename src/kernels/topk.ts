@@ -25,15 +25,6 @@ function code(gpu: Gpu, opts: TopKOptions): string {
   return withCollectives(topkSrc, useSubgroups(gpu, opts.subgroups));
 }
 
-/**
- * Largest k of {@link rowTopKKernel} on this device: the kept entries are sorted in workgroup
- * memory, 8 bytes each in a power-of-two list, beside 4 KiB of other scratch (2048 on lavapipe's
- * 32 KiB, 4096 on 48 KiB GPUs: AuxK's k_aux = d_in/2 up to d_in 4096 or 8192).
- */
-export function rowTopKMax(gpu: Gpu): number {
-  return 2 ** Math.floor(Math.log2((gpu.device.limits.maxComputeWorkgroupStorageSize - 4096) / 8));
-}
-
 /** Fixed-length lists of the kept entries of each row: CSR whose rows are all k long. */
 export interface TopKLists {
   /** [B, k] u32: row r's kept latents at r·k .., ascending; entries past cnt[r] are 0. */
@@ -80,12 +71,8 @@ export async function rowTopKKernel(
   b: { pre: GPUBuffer; f: GPUBuffer; lists: TopKLists; mask?: GPUBuffer },
   opts: TopKOptions & { label?: string } = {},
 ): Promise<ComputeDispatch[]> {
-  const kMax = Math.min(s.m, rowTopKMax(gpu));
-  if (!(Number.isInteger(s.k) && s.k >= 1 && s.k <= kMax)) {
-    throw new UserError(
-      `top-k needs an integer 1 ≤ k ≤ ${kMax} (d_sae, and this adapter's workgroup memory), ` +
-        `got k = ${s.k}: choose k in that range`,
-    );
+  if (!(Number.isInteger(s.k) && s.k >= 1 && s.k <= s.m)) {
+    throw new UserError(`top-k needs an integer 1 ≤ k ≤ d_sae = ${s.m}, got k = ${s.k}`);
   }
   const src = code(gpu, opts);
   const out: ComputeDispatch[] = [];
@@ -102,7 +89,6 @@ export async function rowTopKKernel(
           PRE_OFF: pv.off,
           F_OFF: fv.off,
           K: s.k,
-          CAP: 2 ** Math.ceil(Math.log2(s.k)),
           HAS_MASK: b.mask ? 1 : 0,
           RELU_BEFORE: s.reluBefore ? 1 : 0,
           RELU_AFTER: (s.reluAfter ?? true) ? 1 : 0,
@@ -510,13 +496,15 @@ export async function auxGradKernel(
     throw new Error(`auxk grad: W_dec (${s.m}×${s.d} f32) exceeds the storage-binding limit`);
   }
   const src = code(gpu, opts);
+  // Rows of g and W_dec as vec4s where d allows (the sparse sddmm's reads).
+  const v4 = s.d % 4 === 0;
   const out: ComputeDispatch[] = [];
   for (const { r0, r1, views: [dv] } of rowParts(gpu, s.B, s.m, [b.dpre])) {
     out.push(
       await kernel(gpu, {
         label: "auxk dpre",
         code: src,
-        entry: "aux_grad",
+        entry: v4 ? "aux_grad4" : "aux_grad",
         constants: {
           R: r1 - r0,
           M: s.m,
@@ -529,7 +517,7 @@ export async function auxGradKernel(
         buffers: [
           ...[null, null, null, b.lists.idx, b.lists.val, b.lists.cnt],
           ...Array(13).fill(null),
-          ...[b.g, null, b.wDec, dv.binding],
+          ...(v4 ? [null, null, null, dv.binding, b.g, b.wDec] : [b.g, null, b.wDec, dv.binding]),
         ],
         groups: groupsFor(r1 - r0),
         cost: {
