@@ -211,7 +211,8 @@ export function batchKeep(k: number, B: number): number {
  * BatchTopK (Bussmann et al. 2024; SAELens `BatchTopK`): f = the floor(k·B) largest entries of
  * ReLU(pre) [B, m] over the whole batch, 0 elsewhere (ties: lowest flat index r·m + j), by a radix
  * select whose histograms are summed over rows (never a sort); records the smallest positive kept
- * value for {@link batchThresholdKernel}. 12 small dispatches plus one per pass and range of rows.
+ * value for {@link batchThresholdKernel}. 12 dispatches; the per-row ones (4 histogram passes, tie
+ * counts, keep) repeat per range of rows where pre and f exceed a binding.
  */
 export async function batchTopKDispatches(
   gpu: Gpu,
