@@ -25,7 +25,7 @@
 override R: u32 = 1u;        // rows of this dispatch (a part of the batch when split)
 override M: u32 = 1u;        // latents per row (d_sae)
 override ROW0: u32 = 0u;     // batch index of this dispatch's first row (lists, per-row outputs)
-override PRE_OFF: u32 = 0u;  // element offset of row ROW0 in the pre / f / dpre bindings
+override PRE_OFF: u32 = 0u;  // element offset of row ROW0 in the pre binding (F_OFF: in f)
 override F_OFF: u32 = 0u;
 override K: u32 = 1u;        // entries kept per row; the lists' row length
 override HAS_MASK: bool = false;
@@ -126,9 +126,9 @@ fn selDone(prefix: u32, shift: u32, fd: vec4<u32>, kept: u32) -> Sel {
   return Sel(lo, lo | ((1u << shift) - 1u), fd.y, fd.z, kept, select(TIES, M, fd.y == fd.z));
 }
 
-// Ranks a bin of at most WG candidates directly: gathers the keys of row r's candidates that share
-// `prefix` above `shift` (the same candidates as rowSelect's), and finds the left-th in rank order.
-// Kept: keys above it, and its key at indices up to its own.
+// Ranks a bin of at most WG candidates directly: gathers row r's candidates whose key shifted
+// right by `shift` is `prefix` (the bin rowSelect just picked), and finds the left-th of them in
+// rank order. Kept: keys above its key, and its key at indices up to its own.
 fn rankBin(r: u32, src: u32, tie: u32, prefix: u32, shift: u32, left: u32, kept: u32, l: Lanes) -> Sel {
   if (l.lid == 0u) { atomicStore(&gn, 0u); }
   workgroupBarrier();
