@@ -429,6 +429,8 @@ export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
   };
   const features: GPUFeatureName[] = [];
   if (adapter.features.has("timestamp-query")) features.push("timestamp-query");
+  // Kernels built with subgroup collectives (src/kernels/collectives.ts) need it on the device.
+  if (adapter.features.has("subgroups")) features.push("subgroups");
   const f16 = !!opts.f16 && adapter.features.has("shader-f16");
   if (f16) features.push("shader-f16");
   const device = await adapter.requestDevice({
