@@ -8,7 +8,7 @@
 import { getGpu } from "../src/gpu/device.ts";
 import type { Dispatch } from "../src/gpu/dispatch.ts";
 import { Profiler } from "../src/gpu/profile.ts";
-import { gemmDispatches } from "../src/kernels/gemm.ts";
+import { gemmDispatches } from "../src/kernels/gemm/mod.ts";
 import { jumpReluBackwardKernel, thresholdActKernel } from "../src/kernels/jumprelu.ts";
 import {
   allocAuxKScratch,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createGpu, getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { hasSubgroups, withCollectives } from "../../src/kernels/collectives.ts";
-import { gemmDispatches, gemmReference } from "../../src/kernels/gemm.ts";
+import { gemmDispatches, gemmReference } from "../../src/kernels/gemm/mod.ts";
 import { allocSparseLists, csrReference } from "../../src/kernels/sparse.ts";
 import {
   allocAuxKScratch,
