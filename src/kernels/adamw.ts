@@ -3,7 +3,7 @@ import adamwSrc from "../../wgsl/adamw.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { ranges, view, viewElems } from "../gpu/split.ts";
-import { STATE_WGSL, type StepState } from "../sae/state.ts";
+import { type StepState, WG, withCommon } from "./common.ts";
 
 /** Optimizer hyperparameters, fixed for a run. */
 export interface AdamSpec {
@@ -47,7 +47,7 @@ export async function adamwKernel(
     out.push(
       await kernel(gpu, {
         label: `adamw ${label}`,
-        code: STATE_WGSL + adamwSrc,
+        code: withCommon(adamwSrc),
         entry: v4 ? "main4" : "main",
         constants: {
           N: i1 - i0,
@@ -60,7 +60,7 @@ export async function adamwKernel(
           I0: i0,
         },
         buffers: [p.binding, g.binding, m.binding, vv.binding, state, lrScale?.buf ?? gpu.dummy()],
-        groups: groupsFor(v4 ? (i1 - i0) / 4 : i1 - i0, 64),
+        groups: groupsFor(v4 ? (i1 - i0) / 4 : i1 - i0, WG),
       }),
     );
   }

@@ -3,6 +3,7 @@ import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
+import { WG, withCommon } from "./common.ts";
 import { isCpuAdapter } from "./gemm.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
@@ -22,11 +23,11 @@ async function overRows(
     out.push(
       await kernel(gpu, {
         label,
-        code: decoderSrc,
+        code: withCommon(decoderSrc),
         entry: lane ? `${entry}_lane${v4 ? "4" : ""}` : entry,
         constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
         buffers: views.map((v) => v.binding),
-        groups: lane ? groupsFor(r1 - r0, 64) : groupsFor(r1 - r0),
+        groups: lane ? groupsFor(r1 - r0, WG) : groupsFor(r1 - r0),
       }),
     );
   }

@@ -2,6 +2,7 @@
 import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { WG, withCommon } from "./common.ts";
 import { isCpuAdapter } from "./gemm.ts";
 
 /** Shapes and options of the loss kernels. */
@@ -25,6 +26,8 @@ export interface LossBuffers {
   rowstats: GPUBuffer; // [B, 3]
 }
 
+const code = withCommon(lossSrc);
+
 function constants(s: LossSpec): Record<string, number> {
   return {
     D: s.dIn,
@@ -39,11 +42,11 @@ function constants(s: LossSpec): Record<string, number> {
 export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Dispatch> {
   return kernel(gpu, {
     label: "prepare",
-    code: lossSrc,
+    code,
     entry: "prepare",
     constants: constants(s),
     buffers: [b.x, b.xc, b.bDec],
-    groups: groupsFor(s.batch * s.dIn, 64),
+    groups: groupsFor(s.batch * s.dIn, WG),
   });
 }
 
@@ -60,11 +63,11 @@ export function residualKernel(
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label: "residual",
-    code: lossSrc,
+    code,
     entry: lane ? (s.dIn % 4 === 0 ? "residual_lane4" : "residual_lane") : "residual",
     constants: constants(s),
     buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],
-    groups: lane ? groupsFor(s.batch, 64) : groupsFor(s.batch),
+    groups: lane ? groupsFor(s.batch, WG) : groupsFor(s.batch),
   });
 }
 

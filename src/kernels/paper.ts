@@ -6,7 +6,7 @@ import paperSrc from "../../wgsl/paper.wgsl" with { type: "text" };
 import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { STATE_WGSL } from "../sae/state.ts";
+import { WG, withCommon } from "./common.ts";
 import {
   gemmDispatches,
   type GemmOptions,
@@ -17,7 +17,13 @@ import {
 } from "./gemm.ts";
 import { rowParts } from "../gpu/split.ts";
 
-const code = STATE_WGSL + paperSrc;
+const code = withCommon(paperSrc);
+
+/**
+ * Invocations of the statistics kernel's one workgroup (RED_WG in wgsl/paper.wgsl's `stats`): it
+ * loops over every latent, so a group wider than WG shortens each invocation's share.
+ */
+const STATS_WG = 256;
 
 /** Settings of the statistics kernels (from the config). */
 export interface PaperSpec {
@@ -131,7 +137,7 @@ export async function gradMaskKernel(
           null,
           x.state,
         ],
-        groups: groupsFor(s.dSae, 64),
+        groups: groupsFor(s.dSae, WG),
       }),
     );
   }
@@ -149,7 +155,7 @@ export function paperStatsKernel(
     label: "paper stats",
     code,
     entry: "stats",
-    constants: constants(s),
+    constants: { ...constants(s), RED_WG: STATS_WG },
     buffers: [
       null,
       null,

@@ -6,9 +6,10 @@
 import peakSrc from "../../wgsl/peak.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type ComputeDispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { WG, withCommon } from "./common.ts";
 
 /** Invocations per workgroup of both kernels. */
-export const PEAK_WG = 64;
+export const PEAK_WG: number = WG;
 /** FLOPs per invocation per loop trip of the FMA kernel (3 chains × 8 vec4 FMAs × 8). */
 export const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
 
@@ -53,7 +54,7 @@ export async function fmaPeakKernel(
   const straight = form === "straight";
   const dispatch = await kernel(gpu, {
     label: straight ? "fma peak straight" : "fma peak",
-    code: straight ? peakSrc + fmaStraightEntry(iters) : peakSrc,
+    code: withCommon(straight ? peakSrc + fmaStraightEntry(iters) : peakSrc),
     entry: straight ? "fma_peak_straight" : "fma_peak",
     constants: straight ? {} : { ITERS: iters },
     buffers: [out],
@@ -71,7 +72,7 @@ export async function copyKernel(
 ): Promise<{ dispatch: ComputeDispatch; bytes: number }> {
   const dispatch = await kernel(gpu, {
     label: "copy",
-    code: peakSrc,
+    code: withCommon(peakSrc),
     entry: "copy",
     constants: { N4: n4 },
     buffers: [out, src],

@@ -3,9 +3,9 @@ import reduceSrc from "../../wgsl/reduce.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
-import { STATE_WGSL } from "../sae/state.ts";
+import { WG, withCommon } from "./common.ts";
 
-const code = STATE_WGSL + reduceSrc;
+const code = withCommon(reduceSrc);
 
 /**
  * One dispatch per range of rows of the [rows, cols] matrix `a` (one range unless `a` exceeds the
@@ -45,7 +45,7 @@ export function colSumKernel(
       entry: "col_sum",
       constants: { C: cols, OUT_SCALE: scale, ...part },
       buffers: [av, out],
-      groups: groupsFor(cols, 64),
+      groups: groupsFor(cols, WG),
     }));
 }
 
@@ -80,7 +80,7 @@ export async function bDecGradKernel(
           I0: i0,
         },
         buffers: [b.dxhat, b.out, b.gBEnc, v.binding],
-        groups: groupsFor(dIn, 64),
+        groups: groupsFor(dIn, WG),
       }),
     );
   }
@@ -101,7 +101,7 @@ export function featureStatsKernel(
       entry: "feature_stats",
       constants: { C: dSae, ...part },
       buffers: [fv, b.out, null, null, b.lastFired, b.state],
-      groups: groupsFor(dSae, 64),
+      groups: groupsFor(dSae, WG),
     }));
 }
 

@@ -16,10 +16,9 @@
 import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type ComputeDispatch, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { STATE_WGSL } from "../sae/state.ts";
+import { WG, withCommon } from "./common.ts";
 
-/** wgsl/sparse.wgsl needs the step state's struct (col_stats reads the step number). */
-const code = STATE_WGSL + sparseSrc;
+const code = withCommon(sparseSrc);
 
 /** CSR (by row) and CSC (by latent) index lists of the active entries of f [B, m]. */
 export interface SparseLists {
@@ -51,9 +50,6 @@ export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
     colCnt: gpu.buffer("sparse col cnt", s.m * 4),
   };
 }
-
-/** Invocations per workgroup of the list and sddmm kernels (wgsl/sparse.wgsl's WG). */
-const WG = 64;
 
 /** Widest row the spmm kernels take: 256 invocations with 4 vec4s each. */
 export const SPARSE_MAX_D = 4 * 4 * 256;
@@ -105,7 +101,7 @@ export function cscColsKernel(
     entry: "csc_cols",
     constants: consts(s),
     buffers: [f, l.colIdx, l.colCnt],
-    groups: groupsFor(s.m, 64),
+    groups: groupsFor(s.m, WG),
   });
 }
 
