@@ -1,5 +1,6 @@
 /** AdamW (wgsl/adamw.wgsl). */
 import adamwSrc from "../../wgsl/adamw.wgsl" with { type: "text" };
+import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { ranges, view, viewElems } from "../gpu/split.ts";
@@ -11,6 +12,13 @@ export interface AdamSpec {
   beta2: number;
   eps: number;
   weightDecay: number;
+}
+
+/** The spec from a config. */
+export function adamSpec(
+  cfg: Pick<TrainConfig, "beta1" | "beta2" | "adam_eps" | "weight_decay">,
+): AdamSpec {
+  return { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.adam_eps, weightDecay: cfg.weight_decay };
 }
 
 /** One parameter tensor with its gradient and moments. */
@@ -73,13 +81,13 @@ export async function adamwKernel(
  */
 export function adamwReference(
   s: AdamSpec,
-  st: StepState,
+  st: Pick<StepState, "lr" | "b1t" | "b2t">,
   p: Float32Array,
   g: Float32Array,
   m: Float32Array,
   v: Float32Array,
-  lrScale?: { values: Float32Array; rowLen: number },
-) {
+  lrScale?: { values: ArrayLike<number>; rowLen: number },
+): void {
   for (let i = 0; i < p.length; i++) {
     m[i] = s.beta1 * m[i] + (1 - s.beta1) * g[i];
     v[i] = s.beta2 * v[i] + (1 - s.beta2) * g[i] * g[i];
