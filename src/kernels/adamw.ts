@@ -52,6 +52,7 @@ export async function adamwKernel(
     const [p, g, m, vv] = [b.p, b.g, b.m, b.v].map(v);
     // Four elements per invocation where the part allows (every SAE weight with d_in % 4 == 0).
     const v4 = (i1 - i0) % 4 === 0 && p.off % 4 === 0 && i0 % 4 === 0 && !opts.scalar;
+    const len = i1 - i0;
     out.push(
       await kernel(gpu, {
         label: `adamw ${label}`,
@@ -69,6 +70,13 @@ export async function adamwKernel(
         },
         buffers: [p.binding, g.binding, m.binding, vv.binding, state, lrScale?.buf ?? gpu.dummy()],
         groups: groupsFor(v4 ? (i1 - i0) / 4 : i1 - i0, WG),
+        // Per element: the two moments (7 FLOPs), bias corrections (4), decay (3), the step (5:
+        // sqrt, add, div, mul, sub) and the latent's lr factor (1); reads p, g, m, v, writes p, m,
+        // v (and reads one factor per latent row).
+        cost: {
+          flops: (lrScale ? 20 : 19) * len,
+          bytes: 4 * (7 * len + (lrScale ? Math.ceil(len / lrScale.rowLen) : 0)),
+        },
       }),
     );
   }

@@ -47,6 +47,11 @@ export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Di
     constants: constants(s),
     buffers: [b.x, b.xc, b.bDec],
     groups: groupsFor(s.batch * s.dIn, WG),
+    // A scale and (with b_dec) a subtraction per element; reads x (and b_dec), writes x and xc.
+    cost: {
+      flops: (s.applyBDec ? 2 : 1) * s.batch * s.dIn,
+      bytes: 4 * (3 * s.batch * s.dIn + (s.applyBDec ? s.dIn : 0)),
+    },
   });
 }
 
@@ -68,6 +73,13 @@ export function residualKernel(
     constants: constants(s),
     buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],
     groups: lane ? groupsFor(s.batch, WG) : groupsFor(s.batch),
+    // Per element: r and its square summed (4), x − x̄ and its square summed (3), dL/dx̂ (2:
+    // r again, times the row's coefficient); per row a norm and a coefficient (3). Reads x, x̂
+    // and x̄, writes dL/dx̂ and the row statistics.
+    cost: {
+      flops: 9 * s.batch * s.dIn + 3 * s.batch,
+      bytes: 4 * (3 * s.batch * s.dIn + s.dIn + 3 * s.batch),
+    },
   });
 }
 

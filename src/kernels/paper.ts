@@ -112,6 +112,7 @@ export async function gradMaskKernel(
   // One part per range of batch rows that fits a binding (one unless [B, m] is large).
   const out: Dispatch[] = [];
   for (const { r0, r1, views: [dpre, f] } of rowParts(gpu, s.batch, s.dSae, [x.dpre, x.f])) {
+    const n = (r1 - r0) * s.dSae, accum = r0 > 0 ? 1 : 0;
     out.push(
       await kernel(gpu, {
         label: "importance grad + mask",
@@ -138,6 +139,12 @@ export async function gradMaskKernel(
           x.state,
         ],
         groups: groupsFor(s.dSae, WG),
+        // Per element a multiply-add into ‖dL_recon/df_i‖² and the L1 term; per latent a square
+        // root. Reads dpre and f, writes dpre and the norms (a later part reads them too).
+        cost: {
+          flops: 3 * n + s.dSae * (1 + accum),
+          bytes: 4 * (3 * n + s.dSae * (1 + accum)),
+        },
       }),
     );
   }
@@ -171,6 +178,9 @@ export function paperStatsKernel(
       b.imp,
     ],
     groups: [1, 1, 1],
+    // Per latent about 18 FLOPs (Eqs. 1-3, the two maxima, the lr factor); reads the fire counts
+    // and sums, gnorm, the EMA frequency and variance, writes those two, τ, s, α weight, lr factor.
+    cost: { flops: 18 * s.dSae, bytes: 4 * (11 * s.dSae + 4) },
   });
 }
 

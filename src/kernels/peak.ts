@@ -41,7 +41,7 @@ export function fmaStraightEntry(iters: number): string {
 }
 
 /**
- * The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·64] vec4.
+ * The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·PEAK_WG] vec4.
  * `form` "straight" unrolls the trips (keep `iters` to a few dozen: its code grows with them).
  */
 export async function fmaPeakKernel(
@@ -52,6 +52,7 @@ export async function fmaPeakKernel(
   form: FmaForm = "loop",
 ): Promise<{ dispatch: ComputeDispatch; flops: number }> {
   const straight = form === "straight";
+  const flops = groups * PEAK_WG * iters * FMA_FLOPS_PER_TRIP;
   const dispatch = await kernel(gpu, {
     label: straight ? "fma peak straight" : "fma peak",
     code: withCommon(straight ? peakSrc + fmaStraightEntry(iters) : peakSrc),
@@ -59,8 +60,9 @@ export async function fmaPeakKernel(
     constants: straight ? {} : { ITERS: iters },
     buffers: [out],
     groups: [groups, 1, 1],
+    cost: { flops, bytes: 16 * groups * PEAK_WG },
   });
-  return { dispatch, flops: groups * PEAK_WG * iters * FMA_FLOPS_PER_TRIP };
+  return { dispatch, flops };
 }
 
 /** Copies `n4` vec4s from `src` to `out`. */
@@ -70,6 +72,7 @@ export async function copyKernel(
   src: GPUBuffer,
   out: GPUBuffer,
 ): Promise<{ dispatch: ComputeDispatch; bytes: number }> {
+  const bytes = 2 * 16 * n4;
   const dispatch = await kernel(gpu, {
     label: "copy",
     code: withCommon(peakSrc),
@@ -77,8 +80,9 @@ export async function copyKernel(
     constants: { N4: n4 },
     buffers: [out, src],
     groups: groupsFor(n4, PEAK_WG),
+    cost: { flops: 0, bytes },
   });
-  return { dispatch, bytes: 2 * 16 * n4 };
+  return { dispatch, bytes };
 }
 
 /** Reference of one invocation of the FMA kernel (f32 rounding after each FMA). */

@@ -46,6 +46,11 @@ export function colSumKernel(
       constants: { C: cols, OUT_SCALE: scale, ...part },
       buffers: [av, out],
       groups: groupsFor(cols, WG),
+      // The column sums and the scale (and a later part's add to `out`, which it reads).
+      cost: {
+        flops: part.R * cols + cols * (1 + part.ACCUM),
+        bytes: 4 * (part.R * cols + cols * (1 + part.ACCUM)),
+      },
     }));
 }
 
@@ -65,6 +70,9 @@ export async function bDecGradKernel(
     : [{ r0: 0, r1: dSae, views: [{ binding: gpu.dummy(), off: 0 }] }];
   const out: Dispatch[] = [];
   for (const { r0: i0, r1: i1, views: [v] } of parts) {
+    // The first part sums dL/dx̂ [B, d_in]; each part with b_dec applied takes its rows' share of
+    // (dL/db_enc)·W_enc (one multiply-add per element of W_enc) and subtracts it.
+    const sum = i0 === 0 ? batch * dIn : 0, k2 = applyBDec ? i1 - i0 : 0;
     out.push(
       await kernel(gpu, {
         label: "b_dec grad",
@@ -81,6 +89,10 @@ export async function bDecGradKernel(
         },
         buffers: [b.dxhat, b.out, b.gBEnc, v.binding],
         groups: groupsFor(dIn, WG),
+        cost: {
+          flops: sum + 2 * k2 * dIn + (applyBDec ? dIn : 0),
+          bytes: 4 * (sum + k2 * (dIn + 1) + dIn * (i0 > 0 ? 2 : 1)),
+        },
       }),
     );
   }
@@ -102,6 +114,12 @@ export function featureStatsKernel(
       constants: { C: dSae, ...part },
       buffers: [fv, b.out, null, null, b.lastFired, b.state],
       groups: groupsFor(dSae, WG),
+      // A count and a sum per element of f; writes (fires, Σf) and the last-fired step per latent
+      // (a later part reads and adds to the first two).
+      cost: {
+        flops: 2 * part.R * dSae,
+        bytes: 4 * (part.R * dSae + dSae * (3 + 2 * part.ACCUM)),
+      },
     }));
 }
 

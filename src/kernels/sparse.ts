@@ -83,6 +83,8 @@ export function csrRowsKernel(
     constants: consts(s),
     buffers: v4 ? [null, l.rowIdx, l.rowCnt, ...Array(11).fill(null), f] : [f, l.rowIdx, l.rowCnt],
     groups: groupsFor(s.B),
+    // Tests and counts, no arithmetic: reads f, writes the counts and an index per active entry.
+    cost: { flops: 0, bytes: 4 * (s.B * s.m + s.B), perActive: { flops: 0, bytes: 4 } },
   });
 }
 
@@ -102,6 +104,7 @@ export function cscColsKernel(
     constants: consts(s),
     buffers: [f, l.colIdx, l.colCnt],
     groups: groupsFor(s.m, WG),
+    cost: { flops: 0, bytes: 4 * (s.B * s.m + s.m), perActive: { flops: 0, bytes: 4 } },
   });
 }
 
@@ -119,6 +122,13 @@ export function spmmRowsKernel(
     constants: consts(s),
     buffers: [b.f, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y, b.out, b.bias],
     groups: groupsFor(s.B),
+    // A multiply-add per active entry and output column, then the bias; reads Y and the bias
+    // once, each active entry's index and value, writes out.
+    cost: {
+      flops: s.B * s.d,
+      bytes: 4 * (s.m * s.d + s.d + s.B * s.d + s.B),
+      perActive: { flops: 2 * s.d, bytes: 8 },
+    },
   });
 }
 
@@ -136,6 +146,13 @@ export function spmmColsKernel(
     constants: consts(s),
     buffers: [b.F, null, null, b.lists.colIdx, b.lists.colCnt, b.y, b.out],
     groups: groupsFor(s.m),
+    // A multiply-add per active entry and output column; reads Y once, each active entry's index
+    // and value, writes out.
+    cost: {
+      flops: 0,
+      bytes: 4 * (s.B * s.d + s.m * s.d + s.m),
+      perActive: { flops: 2 * s.d, bytes: 8 },
+    },
   });
 }
 
@@ -160,6 +177,7 @@ export async function sddmmRowsKernels(
       constants: { D4: n4 },
       buffers: [...Array(6).fill(null), b.out],
       groups: groupsFor(n4, WG),
+      cost: { flops: 0, bytes: 16 * n4 },
     }),
     await kernel(gpu, {
       label,
@@ -168,6 +186,13 @@ export async function sddmmRowsKernels(
       constants: consts(s, { SCALAR_IDX: scalarIdx }),
       buffers: [...slots, null, null, b.s, b.x, b.out],
       groups: groupsFor(s.B),
+      // Per active entry a length-d dot product, its four partial sums and the scalar added;
+      // reads X and Y once, each entry's index, writes its value.
+      cost: {
+        flops: 0,
+        bytes: 4 * (s.B * s.d + s.m * s.d + s.B + 1),
+        perActive: { flops: 2 * s.d + 4, bytes: 8 },
+      },
     }),
   ];
 }
@@ -201,6 +226,9 @@ export function colStatsKernel(
       ...[b.dpre, b.stats, b.dbEnc, b.lastFired, b.state],
     ],
     groups: groupsFor(s.m, WG),
+    // Two sums per active entry (reading its index, f and dL/dpre); per latent reads its count,
+    // writes (fires, Σf), dL/db_enc and the last-fired step.
+    cost: { flops: 0, bytes: 4 * 5 * s.m, perActive: { flops: 2, bytes: 12 } },
   });
 }
 
@@ -247,6 +275,9 @@ export async function planDispatches(
       ...[tableBuf, args, count.acc],
     ],
     groups: [1, 1, 1],
+    // Sums the row counts; reads the table (3 counts and a mode per dispatch), writes the
+    // arguments, adds to one accumulator.
+    cost: { flops: s.B, bytes: 4 * (s.B + 7 * n + 2) },
   });
   let next = 0;
   const ind = items.map((d): Dispatch =>
