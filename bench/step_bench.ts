@@ -5,7 +5,7 @@
  * from the `cost` of each dispatch that ran in the profiled warm-up step, the sparse kernels' at
  * its L0; "-" while a dispatch has none), timed over STEP_BENCH_REPS steps after the warm-up, each
  * step uploading a batch as training does. Cases:
- * baseline and the paper's method at B=1024, d=512, m=4096 (the issue's reference shape) and at
+ * baseline and the paper's method at B=1024, d=512, m=4096 (the large shape of bench/RESULTS.md) and at
  * the CPU default (B=256, d=64, m=512). STEP_BENCH_SMALL=1 runs the small shape only.
  */
 import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../src/config.ts";

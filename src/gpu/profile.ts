@@ -114,7 +114,7 @@ export class Profiler {
   /** Profiled runs summed in the totals. */
   runs = 0;
   /** Host mode: the median time of an empty submission, subtracted from each kernel's time. */
-  overheadMs: number | null = null;
+  private overheadMs: number | null = null;
   private readonly capacity: number;
   private readonly querySet: GPUQuerySet | null = null;
   private readonly resolveBuf: GPUBuffer | null = null;

@@ -49,7 +49,7 @@ export function isBad(h: Health): boolean {
 }
 
 /** A parameter as the check reads it (src/sae/model.ts's ParamBuffers fits). */
-interface CheckedParam {
+export interface CheckedParam {
   p: GPUBuffer;
   shape: readonly number[];
   size: number;

@@ -188,7 +188,7 @@ export function paperStatsKernel(
  * Rows of W_dec per orthogonality block, a multiple of 64 (binding offsets align to 256 B): the
  * whole matrix up to 1024 rows (one block, fewest dispatches), else m/8 clamped to [256, 2048].
  */
-export function orthoChunkRows(dSae: number): number {
+function orthoChunkRows(dSae: number): number {
   const all = Math.ceil(dSae / 64) * 64;
   if (dSae <= 1024) return all;
   return Math.min(all, Math.max(256, Math.min(2048, Math.floor(dSae / 8 / 64) * 64)));

@@ -11,7 +11,7 @@ import { WG, withCommon } from "./common.ts";
 /** Invocations per workgroup of both kernels. */
 export const PEAK_WG: number = WG;
 /** FLOPs per invocation per loop trip of the FMA kernel (3 chains × 8 vec4 FMAs × 8). */
-export const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
+const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
 
 /** How the FMA kernel runs its trips: a loop, or unrolled into straight code. */
 export type FmaForm = "loop" | "straight";
@@ -20,7 +20,7 @@ export type FmaForm = "loop" | "straight";
  * The `fma_peak_straight` entry point: `iters` trips of `fma_peak`'s loop body, unrolled (a
  * specialization step: WGSL cannot unroll by itself).
  */
-export function fmaStraightEntry(iters: number): string {
+function fmaStraightEntry(iters: number): string {
   const trip = "  a0 = fma(a0, x, y); a1 = fma(a1, x, y); a2 = fma(a2, x, y);\n".repeat(8);
   return [
     "@compute @workgroup_size(WG)",

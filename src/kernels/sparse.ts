@@ -42,6 +42,7 @@ export function sparseOk(s: SparseShape): boolean {
   return s.d % 4 === 0 && s.d <= SPARSE_MAX_D;
 }
 
+/** Allocates the index lists for f [B, m] (contents written by the list kernels each step). */
 export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
   return {
     rowIdx: gpu.buffer("sparse row idx", s.B * s.m * 4),
@@ -52,14 +53,14 @@ export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
 }
 
 /** Widest row the spmm kernels take: 256 invocations with 4 vec4s each. */
-export const SPARSE_MAX_D = 4 * 4 * 256;
+const SPARSE_MAX_D = 4 * 4 * 256;
 
 /**
  * Invocations per row of the spmm kernels: the fewest (a multiple of 32, at least 32) that hold
  * the row in at most 4 vec4s each; fewer invocations load each entry's index and coefficient
  * fewer times (d 512: 32 invocations of 4 vec4s).
  */
-export function spmmLanes(d: number): number {
+function spmmLanes(d: number): number {
   return Math.min(256, Math.max(32, Math.ceil(d / 4 / 4 / 32) * 32));
 }
 
