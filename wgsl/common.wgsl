@@ -5,6 +5,10 @@
 // reads it from this line (WG in src/kernels/common.ts) to size its dispatches.
 const WG: u32 = 64u;
 
+// Most iterations of one loop: lavapipe caps a loop at 65535, so loops over rows (which a large
+// batch or d_sae can exceed) run as an outer loop over chunks of CHUNK.
+const CHUNK: u32 = 8192u;
+
 // The step state: one small storage buffer that GPU kernels update and read, so the host does no
 // arithmetic inside the step. Mirrored by STATE_INDEX in src/kernels/common.ts (tested).
 struct State {

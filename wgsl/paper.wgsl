@@ -16,7 +16,6 @@ override IMPORTANCE_LR: f32 = 0.5; // ρ
 override A_OFF: u32 = 0u;
 override ACCUM: bool = false;
 override FINAL: bool = true;
-const CHUNK: u32 = 8192u;
 
 @group(0) @binding(0) var<storage, read_write> dpre: array<f32>;   // [B, M] dL_recon/df in, dL/dpre out
 @group(0) @binding(1) var<storage, read> f: array<f32>;            // [B, M] latents

@@ -83,6 +83,16 @@ export function residualKernel(
   });
 }
 
+/** Reference of {@link prepareKernel}: the scaled batch x [B, d] and the encoder input xc [B, d]. */
+export function prepareReference(
+  s: LossSpec,
+  x: Float32Array,
+  bDec: Float32Array,
+): { x: Float32Array; xc: Float32Array } {
+  const xs = x.map((v) => v * s.scale);
+  return { x: xs, xc: xs.map((v, i) => s.applyBDec ? v - bDec[i % s.dIn] : v) };
+}
+
 /** Reference of {@link residualKernel}: returns dL/dx̂ [B, d] and rowstats [B, 3]. */
 export function residualReference(
   s: LossSpec,
