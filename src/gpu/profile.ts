@@ -15,7 +15,8 @@
  *
  * Rates come from each dispatch's `cost` (set where it is built): a dispatch without one, or
  * whose work depends on how many latents fire, leaves its kernel's rates unknown (null, "-"). An
- * indirect dispatch counts its cost whether or not its arguments ran it.
+ * indirect dispatch whose arguments were zero workgroups in a run (the sparse plan's path not
+ * taken) adds no work.
  */
 import type { Gpu } from "./device.ts";
 import {
@@ -164,6 +165,7 @@ export class Profiler {
       : await this.runHost(list, before);
     this.runs++;
     this.last = list;
+    const ran = list.some((d) => !d.copy && d.indirect) ? await ranInStep(this.gpu, list) : null;
     list.forEach((d, i) => {
       const name = kernelName(d.label);
       let t = this.totals.get(name);
@@ -172,7 +174,7 @@ export class Profiler {
         this.totals.set(name, t);
         this.order.push(name);
       }
-      const w = dispatchWork(d);
+      const w = ran && !ran[i] ? { flops: 0, bytes: 0 } : dispatchWork(d);
       t.calls++;
       t.ms += ms[i];
       t.flops = w && t.flops !== null ? t.flops + w.flops : null;

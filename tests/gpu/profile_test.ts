@@ -156,6 +156,16 @@ for (
       if (perActive) assert.ok(perActive.flops >= 0 && perActive.bytes > 0, d.label);
     }
     assert.equal(list.some((d) => d.cost?.perActive), sparse);
+    // The sparse plan always takes the sparse path here: the dense products did no work, the
+    // sparse ones did work that depends on the active latents (unknown to the profiler).
+    const totals = new Map(prof.totalsInOrder().map((t) => [t.label, t]));
+    if (sparse) {
+      for (const k of ["decode", "dW_dec", "dW_enc", "db_enc"]) {
+        assert.deepEqual([totals.get(k)!.flops, totals.get(k)!.bytes], [0, 0], k);
+      }
+      assert.equal(totals.get("decode sparse")!.flops, null);
+    }
+    assert.ok(totals.get("adamw wEnc")!.bytes! > 0);
     prof.destroy();
   });
 }
