@@ -10,26 +10,34 @@
  *    fits the CPU caches can beat the 32 MiB copy (over 100%).
  * 2. For each shape (B, d_in, d_sae) and variant (baseline, the paper's method), a real training
  *    session, and at the large shape also the baseline at 0.5% density (b_enc set as bench:peer
- *    --density does), where the sparse-latent kernels run (rows of the path the plan skipped are
- *    left out; sparse products count 2·nnz·d_in FLOPs). Each kernel of a step is timed per
- *    dispatch (GPU timestamp queries where the adapter has them and they can be trusted, else
- *    host clocks around each submission less an empty one's: src/gpu/profile.ts), median over
- *    KERNELS_BENCH_REPS profiled steps (default 15 at the small shape, 5 at the large one) after a
- *    warm-up step. Each line: time per step, the work (GEMMs: 2·M·N·K FLOPs; other kernels: bytes
- *    each must read and write once, counted below in `work`; a GEMM's operand packing on the
- *    CPU adapters, "X pack A/B": the operand read plus the texture written, by a kernel or a
- *    buffer-to-texture copy), the rate, and its fraction of the FMA peak (GEMMs) or the copy
- *    bandwidth (the rest); "< clock" where the host clock cannot resolve the time.
+ *    --density does), where the sparse-latent kernels run (kernels of the path the plan never
+ *    took are left out). Each kernel of a step is timed per dispatch (GPU timestamp queries where
+ *    the adapter has them and they can be trusted, else host clocks around each submission less
+ *    an empty one's: src/gpu/profile.ts), median over KERNELS_BENCH_REPS profiled steps (default
+ *    15 at the small shape, 5 at the large one) after a warm-up step. Each line: time per step,
+ *    the work from its dispatches' `cost` (set where each dispatch is built: FLOPs with a
+ *    multiply-add as 2, and the bytes it must read and write once; the sparse kernels' work per
+ *    active latent times the step's measured L0·B; "-" for a dispatch without a cost), the rates,
+ *    and the fraction of the roofline: the time the work needs at the FMA peak or the copy
+ *    bandwidth, whichever is longer, over the time taken; "< clock" where the host clock cannot
+ *    resolve the time. A new kernel shows up here with its rates without any change to this file.
  * 3. The whole step: median wall time of plain (one-pass) steps, each run right after a profiled
  *    one (host clock around submit → done, batch upload included), and the sum of its kernels'
  *    times.
  *
  * Env: KERNELS_BENCH_SMALL=1 runs the small shape only; KERNELS_BENCH_REPS overrides the reps.
  */
-import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../src/config.ts";
+import { DEFAULT_CONFIG, mergeConfig } from "../src/config.ts";
 import { getGpu } from "../src/gpu/device.ts";
-import { kernelName, Profiler } from "../src/gpu/profile.ts";
-import { orthoChunkRows } from "../src/kernels/paper.ts";
+import type { Dispatch } from "../src/gpu/dispatch.ts";
+import {
+  dispatchWork,
+  kernelName,
+  Profiler,
+  ranInStep,
+  rates,
+  sumWork,
+} from "../src/gpu/profile.ts";
 import { copyKernel, fmaPeakKernel } from "../src/kernels/peak.ts";
 import { initWeights } from "../src/sae/model.ts";
 import { Session } from "../src/sae/session.ts";
@@ -65,8 +73,11 @@ async function peakSample(): Promise<[number, number]> {
     fmaStraight.dispatch,
     copy.dispatch,
   ]);
-  const flops = Math.max(fma.flops / fmaMs, fmaStraight.flops / straightMs) * 1e3;
-  return [flops / 1e9, copy.bytes / (copyMs / 1e3) / 1e9];
+  const flops = (d: Dispatch, ms: number) => rates(dispatchWork(d)!, ms).gflops!;
+  return [
+    Math.max(flops(fma.dispatch, fmaMs), flops(fmaStraight.dispatch, straightMs)),
+    rates(dispatchWork(copy.dispatch)!, copyMs).gbps!,
+  ];
 }
 await peakSample();
 const startPeaks: [number, number][] = [];
@@ -83,114 +94,6 @@ console.log(
 );
 
 // --- 2. Kernels of the step ----------------------------------------------------------------------
-/**
- * Elements of the operands a GEMM's "pack A" / "pack B" dispatches copy into textures (the texture
- * path of src/kernels/gemm.ts on CPU adapters): A holds M·K elements, B K·N, summed over every
- * dispatch of that name in the step (the orthogonality pair: over its blocks I ≤ J).
- */
-function packElems(label: string, cfg: TrainConfig): { a: number; b: number } | null {
-  const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
-  switch (label) {
-    case "encode":
-    case "dF":
-      return { a: B * d, b: d * m }; // M=B, N=m, K=d
-    case "decode":
-      return { a: B * m, b: m * d }; // M=B, N=d, K=m
-    case "dW_dec":
-    case "dW_enc":
-      return { a: B * m, b: B * d }; // M=m, N=d, K=B
-    case "ortho gram":
-    case "ortho grad": {
-      const R = Math.min(orthoChunkRows(m), m);
-      let a = 0, b = 0;
-      for (let i0 = 0; i0 < m; i0 += R) {
-        const ri = Math.min(R, m - i0);
-        for (let j0 = i0; j0 < m; j0 += R) {
-          const rj = Math.min(R, m - j0);
-          if (label === "ortho gram") { // [ri, d] · [rj, d]ᵀ
-            a += ri * d;
-            b += rj * d;
-          } else { // coef [ri, rj] · W_J, and off the diagonal coefᵀ · W_I
-            a += ri * rj * (j0 > i0 ? 2 : 1);
-            b += rj * d + (j0 > i0 ? ri * d : 0);
-          }
-        }
-      }
-      return { a, b };
-    }
-    default:
-      return null;
-  }
-}
-
-/**
- * FLOPs (GEMMs and sparse products) or bytes (everything else) one dispatch set of `label` moves
- * per step; `nnz`: active entries of f in the step (the sparse kernels' work).
- */
-function work(label: string, cfg: TrainConfig, nnz: number): { flops?: number; bytes?: number } {
-  const B = cfg.batch, d = cfg.d_in, m = cfg.d_sae;
-  const f = 4;
-  const pack = /^(.*) pack ([AB])$/.exec(label);
-  if (pack) {
-    // Read the stored operand, write the same elements into an rgba32float texture.
-    const e = packElems(pack[1], cfg);
-    return e ? { bytes: 2 * f * (pack[2] === "A" ? e.a : e.b) } : {};
-  }
-  switch (label) {
-    case "encode":
-    case "decode":
-    case "dF":
-    case "dW_dec":
-    case "dW_enc":
-      return { flops: 2 * B * d * m };
-    case "ortho gram": {
-      // Only blocks I ≤ J of the symmetric Gram matrix are formed (src/kernels/paper.ts).
-      const c = Math.ceil(m / Math.min(orthoChunkRows(m), m));
-      return { flops: 2 * m * m * d * (c + 1) / (2 * c) };
-    }
-    case "ortho grad":
-      return { flops: 2 * m * m * d };
-    case "adamw wEnc":
-    case "adamw wDec":
-      return { bytes: 7 * f * m * d }; // read p, g, m, v; write p, m, v
-    case "adamw bEnc":
-      return { bytes: 7 * f * m };
-    case "adamw bDec":
-      return { bytes: 7 * f * d };
-    case "decoder grad projection":
-      return { bytes: 3 * f * m * d }; // read w, g; write g
-    case "decoder normalize":
-      return { bytes: 2 * f * m * d }; // read w; write w
-    case "health":
-      return { bytes: 2 * f * m * d };
-    case "db_enc":
-    case "feature stats":
-      return { bytes: f * B * m };
-    case "importance grad + mask":
-      return { bytes: 3 * f * B * m }; // read dpre, f; write dpre
-    case "b_dec grad":
-      return { bytes: f * (B * d + m * d) };
-    case "x mean":
-      return { bytes: f * B * d };
-    case "prepare":
-      return { bytes: 3 * f * B * d }; // read x; write x, xc
-    case "residual":
-      return { bytes: 3 * f * B * d }; // read x, x̂; write dL/dx̂
-    case "sparse rows":
-      return { bytes: 2 * f * B * m }; // f read twice (count, then list)
-    case "sparse cols":
-    case "dF sparse clear":
-      return { bytes: f * B * m };
-    case "decode sparse":
-    case "dF sparse":
-    case "dW_dec sparse":
-    case "dW_enc sparse":
-      return { flops: 2 * nnz * d };
-    default:
-      return {}; // schedule, metrics, paper stats: O(d_sae) or less
-  }
-}
-
 const fmt = (v: number, w: number, p = 2) => v.toFixed(p).padStart(w);
 const shapes: [number, number, number][] = SMALL_ONLY
   ? [[256, 64, 512]]
@@ -221,20 +124,17 @@ for (const [B, d, m] of shapes) {
     const perRep: Map<string, number>[] = [];
     const wall: number[] = [];
     const peaks: [number, number][] = [];
-    let labels: string[] = [];
-    const dispatchLabels = session.dispatchLabels().map(kernelName);
+    const ran = new Set<number>(); // dispatches that ran in at least one profiled step
     // Profiled and plain steps alternate, so both see the same machine load.
     for (let r = 0; r < repsFor(m); r++) {
       const ms = await session.stepProfiled(x, prof);
-      const byLabel = new Map<string, number>();
-      // Labels of the step's dispatches, in order (a split or chunked kernel has several).
-      labels = [];
-      ms.forEach((t, i) => {
-        const name = dispatchLabels[i];
-        if (!byLabel.has(name)) labels.push(name);
-        byLabel.set(name, (byLabel.get(name) ?? 0) + t);
+      const byName = new Map<string, number>();
+      prof.lastDispatches.forEach((d, i) => {
+        const name = kernelName(d.label);
+        byName.set(name, (byName.get(name) ?? 0) + ms[i]);
       });
-      perRep.push(byLabel);
+      (await ranInStep(gpu, prof.lastDispatches)).forEach((yes, i) => yes && ran.add(i));
+      perRep.push(byName);
       const t0 = performance.now();
       await session.step(x);
       await session.sync();
@@ -245,6 +145,16 @@ for (const [B, d, m] of shapes) {
     const copyPeak = median(peaks.map((p) => p[1]));
     const { l0, sparse_fraction } = (await session.readMetrics()).metrics;
     const nnz = l0 * B;
+    // Each kernel's work per step, summed over its dispatches that ran (a split or chunked kernel
+    // has several); null where a dispatch has no cost. Kernels of the path the sparse plan never
+    // took this run are left out.
+    const byKernel = Map.groupBy(
+      prof.lastDispatches.filter((_, i) => ran.has(i)),
+      (d) => kernelName(d.label),
+    );
+    const work = new Map(
+      [...byKernel].map(([name, ds]) => [name, sumWork(ds.map((d) => dispatchWork(d, nnz)))]),
+    );
     const tag = density === null
       ? variant
       : `${variant}, L0 ${l0.toFixed(1)} (${(100 * l0 / m).toFixed(1)}%), sparse kernels on ${
@@ -255,40 +165,30 @@ for (const [B, d, m] of shapes) {
         `${fmaPeak.toFixed(1)} GFLOP/s, copy ${copyPeak.toFixed(2)} GB/s)`,
     );
     console.log(
-      `${"kernel".padEnd(24)} ${"ms/step".padStart(9)} ${"work".padStart(10)} ` +
-        `${"rate".padStart(12)} ${"of peak".padStart(8)}`,
+      `${"kernel".padEnd(24)} ${"ms/step".padStart(9)} ${"GFLOP".padStart(8)} ${
+        "MiB".padStart(8)
+      } ${"GFLOP/s".padStart(8)} ${"GB/s".padStart(8)} ${"of roof".padStart(8)}`,
     );
-    // The plan runs either the dense kernels or their sparse replacements: rows of the path not
-    // taken (indirect dispatches of zero workgroups) are left out when every step took the other.
-    const sparseOnly = (n: string) =>
-      /^(decode|dF|dW_dec|dW_enc) sparse|^dF sparse clear$|^sparse (cols|stats)/.test(n);
-    const denseOnly = (n: string) =>
-      /^(decode|dF|dW_dec|dW_enc|db_enc|feature stats)( pack [AB])?$/.test(n);
-    const shown = labels.filter((n) =>
-      !(sparse_fraction === 1 && denseOnly(n)) && !(sparse_fraction === 0 && sparseOnly(n))
-    );
+    const cell = (v: number | null, w: number, p: number) =>
+      v === null ? "-".padStart(w) : fmt(v, w, p);
     let sum = 0;
-    for (const name of shown) {
+    for (const [name, wk] of work) {
       const ms = median(perRep.map((m) => m.get(name)!));
       sum += ms;
-      const wk = work(name, cfg, nnz);
-      let cols = `${"".padStart(10)} ${"".padStart(12)} ${"".padStart(8)}`;
+      const amount = `${cell(wk.flops && wk.flops / 1e9, 8, 3)} ${
+        cell(wk.bytes && wk.bytes / 2 ** 20, 8, 1)
+      }`;
+      let cols = `${amount} ${cell(null, 8, 2)} ${cell(null, 8, 2)} ${cell(null, 8, 2)}`;
       if (ms < 0.01 && (wk.flops || wk.bytes)) {
         // Below what host clocks resolve on lavapipe (a copy's memcpy, say): no rate.
-        const w = wk.flops
-          ? `${fmt(wk.flops / 1e9, 6, 3)} GFL`
-          : `${fmt(wk.bytes! / 2 ** 20, 7, 1)} MiB`;
-        cols = `${w} ${"< clock".padStart(12)}`;
-      } else if (wk.flops) {
-        const rate = wk.flops / (ms / 1e3) / 1e9;
-        cols = `${fmt(wk.flops / 1e9, 6, 3)} GFL ${fmt(rate, 6, 2)} GFLOP/s ${
-          fmt(100 * rate / fmaPeak, 6, 1)
-        }%`;
-      } else if (wk.bytes) {
-        const rate = wk.bytes / (ms / 1e3) / 1e9;
-        cols = `${fmt(wk.bytes / 2 ** 20, 7, 1)} MiB ${fmt(rate, 7, 2)} GB/s ${
-          fmt(100 * rate / copyPeak, 7, 1)
-        }%`;
+        cols = `${amount} ${"< clock".padStart(8)}`;
+      } else if (wk.flops !== null || wk.bytes !== null) {
+        const r = rates(wk, ms);
+        // Fraction of the roofline: the time the work needs at the measured peaks (the FMA rate
+        // for its FLOPs or the copy bandwidth for its bytes, whichever takes longer) over the
+        // time taken.
+        const need = Math.max((r.gflops ?? 0) / fmaPeak, (r.gbps ?? 0) / copyPeak);
+        cols = `${amount} ${cell(r.gflops, 8, 2)} ${cell(r.gbps, 8, 2)} ${fmt(100 * need, 7, 1)}%`;
       }
       console.log(`${name.padEnd(24)} ${fmt(ms, 9, 3)} ${cols}`);
     }

@@ -85,7 +85,7 @@ const toTex: CopyDispatch = {
 const gbps = async (item: Parameters<typeof run>[1][number]) => {
   const ms = (await best(() => run(gpu, Array(11).fill(item)))) -
     (await best(() => run(gpu, [item])));
-  return 10 * copy.bytes / (ms / 1e3) / 1e9;
+  return 10 * copy.dispatch.cost!.bytes / (ms / 1e3) / 1e9;
 };
 const kernelGBs = await gbps(copy.dispatch);
 const textureGBs = await gbps(toTex);

@@ -22,7 +22,7 @@ import {
   rowTopKKernel,
 } from "../src/kernels/topk.ts";
 import { Rng } from "../src/rng.ts";
-import { packState } from "../src/sae/state.ts";
+import { packState } from "../src/kernels/common.ts";
 
 const gpu = await getGpu();
 const REPS = Number(Deno.env.get("TOPK_BENCH_REPS") ?? 9);

@@ -17,7 +17,7 @@ import { DEFAULT_CONFIG, mergeConfig } from "../src/config.ts";
 import { createGpu } from "../src/gpu/device.ts";
 import { SyntheticSource } from "../src/data/synthetic.ts";
 import { initWeights, rowMean } from "../src/sae/model.ts";
-import { isBad } from "../src/sae/metrics.ts";
+import { isBad } from "../src/kernels/health.ts";
 import { Session } from "../src/sae/session.ts";
 
 const opts = new Command("scale")

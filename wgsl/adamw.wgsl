@@ -1,5 +1,5 @@
 // AdamW (decoupled weight decay, as torch.optim.AdamW), one invocation per parameter.
-// Needs wgsl/state.wgsl prepended: reads lr and the bias-correction powers of this step.
+// Reads lr and the bias-correction powers of this step from the step state (wgsl/common.wgsl).
 override N: u32 = 64u;
 override BETA1: f32 = 0.9;
 override BETA2: f32 = 0.999;
@@ -11,7 +11,6 @@ override ROW_LEN: u32 = 0u;
 // OFF of their bindings, and element i of the part is element I0 + i of the parameter.
 override OFF: u32 = 0u;
 override I0: u32 = 0u;
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;  // parameter [N]
 @group(0) @binding(1) var<storage, read> g: array<f32>;        // gradient [N]

@@ -5,6 +5,10 @@
 // reads it from this line (WG in src/kernels/common.ts) to size its dispatches.
 const WG: u32 = 64u;
 
+// Most iterations of one loop: lavapipe caps a loop at 65535, so loops over rows (which a large
+// batch or d_sae can exceed) run as an outer loop over chunks of CHUNK.
+const CHUNK: u32 = 8192u;
+
 // The step state: one small storage buffer that GPU kernels update and read, so the host does no
 // arithmetic inside the step. Mirrored by STATE_INDEX in src/kernels/common.ts (tested).
 struct State {
@@ -18,16 +22,21 @@ struct State {
   _pad2: u32,
 }
 
+// Workgroup size of an entry point that calls the reductions below: WG, unless the entry point is
+// one wide workgroup looping over many items and its TypeScript sets this to its own size.
+override RED_WG: u32 = WG;
+
 // Scratch of the workgroup reductions below (module scope: WGSL has no function-local workgroup
 // memory; an entry point that never calls them does not allocate it).
-var<workgroup> wg_red: array<vec4<f32>, WG>;
+var<workgroup> wg_red: array<vec4<f32>, RED_WG>;
+var<workgroup> wg_red_u32: array<u32, RED_WG>;
 
-// Sum of `v` over the WG invocations of a workgroup by a tree reduction; every invocation gets the
-// total. Call from uniform control flow with `lid` = local_invocation_index.
+// Sum of `v` over the RED_WG invocations of a workgroup by a tree reduction; every invocation gets
+// the total. Call from uniform control flow with `lid` = local_invocation_index.
 fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
   wg_red[lid] = v;
   workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+  for (var h = RED_WG / 2u; h > 0u; h >>= 1u) {
     if (lid < h) { wg_red[lid] += wg_red[lid + h]; }
     workgroupBarrier();
   }
@@ -40,11 +49,34 @@ fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
 fn wg_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
   wg_red[lid] = v;
   workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
+  for (var h = RED_WG / 2u; h > 0u; h >>= 1u) {
     if (lid < h) { wg_red[lid] = max(wg_red[lid], wg_red[lid + h]); }
     workgroupBarrier();
   }
   let total = wg_red[0];
+  workgroupBarrier();
+  return total;
+}
+
+// One float: the first lane of wg_sum4 (the same additions in the same order).
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  return wg_sum4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
+}
+
+// One float: the first lane of wg_max4.
+fn wg_max(v: f32, lid: u32) -> f32 {
+  return wg_max4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
+}
+
+// Sum of counts, exact (a float sum loses counts past 2^24).
+fn wg_sum_u32(v: u32, lid: u32) -> u32 {
+  wg_red_u32[lid] = v;
+  workgroupBarrier();
+  for (var h = RED_WG / 2u; h > 0u; h >>= 1u) {
+    if (lid < h) { wg_red_u32[lid] += wg_red_u32[lid + h]; }
+    workgroupBarrier();
+  }
+  let total = wg_red_u32[0];
   workgroupBarrier();
   return total;
 }

@@ -5,27 +5,12 @@ override M: u32 = 64u;
 // A part over a range of rows of a W_dec larger than one binding (src/gpu/split.ts): w and g
 // start at element OFF of their bindings.
 override OFF: u32 = 0u;
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> w: array<f32>; // W_dec [M, D]
 @group(0) @binding(1) var<storage, read_write> g: array<f32>; // dL/dW_dec [M, D]
 
-var<workgroup> red: array<f32, WG>;
-
 fn row_of(wid: vec3<u32>) -> u32 {
   return wid.x + wid.y * 65535u;
-}
-
-fn reduce(t: u32, v: f32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
-    if (t < h) { red[t] += red[t + h]; }
-    workgroupBarrier();
-  }
-  let s = red[0];
-  workgroupBarrier();
-  return s;
 }
 
 // g_i ← g_i − (g_i·w_i) w_i: removes the gradient component that would change ‖w_i‖ (w_i unit).
@@ -36,7 +21,7 @@ fn project_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   let o = OFF + i * D;
   var s = 0.0;
   for (var k = t; k < D; k += WG) { s += g[o + k] * w[o + k]; }
-  let dot = reduce(t, s);
+  let dot = wg_sum(s, t);
   for (var k = t; k < D; k += WG) { g[o + k] -= dot * w[o + k]; }
 }
 
@@ -48,7 +33,7 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
   let o = OFF + i * D;
   var s = 0.0;
   for (var k = t; k < D; k += WG) { s += w[o + k] * w[o + k]; }
-  let n = sqrt(reduce(t, s));
+  let n = sqrt(wg_sum(s, t));
   if (n > 0.0) {
     for (var k = t; k < D; k += WG) { w[o + k] /= n; }
   }

@@ -4,7 +4,6 @@ override B: u32 = 64u;          // rows in the batch
 override SCALE: f32 = 1.0;      // input normalisation factor (1 = none)
 override APPLY_B_DEC: bool = true;
 override SQUARED: bool = false; // false: L = mean_b ‖r_b‖₂ (paper Eq. 4); true: mean_b ‖r_b‖₂²
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;     // [B, D] in: raw, out: scaled
 @group(0) @binding(1) var<storage, read_write> xc: array<f32>;    // [B, D] encoder input
@@ -24,27 +23,20 @@ fn prepare(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups)
   xc[i] = select(v, v - b_dec[i % D], APPLY_B_DEC);
 }
 
-var<workgroup> red: array<vec3<f32>, WG>;
-
 // One workgroup per row b: r = x̂ − x, dL/dx̂ and the row's statistics.
 @compute @workgroup_size(WG)
 fn residual(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let row = w.x + w.y * 65535u;
   if (row >= B) { return; }
   let o = row * D;
-  var s = vec3<f32>(0.0);
+  var s = vec4<f32>(0.0);
   for (var k = t; k < D; k += WG) {
     let r = xhat[o + k] - x[o + k];
     let c = x[o + k] - xmean[k];
-    s += vec3<f32>(r * r, c * c, 0.0);
+    s += vec4<f32>(r * r, c * c, 0.0, 0.0);
   }
-  red[t] = s;
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
-    if (t < h) { red[t] += red[t + h]; }
-    workgroupBarrier();
-  }
-  let ss = red[0].x;
+  let sums = wg_sum4(s, t); // ‖r‖², ‖x − x̄‖²
+  let ss = sums.x;
   let norm = sqrt(ss);
   // d‖r‖/dr = r/‖r‖; at r = 0 the subgradient 0 is used.
   var coef = 2.0 / f32(B);
@@ -55,7 +47,7 @@ fn residual(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index
   if (t == 0u) {
     rowstats[row * 3u] = norm;
     rowstats[row * 3u + 1u] = ss;
-    rowstats[row * 3u + 2u] = red[0].y;
+    rowstats[row * 3u + 2u] = sums.y;
   }
 }
 

@@ -1,20 +1,17 @@
-// Folds one step's row and latent statistics into the metric accumulators (one workgroup).
-// Needs wgsl/state.wgsl prepended. Accumulator layout: src/sae/metrics.ts (METRIC_INDEX).
+// Folds one step's row and latent statistics into the metric accumulators: one workgroup of RED_WG
+// invocations (src/kernels/metrics.ts: METRICS_WG). Accumulator layout: METRIC_INDEX there.
 override B: u32 = 64u;            // rows
 override M: u32 = 64u;            // latents
 override D: u32 = 64u;            // d_in
 override SQUARED: bool = false;   // reconstruction term is ‖r‖² instead of ‖r‖
 override DEAD_STEPS: u32 = 1000u;
 override DENSE: f32 = 0.1;
-const WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> rowstats: array<f32>;   // [B, 3]: ‖r‖, ‖r‖², ‖x−x̄‖²
 @group(0) @binding(1) var<storage, read> fstats: array<f32>;     // [M, 2]: fires, Σf
 @group(0) @binding(2) var<storage, read> last_fired: array<u32>; // [M]
 @group(0) @binding(3) var<storage, read_write> acc: array<f32>;  // accumulators
 @group(0) @binding(4) var<storage, read> st: State;
-
-var<workgroup> red: array<vec4<f32>, WG>;
 
 // 0 finite, 1 infinite, 2 NaN: read from the bits (a compiler may assume floats are finite, so
 // `x != x` could be folded away; integer tests on the bit pattern cannot).
@@ -24,33 +21,21 @@ fn badness(x: f32) -> f32 {
   return select(1.0, 2.0, (bits & 0x007fffffu) != 0u);
 }
 
-fn reduce4(t: u32, v: vec4<f32>) -> vec4<f32> {
-  red[t] = v;
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
-    if (t < h) { red[t] += red[t + h]; }
-    workgroupBarrier();
-  }
-  let s = red[0];
-  workgroupBarrier();
-  return s;
-}
-
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RED_WG)
 fn main(@builtin(local_invocation_index) t: u32) {
   var rs = vec4<f32>(0.0);
-  for (var b = t; b < B; b += WG) {
+  for (var b = t; b < B; b += RED_WG) {
     rs += vec4<f32>(rowstats[3u * b], rowstats[3u * b + 1u], rowstats[3u * b + 2u], 0.0);
   }
-  let r = reduce4(t, rs);
+  let r = wg_sum4(rs, t);
   var fs = vec4<f32>(0.0);
-  for (var i = t; i < M; i += WG) {
+  for (var i = t; i < M; i += RED_WG) {
     let fires = fstats[2u * i];
     let dead = st.step - last_fired[i] >= DEAD_STEPS;
     fs += vec4<f32>(fires, fstats[2u * i + 1u], select(0.0, 1.0, dead),
                     select(0.0, 1.0, fires > DENSE * f32(B)));
   }
-  let f = reduce4(t, fs);
+  let f = wg_sum4(fs, t);
   if (t == 0u) {
     let nb = f32(B);
     let recon = select(r.x, r.y, SQUARED) / nb;

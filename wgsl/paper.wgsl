@@ -1,4 +1,4 @@
-// The paper's per-latent statistics (Section 4). Needs wgsl/state.wgsl prepended.
+// The paper's per-latent statistics (Section 4).
 override B: u32 = 64u;             // rows in the batch
 override M: u32 = 64u;             // latents
 override GAMMA: f32 = 0.999;       // EMA decay γ (Eq. 1)
@@ -16,8 +16,6 @@ override IMPORTANCE_LR: f32 = 0.5; // ρ
 override A_OFF: u32 = 0u;
 override ACCUM: bool = false;
 override FINAL: bool = true;
-const WG: u32 = 256u;
-const CHUNK: u32 = 8192u;
 
 @group(0) @binding(0) var<storage, read_write> dpre: array<f32>;   // [B, M] dL_recon/df in, dL/dpre out
 @group(0) @binding(1) var<storage, read> f: array<f32>;            // [B, M] latents
@@ -34,9 +32,9 @@ const CHUNK: u32 = 8192u;
 
 // One invocation per latent i: gnorm[i] = ‖dL_recon/df_i‖₂ over the batch (the raw gradient, before
 // the L1 term and the mask), then dpre = (dL_recon/df + λ1/B)·1[f > 0].
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn grad_mask(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = g.x + g.y * nw.x * 64u;
+  let i = g.x + g.y * nw.x * WG;
   if (i >= M) { return; }
   var ss = 0.0;
   for (var r0 = 0u; r0 < B; r0 += CHUNK) {
@@ -52,26 +50,13 @@ fn grad_mask(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
   gnorm[i] = select(ss, sqrt(ss), FINAL);
 }
 
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_max(t: u32, v: f32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
-    if (t < h) { red[t] = max(red[t], red[t + h]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-// One workgroup: EMA frequency and variance, thresholds, importance, α weights, lr factors.
-@compute @workgroup_size(WG)
+// One workgroup of RED_WG invocations (src/kernels/paper.ts: STATS_WG): EMA frequency and
+// variance, thresholds, importance, α weights, lr factors.
+@compute @workgroup_size(RED_WG)
 fn stats(@builtin(local_invocation_index) t: u32) {
   let phase = st.main_phase;
   var fmax = 0.0;
-  for (var i = t; i < M; i += WG) {
+  for (var i = t; i < M; i += RED_WG) {
     // Eq. 1 applied once per step to the batch firing rate r; the variance is the incremental
     // exponentially weighted variance of r around the EMA (docs/method.md).
     let r = fstats[2u * i] / f32(B);
@@ -85,16 +70,16 @@ fn stats(@builtin(local_invocation_index) t: u32) {
     tau[i] = select(0.0, th, ADAPTIVE && phase > 0.0);
     fmax = max(fmax, fr);
   }
-  fmax = reduce_max(t, fmax);
+  fmax = wg_max(fmax, t);
   var smax = 0.0;
-  for (var i = t; i < M; i += WG) {
+  for (var i = t; i < M; i += RED_WG) {
     // Eq. 3.
     let s = select(0.0, gnorm[i] * freq[i] / fmax, fmax > 0.0);
     imp[i] = s;
     smax = max(smax, s);
   }
-  smax = reduce_max(t, smax);
-  for (var i = t; i < M; i += WG) {
+  smax = wg_max(smax, t);
+  for (var i = t; i < M; i += RED_WG) {
     let sn = select(0.0, imp[i] / smax, smax > 0.0);
     lr_scale[i] = select(1.0, (1.0 - IMPORTANCE_LR) + IMPORTANCE_LR * sn, phase > 0.0);
     weight[i] = select(1.0, imp[i], ORTHO_IMPORTANCE);

@@ -9,7 +9,6 @@
 //   copy:     out[i] = src[i] over vec4s: bytes moved = 2 · 16 · N4.
 override ITERS: u32 = 4096u;
 override N4: u32 = 1u; // vec4 elements copied
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;

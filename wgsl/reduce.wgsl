@@ -1,6 +1,5 @@
-// Column reductions over row-major [R, C] matrices, one invocation per column. Loops over rows run
-// in chunks of at most CHUNK iterations (lavapipe caps a loop at 65535 iterations).
-// Needs wgsl/state.wgsl prepended.
+// Column reductions over row-major [R, C] matrices, one invocation per column; loops over rows run
+// in chunks of CHUNK (wgsl/common.wgsl).
 override R: u32 = 64u;          // rows
 override C: u32 = 64u;          // columns
 override OUT_SCALE: f32 = 1.0;  // col_sum: out = OUT_SCALE · Σ_r in[r, c]
@@ -13,8 +12,6 @@ override ACCUM: bool = false;
 override A_OFF: u32 = 0u;
 override W_OFF: u32 = 0u;
 override I0: u32 = 0u;
-const WG: u32 = 64u;
-const CHUNK: u32 = 8192u;
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;            // [R, C]
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;    // col_sum: [C]; feature_stats: [C, 2]

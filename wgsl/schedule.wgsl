@@ -1,4 +1,4 @@
-// Advances the step state by one step (one invocation). Needs wgsl/state.wgsl prepended.
+// Advances the step state (wgsl/common.wgsl) by one step (one invocation).
 override LR: f32 = 3e-4;
 override WARMUP_STEPS: f32 = 1000.0;
 override BETA1: f32 = 0.9;

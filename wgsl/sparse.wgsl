@@ -21,7 +21,6 @@ override D4: u32 = 1u; // vec4s per row of Y and O
 override SCALAR_IDX: u32 = 0u;
 override N_ARGS: u32 = 1u; // indirect dispatches the plan writes
 override MAX_NNZ: f32 = 0.0;
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> F: array<f32>;
 @group(0) @binding(1) var<storage, read_write> idx: array<u32>;
@@ -225,8 +224,8 @@ fn sddmm_rows(
   }
 }
 
-// col_stats (src/kernels/sparse.ts prepends wgsl/state.wgsl): per latent j over its CSC list,
-// the feature statistics and dL/db_enc the dense step gets from full column passes:
+// col_stats: per latent j over its CSC list, the feature statistics and dL/db_enc the dense step
+// gets from full column passes:
 // stats[j] = (fires, Σ_r f[r,j]); db_enc[j] = Σ_r dpre[r,j]; last_fired[j] = step if it fired.
 @group(0) @binding(15) var<storage, read> Dp: array<f32>;              // dL/dpre [R, M]
 @group(0) @binding(16) var<storage, read_write> stats: array<f32>;     // [M, 2]
@@ -252,20 +251,13 @@ fn col_stats(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
   if (n > 0u) { last_fired[j] = st.step; }
 }
 
-var<workgroup> total: array<u32, WG>;
-
 // One workgroup: chooses the path for this step and writes the indirect dispatch arguments.
 @compute @workgroup_size(WG)
 fn plan(@builtin(local_invocation_index) t: u32) {
   var s = 0u;
   for (var r = t; r < R; r += WG) { s += lcnt[r]; }
-  total[t] = s;
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h >>= 1u) {
-    if (t < h) { total[t] += total[t + h]; }
-    workgroupBarrier();
-  }
-  let mode = select(0u, 1u, f32(total[0]) <= MAX_NNZ);
+  let nnz = wg_sum_u32(s, t);
+  let mode = select(0u, 1u, f32(nnz) <= MAX_NNZ);
   if (t == 0u) { acc[ACC_IDX] += f32(mode); }
   for (var i = t; i < N_ARGS; i += WG) {
     let on = table[3u * N_ARGS + i] == mode;

@@ -26,6 +26,12 @@ export interface ComputeDispatch {
 export interface KernelCost {
   flops: number;
   bytes: number;
+  /**
+   * Work per active (nonzero) entry of the latents f, on top of `flops` and `bytes`: the
+   * sparse-latent kernels' work depends on how many latents fire, which only a caller that knows
+   * the count (a bench) can add.
+   */
+  perActive?: { flops: number; bytes: number };
 }
 
 /** One region of a buffer-to-texture copy. */

@@ -12,17 +12,90 @@
  * instants: a 60 ms kernel read 0.01 ms, and within a step time moved between neighbouring
  * passes (bench/RESULTS.md). SAE_CLOCK=host forces host clocks anywhere; SAE_CLOCK=timestamps
  * forces timestamps where the adapter has them.
+ *
+ * Rates come from each dispatch's `cost` (set where it is built): a dispatch without one, or
+ * whose work depends on how many latents fire, leaves its kernel's rates unknown (null, "-"). An
+ * indirect dispatch whose arguments were zero workgroups in a run (the sparse plan's path not
+ * taken) adds no work.
  */
 import type { Gpu } from "./device.ts";
-import { copyInto, type Dispatch, dispatchInto, encodeDispatches } from "./dispatch.ts";
+import {
+  copyInto,
+  type Dispatch,
+  dispatchInto,
+  encodeDispatches,
+  type KernelCost,
+} from "./dispatch.ts";
 
-/** Time of one kernel label, summed over its dispatches and the profiled runs. */
+/** Time and work of one kernel label, summed over its dispatches and the profiled runs. */
 export interface KernelTime {
   label: string;
   /** Dispatches with this label, over all runs. */
   calls: number;
   /** Total milliseconds. */
   ms: number;
+  /** Total FLOPs, from the dispatches' costs (null: unknown for one of them). */
+  flops: number | null;
+  /** Total bytes of global memory read and written at least (null: unknown). */
+  bytes: number | null;
+  /** GFLOP/s over the total time (null: unknown work, or no measurable time). */
+  gflops: number | null;
+  /** GB/s over the total time (null: unknown work, or no measurable time). */
+  gbps: number | null;
+}
+
+/**
+ * The work of one run of `d` from its cost, with `active` nonzero latents where the work depends
+ * on them; null where `d` has no cost, or its work depends on a count not given.
+ */
+export function dispatchWork(d: Dispatch, active?: number): KernelCost | null {
+  const c = d.cost;
+  if (!c) return null;
+  if (!c.perActive) return { flops: c.flops, bytes: c.bytes };
+  if (active === undefined) return null;
+  return {
+    flops: c.flops + active * c.perActive.flops,
+    bytes: c.bytes + active * c.perActive.bytes,
+  };
+}
+
+/** The sum of `works`; a field is null once one of them is unknown. */
+export function sumWork(
+  works: Iterable<KernelCost | null>,
+): { flops: number | null; bytes: number | null } {
+  let flops: number | null = 0, bytes: number | null = 0;
+  for (const w of works) {
+    flops = w && flops !== null ? flops + w.flops : null;
+    bytes = w && bytes !== null ? bytes + w.bytes : null;
+  }
+  return { flops, bytes };
+}
+
+/**
+ * Which dispatches of `list` ran in the step just submitted and finished: all but the indirect
+ * ones whose arguments (written on the GPU, e.g. by the sparse plan) were zero workgroups.
+ */
+export async function ranInStep(gpu: Gpu, list: readonly Dispatch[]): Promise<boolean[]> {
+  const args = new Map<GPUBuffer, Uint32Array>();
+  for (const d of list) {
+    if (!d.copy && d.indirect && !args.has(d.indirect.buffer)) {
+      args.set(d.indirect.buffer, await gpu.readU32(d.indirect.buffer));
+    }
+  }
+  return list.map((d) => {
+    if (d.copy || !d.indirect) return true;
+    const a = args.get(d.indirect.buffer)!, i = d.indirect.offset / 4;
+    return a[i] * a[i + 1] * a[i + 2] > 0;
+  });
+}
+
+/** GFLOP/s and GB/s of `work` done in `ms` milliseconds (null where unknown or not timed). */
+export function rates(
+  work: { flops: number | null; bytes: number | null },
+  ms: number,
+): { gflops: number | null; gbps: number | null } {
+  const per = (v: number | null) => (v === null || !(ms > 0) ? null : v / (ms / 1e3) / 1e9);
+  return { gflops: per(work.flops), gbps: per(work.bytes) };
 }
 
 /**
@@ -42,13 +115,14 @@ export class Profiler {
   /** Profiled runs summed in the totals. */
   runs = 0;
   /** Host mode: the median time of an empty submission, subtracted from each kernel's time. */
-  overheadMs: number | null = null;
+  private overheadMs: number | null = null;
   private readonly capacity: number;
   private readonly querySet: GPUQuerySet | null = null;
   private readonly resolveBuf: GPUBuffer | null = null;
   private readonly readBuf: GPUBuffer | null = null;
-  private readonly totals = new Map<string, KernelTime>();
+  private readonly totals = new Map<string, Omit<KernelTime, "gflops" | "gbps">>();
   private order: string[] = [];
+  private last: readonly Dispatch[] = [];
 
   /** `capacity`: the most dispatches one profiled list may hold. */
   constructor(gpu: Gpu, capacity: number, opts: { host?: boolean } = {}) {
@@ -90,18 +164,28 @@ export class Profiler {
       ? await this.runTimestamps(list, before)
       : await this.runHost(list, before);
     this.runs++;
+    this.last = list;
+    const ran = list.some((d) => !d.copy && d.indirect) ? await ranInStep(this.gpu, list) : null;
     list.forEach((d, i) => {
       const name = kernelName(d.label);
       let t = this.totals.get(name);
       if (!t) {
-        t = { label: name, calls: 0, ms: 0 };
+        t = { label: name, calls: 0, ms: 0, flops: 0, bytes: 0 };
         this.totals.set(name, t);
         this.order.push(name);
       }
+      const w = ran && !ran[i] ? { flops: 0, bytes: 0 } : dispatchWork(d);
       t.calls++;
       t.ms += ms[i];
+      t.flops = w && t.flops !== null ? t.flops + w.flops : null;
+      t.bytes = w && t.bytes !== null ? t.bytes + w.bytes : null;
     });
     return ms;
+  }
+
+  /** The dispatches of the last profiled run, in order (their labels, costs and arguments). */
+  get lastDispatches(): readonly Dispatch[] {
+    return this.last;
   }
 
   private async runTimestamps(
@@ -174,9 +258,12 @@ export class Profiler {
     return out;
   }
 
-  /** Totals per kernel name, in first-seen (step) order. */
+  /** Totals per kernel name, in first-seen (step) order, with their rates. */
   totalsInOrder(): KernelTime[] {
-    return this.order.map((n) => ({ ...this.totals.get(n)! }));
+    return this.order.map((n) => {
+      const t = this.totals.get(n)!;
+      return { ...t, ...rates(t, t.ms) };
+    });
   }
 
   /** Frees the query set and buffers. */
@@ -187,17 +274,23 @@ export class Profiler {
   }
 }
 
-/** A table of kernel times: name, calls, total ms, share of the total; largest first. */
+/**
+ * A table of kernel times: name, calls, total ms, share of the total, GFLOP/s and GB/s ("-" where
+ * unknown); largest first.
+ */
 export function formatProfile(times: readonly KernelTime[], title = "kernel"): string {
   const total = times.reduce((s, t) => s + t.ms, 0);
   const rows = [...times].sort((a, b) => b.ms - a.ms);
   const w = Math.max(title.length, ...rows.map((t) => t.label.length));
+  const rate = (v: number | null) => (v === null ? "-" : v.toFixed(2)).padStart(8);
   const lines = [
-    `${title.padEnd(w)}  calls   total ms   mean ms   share`,
+    `${title.padEnd(w)}  calls   total ms   mean ms   share   GFLOP/s      GB/s`,
     ...rows.map((t) =>
       `${t.label.padEnd(w)}  ${String(t.calls).padStart(5)}  ${t.ms.toFixed(2).padStart(9)}  ${
         (t.ms / Math.max(t.calls, 1)).toFixed(3).padStart(8)
-      }  ${(100 * t.ms / Math.max(total, 1e-12)).toFixed(1).padStart(5)}%`
+      }  ${(100 * t.ms / Math.max(total, 1e-12)).toFixed(1).padStart(5)}%  ${rate(t.gflops)}  ${
+        rate(t.gbps)
+      }`
     ),
     `${"total".padEnd(w)}  ${String(rows.reduce((s, t) => s + t.calls, 0)).padStart(5)}  ${
       total.toFixed(2).padStart(9)

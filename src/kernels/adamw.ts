@@ -1,9 +1,10 @@
 /** AdamW (wgsl/adamw.wgsl). */
 import adamwSrc from "../../wgsl/adamw.wgsl" with { type: "text" };
+import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { ranges, view, viewElems } from "../gpu/split.ts";
-import { STATE_WGSL, type StepState } from "../sae/state.ts";
+import { type StepState, WG, withCommon } from "./common.ts";
 
 /** Optimizer hyperparameters, fixed for a run. */
 export interface AdamSpec {
@@ -11,6 +12,13 @@ export interface AdamSpec {
   beta2: number;
   eps: number;
   weightDecay: number;
+}
+
+/** The spec from a config. */
+export function adamSpec(
+  cfg: Pick<TrainConfig, "beta1" | "beta2" | "adam_eps" | "weight_decay">,
+): AdamSpec {
+  return { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.adam_eps, weightDecay: cfg.weight_decay };
 }
 
 /** One parameter tensor with its gradient and moments. */
@@ -44,10 +52,11 @@ export async function adamwKernel(
     const [p, g, m, vv] = [b.p, b.g, b.m, b.v].map(v);
     // Four elements per invocation where the part allows (every SAE weight with d_in % 4 == 0).
     const v4 = (i1 - i0) % 4 === 0 && p.off % 4 === 0 && i0 % 4 === 0 && !opts.scalar;
+    const len = i1 - i0;
     out.push(
       await kernel(gpu, {
         label: `adamw ${label}`,
-        code: STATE_WGSL + adamwSrc,
+        code: withCommon(adamwSrc),
         entry: v4 ? "main4" : "main",
         constants: {
           N: i1 - i0,
@@ -60,7 +69,14 @@ export async function adamwKernel(
           I0: i0,
         },
         buffers: [p.binding, g.binding, m.binding, vv.binding, state, lrScale?.buf ?? gpu.dummy()],
-        groups: groupsFor(v4 ? (i1 - i0) / 4 : i1 - i0, 64),
+        groups: groupsFor(v4 ? (i1 - i0) / 4 : i1 - i0, WG),
+        // Per element: the two moments (7 FLOPs), bias corrections (4), decay (3), the step (5:
+        // sqrt, add, div, mul, sub) and the latent's lr factor (1); reads p, g, m, v, writes p, m,
+        // v (and reads one factor per latent row).
+        cost: {
+          flops: (lrScale ? 20 : 19) * len,
+          bytes: 4 * (7 * len + (lrScale ? Math.ceil(len / lrScale.rowLen) : 0)),
+        },
       }),
     );
   }
@@ -73,13 +89,13 @@ export async function adamwKernel(
  */
 export function adamwReference(
   s: AdamSpec,
-  st: StepState,
+  st: Pick<StepState, "lr" | "b1t" | "b2t">,
   p: Float32Array,
   g: Float32Array,
   m: Float32Array,
   v: Float32Array,
-  lrScale?: { values: Float32Array; rowLen: number },
-) {
+  lrScale?: { values: ArrayLike<number>; rowLen: number },
+): void {
   for (let i = 0; i < p.length; i++) {
     m[i] = s.beta1 * m[i] + (1 - s.beta1) * g[i];
     v[i] = s.beta2 * v[i] + (1 - s.beta2) * g[i] * g[i];

@@ -1,8 +1,9 @@
 /** Unit-norm decoder constraint (wgsl/decoder.wgsl). */
 import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
-import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { type Dispatch, groupsFor, kernel, type KernelCost } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
+import { WG, withCommon } from "./common.ts";
 import { isCpuAdapter } from "./gemm/mod.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
@@ -14,6 +15,7 @@ async function overRows(
   dIn: number,
   bufs: GPUBuffer[],
   lane: boolean,
+  cost: (rows: number) => KernelCost,
 ): Promise<Dispatch[]> {
   const out: Dispatch[] = [];
   for (const { r0, r1, views } of rowParts(gpu, dSae, dIn, bufs)) {
@@ -22,11 +24,12 @@ async function overRows(
     out.push(
       await kernel(gpu, {
         label,
-        code: decoderSrc,
+        code: withCommon(decoderSrc),
         entry: lane ? `${entry}_lane${v4 ? "4" : ""}` : entry,
         constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
         buffers: views.map((v) => v.binding),
-        groups: lane ? groupsFor(r1 - r0, 64) : groupsFor(r1 - r0),
+        groups: lane ? groupsFor(r1 - r0, WG) : groupsFor(r1 - r0),
+        cost: cost(r1 - r0),
       }),
     );
   }
@@ -45,7 +48,17 @@ export function projectGradKernel(
   gDec: GPUBuffer,
   lane = isCpuAdapter(gpu.adapterName),
 ): Promise<Dispatch[]> {
-  return overRows(gpu, "decoder grad projection", "project_grad", dSae, dIn, [wDec, gDec], lane);
+  // Per element a multiply-add into g_i·w_i and one out of g; reads w and g, writes g.
+  return overRows(
+    gpu,
+    "decoder grad projection",
+    "project_grad",
+    dSae,
+    dIn,
+    [wDec, gDec],
+    lane,
+    (rows) => ({ flops: 4 * rows * dIn, bytes: 3 * 4 * rows * dIn }),
+  );
 }
 
 /** Rescales each decoder row to unit norm (`lane` as for {@link projectGradKernel}). */
@@ -56,7 +69,18 @@ export function normalizeKernel(
   wDec: GPUBuffer,
   lane = isCpuAdapter(gpu.adapterName),
 ): Promise<Dispatch[]> {
-  return overRows(gpu, "decoder normalize", "normalize", dSae, dIn, [wDec], lane);
+  // Per element a multiply-add into ‖w_i‖² and a division, per row a square root; reads and
+  // writes w.
+  return overRows(
+    gpu,
+    "decoder normalize",
+    "normalize",
+    dSae,
+    dIn,
+    [wDec],
+    lane,
+    (rows) => ({ flops: 3 * rows * dIn + rows, bytes: 2 * 4 * rows * dIn }),
+  );
 }
 
 /** Reference of {@link projectGradKernel} (in place on g). */

@@ -2,6 +2,7 @@
 import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { WG, withCommon } from "./common.ts";
 import { isCpuAdapter } from "./gemm/mod.ts";
 
 /** Shapes and options of the loss kernels. */
@@ -25,6 +26,8 @@ export interface LossBuffers {
   rowstats: GPUBuffer; // [B, 3]
 }
 
+const code = withCommon(lossSrc);
+
 function constants(s: LossSpec): Record<string, number> {
   return {
     D: s.dIn,
@@ -39,11 +42,16 @@ function constants(s: LossSpec): Record<string, number> {
 export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Dispatch> {
   return kernel(gpu, {
     label: "prepare",
-    code: lossSrc,
+    code,
     entry: "prepare",
     constants: constants(s),
     buffers: [b.x, b.xc, b.bDec],
-    groups: groupsFor(s.batch * s.dIn, 64),
+    groups: groupsFor(s.batch * s.dIn, WG),
+    // A scale and (with b_dec) a subtraction per element; reads x (and b_dec), writes x and xc.
+    cost: {
+      flops: (s.applyBDec ? 2 : 1) * s.batch * s.dIn,
+      bytes: 4 * (3 * s.batch * s.dIn + (s.applyBDec ? s.dIn : 0)),
+    },
   });
 }
 
@@ -60,12 +68,29 @@ export function residualKernel(
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label: "residual",
-    code: lossSrc,
+    code,
     entry: lane ? (s.dIn % 4 === 0 ? "residual_lane4" : "residual_lane") : "residual",
     constants: constants(s),
     buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],
-    groups: lane ? groupsFor(s.batch, 64) : groupsFor(s.batch),
+    groups: lane ? groupsFor(s.batch, WG) : groupsFor(s.batch),
+    // Per element: r and its square summed (4), x − x̄ and its square summed (3), dL/dx̂ (2:
+    // r again, times the row's coefficient); per row a norm and a coefficient (3). Reads x, x̂
+    // and x̄, writes dL/dx̂ and the row statistics.
+    cost: {
+      flops: 9 * s.batch * s.dIn + 3 * s.batch,
+      bytes: 4 * (3 * s.batch * s.dIn + s.dIn + 3 * s.batch),
+    },
   });
+}
+
+/** Reference of {@link prepareKernel}: the scaled batch x [B, d] and the encoder input xc [B, d]. */
+export function prepareReference(
+  s: LossSpec,
+  x: Float32Array,
+  bDec: Float32Array,
+): { x: Float32Array; xc: Float32Array } {
+  const xs = x.map((v) => v * s.scale);
+  return { x: xs, xc: xs.map((v, i) => s.applyBDec ? v - bDec[i % s.dIn] : v) };
 }
 
 /** Reference of {@link residualKernel}: returns dL/dx̂ [B, d] and rowstats [B, 3]. */

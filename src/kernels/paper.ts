@@ -6,7 +6,7 @@ import paperSrc from "../../wgsl/paper.wgsl" with { type: "text" };
 import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { STATE_WGSL } from "../sae/state.ts";
+import { WG, withCommon } from "./common.ts";
 import {
   gemmDispatches,
   type GemmOptions,
@@ -17,7 +17,13 @@ import {
 } from "./gemm/mod.ts";
 import { rowParts } from "../gpu/split.ts";
 
-const code = STATE_WGSL + paperSrc;
+const code = withCommon(paperSrc);
+
+/**
+ * Invocations of the statistics kernel's one workgroup (RED_WG in wgsl/paper.wgsl's `stats`): it
+ * loops over every latent, so a group wider than WG shortens each invocation's share.
+ */
+const STATS_WG = 256;
 
 /** Settings of the statistics kernels (from the config). */
 export interface PaperSpec {
@@ -106,6 +112,7 @@ export async function gradMaskKernel(
   // One part per range of batch rows that fits a binding (one unless [B, m] is large).
   const out: Dispatch[] = [];
   for (const { r0, r1, views: [dpre, f] } of rowParts(gpu, s.batch, s.dSae, [x.dpre, x.f])) {
+    const n = (r1 - r0) * s.dSae, accum = r0 > 0 ? 1 : 0;
     out.push(
       await kernel(gpu, {
         label: "importance grad + mask",
@@ -131,7 +138,13 @@ export async function gradMaskKernel(
           null,
           x.state,
         ],
-        groups: groupsFor(s.dSae, 64),
+        groups: groupsFor(s.dSae, WG),
+        // Per element a multiply-add into ‖dL_recon/df_i‖² and the L1 term; per latent a square
+        // root. Reads dpre and f, writes dpre and the norms (a later part reads them too).
+        cost: {
+          flops: 3 * n + s.dSae * (1 + accum),
+          bytes: 4 * (3 * n + s.dSae * (1 + accum)),
+        },
       }),
     );
   }
@@ -149,7 +162,7 @@ export function paperStatsKernel(
     label: "paper stats",
     code,
     entry: "stats",
-    constants: constants(s),
+    constants: { ...constants(s), RED_WG: STATS_WG },
     buffers: [
       null,
       null,
@@ -165,6 +178,9 @@ export function paperStatsKernel(
       b.imp,
     ],
     groups: [1, 1, 1],
+    // Per latent about 18 FLOPs (Eqs. 1-3, the two maxima, the lr factor); reads the fire counts
+    // and sums, gnorm, the EMA frequency and variance, writes those two, τ, s, α weight, lr factor.
+    cost: { flops: 18 * s.dSae, bytes: 4 * (11 * s.dSae + 4) },
   });
 }
 
@@ -172,7 +188,7 @@ export function paperStatsKernel(
  * Rows of W_dec per orthogonality block, a multiple of 64 (binding offsets align to 256 B): the
  * whole matrix up to 1024 rows (one block, fewest dispatches), else m/8 clamped to [256, 2048].
  */
-export function orthoChunkRows(dSae: number): number {
+function orthoChunkRows(dSae: number): number {
   const all = Math.ceil(dSae / 64) * 64;
   if (dSae <= 1024) return all;
   return Math.min(all, Math.max(256, Math.min(2048, Math.floor(dSae / 8 / 64) * 64)));

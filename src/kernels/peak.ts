@@ -6,11 +6,12 @@
 import peakSrc from "../../wgsl/peak.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type ComputeDispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { WG, withCommon } from "./common.ts";
 
 /** Invocations per workgroup of both kernels. */
-export const PEAK_WG = 64;
+export const PEAK_WG: number = WG;
 /** FLOPs per invocation per loop trip of the FMA kernel (3 chains × 8 vec4 FMAs × 8). */
-export const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
+const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
 
 /** How the FMA kernel runs its trips: a loop, or unrolled into straight code. */
 export type FmaForm = "loop" | "straight";
@@ -19,7 +20,7 @@ export type FmaForm = "loop" | "straight";
  * The `fma_peak_straight` entry point: `iters` trips of `fma_peak`'s loop body, unrolled (a
  * specialization step: WGSL cannot unroll by itself).
  */
-export function fmaStraightEntry(iters: number): string {
+function fmaStraightEntry(iters: number): string {
   const trip = "  a0 = fma(a0, x, y); a1 = fma(a1, x, y); a2 = fma(a2, x, y);\n".repeat(8);
   return [
     "@compute @workgroup_size(WG)",
@@ -40,7 +41,7 @@ export function fmaStraightEntry(iters: number): string {
 }
 
 /**
- * The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·64] vec4.
+ * The FMA kernel over `groups` workgroups, `iters` trips each; writes out [groups·PEAK_WG] vec4.
  * `form` "straight" unrolls the trips (keep `iters` to a few dozen: its code grows with them).
  */
 export async function fmaPeakKernel(
@@ -51,15 +52,17 @@ export async function fmaPeakKernel(
   form: FmaForm = "loop",
 ): Promise<{ dispatch: ComputeDispatch; flops: number }> {
   const straight = form === "straight";
+  const flops = groups * PEAK_WG * iters * FMA_FLOPS_PER_TRIP;
   const dispatch = await kernel(gpu, {
     label: straight ? "fma peak straight" : "fma peak",
-    code: straight ? peakSrc + fmaStraightEntry(iters) : peakSrc,
+    code: withCommon(straight ? peakSrc + fmaStraightEntry(iters) : peakSrc),
     entry: straight ? "fma_peak_straight" : "fma_peak",
     constants: straight ? {} : { ITERS: iters },
     buffers: [out],
     groups: [groups, 1, 1],
+    cost: { flops, bytes: 16 * groups * PEAK_WG },
   });
-  return { dispatch, flops: groups * PEAK_WG * iters * FMA_FLOPS_PER_TRIP };
+  return { dispatch, flops };
 }
 
 /** Copies `n4` vec4s from `src` to `out`. */
@@ -69,15 +72,17 @@ export async function copyKernel(
   src: GPUBuffer,
   out: GPUBuffer,
 ): Promise<{ dispatch: ComputeDispatch; bytes: number }> {
+  const bytes = 2 * 16 * n4;
   const dispatch = await kernel(gpu, {
     label: "copy",
-    code: peakSrc,
+    code: withCommon(peakSrc),
     entry: "copy",
     constants: { N4: n4 },
     buffers: [out, src],
     groups: groupsFor(n4, PEAK_WG),
+    cost: { flops: 0, bytes },
   });
-  return { dispatch, bytes: 2 * 16 * n4 };
+  return { dispatch, bytes };
 }
 
 /** Reference of one invocation of the FMA kernel (f32 rounding after each FMA). */

@@ -3,9 +3,9 @@ import reduceSrc from "../../wgsl/reduce.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
-import { STATE_WGSL } from "../sae/state.ts";
+import { WG, withCommon } from "./common.ts";
 
-const code = STATE_WGSL + reduceSrc;
+const code = withCommon(reduceSrc);
 
 /**
  * One dispatch per range of rows of the [rows, cols] matrix `a` (one range unless `a` exceeds the
@@ -45,7 +45,12 @@ export function colSumKernel(
       entry: "col_sum",
       constants: { C: cols, OUT_SCALE: scale, ...part },
       buffers: [av, out],
-      groups: groupsFor(cols, 64),
+      groups: groupsFor(cols, WG),
+      // The column sums and the scale (and a later part's add to `out`, which it reads).
+      cost: {
+        flops: part.R * cols + cols * (1 + part.ACCUM),
+        bytes: 4 * (part.R * cols + cols * (1 + part.ACCUM)),
+      },
     }));
 }
 
@@ -65,6 +70,9 @@ export async function bDecGradKernel(
     : [{ r0: 0, r1: dSae, views: [{ binding: gpu.dummy(), off: 0 }] }];
   const out: Dispatch[] = [];
   for (const { r0: i0, r1: i1, views: [v] } of parts) {
+    // The first part sums dL/dx̂ [B, d_in]; each part with b_dec applied takes its rows' share of
+    // (dL/db_enc)·W_enc (one multiply-add per element of W_enc) and subtracts it.
+    const sum = i0 === 0 ? batch * dIn : 0, k2 = applyBDec ? i1 - i0 : 0;
     out.push(
       await kernel(gpu, {
         label: "b_dec grad",
@@ -80,7 +88,11 @@ export async function bDecGradKernel(
           I0: i0,
         },
         buffers: [b.dxhat, b.out, b.gBEnc, v.binding],
-        groups: groupsFor(dIn, 64),
+        groups: groupsFor(dIn, WG),
+        cost: {
+          flops: sum + 2 * k2 * dIn + (applyBDec ? dIn : 0),
+          bytes: 4 * (sum + k2 * (dIn + 1) + dIn * (i0 > 0 ? 2 : 1)),
+        },
       }),
     );
   }
@@ -101,7 +113,13 @@ export function featureStatsKernel(
       entry: "feature_stats",
       constants: { C: dSae, ...part },
       buffers: [fv, b.out, null, null, b.lastFired, b.state],
-      groups: groupsFor(dSae, 64),
+      groups: groupsFor(dSae, WG),
+      // A count and a sum per element of f; writes (fires, Σf) and the last-fired step per latent
+      // (a later part reads and adds to the first two).
+      cost: {
+        flops: 2 * part.R * dSae,
+        bytes: 4 * (part.R * dSae + dSae * (3 + 2 * part.ACCUM)),
+      },
     }));
 }
 

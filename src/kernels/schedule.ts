@@ -2,7 +2,7 @@
 import scheduleSrc from "../../wgsl/schedule.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, kernel } from "../gpu/dispatch.ts";
-import { STATE_WGSL, type StepState } from "../sae/state.ts";
+import { STATE_WORDS, type StepState, withCommon } from "./common.ts";
 
 /** Schedule settings, fixed for a run. */
 export interface ScheduleSpec {
@@ -20,7 +20,7 @@ export interface ScheduleSpec {
 export function scheduleKernel(gpu: Gpu, s: ScheduleSpec, state: GPUBuffer): Promise<Dispatch> {
   return kernel(gpu, {
     label: "schedule",
-    code: STATE_WGSL + scheduleSrc,
+    code: withCommon(scheduleSrc),
     constants: {
       LR: s.lr,
       WARMUP_STEPS: s.warmupSteps,
@@ -31,6 +31,8 @@ export function scheduleKernel(gpu: Gpu, s: ScheduleSpec, state: GPUBuffer): Pro
     },
     buffers: [state],
     groups: [1, 1, 1],
+    // The warmup ratio and lr (3 FLOPs), two bias powers; reads and writes the state.
+    cost: { flops: 5, bytes: 2 * 4 * STATE_WORDS },
   });
 }
 

@@ -16,10 +16,9 @@
 import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type ComputeDispatch, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
-import { STATE_WGSL } from "../sae/state.ts";
+import { WG, withCommon } from "./common.ts";
 
-/** wgsl/sparse.wgsl needs the step state's struct (col_stats reads the step number). */
-const code = STATE_WGSL + sparseSrc;
+const code = withCommon(sparseSrc);
 
 /** CSR (by row) and CSC (by latent) index lists of the active entries of f [B, m]. */
 export interface SparseLists {
@@ -43,6 +42,7 @@ export function sparseOk(s: SparseShape): boolean {
   return s.d % 4 === 0 && s.d <= SPARSE_MAX_D;
 }
 
+/** Allocates the index lists for f [B, m] (contents written by the list kernels each step). */
 export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
   return {
     rowIdx: gpu.buffer("sparse row idx", s.B * s.m * 4),
@@ -52,18 +52,15 @@ export function allocSparseLists(gpu: Gpu, s: SparseShape): SparseLists {
   };
 }
 
-/** Invocations per workgroup of the list and sddmm kernels (wgsl/sparse.wgsl's WG). */
-const WG = 64;
-
 /** Widest row the spmm kernels take: 256 invocations with 4 vec4s each. */
-export const SPARSE_MAX_D = 4 * 4 * 256;
+const SPARSE_MAX_D = 4 * 4 * 256;
 
 /**
  * Invocations per row of the spmm kernels: the fewest (a multiple of 32, at least 32) that hold
  * the row in at most 4 vec4s each; fewer invocations load each entry's index and coefficient
  * fewer times (d 512: 32 invocations of 4 vec4s).
  */
-export function spmmLanes(d: number): number {
+function spmmLanes(d: number): number {
   return Math.min(256, Math.max(32, Math.ceil(d / 4 / 4 / 32) * 32));
 }
 
@@ -87,6 +84,8 @@ export function csrRowsKernel(
     constants: consts(s),
     buffers: v4 ? [null, l.rowIdx, l.rowCnt, ...Array(11).fill(null), f] : [f, l.rowIdx, l.rowCnt],
     groups: groupsFor(s.B),
+    // Tests and counts, no arithmetic: reads f, writes the counts and an index per active entry.
+    cost: { flops: 0, bytes: 4 * (s.B * s.m + s.B), perActive: { flops: 0, bytes: 4 } },
   });
 }
 
@@ -105,7 +104,8 @@ export function cscColsKernel(
     entry: "csc_cols",
     constants: consts(s),
     buffers: [f, l.colIdx, l.colCnt],
-    groups: groupsFor(s.m, 64),
+    groups: groupsFor(s.m, WG),
+    cost: { flops: 0, bytes: 4 * (s.B * s.m + s.m), perActive: { flops: 0, bytes: 4 } },
   });
 }
 
@@ -123,6 +123,13 @@ export function spmmRowsKernel(
     constants: consts(s),
     buffers: [b.f, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y, b.out, b.bias],
     groups: groupsFor(s.B),
+    // A multiply-add per active entry and output column, then the bias; reads Y and the bias
+    // once, each active entry's index and value, writes out.
+    cost: {
+      flops: s.B * s.d,
+      bytes: 4 * (s.m * s.d + s.d + s.B * s.d + s.B),
+      perActive: { flops: 2 * s.d, bytes: 8 },
+    },
   });
 }
 
@@ -140,6 +147,13 @@ export function spmmColsKernel(
     constants: consts(s),
     buffers: [b.F, null, null, b.lists.colIdx, b.lists.colCnt, b.y, b.out],
     groups: groupsFor(s.m),
+    // A multiply-add per active entry and output column; reads Y once, each active entry's index
+    // and value, writes out.
+    cost: {
+      flops: 0,
+      bytes: 4 * (s.B * s.d + s.m * s.d + s.m),
+      perActive: { flops: 2 * s.d, bytes: 8 },
+    },
   });
 }
 
@@ -164,6 +178,7 @@ export async function sddmmRowsKernels(
       constants: { D4: n4 },
       buffers: [...Array(6).fill(null), b.out],
       groups: groupsFor(n4, WG),
+      cost: { flops: 0, bytes: 16 * n4 },
     }),
     await kernel(gpu, {
       label,
@@ -172,6 +187,13 @@ export async function sddmmRowsKernels(
       constants: consts(s, { SCALAR_IDX: scalarIdx }),
       buffers: [...slots, null, null, b.s, b.x, b.out],
       groups: groupsFor(s.B),
+      // Per active entry a length-d dot product, its four partial sums and the scalar added;
+      // reads X and Y once, each entry's index, writes its value.
+      cost: {
+        flops: 0,
+        bytes: 4 * (s.B * s.d + s.m * s.d + s.B + 1),
+        perActive: { flops: 2 * s.d + 4, bytes: 8 },
+      },
     }),
   ];
 }
@@ -205,6 +227,9 @@ export function colStatsKernel(
       ...[b.dpre, b.stats, b.dbEnc, b.lastFired, b.state],
     ],
     groups: groupsFor(s.m, WG),
+    // Two sums per active entry (reading its index, f and dL/dpre); per latent reads its count,
+    // writes (fires, Σf), dL/db_enc and the last-fired step.
+    cost: { flops: 0, bytes: 4 * 5 * s.m, perActive: { flops: 2, bytes: 12 } },
   });
 }
 
@@ -251,6 +276,9 @@ export async function planDispatches(
       ...[tableBuf, args, count.acc],
     ],
     groups: [1, 1, 1],
+    // Sums the row counts; reads the table (3 counts and a mode per dispatch), writes the
+    // arguments, adds to one accumulator.
+    cost: { flops: s.B, bytes: 4 * (s.B + 7 * n + 2) },
   });
   let next = 0;
   const ind = items.map((d): Dispatch =>

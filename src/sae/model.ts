@@ -5,8 +5,8 @@
 import type { Gpu } from "../gpu/device.ts";
 import { UserError } from "../errors.ts";
 import { Rng } from "../rng.ts";
-import { METRIC_WORDS } from "./metrics.ts";
-import { initialState, packState } from "./state.ts";
+import { METRIC_WORDS } from "../kernels/metrics.ts";
+import { initialState, packState } from "../kernels/common.ts";
 import type { TrainConfig } from "../config.ts";
 import { allocSparseLists, type SparseLists, sparseOk } from "../kernels/sparse.ts";
 
@@ -51,7 +51,7 @@ export interface StepBuffers {
   rowstats: GPUBuffer; // [B, 3]
   fstats: GPUBuffer; // [d_sae, 2] fires, Σf
   lastFired: GPUBuffer; // [d_sae] u32
-  state: GPUBuffer; // [STATE_WORDS] step state (src/sae/state.ts)
+  state: GPUBuffer; // [STATE_WORDS] step state (src/kernels/common.ts)
   acc: GPUBuffer; // [METRIC_WORDS] metric accumulators
   sparse?: SparseLists; // index lists of f's active entries (sparse_max_density > 0)
 }

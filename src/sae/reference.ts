@@ -4,6 +4,7 @@
  * against finite differences.
  */
 import type { TrainConfig } from "../config.ts";
+import { adamSpec, adamwReference } from "../kernels/adamw.ts";
 import {
   orthoGradReference,
   paperSpec,
@@ -219,18 +220,16 @@ function applyUpdate(
     for (let k = 0; k < d; k++) g.wDec[i * d + k] -= dot * w.wDec[i * d + k];
   }
   const t = ++opt.step;
-  const lr = cfg.lr * Math.min(1, t / Math.max(cfg.warmup_steps, 1));
-  const bc1 = 1 - cfg.beta1 ** t, bc2 = 1 - cfg.beta2 ** t;
+  const st = {
+    lr: cfg.lr * Math.min(1, t / Math.max(cfg.warmup_steps, 1)),
+    b1t: cfg.beta1 ** t,
+    b2t: cfg.beta2 ** t,
+  };
+  const adam = adamSpec(cfg);
   const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
   for (const name of ["wEnc", "bEnc", "wDec", "bDec"] as const) {
-    const p = w[name], gr = g[name], mm = opt.m[name], vv = opt.v[name];
-    for (let i = 0; i < p.length; i++) {
-      const li = lrScale && rowLen[name] ? lr * lrScale[Math.floor(i / rowLen[name])] : lr;
-      mm[i] = cfg.beta1 * mm[i] + (1 - cfg.beta1) * gr[i];
-      vv[i] = cfg.beta2 * vv[i] + (1 - cfg.beta2) * gr[i] * gr[i];
-      p[i] = p[i] * (1 - li * cfg.weight_decay) -
-        li * (mm[i] / bc1) / (Math.sqrt(vv[i] / bc2) + cfg.adam_eps);
-    }
+    const scale = lrScale && rowLen[name] ? { values: lrScale, rowLen: rowLen[name] } : undefined;
+    adamwReference(adam, st, w[name], g[name], opt.m[name], opt.v[name], scale);
   }
   for (let i = 0; i < m; i++) {
     let s = 0;

@@ -8,14 +8,8 @@ import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
 import type { Profiler } from "../gpu/profile.ts";
 import { baseline } from "./baseline.ts";
 import { paper } from "./paper.ts";
-import {
-  type Health,
-  health,
-  healthKernel,
-  METRIC_WORDS,
-  type StepMetrics,
-  summarize,
-} from "./metrics.ts";
+import { type Health, health, healthKernel } from "../kernels/health.ts";
+import { METRIC_WORDS, type StepMetrics, summarize } from "../kernels/metrics.ts";
 import {
   allocStep,
   PARAM_NAMES,
@@ -23,7 +17,7 @@ import {
   sparseEnabled,
   type StepBuffers,
 } from "./model.ts";
-import { type StepState, unpackState } from "./state.ts";
+import { type StepState, unpackState } from "../kernels/common.ts";
 import { buildStep, forwardDispatches, type StepHooks, type Variant } from "./step.ts";
 
 /** The variants the trainer knows, by config name: adding one is a file and a line here. */

@@ -45,9 +45,9 @@ import {
   spmmRowsKernel,
 } from "../kernels/sparse.ts";
 import type { TrainConfig } from "../config.ts";
-import { METRIC_INDEX, metricsKernel } from "./metrics.ts";
+import { METRIC_INDEX, metricsKernel } from "../kernels/metrics.ts";
 import { PARAM_NAMES, type StepBuffers } from "./model.ts";
-import { STATE_INDEX } from "./state.ts";
+import { STATE_INDEX } from "../kernels/common.ts";
 
 /** What a step is built from. */
 export interface StepContext {

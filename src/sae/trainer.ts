@@ -22,14 +22,8 @@ import { MetricsLog, prepareRunDir, writeConfig, writeJson } from "../run/rundir
 import { f32Tensor, type Tensor, tensorToF32 } from "../run/safetensors.ts";
 import { atomicWrite, type Writer } from "../run/atomic.ts";
 import { encodeSafetensors } from "../run/safetensors.ts";
-import {
-  type Health,
-  health,
-  isBad,
-  METRIC_WORDS,
-  type StepMetrics,
-  summarize,
-} from "./metrics.ts";
+import { type Health, health, isBad } from "../kernels/health.ts";
+import { METRIC_WORDS, type StepMetrics, summarize } from "../kernels/metrics.ts";
 import {
   geometricMedian,
   initWeights,

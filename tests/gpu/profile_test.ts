@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../../src/gpu/device.ts";
-import { formatProfile, kernelName, Profiler } from "../../src/gpu/profile.ts";
+import { dispatchWork, formatProfile, kernelName, Profiler, rates } from "../../src/gpu/profile.ts";
 import { gemm, gemmDispatches, type GemmSpec } from "../../src/kernels/gemm/mod.ts";
-import { fmaPeakKernel, PEAK_WG } from "../../src/kernels/peak.ts";
+import { copyKernel, fmaPeakKernel, PEAK_WG } from "../../src/kernels/peak.ts";
 import { type CopyDispatch, run } from "../../src/gpu/dispatch.ts";
 import { parseTrainArgs } from "../../src/cli/train.ts";
+import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
+import { initWeights } from "../../src/sae/model.ts";
+import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
 import { randArray } from "../helpers/check.ts";
 
@@ -70,6 +73,100 @@ for (const host of [false, true]) {
     prof.destroy();
     src.destroy();
     tex.destroy();
+  });
+}
+
+Deno.test("profiler rates come from each dispatch's cost; a dispatch without one shows '-'", async () => {
+  const gpu = await getGpu();
+  const n4 = 1 << 16;
+  const src = gpu.buffer("rate src", 16 * n4), dst = gpu.buffer("rate dst", 16 * n4);
+  const copy = (await copyKernel(gpu, n4, src, dst)).dispatch;
+  const list = [copy, { ...copy, label: "uncosted 3", cost: undefined }];
+  const prof = new Profiler(gpu, list.length, { host: true });
+  await prof.run(list);
+  await prof.run(list);
+  assert.equal(prof.lastDispatches, list);
+  const [c, u] = prof.totalsInOrder();
+  assert.deepEqual([c.label, c.calls, c.flops, c.bytes], ["copy", 2, 0, 2 * 32 * n4]);
+  // The host clock can read 0 ms (less than an empty submission's jitter): no rate then.
+  if (c.ms > 0) {
+    assert.equal(c.gflops, 0);
+    assert.ok(Math.abs(c.gbps! - c.bytes! / (c.ms / 1e3) / 1e9) <= 1e-9 * c.gbps!);
+  } else assert.deepEqual([c.gflops, c.gbps], [null, null]);
+  assert.deepEqual([u.label, u.flops, u.bytes, u.gflops, u.gbps], [
+    "uncosted",
+    null,
+    null,
+    null,
+    null,
+  ]);
+  const table = formatProfile([c, u]);
+  assert.match(table, /^kernel\s+calls\s+total ms\s+mean ms\s+share\s+GFLOP\/s\s+GB\/s\n/);
+  assert.match(table, /\nuncosted\s+2\s+[\d.]+\s+[\d.]+\s+[\d.]+%\s+-\s+-\n/);
+  const copyRates = c.ms > 0 ? `0\\.00\\s+${c.gbps!.toFixed(2)}` : "-\\s+-";
+  assert.match(table, new RegExp(`\\ncopy\\s+2\\s.*%\\s+${copyRates}\\n`));
+  prof.destroy();
+  gpu.destroyBuffer(src);
+  gpu.destroyBuffer(dst);
+});
+
+Deno.test("dispatchWork adds the per-active-latent work when the count is known; rates need time", () => {
+  const base = { label: "k", copy: [] };
+  const cost = { flops: 5, bytes: 7, perActive: { flops: 2, bytes: 3 } };
+  assert.deepEqual(dispatchWork({ ...base, cost }, 10), { flops: 25, bytes: 37 });
+  assert.equal(dispatchWork({ ...base, cost }), null);
+  assert.deepEqual(dispatchWork({ ...base, cost: { flops: 5, bytes: 7 } }), { flops: 5, bytes: 7 });
+  assert.equal(dispatchWork(base, 10), null);
+  assert.deepEqual(rates({ flops: 2e9, bytes: null }, 500), { gflops: 4, gbps: null });
+  assert.deepEqual(rates({ flops: 2e9, bytes: 1e9 }, 0), { gflops: null, gbps: null });
+});
+
+// The step's GEMMs and their operand packing take their cost from the GEMM family.
+const GEMMS =
+  /^(encode|decode|dF|dW_dec|dW_enc|ortho gram|ortho grad|ortho pack W)( pack [AB]| rows)?$/;
+
+for (
+  const [variant, sparse] of [["baseline", false], ["paper", false], ["baseline", true]] as const
+) {
+  Deno.test(`every dispatch of a ${variant}${sparse ? " sparse-latent" : ""} step but the GEMMs carries its cost`, async () => {
+    const gpu = await getGpu();
+    const cfg = mergeConfig(DEFAULT_CONFIG, {
+      variant,
+      d_in: 24,
+      d_sae: 72,
+      batch: 40,
+      sparse_min_flops: 0,
+      sparse_max_density: sparse ? 1 : 0,
+    });
+    const session = await Session.create(gpu, cfg, initWeights(24, 72, 1, new Float32Array(24)), 1);
+    const prof = new Profiler(gpu, session.dispatchCount, { host: true });
+    const x = randArray(new Rng(5), 40 * 24);
+    await session.stepProfiled(x, prof);
+    const list = prof.lastDispatches;
+    assert.equal(list.length, session.dispatchCount);
+    const missing = list.filter((d) => !d.cost && !GEMMS.test(kernelName(d.label)));
+    assert.deepEqual(missing.map((d) => d.label), []);
+    for (const d of list) {
+      if (!d.cost) continue;
+      const { flops, bytes, perActive } = d.cost;
+      assert.ok(
+        Number.isFinite(flops) && flops >= 0 && Number.isFinite(bytes) && bytes > 0,
+        d.label,
+      );
+      if (perActive) assert.ok(perActive.flops >= 0 && perActive.bytes > 0, d.label);
+    }
+    assert.equal(list.some((d) => d.cost?.perActive), sparse);
+    // The sparse plan always takes the sparse path here: the dense products did no work, the
+    // sparse ones did work that depends on the active latents (unknown to the profiler).
+    const totals = new Map(prof.totalsInOrder().map((t) => [t.label, t]));
+    if (sparse) {
+      for (const k of ["decode", "dW_dec", "dW_enc", "db_enc"]) {
+        assert.deepEqual([totals.get(k)!.flops, totals.get(k)!.bytes], [0, 0], k);
+      }
+      assert.equal(totals.get("decode sparse")!.flops, null);
+    }
+    assert.ok(totals.get("adamw wEnc")!.bytes! > 0);
+    prof.destroy();
   });
 }
 

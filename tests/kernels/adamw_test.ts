@@ -1,7 +1,7 @@
 import { getGpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { adamwKernel, adamwReference } from "../../src/kernels/adamw.ts";
-import { packState, type StepState } from "../../src/sae/state.ts";
+import { packState, type StepState } from "../../src/kernels/common.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
 

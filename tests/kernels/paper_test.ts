@@ -13,7 +13,7 @@ import {
   paperStatsKernel,
   paperStatsReference,
 } from "../../src/kernels/paper.ts";
-import { packState } from "../../src/sae/state.ts";
+import { packState } from "../../src/kernels/common.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
 

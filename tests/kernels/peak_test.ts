@@ -13,6 +13,7 @@ Deno.test("copy kernel copies every vec4 of an awkward size onto a poisoned outp
   const out = poisoned(gpu, "out", 4 * (n4 + extra));
   const { dispatch, bytes } = await copyKernel(gpu, n4, src, out);
   assert.equal(bytes, 32 * n4);
+  assert.deepEqual(dispatch.cost, { flops: 0, bytes });
   run(gpu, [dispatch]);
   const got = await gpu.read(out, 16 * (n4 + extra));
   assert.deepEqual(got.subarray(0, 4 * n4), data.subarray(0, 4 * n4));
@@ -26,6 +27,7 @@ for (const form of ["loop", "straight"] as const) {
     const out = poisoned(gpu, "out", 4 * groups * PEAK_WG);
     const { dispatch, flops } = await fmaPeakKernel(gpu, groups, iters, out, form);
     assert.equal(flops, groups * PEAK_WG * iters * 192);
+    assert.deepEqual(dispatch.cost, { flops, bytes: 16 * groups * PEAK_WG });
     run(gpu, [dispatch]);
     const got = await gpu.read(out, 16 * groups * PEAK_WG);
     const want = new Float32Array(4 * groups * PEAK_WG);

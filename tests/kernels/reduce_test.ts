@@ -8,7 +8,7 @@ import {
   featureStatsKernel,
   featureStatsReference,
 } from "../../src/kernels/reduce.ts";
-import { packState } from "../../src/sae/state.ts";
+import { packState } from "../../src/kernels/common.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 

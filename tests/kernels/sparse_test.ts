@@ -7,7 +7,7 @@ import {
   run,
 } from "../../src/gpu/dispatch.ts";
 import { featureStatsReference } from "../../src/kernels/reduce.ts";
-import { packState } from "../../src/sae/state.ts";
+import { packState } from "../../src/kernels/common.ts";
 import {
   allocSparseLists,
   colStatsKernel,

@@ -31,7 +31,7 @@ import {
 } from "../../src/kernels/topk.ts";
 import topkSrc from "../../wgsl/topk.wgsl" with { type: "text" };
 import { Rng } from "../../src/rng.ts";
-import { packState } from "../../src/sae/state.ts";
+import { packState } from "../../src/kernels/common.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 import { assertOnlyLacksSubgroups } from "../helpers/subgroups.ts";
 

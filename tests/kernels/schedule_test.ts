@@ -1,7 +1,7 @@
 import { getGpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { scheduleKernel, scheduleReference } from "../../src/kernels/schedule.ts";
-import { initialState, packState, unpackState } from "../../src/sae/state.ts";
+import { initialState, packState, unpackState } from "../../src/kernels/common.ts";
 
 Deno.test("schedule: warmup, bias powers and the recon-only phase follow the reference", async () => {
   const gpu = await getGpu();
