@@ -44,6 +44,11 @@ const NEG: f32 = -1e30; // running max before any visible key (finite: WGSL may 
 @group(0) @binding(5) var<storage, read> k_new: array<f32>;     // [T, LDK]
 @group(0) @binding(6) var<storage, read> v_new: array<f32>;     // [T, LDV]
 
+@group(0) @binding(0) var<storage, read> q4: array<vec4<f32>>;  // attend_lane's vec4 views
+@group(0) @binding(1) var<storage, read> k4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> v4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
+
 fn position(t: u32) -> u32 {
   let i = pos_index(t);
   return pos[i.x] + i.y;
@@ -184,4 +189,52 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
       out[t * NH * HD + (kvh * G + gr % G) * HD + e % HD] = acc[i] / l_row[e / HD];
     }
   }
+}
+
+// attend_lane: the same attention with one invocation per (sequence, head, query), the queries of
+// one head adjacent so that neighbouring invocations read the same keys, a vec4 at a time
+// (HD, LDQ and OFFQ multiples of 4), and no workgroup memory or barriers: for CPU adapters, where
+// a barrier is a context switch per SIMD group and every load of attend's shared tiles a gather
+// (src/kernels/attention.ts picks it there). The online softmax runs key by key; the loop over
+// keys is cut into chunks of at most CHUNK trips (lavapipe caps a loop at 65535).
+const HD4_MAX: u32 = 64u; // head_dim ≤ 256
+const CHUNK: u32 = 8192u;
+
+@compute @workgroup_size(WG)
+fn attend_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = g.x + g.y * nw.x * WG;
+  if (i >= B * NH * SEQ) { return; }
+  let s = i % SEQ;
+  let h = (i / SEQ) % NH;
+  let b = i / (SEQ * NH);
+  let t = b * SEQ + s;
+  let p = position(t);
+  let kvh = h / (NH / NKV);
+  let hd4 = HD / 4u;
+  var qv: array<vec4<f32>, HD4_MAX>;
+  var acc: array<vec4<f32>, HD4_MAX>;
+  let qo = (t * LDQ + OFFQ + h * HD) / 4u;
+  for (var d = 0u; d < hd4; d++) { qv[d] = q4[qo + d] * SCALE; }
+  let hi = min(p, MAX_SEQ - 1u);
+  let lo = select(0u, p + 1u - WINDOW, WINDOW > 0u && p + 1u > WINDOW);
+  var m = NEG;
+  var l = 0.0;
+  for (var j0 = lo; j0 <= hi; j0 += CHUNK) {
+    let j1 = min(hi, j0 + CHUNK - 1u);
+    for (var j = j0; j <= j1; j++) {
+      let ko = ((b * MAX_SEQ + j) * NKV + kvh) * hd4;
+      var dot4 = vec4<f32>(0.0);
+      for (var d = 0u; d < hd4; d++) { dot4 += qv[d] * k4[ko + d]; }
+      var sc = (dot4.x + dot4.y) + (dot4.z + dot4.w);
+      if (SOFTCAP > 0.0) { sc = SOFTCAP * tanh(clamp(sc / SOFTCAP, -15.0, 15.0)); }
+      let m_new = max(m, sc);
+      let a = exp(m - m_new);
+      let e = exp(sc - m_new);
+      l = l * a + e;
+      for (var d = 0u; d < hd4; d++) { acc[d] = acc[d] * a + e * v4[ko + d]; }
+      m = m_new;
+    }
+  }
+  let oo = (t * NH + h) * hd4;
+  for (var d = 0u; d < hd4; d++) { out4[oo + d] = acc[d] / l; }
 }
