@@ -28,6 +28,9 @@ override OFFV: u32 = 0u;
 // Tile of attend: R query rows (a row = one query token × one head of a KV group) by BK keys.
 override R: u32 = 16u;
 override BK: u32 = 32u;
+// Row stride of the key/value tile: one more than HD, so the lanes of a warp reading the same
+// dimension of consecutive keys (the scores) hit different shared-memory banks.
+override KS: u32 = HD + 1u;
 // Output elements per invocation at most: R·HD ≤ WG·E_MAX (checked by src/kernels/attention.ts).
 const E_MAX: u32 = 16u;
 const NONE: u32 = 0xffffffffu;
@@ -71,7 +74,7 @@ fn kv_write(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups
 }
 
 var<workgroup> qs: array<f32, R * HD>;    // the tile's queries, times SCALE
-var<workgroup> kvs: array<f32, BK * HD>;  // a block of keys, then of values
+var<workgroup> kvs: array<f32, BK * KS>;  // a block of keys, then of values (row stride KS)
 var<workgroup> ps: array<f32, R * BK>;    // the block's scores, then exp(s − running max)
 var<workgroup> m_row: array<f32, R>;      // running max of each row's visible scores
 var<workgroup> l_row: array<f32, R>;      // running Σ exp(s − m_row)
@@ -130,14 +133,14 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
       let j = j0 + e / HD;
       var v = 0.0;
       if (j <= sp.y) { v = k_cache[(b * MAX_SEQ + j) * kvw + kvh * HD + e % HD]; }
-      kvs[e] = v;
+      kvs[(e / HD) * KS + e % HD] = v;
     }
     workgroupBarrier();
     for (var e = lid; e < R * BK; e += WG) {
       let r = e / BK;
       let jj = e % BK;
       var s = 0.0;
-      for (var d = 0u; d < HD; d++) { s += qs[r * HD + d] * kvs[jj * HD + d]; }
+      for (var d = 0u; d < HD; d++) { s += qs[r * HD + d] * kvs[jj * KS + d]; }
       if (SOFTCAP > 0.0) { s = SOFTCAP * tanh(clamp(s / SOFTCAP, -15.0, 15.0)); }
       ps[e] = s;
     }
@@ -166,7 +169,7 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
       let j = j0 + e / HD;
       var v = 0.0;
       if (j <= sp.y) { v = v_cache[(b * MAX_SEQ + j) * kvw + kvh * HD + e % HD]; }
-      kvs[e] = v;
+      kvs[(e / HD) * KS + e % HD] = v;
     }
     workgroupBarrier();
     for (var i = 0u; i < E_MAX; i++) {
@@ -175,7 +178,7 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
         let r = e / HD;
         let d = e % HD;
         var o = acc[i] * a_row[r];
-        for (var jj = 0u; jj < BK; jj++) { o += ps[r * BK + jj] * kvs[jj * HD + d]; }
+        for (var jj = 0u; jj < BK; jj++) { o += ps[r * BK + jj] * kvs[jj * KS + d]; }
         acc[i] = o;
       }
     }

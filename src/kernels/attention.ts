@@ -96,8 +96,8 @@ export interface KvWriteBuffers {
 
 /**
  * Default tile: R query rows and BK keys with R·hd ≤ 1024 and BK·hd ≤ 2048, so the workgroup
- * holds under 15 KiB (q tile, one block of keys or values, one block of scores): within WebGPU's
- * guaranteed 16 KiB of workgroup memory.
+ * holds under 15 KiB (q tile, one block of keys or values padded by one float a row, one block of
+ * scores): within WebGPU's guaranteed 16 KiB of workgroup memory.
  */
 export function attentionTile(headDim: number): { rows: number; keys: number } {
   return {
@@ -115,6 +115,9 @@ export function laneOk(spec: AttentionSpec): boolean {
 
 function check(gpu: Gpu, spec: AttentionSpec): void {
   const { nHeads, nKvHeads, headDim } = spec;
+  if (spec.seq > spec.maxSeq) {
+    throw new Error(`attention: ${spec.seq} tokens per sequence exceed the cache's ${spec.maxSeq}`);
+  }
   if (nHeads % nKvHeads !== 0) {
     throw new Error(`attention: ${nKvHeads} KV heads do not divide ${nHeads} query heads`);
   }

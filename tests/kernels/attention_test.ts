@@ -162,7 +162,7 @@ Deno.test("attention: a chunk after a cached prefix with per-token positions equ
   );
 });
 
-Deno.test("attention: mismatched heads and a cache over the binding limit are refused", async () => {
+Deno.test("attention: mismatched heads, more tokens than cache rows, a cache over the binding limit are refused", async () => {
   const gpu = await getGpu();
   const b = gpu.dummy();
   const bufs = { q: b, kCache: b, vCache: b, pos: b, out: b };
@@ -175,6 +175,8 @@ Deno.test("attention: mismatched heads and a cache over the binding limit are re
     positions: "offset",
   };
   await assert.rejects(() => attentionDispatches(gpu, spec, bufs), /do not divide/);
+  const long = { ...spec, nKvHeads: 1, seq: 5 };
+  await assert.rejects(() => kvWriteDispatches(gpu, long, { ...bufs, k: b, v: b }), /exceed/);
   const big = { ...spec, nKvHeads: 1, maxSeq: gpu.maxBinding / 8 };
   await assert.rejects(() => attentionDispatches(gpu, big, bufs), /binding limit.*lower the batch/);
 });
