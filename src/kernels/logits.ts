@@ -16,15 +16,15 @@ export interface LogitsSpec {
   vocab: number;
 }
 
-/** A row range of logits and where it starts inside its binding, for each logits buffer. */
-interface RowPart {
+/** A row range of logits and, for each logits buffer, its view (binding and start element). */
+export interface LogitPart {
   r0: number;
   r1: number;
   views: { binding: GPUBuffer | GPUBufferBinding; off: number }[];
 }
 
 /** Row ranges of [rows, vocab] logits buffers that fit one binding each (one range if they fit). */
-export function logitParts(gpu: Gpu, spec: LogitsSpec, bufs: GPUBuffer[]): RowPart[] {
+export function logitParts(gpu: Gpu, spec: LogitsSpec, bufs: GPUBuffer[]): LogitPart[] {
   const parts = rowRanges(gpu, spec.rows, spec.vocab);
   return parts.map(([r0, r1]) => ({
     r0,
@@ -37,7 +37,7 @@ export function logitParts(gpu: Gpu, spec: LogitsSpec, bufs: GPUBuffer[]): RowPa
   }));
 }
 
-function label(name: string, p: RowPart, n: number): string {
+function label(name: string, p: LogitPart, n: number): string {
   return n === 1 ? name : `${name} rows ${p.r0}-${p.r1}`;
 }
 
