@@ -14,7 +14,7 @@ import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { cdiv, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm.ts";
+import { isCpuAdapter } from "./gemm/mod.ts";
 import {
   positionConstants,
   type PositionMode,

@@ -6,7 +6,7 @@ import normSrc from "../../wgsl/norm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm.ts";
+import { isCpuAdapter } from "./gemm/mod.ts";
 
 /**
  * - `"rms"`: x / sqrt(mean(x²) + eps) · w (Llama's RMSNorm).
