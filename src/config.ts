@@ -1,10 +1,22 @@
 /**
  * The training configuration: one flat-ish object with snake_case keys, the same names in YAML
- * files, in config.yaml of a run directory and (with '-' for '_') as CLI flags.
+ * files, in config.yaml of a run directory and (with '-' for '_') as CLI flags. The core keys are
+ * declared here; each SAE variant declares its own in its file (src/sae/paper.ts), and the
+ * registry (src/sae/variants.ts) brings them in: a new variant adds keys without touching this file.
  */
 
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import {
+  DECAY,
+  describeRule,
+  NON_NEGATIVE,
+  POSITIVE,
+  PROBABILITY,
+  type Rule,
+  satisfies,
+} from "./config_keys.ts";
 import { UserError } from "./errors.ts";
+import { type VariantConfig, type VariantName, VARIANTS } from "./sae/variants.ts";
 
 /** Synthetic ground-truth activation generator settings (see src/data/synthetic.ts). */
 export interface SyntheticConfig {
@@ -39,13 +51,13 @@ export interface SyntheticConfig {
   seed: number;
 }
 
-/** Every option of a training run. */
-export interface TrainConfig {
+/** The options of a training run that every variant shares. */
+export interface CoreConfig {
   /**
-   * SAE variant: "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4); "paper" adds the
-   * paper's Section 4 mechanisms (the keys from ema_decay to importance_lr).
+   * SAE variant (src/sae/variants.ts): "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4);
+   * "paper" adds the paper's Section 4 mechanisms (its keys: src/sae/paper.ts).
    */
-  variant: "baseline" | "paper";
+  variant: VariantName;
   /** Seed for initialisation and data order. */
   seed: number;
   /** Activation width. */
@@ -113,38 +125,12 @@ export interface TrainConfig {
   skip_bad_rows: boolean;
   /** Steps at the start with the reconstruction loss only (paper §4.4 phase 1: 1000). */
   recon_only_steps: number;
-  /** γ of the EMA activation frequency (Eq. 1). */
-  ema_decay: number;
-  /** τ_base of the dynamic threshold (Eq. 2). */
-  tau_base: number;
-  /** β, the variance sensitivity of the threshold (Eq. 2). */
-  tau_beta: number;
-  /**
-   * "decrease": τ = τ_base(1 − β·var), Eq. 2 as printed; "increase": τ = τ_base(1 + β·var), the
-   * prose ("erratic features see increased thresholds").
-   */
-  tau_variance_sign: "decrease" | "increase";
-  /** Mask latents whose pre-activation is not above their dynamic threshold (§4.1). */
-  adaptive_threshold: boolean;
-  /** λ_ortho of the correlation-aware orthogonality penalty (Eq. 4); 0 switches it off. */
-  lambda_ortho: number;
-  /** ε of Eq. 5. */
-  ortho_eps: number;
-  /**
-   * "mean": the penalty is averaged over the m(m−1) ordered pairs; "sum": summed, as Eq. 4 prints
-   * it (then λ_ortho's effect grows with d_sae²; docs/method.md).
-   */
-  ortho_reduction: "mean" | "sum";
-  /** Weight α_ij by the importance product s_i s_j / max s_k s_l (Eq. 5); false: weight 1. */
-  ortho_importance: boolean;
-  /**
-   * ρ of the importance-weighted learning rate: latent i's rows update with
-   * lr · ((1 − ρ) + ρ · s_i / max_j s_j); 0 switches it off.
-   */
-  importance_lr: number;
   /** Settings of the synthetic generator (used when data is "synthetic"). */
   synthetic: SyntheticConfig;
 }
+
+/** Every option of a training run: the core keys and every registered variant's keys. */
+export type TrainConfig = CoreConfig & VariantConfig;
 
 /** Defaults of the synthetic generator: small enough for the CPU adapter. */
 export const DEFAULT_SYNTHETIC: SyntheticConfig = {
@@ -167,10 +153,10 @@ export const DEFAULT_SYNTHETIC: SyntheticConfig = {
 };
 
 /**
- * Defaults of every training option: CPU-sized and tuned for the synthetic data (squared loss,
- * λ1 0.3, lr 3e-3; see docs/method.md for why). configs/baseline.yaml has the paper's values.
+ * Defaults of the core options: CPU-sized and tuned for the synthetic data (squared loss, λ1 0.3,
+ * lr 3e-3; see docs/method.md for why). configs/baseline.yaml has the paper's values.
  */
-export const DEFAULT_CONFIG: TrainConfig = {
+const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   variant: "baseline",
   seed: 42,
   d_in: 64,
@@ -199,18 +185,29 @@ export const DEFAULT_CONFIG: TrainConfig = {
   data: "synthetic",
   skip_bad_rows: false,
   recon_only_steps: 0,
-  ema_decay: 0.999,
-  tau_base: 0.3,
-  tau_beta: 1.0,
-  tau_variance_sign: "decrease",
-  adaptive_threshold: true,
-  lambda_ortho: 0.1,
-  ortho_eps: 1e-6,
-  ortho_reduction: "mean",
-  ortho_importance: true,
-  importance_lr: 0.5,
-  synthetic: DEFAULT_SYNTHETIC,
 };
+
+/** The variants' keys (declared in their files) with their defaults and rules, in registry order. */
+const VARIANT_KEYS = VARIANTS.flatMap((v) =>
+  Object.entries(v.keys).map(([k, spec]) => ({ key: k, spec, variant: v.name }))
+);
+for (const [i, { key, variant }] of VARIANT_KEYS.entries()) {
+  if (
+    key in CORE_DEFAULTS || key === "synthetic" || VARIANT_KEYS.findIndex((x) => x.key === key) < i
+  ) {
+    throw new Error(`config key '${key}' of variant '${variant}' is declared twice`);
+  }
+}
+
+/**
+ * Defaults of every training option, in the order config.yaml lists them: the core keys, each
+ * variant's keys, the synthetic generator's section.
+ */
+export const DEFAULT_CONFIG: TrainConfig = {
+  ...CORE_DEFAULTS,
+  ...Object.fromEntries(VARIANT_KEYS.map(({ key, spec }) => [key, spec.default])),
+  synthetic: DEFAULT_SYNTHETIC,
+} as TrainConfig;
 
 // ---------------------------------------------------------------------------------------------
 // Validation, loading, merging and overrides. Every check is driven by DEFAULT_CONFIG's keys plus
@@ -221,8 +218,6 @@ export type PartialConfig =
   & Partial<Omit<TrainConfig, "synthetic">>
   & { synthetic?: Partial<SyntheticConfig> };
 
-/** The values an enum-typed key allows. */
-export const VARIANTS = ["baseline", "paper"] as const satisfies readonly TrainConfig["variant"][];
 /** Allowed values of `recon_loss`. */
 export const RECON_LOSSES = ["l2", "squared"] as const satisfies readonly TrainConfig[
   "recon_loss"
@@ -243,23 +238,12 @@ export const NORMALIZATIONS = [
   "normalize_activations"
 ][];
 
-/** What a key accepts. */
-type Rule =
-  | { kind: "int"; min: number; max?: number }
-  | { kind: "number"; min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean }
-  | { kind: "bool" }
-  | { kind: "string" }
-  | { kind: "enum"; values: readonly string[] };
-
 const UINT32_MAX = 0xffffffff;
-const PROBABILITY: Rule = { kind: "number", min: 0, max: 1 };
-const NON_NEGATIVE: Rule = { kind: "number", min: 0 };
-const POSITIVE: Rule = { kind: "number", min: 0, exclusiveMin: true };
 const SEED: Rule = { kind: "int", min: 0, max: UINT32_MAX };
 
-/** One rule per top-level key except `synthetic` (a section with its own rules). */
-const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
-  variant: { kind: "enum", values: VARIANTS },
+/** One rule per core key except `synthetic` (a section with its own rules). */
+const CORE_RULES: Record<Exclude<keyof CoreConfig, "synthetic">, Rule> = {
+  variant: { kind: "enum", values: VARIANTS.map((v) => v.name) },
   seed: SEED,
   d_in: { kind: "int", min: 1 },
   d_sae: { kind: "int", min: 1 },
@@ -269,8 +253,8 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   lr: POSITIVE,
   warmup_steps: { kind: "int", min: 0 },
   weight_decay: NON_NEGATIVE,
-  beta1: { kind: "number", min: 0, max: 1, exclusiveMax: true },
-  beta2: { kind: "number", min: 0, max: 1, exclusiveMax: true },
+  beta1: DECAY,
+  beta2: DECAY,
   adam_eps: POSITIVE,
   l1: NON_NEGATIVE,
   recon_loss: { kind: "enum", values: RECON_LOSSES },
@@ -288,16 +272,12 @@ const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
   data: { kind: "string" },
   skip_bad_rows: { kind: "bool" },
   recon_only_steps: { kind: "int", min: 0 },
-  ema_decay: { kind: "number", min: 0, max: 1, exclusiveMax: true },
-  tau_base: NON_NEGATIVE,
-  tau_beta: NON_NEGATIVE,
-  tau_variance_sign: { kind: "enum", values: ["decrease", "increase"] },
-  adaptive_threshold: { kind: "bool" },
-  lambda_ortho: NON_NEGATIVE,
-  ortho_eps: POSITIVE,
-  ortho_reduction: { kind: "enum", values: ["mean", "sum"] },
-  ortho_importance: { kind: "bool" },
-  importance_lr: PROBABILITY,
+};
+
+/** The rule of every top-level key but `synthetic`: the core's and the variants'. */
+const TRAIN_RULES: Record<string, Rule> = {
+  ...CORE_RULES,
+  ...Object.fromEntries(VARIANT_KEYS.map(({ key, spec }) => [key, spec.rule])),
 };
 
 /**
@@ -346,53 +326,6 @@ function splitFirst(key: string): [string, string | undefined] {
   return dot < 0 ? [key, undefined] : [key.slice(0, dot), key.slice(dot + 1)];
 }
 
-/** "an integer in [1, 65535]", "a number > 0", "one of 'l2', 'squared'". */
-function describeRule(rule: Rule): string {
-  switch (rule.kind) {
-    case "bool":
-      return "true or false";
-    case "string":
-      return "a non-empty string";
-    case "enum":
-      return `one of ${rule.values.map((v) => `'${v}'`).join(", ")}`;
-    case "int":
-    case "number": {
-      const noun = rule.kind === "int" ? "an integer" : "a number";
-      const min = rule.min;
-      const max = rule.max;
-      const exMin = rule.kind === "number" && rule.exclusiveMin === true;
-      const exMax = rule.kind === "number" && rule.exclusiveMax === true;
-      if (min !== undefined && max !== undefined) {
-        return `${noun} in ${exMin ? "(" : "["}${min}, ${max}${exMax ? ")" : "]"}`;
-      }
-      if (min !== undefined) return `${noun} ${exMin ? ">" : ">="} ${min}`;
-      if (max !== undefined) return `${noun} ${exMax ? "<" : "<="} ${max}`;
-      return `a finite ${rule.kind === "int" ? "integer" : "number"}`;
-    }
-  }
-}
-
-function satisfies(rule: Rule, v: unknown): boolean {
-  switch (rule.kind) {
-    case "bool":
-      return typeof v === "boolean";
-    case "string":
-      return typeof v === "string" && v.length > 0;
-    case "enum":
-      return typeof v === "string" && rule.values.includes(v);
-    case "int":
-    case "number": {
-      if (typeof v !== "number" || !Number.isFinite(v)) return false;
-      if (rule.kind === "int" && !Number.isSafeInteger(v)) return false;
-      const exMin = rule.kind === "number" && rule.exclusiveMin === true;
-      const exMax = rule.kind === "number" && rule.exclusiveMax === true;
-      if (rule.min !== undefined && (exMin ? v <= rule.min : v < rule.min)) return false;
-      if (rule.max !== undefined && (exMax ? v >= rule.max : v > rule.max)) return false;
-      return true;
-    }
-  }
-}
-
 /** A value as the user would have written it: 'abc' quoted, numbers and objects as JSON. */
 function showValue(v: unknown): string {
   if (typeof v === "string") return `'${v}'`;
@@ -401,7 +334,8 @@ function showValue(v: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** Whether `v` is a mapping (a plain object, as YAML and JSON parse one). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;

@@ -25,7 +25,8 @@ import { loadConfigFile, type TrainConfig, validateConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { atomicWrite } from "../run/atomic.ts";
 import { CONFIG_FILE } from "../run/rundir.ts";
-import { train as realTrain, TrainingInterrupted } from "../sae/trainer.ts";
+import { TrainingInterrupted } from "../errors.ts";
+import { train as realTrain } from "../sae/trainer.ts";
 import { ablationSvg, frontierSvg } from "./plots.ts";
 import {
   canonicalJson,

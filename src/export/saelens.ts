@@ -39,10 +39,9 @@
  */
 
 import { basename, join } from "node:path";
-import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../config.ts";
+import { DEFAULT_CONFIG, isPlainObject, mergeConfig, type TrainConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { atomicWrite } from "../run/atomic.ts";
-import { loadLatestCheckpoint } from "../run/checkpoint.ts";
 import { prepareRunDir, writeConfig } from "../run/rundir.ts";
 import {
   decodeSafetensors,
@@ -51,7 +50,7 @@ import {
   type Tensor,
   tensorToF32,
 } from "../run/safetensors.ts";
-import { encodeRows, type LoadedSae, loadSae } from "../sae/load.ts";
+import { type LoadedSae, loadSae } from "../sae/load.ts";
 import type { SaeWeights } from "../sae/model.ts";
 
 /** File names of a SAELens directory. */
@@ -146,52 +145,12 @@ export async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promis
 }
 
 /**
- * The thresholds an SAE encodes with, or null for plain ReLU: a `threshold` tensor in
- * sae.safetensors (an imported JumpReLU SAE), else for the paper variant with adaptive_threshold
- * the last checkpoint's `extra.tau`, checked to be the checkpoint of the final weights.
- */
-export async function loadThreshold(runDir: string, sae: LoadedSae): Promise<Float32Array | null> {
-  const path = join(runDir, "sae.safetensors");
-  const { tensors } = decodeSafetensors(await Deno.readFile(path));
-  if (tensors.threshold) {
-    if (tensors.threshold.shape.join() !== String(sae.cfg.d_sae)) {
-      throw new UserError(`${path}: tensor 'threshold' is not of shape [${sae.cfg.d_sae}]`);
-    }
-    return tensorToF32(tensors.threshold);
-  }
-  if (sae.cfg.variant !== "paper" || !sae.cfg.adaptive_threshold) return null;
-  const ckpt = await loadLatestCheckpoint(runDir);
-  const tau = ckpt?.tensors["extra.tau"];
-  if (!ckpt || !tau) {
-    throw new UserError(
-      `${runDir}: the paper variant's thresholds (extra.tau) are in the final checkpoint, and ` +
-        `${runDir}/checkpoints has none with them`,
-    );
-  }
-  const wDec = ckpt.tensors.wDec ? tensorToF32(ckpt.tensors.wDec) : null;
-  if (
-    !wDec || wDec.length !== sae.weights.wDec.length ||
-    wDec.some((v, i) => v !== sae.weights.wDec[i])
-  ) {
-    throw new UserError(
-      `${ckpt.path} does not hold the final weights of ${runDir} (was the run extended or ` +
-        `interrupted?): its thresholds cannot be exported with sae.safetensors`,
-    );
-  }
-  return tensorToF32(tau);
-}
-
-/**
  * Our SAE in SAELens' layout (pure; see the module doc for the folds).
  */
-export function toSaelens(
-  sae: LoadedSae,
-  threshold: Float32Array | null,
-  model: ModelInfo,
-  run = "",
-): SaelensSae {
+export function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
   const { d_in: d, d_sae: m } = sae.cfg;
   const w = sae.weights;
+  const threshold = sae.threshold;
   const s = sae.scale;
   const norms = rowNorms(w.wDec, m, d);
   const fold = norms.some((n) => n > 0 && Math.abs(n - 1) > UNIT_NORM_TOL);
@@ -306,17 +265,12 @@ export async function exportSaelens(
   opts: ExportOptions,
 ): Promise<SaelensSae> {
   const sae = await loadSae(runDir);
-  const threshold = await loadThreshold(runDir, sae);
   const model = { ...(await defaultModelInfo(runDir, sae.cfg)), ...opts.model };
-  const out = toSaelens(sae, threshold, model, runDir);
+  const out = toSaelens(sae, model, runDir);
   await prepareExportDir(outDir, opts.overwrite);
   await atomicWrite(join(outDir, SAELENS_WEIGHTS), encodeSafetensors(out.tensors));
   await atomicWrite(join(outDir, SAELENS_CFG), JSON.stringify(out.cfg, null, 2) + "\n");
   return out;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function positiveInt(cfg: Record<string, unknown>, key: string, file: string): number {
@@ -350,7 +304,7 @@ export async function readSaelens(dir: string, scale?: number): Promise<Imported
   } catch (err) {
     throw new UserError(`${cfgPath} is not valid JSON (${(err as Error).message.split("\n")[0]})`);
   }
-  if (!isObject(cfg)) throw new UserError(`${cfgPath} is not a JSON object`);
+  if (!isPlainObject(cfg)) throw new UserError(`${cfgPath} is not a JSON object`);
   const d = positiveInt(cfg, "d_in", cfgPath);
   const m = positiveInt(cfg, "d_sae", cfgPath);
   const arch = cfg.architecture ?? "standard";
@@ -369,7 +323,7 @@ export async function readSaelens(dir: string, scale?: number): Promise<Imported
   }
   let norm = cfg.normalize_activations ?? "none";
   if (typeof norm === "boolean") norm = norm ? "expected_average_only_in" : "none";
-  const ours = isObject(cfg.sae_webgpu) ? cfg.sae_webgpu : null;
+  const ours = isPlainObject(cfg.sae_webgpu) ? cfg.sae_webgpu : null;
   const folded = ours !== null && typeof ours.activation_norm_scaling_factor === "number"
     ? ours.activation_norm_scaling_factor
     : 1;
@@ -465,7 +419,7 @@ export interface ImportOptions {
  * Converts a SAELens directory into a run directory (config.yaml, sae.safetensors, and the
  * original cfg.json as saelens_cfg.json) that {@link loadSae} reads. A JumpReLU threshold is kept
  * as the `threshold` tensor of sae.safetensors and the config says variant paper with
- * adaptive_threshold ({@link loadThreshold} reads it back).
+ * adaptive_threshold ({@link loadSae} reads it back).
  */
 export async function importSaelens(
   dir: string,
@@ -505,21 +459,4 @@ export async function importSaelens(
   );
   await atomicWrite(join(runDir, IMPORTED_CFG), JSON.stringify(sae.cfg, null, 2) + "\n");
   return { sae, cfg };
-}
-
-/**
- * Encodes raw rows like {@link encodeRows}, then applies JumpReLU thresholds when given:
- * f_i = ReLU(pre_i)·1[pre_i > threshold_i], as SAELens' JumpReLUSAE.
- */
-export function encodeRowsThreshold(
-  sae: LoadedSae,
-  x: Float32Array,
-  threshold: Float32Array | null,
-): Float32Array {
-  const f = encodeRows(sae, x);
-  if (!threshold) return f;
-  const m = sae.cfg.d_sae;
-  // f = ReLU(pre): for τ ≥ 0, pre > τ ⇔ f > τ; for τ < 0 the mask keeps every ReLU output.
-  for (let j = 0; j < f.length; j++) if (!(f[j] > threshold[j % m])) f[j] = 0;
-  return f;
 }

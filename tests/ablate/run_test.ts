@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { PartialConfig } from "../../src/config.ts";
-import { UserError } from "../../src/errors.ts";
-import { train, TrainingInterrupted } from "../../src/sae/trainer.ts";
+import { TrainingInterrupted, UserError } from "../../src/errors.ts";
+import { train } from "../../src/sae/trainer.ts";
 import { loadSweepFile, resolveSweep, type Sweep } from "../../src/ablate/sweep.ts";
 import { METRIC_COLUMNS, runSweep, summarize } from "../../src/ablate/run.ts";
 

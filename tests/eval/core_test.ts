@@ -16,8 +16,8 @@ import { evaluateSae, openEvalSource, SaeForward } from "../../src/eval/evaluate
 import type { Recovery } from "../../src/eval/groundtruth.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { Rng } from "../../src/rng.ts";
-import { encodeRowsThreshold } from "../../src/export/saelens.ts";
-import { encodeRows, type LoadedSae } from "../../src/sae/load.ts";
+import { encodeRows } from "../../src/sae/encode.ts";
+import type { LoadedSae } from "../../src/sae/load.ts";
 import { assertClose } from "../helpers/check.ts";
 
 const close = (got: number, want: number, tol = 1e-6, what = "") =>
@@ -68,6 +68,7 @@ function handSae(scale = 1): LoadedSae {
       wDec: new Float32Array([1, 0, 0, 0.5, 1, 1, 0, 0]),
       bDec: new Float32Array(2),
     },
+    threshold: null,
   };
 }
 
@@ -175,6 +176,7 @@ Deno.test("SaeForward.encode: any row count, batched and padded, equals encodeRo
     cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
     scale: 1.5,
     weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
+    threshold: null,
   };
   const fwd = await SaeForward.create(gpu, sae, 4);
   try {
@@ -292,6 +294,7 @@ Deno.test("ground truth: a planted SAE recovers every feature with precision and
     cfg,
     scale: 1,
     weights: { wEnc, bEnc, wDec, bDec: Float32Array.from(source.truth.offset) },
+    threshold: null,
   };
   const report = await evaluateSae(sae, source, { reconBatches: 2, sparsityBatches: 8 });
   const g = report.ground_truth!;
@@ -311,21 +314,25 @@ Deno.test("ground truth: a planted SAE recovers every feature with precision and
   assert.equal(report.core.dead_fraction, (m - nF) / m);
 });
 
-Deno.test("SaeForward with thresholds: JumpReLU as encodeRowsThreshold (negative τ = ReLU)", async () => {
+Deno.test("SaeForward with thresholds: JumpReLU as encodeRows (negative τ = ReLU)", async () => {
   const gpu = await getGpu();
   const rng = new Rng(6);
   const d = 8, m = 12;
   const rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  const tau = Float32Array.from({ length: m }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
   const sae: LoadedSae = {
     cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
     scale: 1,
     weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
+    threshold: tau,
   };
-  const tau = Float32Array.from({ length: m }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
-  const fwd = await SaeForward.create(gpu, sae, 4, tau);
+  const fwd = await SaeForward.create(gpu, sae, 4);
   try {
     const x = rand(7 * d);
-    assertClose(await fwd.encode(x), encodeRowsThreshold(sae, x, tau), 1e-5, "JumpReLU");
+    const f = await fwd.encode(x);
+    assertClose(f, encodeRows(sae, x), 1e-5, "JumpReLU");
+    const relu = encodeRows({ ...sae, threshold: null }, x);
+    assert.ok(f.some((v, i) => v === 0 && relu[i] > 0), "the thresholds masked nothing");
   } finally {
     fwd.destroy();
   }

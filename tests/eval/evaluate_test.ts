@@ -4,7 +4,8 @@ import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { SyntheticSource } from "../../src/data/synthetic.ts";
 import { type EvalContext, evaluateRun, formatEvalReport } from "../../src/eval/evaluate.ts";
 import type { EvalReport } from "../../src/eval/schema.ts";
-import { encodeRows, loadSae } from "../../src/sae/load.ts";
+import { encodeRows } from "../../src/sae/encode.ts";
+import { loadSae } from "../../src/sae/load.ts";
 import { train } from "../../src/sae/trainer.ts";
 import { assertClose } from "../helpers/check.ts";
 
@@ -81,7 +82,7 @@ Deno.test("evaluateRun: a tiny trained run, eval.json written atomically, extra 
     const ctx = seen as unknown as EvalContext;
     assert.ok(ctx.source instanceof SyntheticSource);
     assert.equal(ctx.truth, (ctx.source as SyntheticSource).truth);
-    assert.equal(ctx.threshold, null);
+    assert.equal(ctx.sae.threshold, null);
     assertClose(encoded!, encodeRows(await loadSae(run), rows), 1e-4, "ctx.encode");
 
     const table = formatEvalReport(report);
