@@ -2,7 +2,7 @@
  * SAE parameters (on the host and on the GPU with their gradients and moments), the working
  * buffers of a training step, and the initialisation (on the host, once, before the first step).
  */
-import type { TrainConfig } from "../config.ts";
+import type { CoreConfig } from "../config_core.ts";
 import type { ActivationSource } from "../data/source.ts";
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -102,7 +102,7 @@ export interface StepBuffers {
 export function sparseEnabled(
   gpu: Gpu,
   cfg: Pick<
-    TrainConfig,
+    CoreConfig,
     "sparse_max_density" | "sparse_min_flops" | "batch" | "d_in" | "d_sae"
   >,
 ): boolean {
@@ -183,7 +183,7 @@ async function drawRows(src: ActivationSource, rows: number, batch: number): Pro
  * b_dec from the sample (b_dec_init), the scale from its norms (normalize_activations).
  */
 export async function initialise(
-  cfg: TrainConfig,
+  cfg: CoreConfig,
   src: ActivationSource,
 ): Promise<{ weights: SaeWeights; scale: number }> {
   const sample = await drawRows(src, cfg.init_rows, cfg.batch);

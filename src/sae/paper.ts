@@ -19,11 +19,12 @@ import {
   POSITIVE,
   PROBABILITY,
 } from "../config_keys.ts";
+import type { CoreConfig } from "../config_core.ts";
 import {
   allocPaper,
   gradMaskKernel,
   orthoGradDispatches,
-  paperSpec,
+  type PaperSpec,
   paperStatsKernel,
 } from "../kernels/paper.ts";
 import type { Variant } from "./variant.ts";
@@ -74,6 +75,24 @@ const PAPER_KEYS: KeySpecsOf<PaperConfig> = {
   ortho_importance: key(true, BOOL),
   importance_lr: key(0.5, PROBABILITY),
 };
+
+/** The statistics kernels' settings from a config. */
+export function paperSpec(cfg: CoreConfig & PaperConfig): PaperSpec {
+  return {
+    batch: cfg.batch,
+    dSae: cfg.d_sae,
+    emaDecay: cfg.ema_decay,
+    tauBase: cfg.tau_base,
+    tauBeta: cfg.tau_beta,
+    tauSign: cfg.tau_variance_sign,
+    adaptive: cfg.adaptive_threshold,
+    lambdaOrtho: cfg.lambda_ortho,
+    orthoEps: cfg.ortho_eps,
+    orthoImportance: cfg.ortho_importance,
+    orthoMean: cfg.ortho_reduction === "mean",
+    importanceLr: cfg.importance_lr,
+  };
+}
 
 /** The method: its EMA statistics, thresholds and learning-rate factors are checkpointed. */
 export const paper: Variant<"paper", PaperConfig> = {

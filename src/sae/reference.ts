@@ -4,16 +4,12 @@
  * against finite differences.
  */
 import type { TrainConfig } from "../config.ts";
-import {
-  orthoGradReference,
-  paperSpec,
-  type PaperStats,
-  paperStatsReference,
-} from "../kernels/paper.ts";
+import { orthoGradReference, type PaperStats, paperStatsReference } from "../kernels/paper.ts";
 import { adamwReference } from "../kernels/adamw.ts";
 import { normalizeReference, projectGradReference } from "../kernels/decoder.ts";
 import { encodeInto } from "./encode.ts";
 import { PARAM_NAMES, type ParamName, type SaeWeights } from "./model.ts";
+import { paperSpec } from "./paper.ts";
 import { initialState } from "./state.ts";
 
 /** Loss terms and intermediate values of one forward pass. */

@@ -44,7 +44,7 @@ import {
   spmmColsKernel,
   spmmRowsKernel,
 } from "../kernels/sparse.ts";
-import type { TrainConfig } from "../config.ts";
+import type { CoreConfig } from "../config_core.ts";
 import { forwardPass } from "./forward.ts";
 import { METRIC_INDEX, metricsKernel } from "./metrics.ts";
 import { PARAM_NAMES, type StepBuffers } from "./model.ts";
@@ -53,7 +53,7 @@ import { STATE_INDEX } from "./state.ts";
 /** What a step is built from. */
 export interface StepContext {
   gpu: Gpu;
-  cfg: TrainConfig;
+  cfg: CoreConfig;
   bufs: StepBuffers;
   /** Input normalisation factor (1 = none), fixed for the run. */
   scale: number;

@@ -4,7 +4,7 @@
  * file (baseline.ts, paper.ts) registered by one line in variants.ts; ARCHITECTURE.md says which
  * hooks the architectures still to come would use.
  */
-import type { TrainConfig } from "../config.ts";
+import type { CoreConfig } from "../config_core.ts";
 import type { KeySpecsOf } from "../config_keys.ts";
 import type { StepContext, StepHooks } from "./step.ts";
 
@@ -31,7 +31,7 @@ export interface Variant<N extends string = string, C = Record<string, unknown>>
    * The state buffer that holds the thresholds τ the encoder applies under `cfg`, f = pre·1[pre >
    * max(τ, 0)] (on the GPU and on the host), or null for plain ReLU.
    */
-  readonly thresholds: (cfg: TrainConfig) => string | null;
+  readonly thresholds: (cfg: CoreConfig & C) => string | null;
   /** Builds its hooks and state buffers, once per run. */
-  readonly build: (ctx: StepContext) => Promise<VariantParts>;
+  readonly build: (ctx: StepContext & { cfg: CoreConfig & C }) => Promise<VariantParts>;
 }
