@@ -15,10 +15,12 @@
  * @module
  */
 export {
+  type CoreConfig,
   DEFAULT_CONFIG,
   DEFAULT_SYNTHETIC,
   loadConfigFile,
   mergeConfig,
+  type PartialConfig,
   type SyntheticConfig,
   type TrainConfig,
   validateConfig,

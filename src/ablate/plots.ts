@@ -19,7 +19,7 @@ import { fmtNumber } from "./sweep.ts";
 import type { AblationRow, Frontier } from "./table.ts";
 
 /** L0 and explained variance of every finished run, side by side, runs in sweep order. */
-export function ablationSpec(rows: AblationRow[]): TopLevelSpec {
+function ablationSpec(rows: AblationRow[]): TopLevelSpec {
   const values = rows.filter((r) => r.status === "done").map((r) => ({
     run: r.run,
     variant: r.variant,

@@ -126,7 +126,7 @@ export async function runDirState(
 }
 
 /** Picks the runs named by `only` (names or aliases); unknown names are a UserError. */
-export function selectRuns(runs: ResolvedRun[], only: string[] | undefined): Set<string> {
+function selectRuns(runs: ResolvedRun[], only: string[] | undefined): Set<string> {
   if (only === undefined) return new Set(runs.map((r) => r.name));
   const byName = new Map<string, string>();
   for (const r of runs) for (const n of [r.name, ...r.aliases]) byName.set(n, r.name);
@@ -144,7 +144,7 @@ export function selectRuns(runs: ResolvedRun[], only: string[] | undefined): Set
 }
 
 /** The sweep as YAML, loadable by loadSweepFile (every original name, aliases included). */
-export function sweepToYaml(sweep: Sweep): string {
+function sweepToYaml(sweep: Sweep): string {
   const runs: Record<string, unknown> = {};
   for (const r of sweep.runs) runs[r.name] = r.overrides;
   return "# The sweep of this ablation, written by `sae ablate`; " +

@@ -55,7 +55,7 @@ export const SCALES = ["cpu", "paper"] as const;
 export type Scale = typeof SCALES[number];
 
 /** Factors of the base λ1 swept for the frontiers. */
-export const L1_FACTORS = [0.25, 0.5, 1, 2, 4] as const;
+const L1_FACTORS = [0.25, 0.5, 1, 2, 4] as const;
 
 /**
  * The paper's sizes and hyperparameters: configs/paper.yaml (each value cited there), without its
@@ -130,7 +130,7 @@ export function defaultSweep(scale: Scale): Sweep {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.=+-]*$/;
 
 /** Checks a run name: it becomes a directory name. */
-export function checkRunName(name: string, source: string): void {
+function checkRunName(name: string, source: string): void {
   if (!NAME_RE.test(name) || name.length > 100) {
     throw new UserError(
       `run name '${name}' in ${source} is not usable as a directory name ` +
@@ -217,7 +217,7 @@ export async function loadSweepFile(path: string): Promise<Sweep> {
 }
 
 /** Checks the structure of a parsed sweep document (see {@link loadSweepFile}). */
-export function parseSweep(doc: unknown, source: string): Sweep {
+function parseSweep(doc: unknown, source: string): Sweep {
   if (!isPlainObject(doc)) {
     throw new UserError(
       `${source} must be a mapping with 'runs' (and optionally 'base'), got ${

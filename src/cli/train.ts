@@ -128,7 +128,7 @@ export function makeTrainCommand() {
 }
 
 /** What commander parsed for `train`. */
-export type TrainFlags = ReturnType<ReturnType<typeof makeTrainCommand>["opts"]>;
+type TrainFlags = ReturnType<ReturnType<typeof makeTrainCommand>["opts"]>;
 
 /** 20261124-131500 (local time). */
 export function timestampName(d: Date = new Date()): string {
@@ -138,7 +138,7 @@ export function timestampName(d: Date = new Date()): string {
 }
 
 /** Turns parsed flags into the run's config and options (reads --config / DIR/config.yaml). */
-export async function resolveTrainFlags(
+async function resolveTrainFlags(
   flags: TrainFlags,
 ): Promise<{ cfg: TrainConfig; opts: TrainOptions }> {
   let base: PartialConfig = {};

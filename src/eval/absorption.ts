@@ -79,7 +79,7 @@ export interface AbsorptionOptions {
 }
 
 /** Default thresholds of {@link absorption}. */
-export const ABSORPTION_DEFAULTS: Required<AbsorptionOptions> = {
+const ABSORPTION_DEFAULTS: Required<AbsorptionOptions> = {
   cosThreshold: 0.3,
   projectionThreshold: 0.4,
   f1JumpThreshold: 0.03,
@@ -424,7 +424,7 @@ function letterAbsorption(
 }
 
 /** Rows {@link createAbsorptionEvaluator} draws by default (about 160 per letter at the defaults). */
-export const ABSORPTION_ROWS = 8192;
+const ABSORPTION_ROWS = 8192;
 
 /**
  * An {@link ExtraEvaluator} for `evaluateRun`: draws `rows` fresh rows with their truth from the

@@ -363,7 +363,7 @@ export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): P
 }
 
 /** Writes eval.json atomically (pretty JSON). */
-export async function writeEvalReport(
+async function writeEvalReport(
   path: string,
   report: EvalReport,
   writer?: Writer,

@@ -13,7 +13,7 @@ import type { Session } from "../sae/session.ts";
 import { groundTruthRecovery } from "./groundtruth.ts";
 
 /** Batches of the final evaluation. */
-export const FINAL_EVAL_BATCHES = 8;
+const FINAL_EVAL_BATCHES = 8;
 
 /** metrics.json: the final metrics of a run. */
 export interface FinalMetrics extends Record<string, number> {

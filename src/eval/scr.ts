@@ -41,7 +41,7 @@ import type { EvalContext, ExtraEvaluator } from "./evaluate.ts";
 import type { ScrMetrics } from "./schema.ts";
 
 /** The paper's thresholds (Fig. 1b): how many latents are ablated. */
-export const SCR_KS: readonly number[] = [2, 5, 10, 20, 50, 100, 500];
+const SCR_KS: readonly number[] = [2, 5, 10, 20, 50, 100, 500];
 
 /** Settings of {@link scr}; every field has a default (see {@link SCR_DEFAULTS}). */
 export interface ScrOptions {
@@ -74,7 +74,7 @@ export interface ScrOptions {
 }
 
 /** Default settings of {@link scr}. */
-export const SCR_DEFAULTS: Required<ScrOptions> = {
+const SCR_DEFAULTS: Required<ScrOptions> = {
   ks: SCR_KS,
   seed: 0,
   testFraction: 0.5,
@@ -425,7 +425,7 @@ export function scr(input: ScrInput, options: ScrOptions = {}): ScrResult {
 }
 
 /** Rows {@link createScrEvaluator} draws by default (about 340 per off-diagonal test cell). */
-export const SCR_ROWS = 8192;
+const SCR_ROWS = 8192;
 
 /**
  * An {@link ExtraEvaluator} for `evaluateRun`: draws `rows` fresh rows with their labels from the

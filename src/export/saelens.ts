@@ -54,14 +54,14 @@ import { type LoadedSae, loadSae } from "../sae/load.ts";
 import type { SaeWeights } from "../sae/model.ts";
 
 /** File names of a SAELens directory. */
-export const SAELENS_CFG = "cfg.json";
-export const SAELENS_WEIGHTS = "sae_weights.safetensors";
+const SAELENS_CFG = "cfg.json";
+const SAELENS_WEIGHTS = "sae_weights.safetensors";
 /** A copy of the cfg.json an imported run came from (its model and hook names go back out). */
-export const IMPORTED_CFG = "saelens_cfg.json";
+const IMPORTED_CFG = "saelens_cfg.json";
 /** The SAELens release whose on-disk format (cfg.json with `metadata`) this follows. */
-export const SAELENS_FORMAT_VERSION = "6.12.1";
+const SAELENS_FORMAT_VERSION = "6.12.1";
 /** A decoder row whose norm is further than this from 1 is renormalised on export. */
-export const UNIT_NORM_TOL = 1e-6;
+const UNIT_NORM_TOL = 1e-6;
 
 /** Where the SAE was hooked: SAELens' metadata (we train on activations, not a model). */
 export interface ModelInfo {
@@ -73,7 +73,7 @@ export interface ModelInfo {
 }
 
 /** What the export writes under cfg.json's `sae_webgpu` key. */
-export interface SaeWebgpuInfo {
+interface SaeWebgpuInfo {
   /** Our input scale s (1 unless normalize_activations was set); folded into the weights. */
   activation_norm_scaling_factor: number;
   /** The run's normalize_activations ("none" or "expected_average_only_in"). */
@@ -123,7 +123,7 @@ function rowNorms(w: Float32Array, rows: number, cols: number): Float64Array {
 }
 
 /** Default model info for a run: from the cfg.json it was imported from, else placeholders. */
-export async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<ModelInfo> {
+async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<ModelInfo> {
   const info: ModelInfo = {
     model_name: cfg.data === "synthetic" ? "synthetic" : "unknown",
     hook_name: "blocks.0.hook_resid_post",
@@ -147,7 +147,7 @@ export async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promis
 /**
  * Our SAE in SAELens' layout (pure; see the module doc for the folds).
  */
-export function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
+function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
   const { d_in: d, d_sae: m } = sae.cfg;
   const w = sae.weights;
   const threshold = sae.threshold;
@@ -286,7 +286,7 @@ function positiveInt(cfg: Record<string, unknown>, key: string, file: string): n
  * overrides the input scale (for an `expected_average_only_in` SAE whose factor was not folded).
  * Throws one-line UserErrors for missing or malformed files and shape mismatches.
  */
-export async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
+async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
   const cfgPath = join(dir, SAELENS_CFG);
   const wPath = join(dir, SAELENS_WEIGHTS);
   let text: string;

@@ -81,7 +81,7 @@ async function readJson(path: string): Promise<unknown | null> {
 }
 
 /** Reads one run directory; missing files are null/empty. */
-export async function readRun(dir: string, name = basename(dir)): Promise<RunData> {
+async function readRun(dir: string, name = basename(dir)): Promise<RunData> {
   let config: Record<string, unknown> | null = null;
   try {
     const c = parseYaml(await Deno.readTextFile(join(dir, "config.yaml")));
@@ -122,7 +122,7 @@ export async function readRun(dir: string, name = basename(dir)): Promise<RunDat
  * metrics.jsonl, metrics.json or eval.json), or else the run directories directly inside it (an
  * ablation sweep's output). Throws a one-line UserError when a path holds no run.
  */
-export async function findRuns(paths: string[]): Promise<string[]> {
+async function findRuns(paths: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const p of paths) {
     let info: Deno.FileInfo;
@@ -163,7 +163,7 @@ function fmt(v: number, digits = 4): string {
 const runColor = { field: "run", type: "nominal", title: "run" } as const;
 
 /** Loss, L0 and explained variance against the step, one line per run. */
-export function curvesSpec(runs: RunData[]): TopLevelSpec | null {
+function curvesSpec(runs: RunData[]): TopLevelSpec | null {
   const keys = [
     ["loss", "Loss"],
     ["l0", "L0 (active latents per row)"],
@@ -230,7 +230,7 @@ function runsFrontierSpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** SCR's normalised score against k (eval.json scr), one line per run. */
-export function scrSpec(runs: RunData[]): TopLevelSpec | null {
+function scrSpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) => {
     const s = r.eval?.scr;
     if (!s || !Array.isArray(s.k) || !Array.isArray(s.score)) return [];
@@ -275,7 +275,7 @@ export function scrSpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Absorption rate per first letter (eval.json absorption), bars grouped by run. */
-export function absorptionSpec(runs: RunData[]): TopLevelSpec | null {
+function absorptionSpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) =>
     (r.eval?.absorption?.per_letter ?? []).flatMap((p) => {
       const v = num(p.absorption);
@@ -320,7 +320,7 @@ export function absorptionSpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Histogram of log10 latent firing frequency (eval.json core.density_histogram). */
-export function densitySpec(runs: RunData[]): TopLevelSpec | null {
+function densitySpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) => {
     const h = r.eval?.core?.density_histogram;
     if (!h || !Array.isArray(h.edges) || !Array.isArray(h.counts)) return [];
@@ -363,7 +363,7 @@ export function densitySpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Ground-truth recovery per run: MMCS, share recovered at cos > 0.9, precision, recall. */
-export function groundTruthSpec(runs: RunData[]): TopLevelSpec | null {
+function groundTruthSpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) => {
     const gt = r.eval?.ground_truth;
     const pairs: [string, number | null][] = [
@@ -457,7 +457,7 @@ function prefixIds(svg: string, prefix: string): string {
 }
 
 /** Renders every section (null SVG where its data is missing). */
-export async function renderSections(runs: RunData[]): Promise<Section[]> {
+async function renderSections(runs: RunData[]): Promise<Section[]> {
   const out: Section[] = [];
   for (const [id, title, build, missing] of SECTIONS) {
     const spec = build(runs);
@@ -474,7 +474,7 @@ function esc(s: string): string {
 }
 
 /** The final-metrics table (one row per run). */
-export function metricsTable(runs: RunData[]): string {
+function metricsTable(runs: RunData[]): string {
   const cols: [string, (r: RunData) => string][] = [
     ["run", (r) => r.name],
     ["variant", (r) => String(r.config?.variant ?? "")],
@@ -507,7 +507,7 @@ function pct(v: unknown): string {
 }
 
 /** The whole page: the metrics table, then every section (its SVG inlined, or one line). */
-export function reportHtml(runs: RunData[], sections: Section[]): string {
+function reportHtml(runs: RunData[], sections: Section[]): string {
   const body = sections.map((s) => {
     const content = s.svg
       ? `<figure>${prefixIds(s.svg, s.id)}</figure>`

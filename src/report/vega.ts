@@ -23,7 +23,7 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
 }
 
 /** The x axis of every L0-vs-explained-variance chart (field `l0`). */
-export const L0_AXIS = {
+const L0_AXIS = {
   field: "l0",
   type: "quantitative",
   title: "L0 (active latents per row)",
@@ -31,7 +31,7 @@ export const L0_AXIS = {
 } as const;
 
 /** The y axis of every L0-vs-explained-variance chart (field `ev`). */
-export const EV_AXIS = {
+const EV_AXIS = {
   field: "ev",
   type: "quantitative",
   title: "Explained variance",

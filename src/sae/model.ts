@@ -25,7 +25,7 @@ export const PARAM_NAMES = ["wEnc", "bEnc", "wDec", "bDec"] as const;
 export type ParamName = typeof PARAM_NAMES[number];
 
 /** Shape of each parameter for the given sizes. */
-export function paramShapes(dIn: number, dSae: number): Record<ParamName, number[]> {
+function paramShapes(dIn: number, dSae: number): Record<ParamName, number[]> {
   return { wEnc: [dSae, dIn], bEnc: [dSae], wDec: [dSae, dIn], bDec: [dIn] };
 }
 
@@ -228,7 +228,7 @@ export function rowMean(x: Float32Array, d: number): Float32Array {
 }
 
 /** Geometric median of rows [n, d] by Weiszfeld's iterations (as SAELens initialises b_dec). */
-export function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol = 1e-6) {
+function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol = 1e-6) {
   const n = x.length / d;
   let y = Float64Array.from(rowMean(x, d));
   for (let it = 0; it < maxIter; it++) {
@@ -255,7 +255,7 @@ export function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol =
 }
 
 /** Scale so that rows have mean norm √d (SAELens' expected_average_only_in). */
-export function normScale(x: Float32Array, d: number): number {
+function normScale(x: Float32Array, d: number): number {
   const n = x.length / d;
   let s = 0;
   for (let r = 0; r < n; r++) {
