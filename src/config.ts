@@ -324,6 +324,11 @@ export function parseOverride(text: string): Override {
   return { path, value: parseScalar(raw), raw };
 }
 
+/** One `--set KEY=VALUE` as a validated configuration layer. */
+export function setFlagLayer(text: string): PartialConfig {
+  return validatePartialConfig(overridesToPartial([parseOverride(text)]), `--set ${text}`);
+}
+
 /**
  * Turns overrides into one configuration layer. A key whose default is a string gets the raw
  * text, so `--set data=123` means the file "123".

@@ -18,14 +18,15 @@ import {
   DEFAULT_SYNTHETIC,
   loadConfigFile,
   mergeConfig,
-  overridesToPartial,
   parseOverride,
   parseScalar,
   type PartialConfig,
+  setFlagLayer,
   type SyntheticConfig,
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { collect } from "./options.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
 import { SyntheticSource } from "../data/synthetic.ts";
 import { atomicWrite, writeAllBytes } from "../run/atomic.ts";
@@ -35,10 +36,6 @@ const SYNTH_DEFAULT_ROWS = 65536;
 
 /** Rows generated and written per chunk. */
 const CHUNK_ROWS = 4096;
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
 
 /** The `synth` command's options (no action attached). */
 function makeSynthCommand() {
@@ -96,13 +93,13 @@ async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
   const layers: PartialConfig[] = [];
   if (flags.config !== undefined) layers.push(await loadConfigFile(flags.config));
   for (const text of flags.set ?? []) {
-    const o = parseOverride(text);
-    if (o.path[0] !== "synthetic" && o.path.join(".") !== "d_in") {
+    const { path } = parseOverride(text);
+    if (path[0] !== "synthetic" && path.join(".") !== "d_in") {
       throw new UserError(
         `--set ${text}: sae synth only takes synthetic.* keys and d_in (e.g. synthetic.n_features=512)`,
       );
     }
-    layers.push(validatePartialConfig(overridesToPartial([o]), `--set ${text}`));
+    layers.push(setFlagLayer(text));
   }
   if (flags.seed !== undefined) {
     layers.push(

@@ -15,25 +15,21 @@ import {
   DEFAULT_CONFIG,
   loadConfigFile,
   mergeConfig,
-  overridesToPartial,
-  parseOverride,
   parseScalar,
   type PartialConfig,
+  setFlagLayer,
   type TrainConfig,
   validateConfig,
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { collect } from "./options.ts";
 import { readRunConfig } from "../run/rundir.ts";
 import { train, type TrainOptions } from "../sae/trainer.ts";
 
 /** The default of a config key, as shown in help. */
 function def(key: Exclude<keyof TrainConfig, "synthetic">): string {
   return `(default: ${DEFAULT_CONFIG[key]})`;
-}
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 /** Flags that set a config key: commander's attribute name → config key. */
@@ -171,10 +167,7 @@ async function resolveTrainFlags(
     outDir = flags.out ?? `runs/${flags.name ?? timestampName()}`;
   }
 
-  const sets = (flags.set ?? []).map((text) => {
-    const layer = overridesToPartial([parseOverride(text)]);
-    return validatePartialConfig(layer, `--set ${text}`);
-  });
+  const sets = (flags.set ?? []).map(setFlagLayer);
 
   const named: Record<string, unknown> = {};
   for (const [attr, key] of Object.entries(CONFIG_FLAGS)) {

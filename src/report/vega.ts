@@ -22,21 +22,10 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
-/** The x axis of every L0-vs-explained-variance chart (field `l0`). */
-const L0_AXIS = {
-  field: "l0",
-  type: "quantitative",
-  title: "L0 (active latents per row)",
-  scale: { zero: false },
-} as const;
-
-/** The y axis of every L0-vs-explained-variance chart (field `ev`). */
-const EV_AXIS = {
-  field: "ev",
-  type: "quantitative",
-  title: "Explained variance",
-  scale: { zero: false },
-} as const;
+/** A quantitative axis that need not start at zero. */
+function axis(field: string, title: string) {
+  return { field, type: "quantitative" as const, title, scale: { zero: false } };
+}
 
 /** One run on an L0–explained-variance chart. */
 export interface FrontierMark {
@@ -60,8 +49,8 @@ export function frontierSpec(
   marks: FrontierMark[],
   o: { subtitle: string; seriesTitle: string; lines: boolean },
 ): TopLevelSpec {
-  const x = L0_AXIS;
-  const y = EV_AXIS;
+  const x = axis("l0", "L0 (active latents per row)");
+  const y = axis("ev", "Explained variance");
   const color = { field: "series", type: "nominal", title: o.seriesTitle } as const;
   const description = { field: "description", type: "nominal" } as const;
   return {

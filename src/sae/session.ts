@@ -185,11 +185,6 @@ export class Session {
     };
   }
 
-  /** Names of the variant's extra state buffers. */
-  extraNames(): string[] {
-    return Object.keys(this.extra);
-  }
-
   /** Restores moments, statistics and step state of a snapshot (the weights are set by create). */
   restore(s: Snapshot): void {
     const P = this.bufs.params;

@@ -167,21 +167,27 @@ Deno.test("core metrics: reported in raw activation units when the run scaled it
   checkHand(report.core as unknown as Record<string, unknown>, 0.25);
 });
 
-Deno.test("SaeForward.encode: any row count, batched and padded, equals encodeRows", async () => {
-  const gpu = await getGpu();
-  const rng = new Rng(5);
+/** A random SAE (d_in 8, d_sae 12, batch 4) and a sampler of random rows. */
+function randomSae(seed: number, scale: number, threshold: Float32Array | null = null) {
+  const rng = new Rng(seed);
   const d = 8, m = 12;
   const rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
   const sae: LoadedSae = {
     cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
-    scale: 1.5,
+    scale,
     weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
-    threshold: null,
+    threshold,
   };
+  return { sae, d, m, rows: (n: number) => rand(n * d) };
+}
+
+Deno.test("SaeForward.encode: any row count, batched and padded, equals encodeRows", async () => {
+  const gpu = await getGpu();
+  const { sae, m, rows } = randomSae(5, 1.5);
   const fwd = await SaeForward.create(gpu, sae, 4);
   try {
     for (const n of [0, 1, 4, 5, 11]) {
-      const x = rand(n * d);
+      const x = rows(n);
       const got = await fwd.encode(x);
       assert.equal(got.length, n * m);
       assertClose(got, encodeRows(sae, x), 1e-5, `encode ${n} rows`);
@@ -316,19 +322,11 @@ Deno.test("ground truth: a planted SAE recovers every feature with precision and
 
 Deno.test("SaeForward with thresholds: JumpReLU as encodeRows (negative τ = ReLU)", async () => {
   const gpu = await getGpu();
-  const rng = new Rng(6);
-  const d = 8, m = 12;
-  const rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-  const tau = Float32Array.from({ length: m }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
-  const sae: LoadedSae = {
-    cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
-    scale: 1,
-    weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
-    threshold: tau,
-  };
+  const tau = Float32Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
+  const { sae, rows } = randomSae(6, 1, tau);
   const fwd = await SaeForward.create(gpu, sae, 4);
   try {
-    const x = rand(7 * d);
+    const x = rows(7);
     const f = await fwd.encode(x);
     assertClose(f, encodeRows(sae, x), 1e-5, "JumpReLU");
     const relu = encodeRows({ ...sae, threshold: null }, x);

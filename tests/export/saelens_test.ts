@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { UserError } from "../../src/errors.ts";
 import { exportSaelens, importSaelens } from "../../src/export/saelens.ts";
 import { main } from "../../src/cli/main.ts";
@@ -14,22 +13,7 @@ import { encodeRows } from "../../src/sae/encode.ts";
 import { loadSae } from "../../src/sae/load.ts";
 import { train } from "../../src/sae/trainer.ts";
 import { Rng } from "../../src/rng.ts";
-
-const OPTS = { resume: false, overwrite: false, progress: false, report: false, signals: false };
-
-function tinyCfg(over: Record<string, unknown> = {}) {
-  return mergeConfig(DEFAULT_CONFIG, {
-    d_in: 16,
-    d_sae: 32,
-    batch: 32,
-    steps: 50,
-    log_every: 10,
-    checkpoint_every: 0,
-    init_rows: 64,
-    synthetic: { n_features: 48, n_parents: 4, children_per_parent: 2, n_groups: 2 },
-    ...over,
-  });
-}
+import { QUIET, tinyRun } from "../helpers/runs.ts";
 
 function rows(n: number, d: number, seed = 3): Float32Array {
   const rng = new Rng(seed);
@@ -63,7 +47,7 @@ const io = () => {
 Deno.test("saelens: baseline export → import round trip is exact and encodes alike", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-export-" });
   try {
-    await train(tinyCfg(), { ...OPTS, outDir: `${dir}/run` });
+    await train(tinyRun(), { ...QUIET, outDir: `${dir}/run` });
     const cli = io();
     const code = await main(
       ["export", `${dir}/run`, "--format", "saelens", "--out", `${dir}/sl`, "--model-name", "gpt2"],
@@ -147,7 +131,7 @@ Deno.test("saelens: baseline export → import round trip is exact and encodes a
 Deno.test("saelens: the paper variant exports its final τ as JumpReLU thresholds and back", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-export-jump-" });
   try {
-    await train(tinyCfg({ variant: "paper", tau_base: 0.05 }), { ...OPTS, outDir: `${dir}/run` });
+    await train(tinyRun({ variant: "paper", tau_base: 0.05 }), { ...QUIET, outDir: `${dir}/run` });
     const out = await exportSaelens(`${dir}/run`, `${dir}/sl`, { overwrite: false });
     assert.equal(out.cfg.architecture, "jumprelu");
     assert.deepEqual(out.tensors.threshold.shape, [32]);

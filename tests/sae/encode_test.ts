@@ -4,7 +4,6 @@
  * GPU forward pass does on the same rows, thresholds τ included.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { SyntheticSource } from "../../src/data/synthetic.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import { encodeRows } from "../../src/sae/encode.ts";
@@ -13,29 +12,15 @@ import { METRIC_WORDS } from "../../src/sae/metrics.ts";
 import type { Session } from "../../src/sae/session.ts";
 import { train } from "../../src/sae/trainer.ts";
 import { withTemp } from "../helpers/check.ts";
+import { QUIET, tinyRun } from "../helpers/runs.ts";
 
 Deno.test("encodeRows of a trained paper run equals the trainer's GPU codes, thresholds included", async () => {
   await withTemp(async (dir) => {
-    const cfg = mergeConfig(DEFAULT_CONFIG, {
-      variant: "paper",
-      tau_base: 0.1,
-      d_in: 16,
-      d_sae: 32,
-      batch: 32,
-      steps: 40,
-      log_every: 10,
-      checkpoint_every: 0,
-      init_rows: 64,
-      synthetic: { n_features: 48, n_parents: 4, children_per_parent: 2, n_groups: 2 },
-    });
+    const cfg = tinyRun({ variant: "paper", tau_base: 0.1, steps: 40 });
     let session: Session | null = null;
     await train(cfg, {
+      ...QUIET,
       outDir: `${dir}/run`,
-      resume: false,
-      overwrite: false,
-      progress: false,
-      report: false,
-      signals: false,
       onStep: (step, s) => {
         if (step === cfg.steps) session = s;
       },
