@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { TrainConfig } from "../config.ts";
 import { openSource } from "../data/open.ts";
 import type { ActivationSource } from "../data/source.ts";
-import { SyntheticSource, type SyntheticTruth } from "../data/synthetic.ts";
+import { type BatchTruth, SyntheticSource, type SyntheticTruth } from "../data/synthetic.ts";
 import { UserError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { type Dispatch, run } from "../gpu/dispatch.ts";
@@ -195,6 +195,20 @@ export interface EvalContext {
   encode: (rows: Float32Array) => Promise<Float32Array>;
   /** Rows per GPU batch. */
   batch: number;
+}
+
+/**
+ * `rows` fresh rows of a synthetic evaluation source with their truth and their latents (the run's
+ * encoder), for the evaluations that need the generator's labels; null on other data.
+ */
+export async function labelledRows(ctx: EvalContext, rows: number): Promise<
+  { src: SyntheticSource; x: Float32Array; truth: BatchTruth; latents: Float32Array } | null
+> {
+  const src = ctx.source;
+  if (!(src instanceof SyntheticSource)) return null;
+  const x = new Float32Array(rows * src.dIn); // x: [rows, d_in] f32
+  const truth = await src.nextBatchWithTruth(x);
+  return { src, x, truth, latents: await ctx.encode(x) };
 }
 
 /** An evaluation whose result is merged into eval.json (e.g. `{ absorption: ... }`). */

@@ -35,9 +35,8 @@
  * ```
  * @module
  */
-import { SyntheticSource } from "../data/synthetic.ts";
 import { Rng } from "../rng.ts";
-import type { EvalContext, ExtraEvaluator } from "./evaluate.ts";
+import { type EvalContext, type ExtraEvaluator, labelledRows } from "./evaluate.ts";
 import type { ScrMetrics } from "./schema.ts";
 
 /** The paper's thresholds (Fig. 1b): how many latents are ablated. */
@@ -436,21 +435,17 @@ const SCR_ROWS = 8192;
  */
 export function createScrEvaluator(options: ScrOptions & { rows?: number } = {}): ExtraEvaluator {
   return async (ctx: EvalContext) => {
-    const src = ctx.source;
-    if (!(src instanceof SyntheticSource)) return {};
     const { rows = SCR_ROWS, ...opt } = options;
-    const d = src.dIn;
-    const x = new Float32Array(rows * d); // x: [rows, d_in] f32
-    const truth = await src.nextBatchWithTruth(x);
-    const latents = await ctx.encode(x);
+    const got = await labelledRows(ctx, rows);
+    if (got === null) return {};
     const res = scr({
-      x,
-      latents,
+      x: got.x,
+      latents: got.latents,
       wDec: ctx.sae.weights.wDec,
       bDec: ctx.sae.weights.bDec,
-      target: truth.target,
-      spurious: truth.spurious,
-      dIn: d,
+      target: got.truth.target,
+      spurious: got.truth.spurious,
+      dIn: got.src.dIn,
       scale: ctx.sae.scale,
     }, opt);
     return { scr: res.metrics };
