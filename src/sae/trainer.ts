@@ -163,6 +163,19 @@ async function trainRun(
     log.close();
   }
 
+  return await finish(cfg, opts, session, src, run, profiler);
+}
+
+/** The final evaluation, sae.safetensors, metrics.json and the profile. */
+async function finish(
+  cfg: TrainConfig,
+  opts: TrainOptions,
+  session: Session,
+  src: ActivationSource,
+  run: RunFaults,
+  profiler: Profiler | null,
+): Promise<TrainResult> {
+  const { outDir, writer } = opts;
   run.phase = "the final evaluation";
   const metrics = await run.guard(() => finalMetrics(session, src));
   const weights = await run.guard(() => session.readWeights());
@@ -179,7 +192,7 @@ async function trainRun(
     () => writeJson(outDir, "metrics.json", metrics, writer),
   );
   if (profiler) {
-    const profile = reportProfile(profiler, gpu);
+    const profile = reportProfile(profiler, session.gpu);
     await writing(
       `${outDir}/profile.json`,
       then,
