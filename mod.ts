@@ -32,8 +32,7 @@ export { type BatchTruth, SyntheticSource, type SyntheticTruth } from "./src/dat
 export { ShuffleBuffer } from "./src/data/shuffle.ts";
 export { train, type TrainOptions, type TrainResult } from "./src/sae/trainer.ts";
 export { formatReport } from "./src/eval/final.ts";
-export { type LoadedSae, loadSae } from "./src/sae/load.ts";
-export { encodeRows } from "./src/sae/encode.ts";
+export { encodeRows, type LoadedSae, loadSae } from "./src/sae/load.ts";
 export type { SaeWeights } from "./src/sae/model.ts";
 export { groundTruthRecovery, type Recovery } from "./src/eval/groundtruth.ts";
 export { Rng } from "./src/rng.ts";

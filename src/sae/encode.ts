@@ -1,13 +1,12 @@
 /**
- * The one encoder on the host: every path that encodes rows on the CPU (the public
- * {@link encodeRows}, the plain-TypeScript step of src/sae/reference.ts, the export's checks, the
+ * The one encoder on the host: every path that encodes rows on the CPU (the public `encodeRows` of
+ * src/sae/load.ts, the plain-TypeScript step of src/sae/reference.ts, the export's checks, the
  * evaluation tests) computes f here, as the GPU's encoder GEMM does (src/sae/forward.ts):
  *
  *   x_c = scale·x − b_dec (or scale·x)
  *   pre = W_enc x_c + b_enc                         (f64 sums)
  *   f_i = pre_i if pre_i > max(τ_i, 0) else 0        (τ absent: ReLU)
  */
-import type { LoadedSae } from "./load.ts";
 import type { SaeWeights } from "./model.ts";
 
 /** Sizes and input handling of {@link encodeInto}. */
@@ -45,33 +44,4 @@ export function encodeInto(
       f[r * m + i] = pre > Math.max(tau ? tau[i] : 0, 0) ? pre : 0;
     }
   }
-}
-
-/**
- * Encodes raw rows x [n, d_in] on the CPU with the SAE's own encoder (its input scale and, where it
- * has them, its thresholds τ): f [n, d_sae], the codes the trained SAE computes on the GPU.
- *
- * @example
- * ```ts
- * import { encodeRows, loadSae } from "./mod.ts";
- * const sae = await loadSae("runs/demo");
- * const f = encodeRows(sae, new Float32Array(sae.cfg.d_in)); // [1, d_sae]
- * ```
- */
-export function encodeRows(sae: LoadedSae, x: Float32Array): Float32Array {
-  const { d_in, d_sae, apply_b_dec_to_input } = sae.cfg;
-  const f = new Float32Array((x.length / d_in) * d_sae);
-  encodeInto(
-    {
-      dIn: d_in,
-      dSae: d_sae,
-      applyBDec: apply_b_dec_to_input,
-      scale: sae.scale,
-      tau: sae.threshold,
-    },
-    sae.weights,
-    x,
-    f,
-  );
-  return f;
 }

@@ -9,6 +9,7 @@ import { UserError } from "../errors.ts";
 import { loadLatestCheckpoint } from "../run/checkpoint.ts";
 import { readRunConfig } from "../run/rundir.ts";
 import { decodeSafetensors, encodeSafetensors, tensorToF32 } from "../run/safetensors.ts";
+import { encodeInto } from "./encode.ts";
 import { type SaeWeights, weightsFromTensors, weightTensors } from "./model.ts";
 import { extraTensor } from "./snapshot.ts";
 import { variantOf } from "./variants.ts";
@@ -100,4 +101,33 @@ async function finalThresholds(
     );
   }
   return tau;
+}
+
+/**
+ * Encodes raw rows x [n, d_in] on the CPU with the SAE's own encoder (its input scale and, where it
+ * has them, its thresholds τ): f [n, d_sae], the codes the trained SAE computes on the GPU.
+ *
+ * @example
+ * ```ts
+ * import { encodeRows, loadSae } from "./mod.ts";
+ * const sae = await loadSae("runs/demo");
+ * const f = encodeRows(sae, new Float32Array(sae.cfg.d_in)); // [1, d_sae]
+ * ```
+ */
+export function encodeRows(sae: LoadedSae, x: Float32Array): Float32Array {
+  const { d_in, d_sae, apply_b_dec_to_input } = sae.cfg;
+  const f = new Float32Array((x.length / d_in) * d_sae);
+  encodeInto(
+    {
+      dIn: d_in,
+      dSae: d_sae,
+      applyBDec: apply_b_dec_to_input,
+      scale: sae.scale,
+      tau: sae.threshold,
+    },
+    sae.weights,
+    x,
+    f,
+  );
+  return f;
 }

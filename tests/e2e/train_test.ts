@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../../src/config.ts";
-import { encodeRows } from "../../src/sae/encode.ts";
-import { loadSae } from "../../src/sae/load.ts";
+import { encodeRows, loadSae } from "../../src/sae/load.ts";
 import { train } from "../../src/sae/trainer.ts";
 
 /** A small synthetic problem the baseline solves in well under a minute on the CPU adapter. */

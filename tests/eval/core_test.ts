@@ -16,8 +16,7 @@ import { evaluateSae, openEvalSource, SaeForward } from "../../src/eval/evaluate
 import type { Recovery } from "../../src/eval/groundtruth.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { Rng } from "../../src/rng.ts";
-import { encodeRows } from "../../src/sae/encode.ts";
-import type { LoadedSae } from "../../src/sae/load.ts";
+import { encodeRows, type LoadedSae } from "../../src/sae/load.ts";
 import { assertClose } from "../helpers/check.ts";
 
 const close = (got: number, want: number, tol = 1e-6, what = "") =>

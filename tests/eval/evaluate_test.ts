@@ -4,8 +4,7 @@ import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { SyntheticSource } from "../../src/data/synthetic.ts";
 import { type EvalContext, evaluateRun, formatEvalReport } from "../../src/eval/evaluate.ts";
 import type { EvalReport } from "../../src/eval/schema.ts";
-import { encodeRows } from "../../src/sae/encode.ts";
-import { loadSae } from "../../src/sae/load.ts";
+import { encodeRows, loadSae } from "../../src/sae/load.ts";
 import { train } from "../../src/sae/trainer.ts";
 import { assertClose } from "../helpers/check.ts";
 

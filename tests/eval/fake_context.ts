@@ -7,8 +7,7 @@ import type { ActivationSource } from "../../src/data/source.ts";
 import { SyntheticSource } from "../../src/data/synthetic.ts";
 import type { EvalContext } from "../../src/eval/evaluate.ts";
 import type { Gpu } from "../../src/gpu/device.ts";
-import { encodeRows } from "../../src/sae/encode.ts";
-import type { LoadedSae } from "../../src/sae/load.ts";
+import { encodeRows, type LoadedSae } from "../../src/sae/load.ts";
 
 /** `ctx` reads a synthetic source; `plainCtx` a non-synthetic one. */
 export function fakeContext(): Promise<{ ctx: EvalContext; plainCtx: EvalContext }> {

@@ -6,8 +6,7 @@
 import assert from "node:assert/strict";
 import { SyntheticSource } from "../../src/data/synthetic.ts";
 import { run } from "../../src/gpu/dispatch.ts";
-import { encodeRows } from "../../src/sae/encode.ts";
-import { loadSae } from "../../src/sae/load.ts";
+import { encodeRows, loadSae } from "../../src/sae/load.ts";
 import { METRIC_WORDS } from "../../src/sae/metrics.ts";
 import type { Session } from "../../src/sae/session.ts";
 import { train } from "../../src/sae/trainer.ts";
