@@ -187,7 +187,7 @@ export function flattenLayer(layer: PartialConfig): [string, unknown][] {
   const out: [string, unknown][] = [];
   for (const [k, v] of Object.entries(layer)) {
     if (v === undefined) continue;
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+    if (isPlainObject(v)) {
       for (const [sk, sv] of Object.entries(v)) if (sv !== undefined) out.push([`${k}.${sk}`, sv]);
     } else out.push([k, v]);
   }
