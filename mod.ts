@@ -15,10 +15,12 @@
  * @module
  */
 export {
+  type CoreConfig,
   DEFAULT_CONFIG,
   DEFAULT_SYNTHETIC,
   loadConfigFile,
   mergeConfig,
+  type PartialConfig,
   type SyntheticConfig,
   type TrainConfig,
   validateConfig,
@@ -28,7 +30,8 @@ export { createGpu, getGpu, Gpu } from "./src/gpu/device.ts";
 export type { ActivationSource } from "./src/data/source.ts";
 export { type BatchTruth, SyntheticSource, type SyntheticTruth } from "./src/data/synthetic.ts";
 export { ShuffleBuffer } from "./src/data/shuffle.ts";
-export { formatReport, train, type TrainOptions, type TrainResult } from "./src/sae/trainer.ts";
+export { train, type TrainOptions, type TrainResult } from "./src/sae/trainer.ts";
+export { formatReport } from "./src/eval/final.ts";
 export { encodeRows, type LoadedSae, loadSae } from "./src/sae/load.ts";
 export type { SaeWeights } from "./src/sae/model.ts";
 export { groundTruthRecovery, type Recovery } from "./src/eval/groundtruth.ts";

@@ -1,216 +1,49 @@
 /**
  * The training configuration: one flat-ish object with snake_case keys, the same names in YAML
- * files, in config.yaml of a run directory and (with '-' for '_') as CLI flags.
+ * files, in config.yaml of a run directory and (with '-' for '_') as CLI flags. The core keys are
+ * declared here; each SAE variant declares its own in its file (src/sae/paper.ts), and the
+ * registry (src/sae/variants.ts) brings them in: a new variant adds keys without touching this file.
  */
 
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { describeRule, type Rule, satisfies } from "./config_keys.ts";
+import {
+  CORE_DEFAULTS,
+  CORE_RULES,
+  type CoreConfig,
+  DEFAULT_SYNTHETIC,
+  SYNTHETIC_RULES,
+  type SyntheticConfig,
+} from "./config_core.ts";
 import { UserError } from "./errors.ts";
+import { type VariantConfig, type VariantName, VARIANTS } from "./sae/variants.ts";
 
-/** Synthetic ground-truth activation generator settings (see src/data/synthetic.ts). */
-export interface SyntheticConfig {
-  /** Number of ground-truth directions (more than d_in: superposition). */
-  n_features: number;
-  /** Target mean number of active ground-truth features per row (mean L0 of the truth). */
-  mean_l0: number;
-  /** Firing probabilities follow p_i ∝ (i + 1)^-power_law_exponent, scaled to mean_l0. */
-  power_law_exponent: number;
-  /** Magnitudes of active features: |N(magnitude_mean, magnitude_std)|, strictly positive. */
-  magnitude_mean: number;
-  magnitude_std: number;
-  /** Groups of correlated features: n_groups groups of group_size features each. */
-  n_groups: number;
-  group_size: number;
-  /** Probability that a group member fires given its group fires. */
-  group_correlation: number;
-  /** Feature-absorption setting: n_parents "first letter" parents, each with children. */
-  n_parents: number;
-  children_per_parent: number;
-  /** Firing probability of each parent (a child fires only with its parent). */
-  parent_probability: number;
-  /** Target/spurious concept pair for SCR: each concept fires with this probability ... */
-  concept_probability: number;
-  /** ... and the two co-occur with this correlation (phi coefficient of the two labels). */
-  concept_correlation: number;
-  /** Norm of the large shared mean offset added to every row. */
-  offset_norm: number;
-  /** Standard deviation of isotropic Gaussian noise added per coordinate. */
-  noise_std: number;
-  /** Seed of the ground truth (dictionary, hierarchy) and of the sample stream. */
-  seed: number;
+export { type CoreConfig, DEFAULT_SYNTHETIC, type SyntheticConfig } from "./config_core.ts";
+
+/** Every option of a training run: the core keys and every registered variant's keys. */
+export type TrainConfig = Omit<CoreConfig, "variant"> & { variant: VariantName } & VariantConfig;
+
+/** The variants' keys (declared in their files) with their defaults and rules, in registry order. */
+const VARIANT_KEYS = VARIANTS.flatMap((v) =>
+  Object.entries(v.keys).map(([k, spec]) => ({ key: k, spec, variant: v.name }))
+);
+for (const [i, { key, variant }] of VARIANT_KEYS.entries()) {
+  if (
+    key in CORE_DEFAULTS || key === "synthetic" || VARIANT_KEYS.findIndex((x) => x.key === key) < i
+  ) {
+    throw new Error(`config key '${key}' of variant '${variant}' is declared twice`);
+  }
 }
-
-/** Every option of a training run. */
-export interface TrainConfig {
-  /**
-   * SAE variant: "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4); "paper" adds the
-   * paper's Section 4 mechanisms (the keys from ema_decay to importance_lr).
-   */
-  variant: "baseline" | "paper";
-  /** Seed for initialisation and data order. */
-  seed: number;
-  /** Activation width. */
-  d_in: number;
-  /** Number of SAE latents. */
-  d_sae: number;
-  /** Rows per training step. */
-  batch: number;
-  /** Total optimizer steps. */
-  steps: number;
-  /** AdamW peak learning rate. */
-  lr: number;
-  /** Linear LR warmup length in steps (LR rises from lr/warmup_steps to lr). */
-  warmup_steps: number;
-  /** AdamW decoupled weight decay (applied to every parameter, as torch.optim.AdamW does). */
-  weight_decay: number;
-  beta1: number;
-  beta2: number;
-  adam_eps: number;
-  /** λ1: weight of the mean L1 norm of the latents. */
-  l1: number;
-  /** "l2": mean over the batch of ‖x − x̂‖₂ (paper Eq. 4); "squared": mean of ‖x − x̂‖₂². */
-  recon_loss: "l2" | "squared";
-  /** Subtract b_dec from the input before encoding (SAELens' apply_b_dec_to_input). */
-  apply_b_dec_to_input: boolean;
-  /**
-   * Store the operands of the step's GEMMs as f16 (packed rgba16float textures; products and sums
-   * stay f32; parameters, moments and gradients stay f32). Off by default.
-   */
-  gemm_f16: boolean;
-  /**
-   * Sparse latents: when at most this fraction of f's entries is active in a step, the decoder
-   * product and the backward products with f and dL/dpre run over the active entries only
-   * (src/kernels/sparse.ts; chosen on the GPU each step). 0 turns it off. Same results up to
-   * summation order. Default 0.05: the crossover measured on lavapipe at B=1024, d_in 512,
-   * d_sae 4096 is 7-8% (bench/RESULTS.md); on a GPU it is unmeasured.
-   */
-  sparse_max_density: number;
-  /**
-   * Smallest step, in dense-product FLOPs 2·batch·d_in·d_sae, for which the sparse-latent path is
-   * built at all: below it the lists and the plan cost more than the products they can save (at
-   * the CPU default shape, 2^24, they added 13% to `deno task train`). 0: always.
-   */
-  sparse_min_flops: number;
-  /** How b_dec is initialised from a data sample. */
-  b_dec_init: "mean" | "geometric_median" | "zeros";
-  /** Rows sampled to initialise b_dec and estimate the normalisation scale. */
-  init_rows: number;
-  /** "none" (paper) or scale inputs to mean norm √d_in (SAELens expected_average_only_in). */
-  normalize_activations: "none" | "expected_average_only_in";
-  /** A latent that has not fired for this many steps counts as dead. */
-  dead_steps: number;
-  /** A latent firing on more than this fraction of rows counts as dense. */
-  dense_threshold: number;
-  /** Log (read back scalars) every N steps. */
-  log_every: number;
-  /** Write a checkpoint every N steps (0: only the final one). */
-  checkpoint_every: number;
-  /** "synthetic" or a path/glob of activation files. */
-  data: string;
-  /**
-   * Activation files only: skip rows holding NaN/Inf (and count them) instead of stopping with an
-   * error naming the shard and row.
-   */
-  skip_bad_rows: boolean;
-  /** Steps at the start with the reconstruction loss only (paper §4.4 phase 1: 1000). */
-  recon_only_steps: number;
-  /** γ of the EMA activation frequency (Eq. 1). */
-  ema_decay: number;
-  /** τ_base of the dynamic threshold (Eq. 2). */
-  tau_base: number;
-  /** β, the variance sensitivity of the threshold (Eq. 2). */
-  tau_beta: number;
-  /**
-   * "decrease": τ = τ_base(1 − β·var), Eq. 2 as printed; "increase": τ = τ_base(1 + β·var), the
-   * prose ("erratic features see increased thresholds").
-   */
-  tau_variance_sign: "decrease" | "increase";
-  /** Mask latents whose pre-activation is not above their dynamic threshold (§4.1). */
-  adaptive_threshold: boolean;
-  /** λ_ortho of the correlation-aware orthogonality penalty (Eq. 4); 0 switches it off. */
-  lambda_ortho: number;
-  /** ε of Eq. 5. */
-  ortho_eps: number;
-  /**
-   * "mean": the penalty is averaged over the m(m−1) ordered pairs; "sum": summed, as Eq. 4 prints
-   * it (then λ_ortho's effect grows with d_sae²; docs/method.md).
-   */
-  ortho_reduction: "mean" | "sum";
-  /** Weight α_ij by the importance product s_i s_j / max s_k s_l (Eq. 5); false: weight 1. */
-  ortho_importance: boolean;
-  /**
-   * ρ of the importance-weighted learning rate: latent i's rows update with
-   * lr · ((1 − ρ) + ρ · s_i / max_j s_j); 0 switches it off.
-   */
-  importance_lr: number;
-  /** Settings of the synthetic generator (used when data is "synthetic"). */
-  synthetic: SyntheticConfig;
-}
-
-/** Defaults of the synthetic generator: small enough for the CPU adapter. */
-export const DEFAULT_SYNTHETIC: SyntheticConfig = {
-  n_features: 256,
-  mean_l0: 6,
-  power_law_exponent: 0.5,
-  magnitude_mean: 1.0,
-  magnitude_std: 0.3,
-  n_groups: 8,
-  group_size: 4,
-  group_correlation: 0.5,
-  n_parents: 26,
-  children_per_parent: 3,
-  parent_probability: 0.02,
-  concept_probability: 0.3,
-  concept_correlation: 0.6,
-  offset_norm: 4.0,
-  noise_std: 0.01,
-  seed: 1,
-};
 
 /**
- * Defaults of every training option: CPU-sized and tuned for the synthetic data (squared loss,
- * λ1 0.3, lr 3e-3; see docs/method.md for why). configs/baseline.yaml has the paper's values.
+ * Defaults of every training option, in the order config.yaml lists them: the core keys, each
+ * variant's keys, the synthetic generator's section.
  */
 export const DEFAULT_CONFIG: TrainConfig = {
-  variant: "baseline",
-  seed: 42,
-  d_in: 64,
-  d_sae: 512,
-  batch: 256,
-  steps: 3000,
-  lr: 3e-3,
-  warmup_steps: 100,
-  weight_decay: 1e-2,
-  beta1: 0.9,
-  beta2: 0.999,
-  adam_eps: 1e-8,
-  l1: 0.3,
-  recon_loss: "squared",
-  apply_b_dec_to_input: true,
-  gemm_f16: false,
-  sparse_max_density: 0.05,
-  sparse_min_flops: 2 ** 28,
-  b_dec_init: "geometric_median",
-  init_rows: 2048,
-  normalize_activations: "none",
-  dead_steps: 1000,
-  dense_threshold: 0.1,
-  log_every: 50,
-  checkpoint_every: 1000,
-  data: "synthetic",
-  skip_bad_rows: false,
-  recon_only_steps: 0,
-  ema_decay: 0.999,
-  tau_base: 0.3,
-  tau_beta: 1.0,
-  tau_variance_sign: "decrease",
-  adaptive_threshold: true,
-  lambda_ortho: 0.1,
-  ortho_eps: 1e-6,
-  ortho_reduction: "mean",
-  ortho_importance: true,
-  importance_lr: 0.5,
+  ...CORE_DEFAULTS,
+  ...Object.fromEntries(VARIANT_KEYS.map(({ key, spec }) => [key, spec.default])),
   synthetic: DEFAULT_SYNTHETIC,
-};
+} as TrainConfig;
 
 // ---------------------------------------------------------------------------------------------
 // Validation, loading, merging and overrides. Every check is driven by DEFAULT_CONFIG's keys plus
@@ -221,107 +54,11 @@ export type PartialConfig =
   & Partial<Omit<TrainConfig, "synthetic">>
   & { synthetic?: Partial<SyntheticConfig> };
 
-/** The values an enum-typed key allows. */
-export const VARIANTS = ["baseline", "paper"] as const satisfies readonly TrainConfig["variant"][];
-/** Allowed values of `recon_loss`. */
-export const RECON_LOSSES = ["l2", "squared"] as const satisfies readonly TrainConfig[
-  "recon_loss"
-][];
-/** Allowed values of `b_dec_init`. */
-export const B_DEC_INITS = [
-  "mean",
-  "geometric_median",
-  "zeros",
-] as const satisfies readonly TrainConfig[
-  "b_dec_init"
-][];
-/** Allowed values of `normalize_activations`. */
-export const NORMALIZATIONS = [
-  "none",
-  "expected_average_only_in",
-] as const satisfies readonly TrainConfig[
-  "normalize_activations"
-][];
-
-/** What a key accepts. */
-type Rule =
-  | { kind: "int"; min: number; max?: number }
-  | { kind: "number"; min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean }
-  | { kind: "bool" }
-  | { kind: "string" }
-  | { kind: "enum"; values: readonly string[] };
-
-const UINT32_MAX = 0xffffffff;
-const PROBABILITY: Rule = { kind: "number", min: 0, max: 1 };
-const NON_NEGATIVE: Rule = { kind: "number", min: 0 };
-const POSITIVE: Rule = { kind: "number", min: 0, exclusiveMin: true };
-const SEED: Rule = { kind: "int", min: 0, max: UINT32_MAX };
-
-/** One rule per top-level key except `synthetic` (a section with its own rules). */
-const TRAIN_RULES: Record<Exclude<keyof TrainConfig, "synthetic">, Rule> = {
-  variant: { kind: "enum", values: VARIANTS },
-  seed: SEED,
-  d_in: { kind: "int", min: 1 },
-  d_sae: { kind: "int", min: 1 },
-  // One row per workgroup along a dispatch dimension: WebGPU guarantees at most 65535.
-  batch: { kind: "int", min: 1, max: 65535 },
-  steps: { kind: "int", min: 1 },
-  lr: POSITIVE,
-  warmup_steps: { kind: "int", min: 0 },
-  weight_decay: NON_NEGATIVE,
-  beta1: { kind: "number", min: 0, max: 1, exclusiveMax: true },
-  beta2: { kind: "number", min: 0, max: 1, exclusiveMax: true },
-  adam_eps: POSITIVE,
-  l1: NON_NEGATIVE,
-  recon_loss: { kind: "enum", values: RECON_LOSSES },
-  apply_b_dec_to_input: { kind: "bool" },
-  gemm_f16: { kind: "bool" },
-  sparse_max_density: PROBABILITY,
-  sparse_min_flops: NON_NEGATIVE,
-  b_dec_init: { kind: "enum", values: B_DEC_INITS },
-  init_rows: { kind: "int", min: 1 },
-  normalize_activations: { kind: "enum", values: NORMALIZATIONS },
-  dead_steps: { kind: "int", min: 1 },
-  dense_threshold: PROBABILITY,
-  log_every: { kind: "int", min: 1 },
-  checkpoint_every: { kind: "int", min: 0 },
-  data: { kind: "string" },
-  skip_bad_rows: { kind: "bool" },
-  recon_only_steps: { kind: "int", min: 0 },
-  ema_decay: { kind: "number", min: 0, max: 1, exclusiveMax: true },
-  tau_base: NON_NEGATIVE,
-  tau_beta: NON_NEGATIVE,
-  tau_variance_sign: { kind: "enum", values: ["decrease", "increase"] },
-  adaptive_threshold: { kind: "bool" },
-  lambda_ortho: NON_NEGATIVE,
-  ortho_eps: POSITIVE,
-  ortho_reduction: { kind: "enum", values: ["mean", "sum"] },
-  ortho_importance: { kind: "bool" },
-  importance_lr: PROBABILITY,
-};
-
-/**
- * Rules of the `synthetic` section. Partial on purpose: a key added to SyntheticConfig without a
- * rule here still gets its default's type checked (and tests/config_test.ts asks for a rule).
- */
-const SYNTHETIC_RULES: Partial<Record<keyof SyntheticConfig, Rule>> = {
-  n_features: { kind: "int", min: 1 },
-  mean_l0: NON_NEGATIVE,
-  power_law_exponent: NON_NEGATIVE,
-  magnitude_mean: NON_NEGATIVE,
-  magnitude_std: NON_NEGATIVE,
-  n_groups: { kind: "int", min: 0 },
-  group_size: { kind: "int", min: 0 },
-  group_correlation: PROBABILITY,
-  n_parents: { kind: "int", min: 0 },
-  children_per_parent: { kind: "int", min: 0 },
-  parent_probability: PROBABILITY,
-  concept_probability: PROBABILITY,
-  // A phi coefficient, not a probability.
-  concept_correlation: { kind: "number", min: -1, max: 1 },
-  offset_norm: NON_NEGATIVE,
-  noise_std: NON_NEGATIVE,
-  seed: SEED,
+/** The rule of every top-level key but `synthetic`: the core's and the variants'. */
+const TRAIN_RULES: Record<string, Rule> = {
+  variant: { kind: "enum", values: VARIANTS.map((v) => v.name) },
+  ...CORE_RULES,
+  ...Object.fromEntries(VARIANT_KEYS.map(({ key, spec }) => [key, spec.rule])),
 };
 
 /** The rule of a key: its explicit one, or one derived from its default's type. */
@@ -346,53 +83,6 @@ function splitFirst(key: string): [string, string | undefined] {
   return dot < 0 ? [key, undefined] : [key.slice(0, dot), key.slice(dot + 1)];
 }
 
-/** "an integer in [1, 65535]", "a number > 0", "one of 'l2', 'squared'". */
-function describeRule(rule: Rule): string {
-  switch (rule.kind) {
-    case "bool":
-      return "true or false";
-    case "string":
-      return "a non-empty string";
-    case "enum":
-      return `one of ${rule.values.map((v) => `'${v}'`).join(", ")}`;
-    case "int":
-    case "number": {
-      const noun = rule.kind === "int" ? "an integer" : "a number";
-      const min = rule.min;
-      const max = rule.max;
-      const exMin = rule.kind === "number" && rule.exclusiveMin === true;
-      const exMax = rule.kind === "number" && rule.exclusiveMax === true;
-      if (min !== undefined && max !== undefined) {
-        return `${noun} in ${exMin ? "(" : "["}${min}, ${max}${exMax ? ")" : "]"}`;
-      }
-      if (min !== undefined) return `${noun} ${exMin ? ">" : ">="} ${min}`;
-      if (max !== undefined) return `${noun} ${exMax ? "<" : "<="} ${max}`;
-      return `a finite ${rule.kind === "int" ? "integer" : "number"}`;
-    }
-  }
-}
-
-function satisfies(rule: Rule, v: unknown): boolean {
-  switch (rule.kind) {
-    case "bool":
-      return typeof v === "boolean";
-    case "string":
-      return typeof v === "string" && v.length > 0;
-    case "enum":
-      return typeof v === "string" && rule.values.includes(v);
-    case "int":
-    case "number": {
-      if (typeof v !== "number" || !Number.isFinite(v)) return false;
-      if (rule.kind === "int" && !Number.isSafeInteger(v)) return false;
-      const exMin = rule.kind === "number" && rule.exclusiveMin === true;
-      const exMax = rule.kind === "number" && rule.exclusiveMax === true;
-      if (rule.min !== undefined && (exMin ? v <= rule.min : v < rule.min)) return false;
-      if (rule.max !== undefined && (exMax ? v >= rule.max : v > rule.max)) return false;
-      return true;
-    }
-  }
-}
-
 /** A value as the user would have written it: 'abc' quoted, numbers and objects as JSON. */
 function showValue(v: unknown): string {
   if (typeof v === "string") return `'${v}'`;
@@ -401,7 +91,8 @@ function showValue(v: unknown): string {
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** Whether `v` is a mapping (a plain object, as YAML and JSON parse one). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
@@ -631,6 +322,11 @@ export function parseOverride(text: string): Override {
   }
   const raw = text.slice(eq + 1);
   return { path, value: parseScalar(raw), raw };
+}
+
+/** One `--set KEY=VALUE` as a validated configuration layer. */
+export function setFlagLayer(text: string): PartialConfig {
+  return validatePartialConfig(overridesToPartial([parseOverride(text)]), `--set ${text}`);
 }
 
 /**

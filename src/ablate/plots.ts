@@ -14,68 +14,12 @@
  */
 
 import type { TopLevelSpec } from "vega-lite";
-import { EV_AXIS, L0_AXIS, renderSvg } from "../report/vega.ts";
-import type { AblationRow, Frontier } from "./run.ts";
+import { frontierSpec, renderSvg } from "../report/vega.ts";
 import { fmtNumber } from "./sweep.ts";
-
-export { renderSvg };
-
-/**
- * L0 (x) against explained variance (y), one line per frontier (a λ1 sweep of one variant), each
- * point labelled with its λ1.
- */
-export function frontierSpec(fronts: Frontier[]): TopLevelSpec {
-  const values = fronts.flatMap((f) =>
-    f.points.map((p) => ({
-      series: f.label,
-      run: p.run,
-      lambda1: p.lambda1,
-      label: `λ1=${fmtNumber(p.lambda1)}`,
-      l0: p.l0,
-      ev: p.explained_variance,
-      description: `${p.run}: L0 ${p.l0.toFixed(2)}, EV ${p.explained_variance.toFixed(4)}`,
-    }))
-  );
-  const x = L0_AXIS;
-  const y = EV_AXIS;
-  return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: {
-      text: "Sparsity–reconstruction frontier",
-      subtitle: values.length === 0
-        ? "no λ1 sweep has finished yet"
-        : "each line sweeps λ1 for one variant; up and left is better",
-    },
-    width: 480,
-    height: 320,
-    data: { values },
-    layer: [
-      {
-        mark: { type: "line", point: { size: 60, filled: true } },
-        encoding: {
-          x,
-          y,
-          color: { field: "series", type: "nominal", title: "variant" },
-          order: { field: "lambda1", type: "quantitative" },
-          description: { field: "description", type: "nominal" },
-        },
-      },
-      {
-        mark: { type: "text", dy: -10, fontSize: 10 },
-        encoding: {
-          x,
-          y,
-          text: { field: "label", type: "nominal" },
-          color: { field: "series", type: "nominal", title: "variant" },
-          description: { field: "label", type: "nominal" },
-        },
-      },
-    ],
-  };
-}
+import type { AblationRow, Frontier } from "./table.ts";
 
 /** L0 and explained variance of every finished run, side by side, runs in sweep order. */
-export function ablationSpec(rows: AblationRow[]): TopLevelSpec {
+function ablationSpec(rows: AblationRow[]): TopLevelSpec {
   const values = rows.filter((r) => r.status === "done").map((r) => ({
     run: r.run,
     variant: r.variant,
@@ -106,9 +50,25 @@ export function ablationSpec(rows: AblationRow[]): TopLevelSpec {
   };
 }
 
-/** The frontier chart as SVG. */
+/** The λ1 frontiers as SVG: one line per frontier (a λ1 sweep of one variant), points labelled. */
 export function frontierSvg(fronts: Frontier[]): Promise<string> {
-  return renderSvg(frontierSpec(fronts));
+  const marks = fronts.flatMap((f) =>
+    f.points.map((p) => ({
+      series: f.label,
+      label: `λ1=${fmtNumber(p.lambda1)}`,
+      order: p.lambda1,
+      l0: p.l0,
+      ev: p.explained_variance,
+      description: `${p.run}: L0 ${p.l0.toFixed(2)}, EV ${p.explained_variance.toFixed(4)}`,
+    }))
+  );
+  return renderSvg(frontierSpec(marks, {
+    subtitle: marks.length === 0
+      ? "no λ1 sweep has finished yet"
+      : "each line sweeps λ1 for one variant; up and left is better",
+    seriesTitle: "variant",
+    lines: true,
+  }));
 }
 
 /** The per-run chart as SVG. */

@@ -13,6 +13,7 @@
 
 import {
   DEFAULT_CONFIG,
+  isPlainObject,
   mergeConfig,
   type PartialConfig,
   readYamlFile,
@@ -21,6 +22,8 @@ import {
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import paperYaml from "../../configs/paper.yaml" with { type: "text" };
+import { parse as parseYaml } from "yaml";
 
 /** One named run of a sweep: the layer it puts over the sweep's base. */
 export interface SweepRun {
@@ -52,36 +55,21 @@ export const SCALES = ["cpu", "paper"] as const;
 export type Scale = typeof SCALES[number];
 
 /** Factors of the base λ1 swept for the frontiers. */
-export const L1_FACTORS = [0.25, 0.5, 1, 2, 4] as const;
+const L1_FACTORS = [0.25, 0.5, 1, 2, 4] as const;
 
 /**
- * The paper's sizes and hyperparameters (configs/baseline.yaml plus the method's values of §4.4
- * and §6.1): d_in = d_sae = 2304, batch 2048, 4882 steps, 1000 warmup steps, 1000 steps of
- * reconstruction loss only, λ1 0.04, λ_ortho 0.1, γ 0.999, τ_base 0.3, β 1.
+ * The paper's sizes and hyperparameters: configs/paper.yaml (each value cited there), without its
+ * `variant`, which each run sets.
  */
-export const PAPER_BASE: PartialConfig = {
-  seed: 42,
-  d_in: 2304,
-  d_sae: 2304,
-  batch: 2048,
-  steps: 4882,
-  lr: 3e-4,
-  weight_decay: 1e-2,
-  warmup_steps: 1000,
-  recon_only_steps: 1000,
-  l1: 0.04,
-  recon_loss: "l2",
-  normalize_activations: "none",
-  lambda_ortho: 0.1,
-  ema_decay: 0.999,
-  tau_base: 0.3,
-  tau_beta: 1,
-};
+export const PAPER_BASE: PartialConfig = (() => {
+  const { variant: _, ...base } = validatePartialConfig(parseYaml(paperYaml), "configs/paper.yaml");
+  return base;
+})();
 
 /**
  * Sizes for the CPU adapter: each run takes seconds (about 15 s for the baseline on 2 cores with
- * lavapipe), so the default sweep finishes in minutes. The loss and λ1 stay the CPU-tuned
- * defaults (squared loss, λ1 0.3: docs/method.md); the synthetic problem is the small one the
+ * lavapipe), so the default sweep finishes in minutes. The loss, λ1 and the method's settings stay
+ * the defaults (squared loss, λ1 0.3: docs/method.md); the synthetic problem is the small one the
  * end-to-end test solves (128 true directions, a small feature hierarchy).
  */
 export const CPU_BASE: PartialConfig = {
@@ -94,10 +82,6 @@ export const CPU_BASE: PartialConfig = {
   init_rows: 1024,
   log_every: 100,
   checkpoint_every: 500,
-  lambda_ortho: 0.1,
-  ema_decay: 0.999,
-  tau_base: 0.3,
-  tau_beta: 1,
   synthetic: { n_features: 128, n_parents: 4, children_per_parent: 2, n_groups: 4 },
 };
 
@@ -146,7 +130,7 @@ export function defaultSweep(scale: Scale): Sweep {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.=+-]*$/;
 
 /** Checks a run name: it becomes a directory name. */
-export function checkRunName(name: string, source: string): void {
+function checkRunName(name: string, source: string): void {
   if (!NAME_RE.test(name) || name.length > 100) {
     throw new UserError(
       `run name '${name}' in ${source} is not usable as a directory name ` +
@@ -203,7 +187,7 @@ export function flattenLayer(layer: PartialConfig): [string, unknown][] {
   const out: [string, unknown][] = [];
   for (const [k, v] of Object.entries(layer)) {
     if (v === undefined) continue;
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+    if (isPlainObject(v)) {
       for (const [sk, sv] of Object.entries(v)) if (sv !== undefined) out.push([`${k}.${sk}`, sv]);
     } else out.push([k, v]);
   }
@@ -213,10 +197,6 @@ export function flattenLayer(layer: PartialConfig): [string, unknown][] {
 /** "variant=paper lambda_ortho=0.01" (empty string for no overrides). */
 export function describeOverrides(layer: PartialConfig): string {
   return flattenLayer(layer).map(([k, v]) => `${k}=${v}`).join(" ");
-}
-
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /**
@@ -237,8 +217,8 @@ export async function loadSweepFile(path: string): Promise<Sweep> {
 }
 
 /** Checks the structure of a parsed sweep document (see {@link loadSweepFile}). */
-export function parseSweep(doc: unknown, source: string): Sweep {
-  if (!isMapping(doc)) {
+function parseSweep(doc: unknown, source: string): Sweep {
+  if (!isPlainObject(doc)) {
     throw new UserError(
       `${source} must be a mapping with 'runs' (and optionally 'base'), got ${
         doc === null || doc === undefined ? "an empty file" : Array.isArray(doc) ? "a list" : "a " +
@@ -252,12 +232,12 @@ export function parseSweep(doc: unknown, source: string): Sweep {
     }
   }
   const rawBase = doc.base ?? {};
-  if (!isMapping(rawBase)) {
+  if (!isPlainObject(rawBase)) {
     throw new UserError(`'base' in ${source} must be a mapping of config keys to values`);
   }
   const base = validatePartialConfig(rawBase, `${source}: base`);
   const rawRuns = doc.runs;
-  if (!isMapping(rawRuns) || Object.keys(rawRuns).length === 0) {
+  if (!isPlainObject(rawRuns) || Object.keys(rawRuns).length === 0) {
     throw new UserError(
       `'runs' in ${source} must be a non-empty mapping of run names to config overrides ` +
         `(e.g. runs: { baseline: { variant: baseline } })`,
@@ -267,7 +247,7 @@ export function parseSweep(doc: unknown, source: string): Sweep {
   for (const [name, raw] of Object.entries(rawRuns)) {
     checkRunName(name, source);
     const layer = raw ?? {};
-    if (!isMapping(layer)) {
+    if (!isPlainObject(layer)) {
       throw new UserError(
         `run '${name}' in ${source} must be a mapping of config keys to values (or empty)`,
       );

@@ -13,14 +13,9 @@
 
 import { Command, Option } from "@commander-js/extra-typings";
 import { basename, extname, join } from "node:path";
-import {
-  mergeConfig,
-  overridesToPartial,
-  parseOverride,
-  type PartialConfig,
-  validatePartialConfig,
-} from "../config.ts";
+import { mergeConfig, type PartialConfig, setFlagLayer } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { collect } from "./options.ts";
 import { runDirState, runSweep } from "../ablate/run.ts";
 import {
   defaultSweep,
@@ -31,10 +26,6 @@ import {
   SCALES,
   type Sweep,
 } from "../ablate/sweep.ts";
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
 
 /** The `ablate` command's options (no action attached). */
 export function makeAblateCommand() {
@@ -92,9 +83,7 @@ export async function resolveAblateFlags(
     source = `the built-in ${scale} sweep`;
     defaultOut = `runs/ablate-${scale}`;
   }
-  const sets = (flags.set ?? []).map((text) =>
-    validatePartialConfig(overridesToPartial([parseOverride(text)]), `--set ${text}`)
-  );
+  const sets = (flags.set ?? []).map(setFlagLayer);
   if (sets.length > 0) {
     sweep = { ...sweep, base: mergeConfig(sweep.base as PartialConfig, ...sets) };
   }

@@ -26,7 +26,7 @@ function int(flag: string, raw: string | undefined): number | undefined {
 }
 
 /** The `export` command's options (no action attached). */
-export function makeExportCommand() {
+function makeExportCommand() {
   return new Command("export")
     .description(
       "write a run's SAE in another library's layout (SAELens: cfg.json + sae_weights.safetensors)",

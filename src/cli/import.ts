@@ -14,7 +14,7 @@ import { UserError } from "../errors.ts";
 import { importSaelens } from "../export/saelens.ts";
 
 /** The `import` command's options (no action attached). */
-export function makeImportCommand() {
+function makeImportCommand() {
   return new Command("import")
     .description(
       "convert a SAELens directory (cfg.json + sae_weights.safetensors) into a run directory",

@@ -13,8 +13,7 @@
 
 import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import denoJson from "../../deno.json" with { type: "json" };
-import { UserError } from "../errors.ts";
-import { TrainingInterrupted } from "../sae/trainer.ts";
+import { TrainingInterrupted, UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { importCommand } from "./import.ts";

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { writeReport } from "../report/report.ts";
 
 /** The `report` command's options (no action attached). */
-export function makeReportCommand() {
+function makeReportCommand() {
   return new Command("report")
     .description(
       "write an HTML report with SVG plots (curves, frontier, SCR, absorption, density, ground " +

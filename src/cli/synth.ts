@@ -18,30 +18,27 @@ import {
   DEFAULT_SYNTHETIC,
   loadConfigFile,
   mergeConfig,
-  overridesToPartial,
   parseOverride,
   parseScalar,
   type PartialConfig,
+  setFlagLayer,
   type SyntheticConfig,
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { collect } from "./options.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
 import { SyntheticSource } from "../data/synthetic.ts";
 import { atomicWrite, writeAllBytes } from "../run/atomic.ts";
 
 /** Default number of rows written. */
-export const SYNTH_DEFAULT_ROWS = 65536;
+const SYNTH_DEFAULT_ROWS = 65536;
 
 /** Rows generated and written per chunk. */
 const CHUNK_ROWS = 4096;
 
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
 /** The `synth` command's options (no action attached). */
-export function makeSynthCommand() {
+function makeSynthCommand() {
   return new Command("synth")
     .description(
       "write synthetic activations (with known ground truth) to a .npy file, plus FILE.truth.json " +
@@ -68,10 +65,10 @@ export function makeSynthCommand() {
 }
 
 /** What commander parsed for `synth`. */
-export type SynthFlags = ReturnType<ReturnType<typeof makeSynthCommand>["opts"]>;
+type SynthFlags = ReturnType<ReturnType<typeof makeSynthCommand>["opts"]>;
 
 /** Everything `sae synth` needs, resolved and validated. */
-export interface SynthPlan {
+interface SynthPlan {
   out: string;
   rows: number;
   dIn: number;
@@ -89,20 +86,20 @@ function positiveInt(raw: string, flag: string): number {
 }
 
 /** Turns parsed flags into a plan (reads --config). */
-export async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
+async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
   if (!/\.npy$/i.test(flags.out)) {
     throw new UserError(`--out '${flags.out}' must end in .npy`);
   }
   const layers: PartialConfig[] = [];
   if (flags.config !== undefined) layers.push(await loadConfigFile(flags.config));
   for (const text of flags.set ?? []) {
-    const o = parseOverride(text);
-    if (o.path[0] !== "synthetic" && o.path.join(".") !== "d_in") {
+    const { path } = parseOverride(text);
+    if (path[0] !== "synthetic" && path.join(".") !== "d_in") {
       throw new UserError(
         `--set ${text}: sae synth only takes synthetic.* keys and d_in (e.g. synthetic.n_features=512)`,
       );
     }
-    layers.push(validatePartialConfig(overridesToPartial([o]), `--set ${text}`));
+    layers.push(setFlagLayer(text));
   }
   if (flags.seed !== undefined) {
     layers.push(
@@ -127,7 +124,7 @@ export async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
  * Writes `plan.rows` synthetic rows to `plan.out` as .npy, chunk by chunk into a temporary file
  * renamed over the target once complete (and synced), then the truth files.
  */
-export async function writeSynth(plan: SynthPlan): Promise<void> {
+async function writeSynth(plan: SynthPlan): Promise<void> {
   const src = new SyntheticSource(plan.synthetic, plan.dIn);
   const tmp = `${plan.out}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   let file: Deno.FsFile;

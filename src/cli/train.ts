@@ -15,25 +15,21 @@ import {
   DEFAULT_CONFIG,
   loadConfigFile,
   mergeConfig,
-  overridesToPartial,
-  parseOverride,
   parseScalar,
   type PartialConfig,
+  setFlagLayer,
   type TrainConfig,
   validateConfig,
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { collect } from "./options.ts";
 import { readRunConfig } from "../run/rundir.ts";
 import { train, type TrainOptions } from "../sae/trainer.ts";
 
 /** The default of a config key, as shown in help. */
 function def(key: Exclude<keyof TrainConfig, "synthetic">): string {
   return `(default: ${DEFAULT_CONFIG[key]})`;
-}
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 /** Flags that set a config key: commander's attribute name → config key. */
@@ -128,7 +124,7 @@ export function makeTrainCommand() {
 }
 
 /** What commander parsed for `train`. */
-export type TrainFlags = ReturnType<ReturnType<typeof makeTrainCommand>["opts"]>;
+type TrainFlags = ReturnType<ReturnType<typeof makeTrainCommand>["opts"]>;
 
 /** 20261124-131500 (local time). */
 export function timestampName(d: Date = new Date()): string {
@@ -138,7 +134,7 @@ export function timestampName(d: Date = new Date()): string {
 }
 
 /** Turns parsed flags into the run's config and options (reads --config / DIR/config.yaml). */
-export async function resolveTrainFlags(
+async function resolveTrainFlags(
   flags: TrainFlags,
 ): Promise<{ cfg: TrainConfig; opts: TrainOptions }> {
   let base: PartialConfig = {};
@@ -171,10 +167,7 @@ export async function resolveTrainFlags(
     outDir = flags.out ?? `runs/${flags.name ?? timestampName()}`;
   }
 
-  const sets = (flags.set ?? []).map((text) => {
-    const layer = overridesToPartial([parseOverride(text)]);
-    return validatePartialConfig(layer, `--set ${text}`);
-  });
+  const sets = (flags.set ?? []).map(setFlagLayer);
 
   const named: Record<string, unknown> = {};
   for (const [attr, key] of Object.entries(CONFIG_FLAGS)) {

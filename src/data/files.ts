@@ -65,7 +65,7 @@ export interface FileSourceState {
 const DEFAULT_READ_BYTES = 4 << 20;
 
 /** Splits `pattern#tensor` (only after a .safetensors pattern) into its parts. */
-export function parseDataSpec(spec: string): { pattern: string; tensor?: string } {
+function parseDataSpec(spec: string): { pattern: string; tensor?: string } {
   const m = /^(.*\.safetensors)#([^/]+)$/.exec(spec);
   return m ? { pattern: m[1], tensor: m[2] } : { pattern: spec };
 }
@@ -398,7 +398,7 @@ export async function expandDataPaths(pattern: string): Promise<string[]> {
 }
 
 /** Files matching a glob (`*`, `?`, `[...]` within a path segment; `**` for any directories). */
-export async function expandGlob(pattern: string): Promise<string[]> {
+async function expandGlob(pattern: string): Promise<string[]> {
   const absolute = pattern.startsWith("/");
   const segs = pattern.split("/").filter((s, i) => s !== "" || i === 0);
   if (absolute) segs.shift();

@@ -44,10 +44,10 @@ export interface ShardInfo {
 }
 
 /** The magic string every .npy file starts with. */
-export const NPY_MAGIC = new Uint8Array([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
+const NPY_MAGIC = new Uint8Array([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 
 /** Headers longer than this are rejected before they are read (numpy itself writes < 1 KiB). */
-export const NPY_MAX_HEADER_BYTES = 1 << 20;
+const NPY_MAX_HEADER_BYTES = 1 << 20;
 
 const DESCRS: Record<string, ShardDtype> = { "<f4": "f32", "<f2": "f16" };
 
@@ -111,7 +111,7 @@ export async function readNpyShard(path: string): Promise<ShardInfo> {
  * Checks the magic and version and returns where the header dict starts and how long it is;
  * `pre` is the file's first min(12, size) bytes.
  */
-export function parseNpyPreamble(
+function parseNpyPreamble(
   pre: Uint8Array,
   size: number,
   path: string,
@@ -148,7 +148,7 @@ export function parseNpyPreamble(
 }
 
 /** Parses the header dict (`bytes`, the `length` bytes after the preamble) into a shard layout. */
-export function parseNpyHeader(
+function parseNpyHeader(
   bytes: Uint8Array,
   major: number,
   start: number,

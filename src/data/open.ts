@@ -6,7 +6,7 @@ import type { ActivationSource } from "./source.ts";
 import { SyntheticSource } from "./synthetic.ts";
 
 /** The most bytes the shuffle buffer over activation files holds (also its checkpoint cost). */
-export const SHUFFLE_MAX_BYTES = 8 << 20;
+const SHUFFLE_MAX_BYTES = 8 << 20;
 
 /** Rows of the shuffle buffer over files: 64 batches, at most 8 MiB of f32, at most the data. */
 export function shuffleCapacity(batch: number, dIn: number, totalRows: number): number {

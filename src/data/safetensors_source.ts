@@ -84,7 +84,7 @@ export async function readSafetensorsShard(path: string, tensor?: string): Promi
 }
 
 /** Parses a header (the `headerLen` JSON bytes after the length) and picks the tensor. */
-export function parseSafetensorsHeader(
+function parseSafetensorsHeader(
   bytes: Uint8Array,
   size: number,
   path: string,

@@ -63,7 +63,7 @@
  * ```
  * @module
  */
-import type { SyntheticConfig } from "../config.ts";
+import type { SyntheticConfig } from "../config_core.ts";
 import { UserError } from "../errors.ts";
 import { Rng } from "../rng.ts";
 import type { ActivationSource } from "./source.ts";

@@ -53,8 +53,8 @@
  * ```
  * @module
  */
-import { type BatchTruth, type ParentTruth, SyntheticSource } from "../data/synthetic.ts";
-import type { EvalContext, ExtraEvaluator } from "./evaluate.ts";
+import type { BatchTruth, ParentTruth } from "../data/synthetic.ts";
+import { type EvalContext, type ExtraEvaluator, labelledRows } from "./evaluate.ts";
 import type { AbsorptionMetrics } from "./schema.ts";
 
 /** Thresholds of {@link absorption}; every field has a default (see {@link ABSORPTION_DEFAULTS}). */
@@ -79,7 +79,7 @@ export interface AbsorptionOptions {
 }
 
 /** Default thresholds of {@link absorption}. */
-export const ABSORPTION_DEFAULTS: Required<AbsorptionOptions> = {
+const ABSORPTION_DEFAULTS: Required<AbsorptionOptions> = {
   cosThreshold: 0.3,
   projectionThreshold: 0.4,
   f1JumpThreshold: 0.03,
@@ -424,7 +424,7 @@ function letterAbsorption(
 }
 
 /** Rows {@link createAbsorptionEvaluator} draws by default (about 160 per letter at the defaults). */
-export const ABSORPTION_ROWS = 8192;
+const ABSORPTION_ROWS = 8192;
 
 /**
  * An {@link ExtraEvaluator} for `evaluateRun`: draws `rows` fresh rows with their truth from the
@@ -437,20 +437,16 @@ export function createAbsorptionEvaluator(
   options: AbsorptionOptions & { rows?: number } = {},
 ): ExtraEvaluator {
   return async (ctx: EvalContext) => {
-    const src = ctx.source;
-    if (!(src instanceof SyntheticSource)) return {};
     const { rows = ABSORPTION_ROWS, ...opt } = options;
-    const d = src.dIn;
-    const x = new Float32Array(rows * d); // x: [rows, d_in] f32
-    const truth = await src.nextBatchWithTruth(x);
-    const latents = await ctx.encode(x);
+    const got = await labelledRows(ctx, rows);
+    if (got === null) return {};
     const res = absorption({
-      latents,
-      truth,
+      latents: got.latents,
+      truth: got.truth,
       wDec: ctx.sae.weights.wDec,
-      dictionary: src.truth.dictionary,
-      parents: src.truth.parents,
-      dIn: d,
+      dictionary: got.src.truth.dictionary,
+      parents: got.src.truth.parents,
+      dIn: got.src.dIn,
       scale: ctx.sae.scale,
     }, opt);
     return { absorption: res.metrics };

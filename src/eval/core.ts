@@ -17,9 +17,9 @@ import type { CoreMetrics, GroundTruthMetrics, Unavailable } from "./schema.ts";
 /** A latent is dense when it fires on more than this fraction of the sparsity rows (SAEBench). */
 export const DENSE_FREQUENCY = 0.1;
 /** Width of a density-histogram bin in log10(frequency). */
-export const DENSITY_BIN_WIDTH = 0.25;
+const DENSITY_BIN_WIDTH = 0.25;
 /** ‖x‖ below this counts as 1 in the L2 ratio's denominator (as SAEBench does). */
-export const L2_RATIO_MIN_NORM = 1e-4;
+const L2_RATIO_MIN_NORM = 1e-4;
 
 /** A metric that needs something the run does not have. */
 export function unavailable(reason: string): Unavailable {

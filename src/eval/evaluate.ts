@@ -14,15 +14,13 @@ import { join } from "node:path";
 import type { TrainConfig } from "../config.ts";
 import { openSource } from "../data/open.ts";
 import type { ActivationSource } from "../data/source.ts";
-import { SyntheticSource, type SyntheticTruth } from "../data/synthetic.ts";
+import { type BatchTruth, SyntheticSource, type SyntheticTruth } from "../data/synthetic.ts";
 import { UserError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { type Dispatch, run } from "../gpu/dispatch.ts";
-import { gemmDispatches } from "../kernels/gemm/mod.ts";
-import { prepareKernel } from "../kernels/loss.ts";
-import { loadThreshold } from "../export/saelens.ts";
 import { atomicWrite, type Writer } from "../run/atomic.ts";
 import { Rng } from "../rng.ts";
+import { forwardPass } from "../sae/forward.ts";
 import { type LoadedSae, loadSae } from "../sae/load.ts";
 import { CoreAccumulator, DENSE_FREQUENCY, GroundTruthAccumulator, unavailable } from "./core.ts";
 import { groundTruthRecovery } from "./groundtruth.ts";
@@ -36,10 +34,11 @@ export const DEFAULT_SPARSITY_BATCHES = 32;
 export const EVAL_SEED_OFFSET = 1_000_003;
 
 /**
- * The SAE's forward pass on the GPU for up to `batch` rows at a time: x ← scale·x,
- * pre = (x − b_dec)·W_encᵀ + b_enc, f = ReLU(pre) (or with thresholds τ, JumpReLU:
- * ReLU(pre)·1[pre > τ], as SAELens and src/export/saelens.ts encode), x̂ = f·W_dec + b_dec.
- * Buffers and dispatches are built once; {@link SaeForward.destroy} frees them.
+ * The SAE's forward pass on the GPU (src/sae/forward.ts, the training step's) for up to `batch`
+ * rows at a time, with the SAE's own weights, input scale and thresholds: x ← scale·x,
+ * pre = (x − b_dec)·W_encᵀ + b_enc, f = ReLU(pre) or with τ pre·1[pre > max(τ, 0)] (SAELens'
+ * JumpReLU), x̂ = f·W_dec + b_dec; the GEMMs in f32 whatever the run's gemm_f16. Buffers and
+ * dispatches are built once; {@link SaeForward.destroy} frees them.
  */
 export class SaeForward {
   readonly gpu: Gpu;
@@ -70,16 +69,8 @@ export class SaeForward {
     this.pad = new Float32Array(batch * sae.cfg.d_in);
   }
 
-  /**
-   * Uploads the weights and builds the dispatches for `batch` rows per call; `threshold` [d_sae]
-   * switches the encoder to JumpReLU.
-   */
-  static async create(
-    gpu: Gpu,
-    sae: LoadedSae,
-    batch: number,
-    threshold: Float32Array | null = null,
-  ): Promise<SaeForward> {
+  /** Uploads the weights and builds the dispatches for `batch` rows per call. */
+  static async create(gpu: Gpu, sae: LoadedSae, batch: number): Promise<SaeForward> {
     if (!Number.isInteger(batch) || batch < 1 || batch > 65535) {
       throw new UserError(`evaluation batch must be an integer in [1, 65535] (got ${batch})`);
     }
@@ -94,38 +85,37 @@ export class SaeForward {
     const f = gpu.buffer("eval f", batch * m * 4);
     const xhat = gpu.buffer("eval xhat", batch * d * 4);
     const all = [wEnc, bEnc, wDec, bDec, x, xc, f, xhat];
-    // The kernel keeps v·1[v > τ]; τ clamped at 0 makes it ReLU(v)·1[v > τ] for every τ.
-    const tau = threshold ? gpu.upload("eval tau", threshold.map((t) => Math.max(t, 0))) : null;
+    // τ clamped at 0 on upload, so every GEMM path computes pre·1[pre > max(τ, 0)].
+    const tau = sae.threshold
+      ? gpu.upload("eval tau", sae.threshold.map((t) => Math.max(t, 0)))
+      : undefined;
     if (tau) all.push(tau);
     try {
       const none = gpu.dummy();
-      const dispatches = [
-        await prepareKernel(gpu, {
-          batch,
-          dIn: d,
-          scale: sae.scale,
-          applyBDec: apply_b_dec_to_input,
-          squared: true,
-        }, { x, xc, bDec, xhat, dxhat: none, xmean: none, rowstats: none }),
-        ...await gemmDispatches(gpu, {
-          label: "eval encode",
-          M: batch,
-          N: m,
-          K: d,
-          transA: false,
-          transB: true,
-          epilogue: tau ? "bias_threshold" : "bias_relu",
-        }, { a: xc, b: wEnc, c: f, e: bEnc, s: tau ?? undefined }),
-        ...await gemmDispatches(gpu, {
-          label: "eval decode",
-          M: batch,
-          N: d,
-          K: m,
-          transA: false,
-          transB: false,
-          epilogue: "bias",
-        }, { a: f, b: wDec, c: xhat, e: bDec }),
-      ];
+      const { prepare, encode, decode } = await forwardPass(gpu, {
+        batch,
+        dIn: d,
+        dSae: m,
+        scale: sae.scale,
+        applyBDec: apply_b_dec_to_input,
+        squared: true,
+        f16: false,
+        label: "eval ",
+      }, {
+        x,
+        xc,
+        f,
+        xhat,
+        wEnc,
+        bEnc,
+        wDec,
+        bDec,
+        thresholds: tau,
+        dxhat: none,
+        xmean: none,
+        rowstats: none,
+      });
+      const dispatches = [prepare, ...encode, ...decode];
       return new SaeForward(gpu, sae, batch, { x, f, xhat, all }, dispatches);
     } catch (err) {
       for (const b of all) gpu.destroyBuffer(b);
@@ -201,12 +191,24 @@ export interface EvalContext {
   source: ActivationSource;
   /** The generator's ground truth when the data is synthetic. */
   truth?: SyntheticTruth;
-  /** JumpReLU thresholds the encoder applies (null: plain ReLU). */
-  threshold: Float32Array | null;
   /** Latents of raw rows via the GPU: any row count ([n, d_in] → [n, d_sae]), batched. */
   encode: (rows: Float32Array) => Promise<Float32Array>;
   /** Rows per GPU batch. */
   batch: number;
+}
+
+/**
+ * `rows` fresh rows of a synthetic evaluation source with their truth and their latents (the run's
+ * encoder), for the evaluations that need the generator's labels; null on other data.
+ */
+export async function labelledRows(ctx: EvalContext, rows: number): Promise<
+  { src: SyntheticSource; x: Float32Array; truth: BatchTruth; latents: Float32Array } | null
+> {
+  const src = ctx.source;
+  if (!(src instanceof SyntheticSource)) return null;
+  const x = new Float32Array(rows * src.dIn); // x: [rows, d_in] f32
+  const truth = await src.nextBatchWithTruth(x);
+  return { src, x, truth, latents: await ctx.encode(x) };
 }
 
 /** An evaluation whose result is merged into eval.json (e.g. `{ absorption: ... }`). */
@@ -224,8 +226,6 @@ export interface EvaluateOptions {
   extra?: ExtraEvaluator[];
   /** The device (default: the process-wide one). */
   gpu?: Gpu;
-  /** JumpReLU thresholds [d_sae] (evaluateRun reads them with loadThreshold); default ReLU. */
-  threshold?: Float32Array | null;
 }
 
 /** Options of {@link evaluateRun}. */
@@ -304,11 +304,10 @@ export async function evaluateSae(
     throw new UserError(`the data has rows of width ${source.dIn} but the SAE has d_in=${d}`);
   }
   const synth = source instanceof SyntheticSource ? source : null;
-  const threshold = opts.threshold ?? null;
-  if (threshold && threshold.length !== m) {
-    throw new Error(`threshold has ${threshold.length} entries, not d_sae=${m}`);
+  if (sae.threshold && sae.threshold.length !== m) {
+    throw new Error(`threshold has ${sae.threshold.length} entries, not d_sae=${m}`);
   }
-  const fwd = await SaeForward.create(gpu, sae, B, threshold);
+  const fwd = await SaeForward.create(gpu, sae, B);
   try {
     const core = new CoreAccumulator(d, m);
     let gt: GroundTruthAccumulator | null = null;
@@ -339,7 +338,6 @@ export async function evaluateSae(
       sae,
       source,
       truth: synth?.truth,
-      threshold,
       encode: (rows) => fwd.encode(rows),
       batch: B,
     };
@@ -351,9 +349,9 @@ export async function evaluateSae(
 }
 
 /**
- * Loads the run in `dir` (config.yaml and sae.safetensors, plus the JumpReLU thresholds the run's
- * SAE encodes with, as `sae export` reads them), evaluates it on rows it did not train on (see
- * {@link openEvalSource}) and, with `out`, writes the report there atomically.
+ * Loads the run in `dir` ({@link loadSae}: config.yaml, sae.safetensors and the thresholds its
+ * encoder applies), evaluates it on rows it did not train on (see {@link openEvalSource}) and,
+ * with `out`, writes the report there atomically.
  */
 export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): Promise<EvalReport> {
   let info: Deno.FileInfo | null = null;
@@ -368,11 +366,9 @@ export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): P
     );
   }
   const sae = await loadSae(dir);
-  const threshold = opts.threshold !== undefined ? opts.threshold : await loadThreshold(dir, sae);
   const { source, description, heldOut } = await openEvalSource(sae.cfg, opts.data);
   const report = await evaluateSae(sae, source, {
     ...opts,
-    threshold,
     description: heldOut ? description : `${description} (files the run trained on)`,
     saeName: dir,
   });
@@ -381,7 +377,7 @@ export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): P
 }
 
 /** Writes eval.json atomically (pretty JSON). */
-export async function writeEvalReport(
+async function writeEvalReport(
   path: string,
   report: EvalReport,
   writer?: Writer,

@@ -75,9 +75,9 @@ export async function groundTruthRecovery(
       bestLatent[j0 + r] = bi;
     }
   }
-  wb.destroy();
-  ab.destroy();
-  cb.destroy();
+  gpu.destroyBuffer(wb);
+  gpu.destroyBuffer(ab);
+  gpu.destroyBuffer(cb);
   let sum = 0, hit = 0;
   for (const b of best) {
     sum += b;

@@ -35,13 +35,12 @@
  * ```
  * @module
  */
-import { SyntheticSource } from "../data/synthetic.ts";
 import { Rng } from "../rng.ts";
-import type { EvalContext, ExtraEvaluator } from "./evaluate.ts";
+import { type EvalContext, type ExtraEvaluator, labelledRows } from "./evaluate.ts";
 import type { ScrMetrics } from "./schema.ts";
 
 /** The paper's thresholds (Fig. 1b): how many latents are ablated. */
-export const SCR_KS: readonly number[] = [2, 5, 10, 20, 50, 100, 500];
+const SCR_KS: readonly number[] = [2, 5, 10, 20, 50, 100, 500];
 
 /** Settings of {@link scr}; every field has a default (see {@link SCR_DEFAULTS}). */
 export interface ScrOptions {
@@ -74,7 +73,7 @@ export interface ScrOptions {
 }
 
 /** Default settings of {@link scr}. */
-export const SCR_DEFAULTS: Required<ScrOptions> = {
+const SCR_DEFAULTS: Required<ScrOptions> = {
   ks: SCR_KS,
   seed: 0,
   testFraction: 0.5,
@@ -425,7 +424,7 @@ export function scr(input: ScrInput, options: ScrOptions = {}): ScrResult {
 }
 
 /** Rows {@link createScrEvaluator} draws by default (about 340 per off-diagonal test cell). */
-export const SCR_ROWS = 8192;
+const SCR_ROWS = 8192;
 
 /**
  * An {@link ExtraEvaluator} for `evaluateRun`: draws `rows` fresh rows with their labels from the
@@ -436,21 +435,17 @@ export const SCR_ROWS = 8192;
  */
 export function createScrEvaluator(options: ScrOptions & { rows?: number } = {}): ExtraEvaluator {
   return async (ctx: EvalContext) => {
-    const src = ctx.source;
-    if (!(src instanceof SyntheticSource)) return {};
     const { rows = SCR_ROWS, ...opt } = options;
-    const d = src.dIn;
-    const x = new Float32Array(rows * d); // x: [rows, d_in] f32
-    const truth = await src.nextBatchWithTruth(x);
-    const latents = await ctx.encode(x);
+    const got = await labelledRows(ctx, rows);
+    if (got === null) return {};
     const res = scr({
-      x,
-      latents,
+      x: got.x,
+      latents: got.latents,
       wDec: ctx.sae.weights.wDec,
       bDec: ctx.sae.weights.bDec,
-      target: truth.target,
-      spurious: truth.spurious,
-      dIn: d,
+      target: got.truth.target,
+      spurious: got.truth.spurious,
+      dIn: got.src.dIn,
       scale: ctx.sae.scale,
     }, opt);
     return { scr: res.metrics };

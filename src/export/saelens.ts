@@ -39,10 +39,9 @@
  */
 
 import { basename, join } from "node:path";
-import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../config.ts";
+import { DEFAULT_CONFIG, isPlainObject, mergeConfig, type TrainConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { atomicWrite } from "../run/atomic.ts";
-import { loadLatestCheckpoint } from "../run/checkpoint.ts";
 import { prepareRunDir, writeConfig } from "../run/rundir.ts";
 import {
   decodeSafetensors,
@@ -51,18 +50,18 @@ import {
   type Tensor,
   tensorToF32,
 } from "../run/safetensors.ts";
-import { encodeRows, type LoadedSae, loadSae } from "../sae/load.ts";
+import { type LoadedSae, loadSae } from "../sae/load.ts";
 import type { SaeWeights } from "../sae/model.ts";
 
 /** File names of a SAELens directory. */
-export const SAELENS_CFG = "cfg.json";
-export const SAELENS_WEIGHTS = "sae_weights.safetensors";
+const SAELENS_CFG = "cfg.json";
+const SAELENS_WEIGHTS = "sae_weights.safetensors";
 /** A copy of the cfg.json an imported run came from (its model and hook names go back out). */
-export const IMPORTED_CFG = "saelens_cfg.json";
+const IMPORTED_CFG = "saelens_cfg.json";
 /** The SAELens release whose on-disk format (cfg.json with `metadata`) this follows. */
-export const SAELENS_FORMAT_VERSION = "6.12.1";
+const SAELENS_FORMAT_VERSION = "6.12.1";
 /** A decoder row whose norm is further than this from 1 is renormalised on export. */
-export const UNIT_NORM_TOL = 1e-6;
+const UNIT_NORM_TOL = 1e-6;
 
 /** Where the SAE was hooked: SAELens' metadata (we train on activations, not a model). */
 export interface ModelInfo {
@@ -74,7 +73,7 @@ export interface ModelInfo {
 }
 
 /** What the export writes under cfg.json's `sae_webgpu` key. */
-export interface SaeWebgpuInfo {
+interface SaeWebgpuInfo {
   /** Our input scale s (1 unless normalize_activations was set); folded into the weights. */
   activation_norm_scaling_factor: number;
   /** The run's normalize_activations ("none" or "expected_average_only_in"). */
@@ -124,7 +123,7 @@ function rowNorms(w: Float32Array, rows: number, cols: number): Float64Array {
 }
 
 /** Default model info for a run: from the cfg.json it was imported from, else placeholders. */
-export async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<ModelInfo> {
+async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<ModelInfo> {
   const info: ModelInfo = {
     model_name: cfg.data === "synthetic" ? "synthetic" : "unknown",
     hook_name: "blocks.0.hook_resid_post",
@@ -146,52 +145,12 @@ export async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promis
 }
 
 /**
- * The thresholds an SAE encodes with, or null for plain ReLU: a `threshold` tensor in
- * sae.safetensors (an imported JumpReLU SAE), else for the paper variant with adaptive_threshold
- * the last checkpoint's `extra.tau`, checked to be the checkpoint of the final weights.
- */
-export async function loadThreshold(runDir: string, sae: LoadedSae): Promise<Float32Array | null> {
-  const path = join(runDir, "sae.safetensors");
-  const { tensors } = decodeSafetensors(await Deno.readFile(path));
-  if (tensors.threshold) {
-    if (tensors.threshold.shape.join() !== String(sae.cfg.d_sae)) {
-      throw new UserError(`${path}: tensor 'threshold' is not of shape [${sae.cfg.d_sae}]`);
-    }
-    return tensorToF32(tensors.threshold);
-  }
-  if (sae.cfg.variant !== "paper" || !sae.cfg.adaptive_threshold) return null;
-  const ckpt = await loadLatestCheckpoint(runDir);
-  const tau = ckpt?.tensors["extra.tau"];
-  if (!ckpt || !tau) {
-    throw new UserError(
-      `${runDir}: the paper variant's thresholds (extra.tau) are in the final checkpoint, and ` +
-        `${runDir}/checkpoints has none with them`,
-    );
-  }
-  const wDec = ckpt.tensors.wDec ? tensorToF32(ckpt.tensors.wDec) : null;
-  if (
-    !wDec || wDec.length !== sae.weights.wDec.length ||
-    wDec.some((v, i) => v !== sae.weights.wDec[i])
-  ) {
-    throw new UserError(
-      `${ckpt.path} does not hold the final weights of ${runDir} (was the run extended or ` +
-        `interrupted?): its thresholds cannot be exported with sae.safetensors`,
-    );
-  }
-  return tensorToF32(tau);
-}
-
-/**
  * Our SAE in SAELens' layout (pure; see the module doc for the folds).
  */
-export function toSaelens(
-  sae: LoadedSae,
-  threshold: Float32Array | null,
-  model: ModelInfo,
-  run = "",
-): SaelensSae {
+function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
   const { d_in: d, d_sae: m } = sae.cfg;
   const w = sae.weights;
+  const threshold = sae.threshold;
   const s = sae.scale;
   const norms = rowNorms(w.wDec, m, d);
   const fold = norms.some((n) => n > 0 && Math.abs(n - 1) > UNIT_NORM_TOL);
@@ -306,17 +265,12 @@ export async function exportSaelens(
   opts: ExportOptions,
 ): Promise<SaelensSae> {
   const sae = await loadSae(runDir);
-  const threshold = await loadThreshold(runDir, sae);
   const model = { ...(await defaultModelInfo(runDir, sae.cfg)), ...opts.model };
-  const out = toSaelens(sae, threshold, model, runDir);
+  const out = toSaelens(sae, model, runDir);
   await prepareExportDir(outDir, opts.overwrite);
   await atomicWrite(join(outDir, SAELENS_WEIGHTS), encodeSafetensors(out.tensors));
   await atomicWrite(join(outDir, SAELENS_CFG), JSON.stringify(out.cfg, null, 2) + "\n");
   return out;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function positiveInt(cfg: Record<string, unknown>, key: string, file: string): number {
@@ -332,7 +286,7 @@ function positiveInt(cfg: Record<string, unknown>, key: string, file: string): n
  * overrides the input scale (for an `expected_average_only_in` SAE whose factor was not folded).
  * Throws one-line UserErrors for missing or malformed files and shape mismatches.
  */
-export async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
+async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
   const cfgPath = join(dir, SAELENS_CFG);
   const wPath = join(dir, SAELENS_WEIGHTS);
   let text: string;
@@ -350,7 +304,7 @@ export async function readSaelens(dir: string, scale?: number): Promise<Imported
   } catch (err) {
     throw new UserError(`${cfgPath} is not valid JSON (${(err as Error).message.split("\n")[0]})`);
   }
-  if (!isObject(cfg)) throw new UserError(`${cfgPath} is not a JSON object`);
+  if (!isPlainObject(cfg)) throw new UserError(`${cfgPath} is not a JSON object`);
   const d = positiveInt(cfg, "d_in", cfgPath);
   const m = positiveInt(cfg, "d_sae", cfgPath);
   const arch = cfg.architecture ?? "standard";
@@ -369,7 +323,7 @@ export async function readSaelens(dir: string, scale?: number): Promise<Imported
   }
   let norm = cfg.normalize_activations ?? "none";
   if (typeof norm === "boolean") norm = norm ? "expected_average_only_in" : "none";
-  const ours = isObject(cfg.sae_webgpu) ? cfg.sae_webgpu : null;
+  const ours = isPlainObject(cfg.sae_webgpu) ? cfg.sae_webgpu : null;
   const folded = ours !== null && typeof ours.activation_norm_scaling_factor === "number"
     ? ours.activation_norm_scaling_factor
     : 1;
@@ -465,7 +419,7 @@ export interface ImportOptions {
  * Converts a SAELens directory into a run directory (config.yaml, sae.safetensors, and the
  * original cfg.json as saelens_cfg.json) that {@link loadSae} reads. A JumpReLU threshold is kept
  * as the `threshold` tensor of sae.safetensors and the config says variant paper with
- * adaptive_threshold ({@link loadThreshold} reads it back).
+ * adaptive_threshold ({@link loadSae} reads it back).
  */
 export async function importSaelens(
   dir: string,
@@ -505,21 +459,4 @@ export async function importSaelens(
   );
   await atomicWrite(join(runDir, IMPORTED_CFG), JSON.stringify(sae.cfg, null, 2) + "\n");
   return { sae, cfg };
-}
-
-/**
- * Encodes raw rows like {@link encodeRows}, then applies JumpReLU thresholds when given:
- * f_i = ReLU(pre_i)·1[pre_i > threshold_i], as SAELens' JumpReLUSAE.
- */
-export function encodeRowsThreshold(
-  sae: LoadedSae,
-  x: Float32Array,
-  threshold: Float32Array | null,
-): Float32Array {
-  const f = encodeRows(sae, x);
-  if (!threshold) return f;
-  const m = sae.cfg.d_sae;
-  // f = ReLU(pre): for τ ≥ 0, pre > τ ⇔ f > τ; for τ < 0 the mask keeps every ReLU output.
-  for (let j = 0; j < f.length; j++) if (!(f[j] > threshold[j % m])) f[j] = 0;
-  return f;
 }

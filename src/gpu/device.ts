@@ -1,7 +1,11 @@
 /**
- * The only module that talks to WebGPU directly: adapter and device acquisition, buffers, pipelines,
- * bind groups, readbacks, and error surfacing. It counts pipeline and bind-group creations and
- * readbacks so tests can assert that none happen inside the training step.
+ * Adapter and device acquisition, buffers, pipelines, bind groups, readbacks and error surfacing:
+ * WebGPU objects are made here, except the GEMM texture path's textures (src/kernels/gemm). Command
+ * buffers are recorded by src/gpu/dispatch.ts and src/gpu/profile.ts, and by src/sae/session.ts for
+ * the training step itself (it clears the accumulators in the step's command buffer, keeps two steps
+ * in flight, and replays kernels one by one in error scopes to name a failing one). It counts
+ * pipeline and bind-group creations and readbacks so tests can assert that none happen inside the
+ * training step.
  */
 import { UserError } from "../errors.ts";
 

@@ -1,6 +1,6 @@
 /** AdamW (wgsl/adamw.wgsl). */
 import adamwSrc from "../../wgsl/adamw.wgsl" with { type: "text" };
-import type { TrainConfig } from "../config.ts";
+import type { CoreConfig } from "../config_core.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { ranges, view, viewElems } from "../gpu/split.ts";
@@ -16,7 +16,7 @@ export interface AdamSpec {
 
 /** The spec from a config. */
 export function adamSpec(
-  cfg: Pick<TrainConfig, "beta1" | "beta2" | "adam_eps" | "weight_decay">,
+  cfg: Pick<CoreConfig, "beta1" | "beta2" | "adam_eps" | "weight_decay">,
 ): AdamSpec {
   return { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.adam_eps, weightDecay: cfg.weight_decay };
 }

@@ -3,7 +3,6 @@
  * gradient (Eqs. 4-5, through the GEMM family), with plain-TypeScript references.
  */
 import paperSrc from "../../wgsl/paper.wgsl" with { type: "text" };
-import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
@@ -39,24 +38,6 @@ export interface PaperSpec {
   orthoImportance: boolean;
   orthoMean: boolean;
   importanceLr: number;
-}
-
-/** The spec from a config. */
-export function paperSpec(cfg: TrainConfig): PaperSpec {
-  return {
-    batch: cfg.batch,
-    dSae: cfg.d_sae,
-    emaDecay: cfg.ema_decay,
-    tauBase: cfg.tau_base,
-    tauBeta: cfg.tau_beta,
-    tauSign: cfg.tau_variance_sign,
-    adaptive: cfg.adaptive_threshold,
-    lambdaOrtho: cfg.lambda_ortho,
-    orthoEps: cfg.ortho_eps,
-    orthoImportance: cfg.ortho_importance,
-    orthoMean: cfg.ortho_reduction === "mean",
-    importanceLr: cfg.importance_lr,
-  };
 }
 
 function constants(s: PaperSpec): Record<string, number> {

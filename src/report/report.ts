@@ -20,10 +20,11 @@
 import { basename, dirname, join, relative } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
 import { parse as parseYaml } from "yaml";
+import { isPlainObject } from "../config.ts";
 import { UserError } from "../errors.ts";
 import type { EvalReport } from "../eval/schema.ts";
 import { atomicWrite } from "../run/atomic.ts";
-import { EV_AXIS, L0_AXIS, renderSvg } from "./vega.ts";
+import { frontierSpec, renderSvg } from "./vega.ts";
 
 /** What a run directory holds, as far as it exists. */
 export interface RunData {
@@ -79,16 +80,12 @@ async function readJson(path: string): Promise<unknown | null> {
   }
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /** Reads one run directory; missing files are null/empty. */
-export async function readRun(dir: string, name = basename(dir)): Promise<RunData> {
+async function readRun(dir: string, name = basename(dir)): Promise<RunData> {
   let config: Record<string, unknown> | null = null;
   try {
     const c = parseYaml(await Deno.readTextFile(join(dir, "config.yaml")));
-    if (isObject(c)) config = c;
+    if (isPlainObject(c)) config = c;
   } catch {
     // No or unreadable config: the report shows what else exists.
   }
@@ -98,7 +95,9 @@ export async function readRun(dir: string, name = basename(dir)): Promise<RunDat
       if (line.trim() === "") continue;
       try {
         const rec = JSON.parse(line);
-        if (isObject(rec) && typeof rec.step === "number") log.push(rec as Record<string, number>);
+        if (isPlainObject(rec) && typeof rec.step === "number") {
+          log.push(rec as Record<string, number>);
+        }
       } catch {
         // A line cut short by an interrupted run.
       }
@@ -113,8 +112,8 @@ export async function readRun(dir: string, name = basename(dir)): Promise<RunDat
     dir,
     config,
     log,
-    final: isObject(final) ? final as Record<string, number> : null,
-    eval: isObject(ev) ? ev as Partial<EvalReport> : null,
+    final: isPlainObject(final) ? final as Record<string, number> : null,
+    eval: isPlainObject(ev) ? ev as Partial<EvalReport> : null,
   };
 }
 
@@ -123,7 +122,7 @@ export async function readRun(dir: string, name = basename(dir)): Promise<RunDat
  * metrics.jsonl, metrics.json or eval.json), or else the run directories directly inside it (an
  * ablation sweep's output). Throws a one-line UserError when a path holds no run.
  */
-export async function findRuns(paths: string[]): Promise<string[]> {
+async function findRuns(paths: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const p of paths) {
     let info: Deno.FileInfo;
@@ -164,7 +163,7 @@ function fmt(v: number, digits = 4): string {
 const runColor = { field: "run", type: "nominal", title: "run" } as const;
 
 /** Loss, L0 and explained variance against the step, one line per run. */
-export function curvesSpec(runs: RunData[]): TopLevelSpec | null {
+function curvesSpec(runs: RunData[]): TopLevelSpec | null {
   const keys = [
     ["loss", "Loss"],
     ["l0", "L0 (active latents per row)"],
@@ -210,43 +209,28 @@ export function curvesSpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Final L0 against explained variance, one labelled point per run. */
-export function frontierSpec(runs: RunData[]): TopLevelSpec | null {
-  const values = runs.flatMap((r) => {
+function runsFrontierSpec(runs: RunData[]): TopLevelSpec | null {
+  const marks = runs.flatMap((r) => {
     const l0 = num(r.final?.l0), ev = num(r.final?.explained_variance);
     return l0 === null || ev === null ? [] : [{
-      run: r.name,
+      series: r.name,
+      label: r.name,
+      order: 0,
       l0,
       ev,
       description: `${r.name}: L0 ${fmt(l0, 2)}, EV ${fmt(ev)}`,
     }];
   });
-  if (values.length === 0) return null;
-  const x = L0_AXIS;
-  const y = EV_AXIS;
-  return {
-    $schema: SCHEMA,
-    title: {
-      text: "Sparsity–reconstruction frontier",
-      subtitle: "final held-out metrics (metrics.json); up and left is better",
-    },
-    width: 420,
-    height: 300,
-    data: { values },
-    layer: [
-      {
-        mark: { type: "point", filled: true, size: 80 },
-        encoding: { x, y, color: runColor, description: { field: "description", type: "nominal" } },
-      },
-      {
-        mark: { type: "text", dy: -10, fontSize: 10 },
-        encoding: { x, y, text: { field: "run", type: "nominal" }, color: runColor },
-      },
-    ],
-  } as TopLevelSpec;
+  if (marks.length === 0) return null;
+  return frontierSpec(marks, {
+    subtitle: "final held-out metrics (metrics.json); up and left is better",
+    seriesTitle: "run",
+    lines: false,
+  });
 }
 
 /** SCR's normalised score against k (eval.json scr), one line per run. */
-export function scrSpec(runs: RunData[]): TopLevelSpec | null {
+function scrSpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) => {
     const s = r.eval?.scr;
     if (!s || !Array.isArray(s.k) || !Array.isArray(s.score)) return [];
@@ -291,7 +275,7 @@ export function scrSpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Absorption rate per first letter (eval.json absorption), bars grouped by run. */
-export function absorptionSpec(runs: RunData[]): TopLevelSpec | null {
+function absorptionSpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) =>
     (r.eval?.absorption?.per_letter ?? []).flatMap((p) => {
       const v = num(p.absorption);
@@ -336,7 +320,7 @@ export function absorptionSpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Histogram of log10 latent firing frequency (eval.json core.density_histogram). */
-export function densitySpec(runs: RunData[]): TopLevelSpec | null {
+function densitySpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) => {
     const h = r.eval?.core?.density_histogram;
     if (!h || !Array.isArray(h.edges) || !Array.isArray(h.counts)) return [];
@@ -379,7 +363,7 @@ export function densitySpec(runs: RunData[]): TopLevelSpec | null {
 }
 
 /** Ground-truth recovery per run: MMCS, share recovered at cos > 0.9, precision, recall. */
-export function groundTruthSpec(runs: RunData[]): TopLevelSpec | null {
+function groundTruthSpec(runs: RunData[]): TopLevelSpec | null {
   const values = runs.flatMap((r) => {
     const gt = r.eval?.ground_truth;
     const pairs: [string, number | null][] = [
@@ -442,7 +426,7 @@ export function groundTruthSpec(runs: RunData[]): TopLevelSpec | null {
 /** The sections in report order: id, title, spec builder, and what is missing when it is null. */
 const SECTIONS: [string, string, (r: RunData[]) => TopLevelSpec | null, string][] = [
   ["curves", "Training curves", curvesSpec, "no run has a metrics.jsonl with logged steps"],
-  ["frontier", "L0–EV frontier", frontierSpec, "no run has a metrics.json (finished training)"],
+  ["frontier", "L0–EV frontier", runsFrontierSpec, "no run has a metrics.json (finished training)"],
   ["scr", "SCR vs k", scrSpec, "no eval.json with SCR results (run `sae eval`)"],
   [
     "absorption",
@@ -473,7 +457,7 @@ function prefixIds(svg: string, prefix: string): string {
 }
 
 /** Renders every section (null SVG where its data is missing). */
-export async function renderSections(runs: RunData[]): Promise<Section[]> {
+async function renderSections(runs: RunData[]): Promise<Section[]> {
   const out: Section[] = [];
   for (const [id, title, build, missing] of SECTIONS) {
     const spec = build(runs);
@@ -490,7 +474,7 @@ function esc(s: string): string {
 }
 
 /** The final-metrics table (one row per run). */
-export function metricsTable(runs: RunData[]): string {
+function metricsTable(runs: RunData[]): string {
   const cols: [string, (r: RunData) => string][] = [
     ["run", (r) => r.name],
     ["variant", (r) => String(r.config?.variant ?? "")],
@@ -523,7 +507,7 @@ function pct(v: unknown): string {
 }
 
 /** The whole page: the metrics table, then every section (its SVG inlined, or one line). */
-export function reportHtml(runs: RunData[], sections: Section[]): string {
+function reportHtml(runs: RunData[], sections: Section[]): string {
   const body = sections.map((s) => {
     const content = s.svg
       ? `<figure>${prefixIds(s.svg, s.id)}</figure>`

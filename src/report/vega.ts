@@ -22,18 +22,63 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
-/** The x axis of every L0-vs-explained-variance chart (field `l0`). */
-export const L0_AXIS = {
-  field: "l0",
-  type: "quantitative",
-  title: "L0 (active latents per row)",
-  scale: { zero: false },
-} as const;
+/** A quantitative axis that need not start at zero. */
+function axis(field: string, title: string) {
+  return { field, type: "quantitative" as const, title, scale: { zero: false } };
+}
 
-/** The y axis of every L0-vs-explained-variance chart (field `ev`). */
-export const EV_AXIS = {
-  field: "ev",
-  type: "quantitative",
-  title: "Explained variance",
-  scale: { zero: false },
-} as const;
+/** One run on an L0–explained-variance chart. */
+export interface FrontierMark {
+  /** The line (or colour) it belongs to. */
+  series: string;
+  /** Its text next to the point. */
+  label: string;
+  /** Position along its series' line (e.g. λ1). */
+  order: number;
+  l0: number;
+  ev: number;
+  /** The point's aria-label: the run's name and values. */
+  description: string;
+}
+
+/**
+ * L0 (x) against explained variance (y), a point per run coloured by series and labelled; with
+ * `lines`, each series' points are joined in `order` (a λ1 sweep).
+ */
+export function frontierSpec(
+  marks: FrontierMark[],
+  o: { subtitle: string; seriesTitle: string; lines: boolean },
+): TopLevelSpec {
+  const x = axis("l0", "L0 (active latents per row)");
+  const y = axis("ev", "Explained variance");
+  const color = { field: "series", type: "nominal", title: o.seriesTitle } as const;
+  const description = { field: "description", type: "nominal" } as const;
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: { text: "Sparsity–reconstruction frontier", subtitle: o.subtitle },
+    width: 480,
+    height: 320,
+    data: { values: marks },
+    layer: [
+      o.lines
+        ? {
+          mark: { type: "line", point: { size: 60, filled: true } },
+          encoding: { x, y, color, order: { field: "order", type: "quantitative" }, description },
+        }
+        : {
+          mark: { type: "point", filled: true, size: 80 },
+          encoding: { x, y, color, description },
+        },
+      {
+        mark: { type: "text", dy: -10, fontSize: 10 },
+        encoding: {
+          x,
+          y,
+          text: { field: "label", type: "nominal" },
+          color,
+          description: { field: "label", type: "nominal" },
+        },
+      },
+    ],
+  };
+}

@@ -44,7 +44,7 @@ export interface LoadLatestOptions {
 const CHECKPOINT_RE = /^step-(\d{8,})\.safetensors$/;
 
 /** The checkpoint directory of a run. */
-export function checkpointDir(runDir: string): string {
+function checkpointDir(runDir: string): string {
   return join(runDir, "checkpoints");
 }
 

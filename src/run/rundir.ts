@@ -22,7 +22,7 @@ import { atomicWrite, writeAllBytes, type Writer } from "./atomic.ts";
 /** The config file of a run directory. */
 export const CONFIG_FILE = "config.yaml";
 /** The metrics log of a run directory. */
-export const METRICS_FILE = "metrics.jsonl";
+const METRICS_FILE = "metrics.jsonl";
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {

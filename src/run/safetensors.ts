@@ -29,7 +29,7 @@ export interface Tensor {
 }
 
 /** Bytes per element of each dtype. */
-export const DTYPE_SIZE: Record<Dtype, number> = {
+const DTYPE_SIZE: Record<Dtype, number> = {
   F32: 4,
   F16: 2,
   BF16: 2,

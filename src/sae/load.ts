@@ -1,21 +1,48 @@
-/** Loading a trained SAE from its run directory. */
+/**
+ * The trained SAE of a run directory: `sae.safetensors` (the final weights and input scale, written
+ * by the trainer and by `sae import`), `config.yaml`, and the thresholds τ the encoder applies
+ * when the run's variant has them (the final checkpoint's state, or an imported `threshold`).
+ */
 import { join } from "node:path";
 import { type TrainConfig, validateConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { loadLatestCheckpoint } from "../run/checkpoint.ts";
 import { readRunConfig } from "../run/rundir.ts";
-import { decodeSafetensors, tensorToF32 } from "../run/safetensors.ts";
-import { PARAM_NAMES, paramShapes, type SaeWeights } from "./model.ts";
+import { decodeSafetensors, encodeSafetensors, tensorToF32 } from "../run/safetensors.ts";
+import { encodeInto } from "./encode.ts";
+import { type SaeWeights, weightsFromTensors, weightTensors } from "./model.ts";
+import { extraTensor } from "./snapshot.ts";
+import { variantOf } from "./variants.ts";
 
-/** A trained SAE: its config, weights and input scale. */
+/** A trained SAE: its config, weights, input scale and encoder thresholds. */
 export interface LoadedSae {
   cfg: TrainConfig;
   weights: SaeWeights;
   /** Factor applied to raw activations before encoding (1 unless normalize_activations is set). */
   scale: number;
+  /**
+   * threshold: [d_sae] the τ the encoder applies, f = pre·1[pre > max(τ, 0)] (an imported JumpReLU
+   * SAE's, or the paper variant's with adaptive_threshold), or null for ReLU.
+   */
+  threshold: Float32Array | null;
+}
+
+/** The final weights' file in a run directory. */
+export const SAE_FILE = "sae.safetensors";
+
+/** sae.safetensors: the weights with d_in, d_sae and the input scale as metadata. */
+export function saeFileBytes(cfg: TrainConfig, weights: SaeWeights, scale: number): Uint8Array {
+  return encodeSafetensors(weightTensors(weights, cfg.d_in, cfg.d_sae), {
+    format: "sae-webgpu",
+    d_in: String(cfg.d_in),
+    d_sae: String(cfg.d_sae),
+    scale: String(scale),
+  });
 }
 
 /**
- * Loads `dir/sae.safetensors` and `dir/config.yaml` written by {@link train}.
+ * Loads `dir/sae.safetensors` and `dir/config.yaml` written by {@link train} (or `sae import`),
+ * with the thresholds the SAE encodes with.
  *
  * @example
  * ```ts
@@ -26,7 +53,7 @@ export interface LoadedSae {
  */
 export async function loadSae(dir: string): Promise<LoadedSae> {
   const cfg = validateConfig(await readRunConfig(dir), join(dir, "config.yaml"));
-  const path = join(dir, "sae.safetensors");
+  const path = join(dir, SAE_FILE);
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -34,34 +61,73 @@ export async function loadSae(dir: string): Promise<LoadedSae> {
     throw new UserError(`${path} not found: is ${dir} a finished run directory?`);
   }
   const { tensors, metadata } = decodeSafetensors(bytes);
-  const shapes = paramShapes(cfg.d_in, cfg.d_sae);
-  const weights = {} as SaeWeights;
-  for (const n of PARAM_NAMES) {
-    const t = tensors[n];
-    if (!t || t.shape.join() !== shapes[n].join()) {
-      throw new UserError(`${path}: tensor '${n}' missing or not of shape [${shapes[n]}]`);
+  const weights = weightsFromTensors(tensors, cfg.d_in, cfg.d_sae, path);
+  let threshold: Float32Array | null;
+  if (tensors.threshold) {
+    if (tensors.threshold.shape.join() !== String(cfg.d_sae)) {
+      throw new UserError(`${path}: tensor 'threshold' is not of shape [${cfg.d_sae}]`);
     }
-    weights[n] = tensorToF32(t);
+    threshold = tensorToF32(tensors.threshold);
+  } else {
+    threshold = await finalThresholds(dir, cfg, weights);
   }
-  return { cfg, weights, scale: Number(metadata.scale ?? 1) };
+  return { cfg, weights, scale: Number(metadata.scale ?? 1), threshold };
 }
 
-/** Encodes raw rows x [n, d_in] on the CPU: f = ReLU(W_enc(scale·x − b_dec) + b_enc), [n, d_sae]. */
-export function encodeRows(sae: LoadedSae, x: Float32Array): Float32Array {
-  const { d_in: d, d_sae: m, apply_b_dec_to_input } = sae.cfg;
-  const w = sae.weights;
-  const n = x.length / d;
-  const f = new Float32Array(n * m);
-  const xc = new Float64Array(d);
-  for (let r = 0; r < n; r++) {
-    for (let k = 0; k < d; k++) {
-      xc[k] = sae.scale * x[r * d + k] - (apply_b_dec_to_input ? w.bDec[k] : 0);
-    }
-    for (let i = 0; i < m; i++) {
-      let s = w.bEnc[i];
-      for (let k = 0; k < d; k++) s += w.wEnc[i * d + k] * xc[k];
-      f[r * m + i] = Math.max(s, 0);
-    }
+/**
+ * The thresholds a trained run's encoder applied at its last step: the variant's threshold state in
+ * the last checkpoint, checked to be the checkpoint of the final weights; null if it has none.
+ */
+async function finalThresholds(
+  dir: string,
+  cfg: TrainConfig,
+  weights: SaeWeights,
+): Promise<Float32Array | null> {
+  const name = variantOf(cfg.variant).thresholds(cfg);
+  if (name === null) return null;
+  const ckpt = await loadLatestCheckpoint(dir);
+  const tau = ckpt ? extraTensor(ckpt.tensors, name) : null;
+  if (!ckpt || !tau) {
+    throw new UserError(
+      `${dir}: the ${cfg.variant} variant's thresholds (extra.${name}) are in the final ` +
+        `checkpoint, and ${dir}/checkpoints has none with them`,
+    );
   }
+  const wDec = ckpt.tensors.wDec ? tensorToF32(ckpt.tensors.wDec) : null;
+  if (!wDec || wDec.length !== weights.wDec.length || wDec.some((v, i) => v !== weights.wDec[i])) {
+    throw new UserError(
+      `${ckpt.path} does not hold the final weights of ${dir} (was the run extended or ` +
+        `interrupted?): its thresholds do not belong to sae.safetensors`,
+    );
+  }
+  return tau;
+}
+
+/**
+ * Encodes raw rows x [n, d_in] on the CPU with the SAE's own encoder (its input scale and, where it
+ * has them, its thresholds τ): f [n, d_sae], the codes the trained SAE computes on the GPU.
+ *
+ * @example
+ * ```ts
+ * import { encodeRows, loadSae } from "./mod.ts";
+ * const sae = await loadSae("runs/demo");
+ * const f = encodeRows(sae, new Float32Array(sae.cfg.d_in)); // [1, d_sae]
+ * ```
+ */
+export function encodeRows(sae: LoadedSae, x: Float32Array): Float32Array {
+  const { d_in, d_sae, apply_b_dec_to_input } = sae.cfg;
+  const f = new Float32Array((x.length / d_in) * d_sae);
+  encodeInto(
+    {
+      dIn: d_in,
+      dSae: d_sae,
+      applyBDec: apply_b_dec_to_input,
+      scale: sae.scale,
+      tau: sae.threshold,
+    },
+    sae.weights,
+    x,
+    f,
+  );
   return f;
 }

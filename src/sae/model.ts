@@ -1,14 +1,15 @@
 /**
- * SAE parameters and the working buffers of a training step, all on the GPU, plus the
- * initialisation (on the host, once, before the first step).
+ * SAE parameters (on the host and on the GPU with their gradients and moments), the working
+ * buffers of a training step, and the initialisation (on the host, once, before the first step).
  */
-import type { Gpu } from "../gpu/device.ts";
+import type { CoreConfig } from "../config_core.ts";
+import type { ActivationSource } from "../data/source.ts";
 import { UserError } from "../errors.ts";
-import { Rng } from "../rng.ts";
-import { METRIC_WORDS } from "../kernels/metrics.ts";
-import { initialState, packState } from "../kernels/common.ts";
-import type { TrainConfig } from "../config.ts";
+import type { Gpu } from "../gpu/device.ts";
 import { allocSparseLists, type SparseLists, sparseOk } from "../kernels/sparse.ts";
+import { Rng } from "../rng.ts";
+import { f32Tensor, type Tensor, tensorToF32 } from "../run/safetensors.ts";
+import { initialState, packState } from "../kernels/common.ts";
 
 /** Host copies of the four parameters. */
 export interface SaeWeights {
@@ -24,8 +25,44 @@ export const PARAM_NAMES = ["wEnc", "bEnc", "wDec", "bDec"] as const;
 export type ParamName = typeof PARAM_NAMES[number];
 
 /** Shape of each parameter for the given sizes. */
-export function paramShapes(dIn: number, dSae: number): Record<ParamName, number[]> {
+function paramShapes(dIn: number, dSae: number): Record<ParamName, number[]> {
   return { wEnc: [dSae, dIn], bEnc: [dSae], wDec: [dSae, dIn], bDec: [dIn] };
+}
+
+/** The parameters as f32 tensors named `<prefix><param>` (sae.safetensors, checkpoints). */
+export function weightTensors(
+  w: SaeWeights,
+  dIn: number,
+  dSae: number,
+  prefix = "",
+): Record<string, Tensor> {
+  const shapes = paramShapes(dIn, dSae);
+  return Object.fromEntries(PARAM_NAMES.map((n) => [prefix + n, f32Tensor(shapes[n], w[n])]));
+}
+
+/**
+ * The parameters from tensors named `<prefix><param>`; a missing one or one of another shape is a
+ * UserError naming it and `where` (the file).
+ */
+export function weightsFromTensors(
+  t: Record<string, Tensor>,
+  dIn: number,
+  dSae: number,
+  where: string,
+  prefix = "",
+): SaeWeights {
+  const shapes = paramShapes(dIn, dSae);
+  const out = {} as SaeWeights;
+  for (const n of PARAM_NAMES) {
+    const tensor = t[prefix + n];
+    if (!tensor || tensor.shape.join() !== shapes[n].join()) {
+      throw new UserError(
+        `${where}: tensor '${prefix + n}' missing or not of shape [${shapes[n]}]`,
+      );
+    }
+    out[n] = tensorToF32(tensor);
+  }
+  return out;
 }
 
 /** A parameter on the GPU with its gradient and Adam moments. */
@@ -65,7 +102,7 @@ export interface StepBuffers {
 export function sparseEnabled(
   gpu: Gpu,
   cfg: Pick<
-    TrainConfig,
+    CoreConfig,
     "sparse_max_density" | "sparse_min_flops" | "batch" | "d_in" | "d_sae"
   >,
 ): boolean {
@@ -75,15 +112,19 @@ export function sparseEnabled(
     cfg.batch * cfg.d_sae * 4 <= gpu.maxBinding &&
     cfg.d_sae * cfg.d_in * 4 <= gpu.maxBinding;
 }
-/** Allocates the step's buffers and uploads `w` (moments zero, state before step 1). */
+/**
+ * Allocates the step's buffers and uploads `w` (moments zero, state before step 1); `accWords` is
+ * the length of the metric accumulators (src/kernels/metrics.ts).
+ */
 export function allocStep(
   gpu: Gpu,
   dIn: number,
   dSae: number,
   batch: number,
   w: SaeWeights,
+  accWords: number,
   sparse = false,
-) {
+): StepBuffers {
   // [batch, d_sae] and [d_sae, d_in] buffers may exceed one binding (their kernels split); the
   // [batch, d_in] ones are bound whole (18 MB at batch 2048, d_in 2304).
   if (batch * dIn * 4 > gpu.maxBinding) {
@@ -121,10 +162,41 @@ export function allocStep(
     fstats: gpu.buffer("fstats", dSae * 2 * 4),
     lastFired: gpu.buffer("last fired", dSae * 4),
     state: gpu.upload("state", packState(initialState())),
-    acc: gpu.buffer("metrics", METRIC_WORDS * 4),
+    acc: gpu.buffer("metrics", accWords * 4),
   };
   if (sparse) bufs.sparse = allocSparseLists(gpu, { B: batch, m: dSae, d: dIn });
   return bufs;
+}
+
+/** Draws `rows` rows from `src` in batches of at most `batch` rows. */
+async function drawRows(src: ActivationSource, rows: number, batch: number): Promise<Float32Array> {
+  const out = new Float32Array(rows * src.dIn);
+  for (let r = 0; r < rows; r += batch) {
+    const n = Math.min(batch, rows - r);
+    await src.nextBatch(out.subarray(r * src.dIn, (r + n) * src.dIn));
+  }
+  return out;
+}
+
+/**
+ * Fresh weights and input scale from an initial sample of `init_rows` rows, taken from the stream:
+ * b_dec from the sample (b_dec_init), the scale from its norms (normalize_activations).
+ */
+export async function initialise(
+  cfg: CoreConfig,
+  src: ActivationSource,
+): Promise<{ weights: SaeWeights; scale: number }> {
+  const sample = await drawRows(src, cfg.init_rows, cfg.batch);
+  const scale = cfg.normalize_activations === "expected_average_only_in"
+    ? normScale(sample, cfg.d_in)
+    : 1;
+  if (scale !== 1) { for (let i = 0; i < sample.length; i++) sample[i] *= scale; }
+  const bDec = cfg.b_dec_init === "zeros"
+    ? new Float32Array(cfg.d_in)
+    : cfg.b_dec_init === "mean"
+    ? rowMean(sample, cfg.d_in)
+    : geometricMedian(sample, cfg.d_in);
+  return { weights: initWeights(cfg.d_in, cfg.d_sae, cfg.seed, bDec), scale };
 }
 
 /**
@@ -156,7 +228,7 @@ export function rowMean(x: Float32Array, d: number): Float32Array {
 }
 
 /** Geometric median of rows [n, d] by Weiszfeld's iterations (as SAELens initialises b_dec). */
-export function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol = 1e-6) {
+function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol = 1e-6) {
   const n = x.length / d;
   let y = Float64Array.from(rowMean(x, d));
   for (let it = 0; it < maxIter; it++) {
@@ -183,7 +255,7 @@ export function geometricMedian(x: Float32Array, d: number, maxIter = 100, tol =
 }
 
 /** Scale so that rows have mean norm √d (SAELens' expected_average_only_in). */
-export function normScale(x: Float32Array, d: number): number {
+function normScale(x: Float32Array, d: number): number {
   const n = x.length / d;
   let s = 0;
   for (let r = 0; r < n; r++) {

@@ -4,14 +4,13 @@
  * against finite differences.
  */
 import type { TrainConfig } from "../config.ts";
+import { orthoGradReference, type PaperStats, paperStatsReference } from "../kernels/paper.ts";
 import { adamSpec, adamwReference } from "../kernels/adamw.ts";
-import {
-  orthoGradReference,
-  paperSpec,
-  type PaperStats,
-  paperStatsReference,
-} from "../kernels/paper.ts";
-import type { SaeWeights } from "./model.ts";
+import { normalizeReference, projectGradReference } from "../kernels/decoder.ts";
+import { encodeInto } from "./encode.ts";
+import { PARAM_NAMES, type ParamName, type SaeWeights } from "./model.ts";
+import { paperSpec } from "./paper.ts";
+import { initialState } from "../kernels/common.ts";
 
 /** Loss terms and intermediate values of one forward pass. */
 export interface ReferenceForward {
@@ -40,17 +39,11 @@ export function referenceForward(
   const xc = new Float64Array(B * d);
   const f = new Float64Array(B * m);
   const xhat = new Float64Array(B * d);
+  const enc = { dIn: d, dSae: m, applyBDec: cfg.apply_b_dec_to_input, scale: 1, tau: tau ?? null };
+  encodeInto(enc, w, x, f, xc);
   let recon = 0, l1 = 0;
   for (let b = 0; b < B; b++) {
-    for (let k = 0; k < d; k++) {
-      xc[b * d + k] = x[b * d + k] - (cfg.apply_b_dec_to_input ? w.bDec[k] : 0);
-    }
-    for (let i = 0; i < m; i++) {
-      let s = w.bEnc[i];
-      for (let k = 0; k < d; k++) s += xc[b * d + k] * w.wEnc[i * d + k];
-      f[b * m + i] = s > Math.max(tau ? tau[i] : 0, 0) ? s : 0;
-      l1 += Math.abs(f[b * m + i]);
-    }
+    for (let i = 0; i < m; i++) l1 += Math.abs(f[b * m + i]);
     let ss = 0;
     for (let k = 0; k < d; k++) {
       let s = w.bDec[k];
@@ -205,7 +198,10 @@ export function referencePaperStep(
   return loss;
 }
 
-/** Decoder-gradient projection, AdamW (optionally with per-latent lr factors), renormalisation. */
+/**
+ * Decoder-gradient projection, AdamW with warmup and bias correction (optionally with per-latent
+ * lr factors), renormalisation: the kernels' references, in the step's order.
+ */
 function applyUpdate(
   cfg: TrainConfig,
   w: SaeWeights,
@@ -214,27 +210,23 @@ function applyUpdate(
   lrScale?: ArrayLike<number>,
 ): void {
   const d = cfg.d_in, m = cfg.d_sae;
-  for (let i = 0; i < m; i++) {
-    let dot = 0;
-    for (let k = 0; k < d; k++) dot += g.wDec[i * d + k] * w.wDec[i * d + k];
-    for (let k = 0; k < d; k++) g.wDec[i * d + k] -= dot * w.wDec[i * d + k];
-  }
+  projectGradReference(w.wDec, g.wDec, m, d);
   const t = ++opt.step;
   const st = {
+    ...initialState(),
+    step: t,
     lr: cfg.lr * Math.min(1, t / Math.max(cfg.warmup_steps, 1)),
     b1t: cfg.beta1 ** t,
     b2t: cfg.beta2 ** t,
   };
   const adam = adamSpec(cfg);
-  const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
-  for (const name of ["wEnc", "bEnc", "wDec", "bDec"] as const) {
-    const scale = lrScale && rowLen[name] ? { values: lrScale, rowLen: rowLen[name] } : undefined;
+  const rowLen: Partial<Record<ParamName, number>> = { wEnc: d, bEnc: 1, wDec: d };
+  // The GPU holds the factors as f32.
+  const values = lrScale ? Float32Array.from(lrScale) : undefined;
+  for (const name of PARAM_NAMES) {
+    const len = rowLen[name];
+    const scale = values && len ? { values, rowLen: len } : undefined;
     adamwReference(adam, st, w[name], g[name], opt.m[name], opt.v[name], scale);
   }
-  for (let i = 0; i < m; i++) {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += w.wDec[i * d + k] ** 2;
-    const n = Math.sqrt(s);
-    if (n > 0) { for (let k = 0; k < d; k++) w.wDec[i * d + k] /= n; }
-  }
+  normalizeReference(w.wDec, m, d);
 }

@@ -6,36 +6,25 @@ import type { TrainConfig } from "../config.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
 import type { Profiler } from "../gpu/profile.ts";
-import { baseline } from "./baseline.ts";
-import { paper } from "./paper.ts";
-import { type Health, health, healthKernel } from "../kernels/health.ts";
 import { METRIC_WORDS, type StepMetrics, summarize } from "../kernels/metrics.ts";
+import { type Health, health, healthKernel } from "../kernels/health.ts";
 import {
   allocStep,
   PARAM_NAMES,
+  type ParamBuffers,
   type SaeWeights,
   sparseEnabled,
   type StepBuffers,
 } from "./model.ts";
+import type { Snapshot } from "./snapshot.ts";
 import { type StepState, unpackState } from "../kernels/common.ts";
-import { buildStep, forwardDispatches, type StepHooks, type Variant } from "./step.ts";
+import { buildStep, forwardDispatches, type StepHooks } from "./step.ts";
+import { variantOf } from "./variants.ts";
 
-/** The variants the trainer knows, by config name: adding one is a file and a line here. */
-export const VARIANTS: Record<TrainConfig["variant"], Variant> = { baseline, paper };
-
-/** Optimizer and statistics state that a checkpoint must hold besides the weights. */
-export interface SessionState {
-  adamM: SaeWeights;
-  adamV: SaeWeights;
-  lastFired: Uint32Array;
-  state: Uint32Array;
-  /** The variant's extra per-latent state, by name. */
-  extra: Record<string, Float32Array>;
-  /**
-   * The metric accumulators of the window in progress ([METRIC_WORDS]), so that a run resumed
-   * from a checkpoint between log steps logs the same values; absent in older checkpoints (zeros).
-   */
-  metricsAcc?: Float32Array;
+/** A buffer to read back (`bytes`: a prefix of it; default the whole buffer). */
+interface Readback {
+  buf: GPUBuffer;
+  bytes?: number;
 }
 
 /** One run's GPU state. */
@@ -70,17 +59,21 @@ export class Session {
       cfg.d_sae,
       cfg.batch,
       weights,
+      METRIC_WORDS,
       sparseEnabled(gpu, cfg),
     );
     const s = new Session(gpu, cfg, bufs, scale);
     const ctx = { gpu, cfg, bufs, scale };
-    const parts = await VARIANTS[cfg.variant](ctx);
-    s.hooks = parts.hooks;
-    s.extra = parts.extra;
+    const variant = variantOf(cfg.variant);
+    const parts = await variant.build(ctx);
+    const tau = variant.thresholds(cfg);
+    s.hooks = { ...parts.hooks, thresholds: tau === null ? undefined : parts.state[tau] };
+    // In the declared order: the order of the `extra.*` tensors in checkpoints.
+    s.extra = Object.fromEntries(variant.state.map((n) => [n, parts.state[n]]));
     // The parameter health check ends every step (O(params), no readback: it sets a flag word
     // in the accumulators, read with the logged scalars).
     s.dispatches = [
-      ...await buildStep(ctx, parts.hooks),
+      ...await buildStep(ctx, s.hooks),
       ...await healthKernel(gpu, bufs.params, bufs.acc),
     ];
     return s;
@@ -152,54 +145,42 @@ export class Session {
 
   /** Reads the four parameters. */
   async readWeights(): Promise<SaeWeights> {
-    const P = this.bufs.params;
-    const got = await this.gpu.readMany(
-      PARAM_NAMES.map((n) => ({ buf: P[n].p, bytes: P[n].size * 4 })),
-    );
-    return Object.fromEntries(
-      PARAM_NAMES.map((n, i) => [n, got[i].slice()]),
-    ) as unknown as SaeWeights;
+    const [weights] = await this.readGroups([this.params((p) => p.p)]);
+    return weights as unknown as SaeWeights;
   }
 
-  /** Reads the optimizer moments, latent statistics and step state (for checkpoints). */
-  async readState(): Promise<SessionState> {
-    const P = this.bufs.params;
-    const reqs = [
-      ...PARAM_NAMES.map((n) => ({ buf: P[n].m, bytes: P[n].size * 4 })),
-      ...PARAM_NAMES.map((n) => ({ buf: P[n].v, bytes: P[n].size * 4 })),
-      { buf: this.bufs.lastFired, bytes: this.cfg.d_sae * 4 },
-      { buf: this.bufs.state },
-      ...Object.values(this.extra).map((buf) => ({ buf, bytes: this.cfg.d_sae * 4 })),
-      { buf: this.bufs.acc, bytes: METRIC_WORDS * 4 },
-    ];
-    const got = await this.gpu.readMany(reqs);
-    const pick = (o: number) =>
-      Object.fromEntries(
-        PARAM_NAMES.map((n, i) => [n, got[o + i].slice()]),
-      ) as unknown as SaeWeights;
-    const u32 = (f: Float32Array) => new Uint32Array(f.slice().buffer);
+  /** Reads everything a checkpoint holds, in one readback (see src/sae/snapshot.ts). */
+  async snapshot(): Promise<Snapshot> {
+    const { lastFired, state, acc } = this.bufs;
     const extra = Object.fromEntries(
-      Object.keys(this.extra).map((n, i) => [n, got[10 + i].slice()]),
+      Object.entries(this.extra).map(([n, buf]) => [n, { buf, bytes: this.cfg.d_sae * 4 }]),
     );
-    // Accumulators already read at a log step are cleared before the next step: they hold zeros.
-    const acc = this.clearAcc ? new Float32Array(METRIC_WORDS) : got[got.length - 1].slice();
-    return {
-      adamM: pick(0),
-      adamV: pick(4),
-      lastFired: u32(got[8]),
-      state: u32(got[9]),
+    const [weights, adamM, adamV, stats, extraGot] = await this.readGroups([
+      this.params((p) => p.p),
+      this.params((p) => p.m),
+      this.params((p) => p.v),
+      {
+        lastFired: { buf: lastFired, bytes: this.cfg.d_sae * 4 },
+        state: { buf: state },
+        acc: { buf: acc, bytes: METRIC_WORDS * 4 },
+      },
       extra,
-      metricsAcc: acc,
+    ]);
+    const u32 = (f: Float32Array) => new Uint32Array(f.slice().buffer);
+    return {
+      weights: weights as unknown as SaeWeights,
+      adamM: adamM as unknown as SaeWeights,
+      adamV: adamV as unknown as SaeWeights,
+      lastFired: u32(stats.lastFired),
+      state: u32(stats.state),
+      extra: extraGot,
+      // Accumulators already read at a log step are cleared before the next step: they hold zeros.
+      metricsAcc: this.clearAcc ? new Float32Array(METRIC_WORDS) : stats.acc,
     };
   }
 
-  /** Names of the variant's extra state buffers. */
-  extraNames(): string[] {
-    return Object.keys(this.extra);
-  }
-
-  /** Restores moments, statistics and step state saved by {@link Session.readState}. */
-  restoreState(s: SessionState): void {
+  /** Restores moments, statistics and step state of a snapshot (the weights are set by create). */
+  restore(s: Snapshot): void {
     const P = this.bufs.params;
     for (const n of PARAM_NAMES) {
       this.gpu.write(P[n].m, s.adamM[n]);
@@ -212,6 +193,23 @@ export class Session {
       this.gpu.write(this.bufs.acc, s.metricsAcc);
       this.clearAcc = false;
     }
+  }
+
+  /** One buffer of each parameter (`which` picks p, g, m or v), by parameter name. */
+  private params(which: (p: ParamBuffers) => GPUBuffer): Record<string, Readback> {
+    const P = this.bufs.params;
+    return Object.fromEntries(
+      PARAM_NAMES.map((n) => [n, { buf: which(P[n]), bytes: P[n].size * 4 }]),
+    );
+  }
+
+  /** Reads groups of named buffers in one batched readback; each value is a private copy. */
+  private async readGroups(
+    groups: Record<string, Readback>[],
+  ): Promise<Record<string, Float32Array>[]> {
+    const got = await this.gpu.readMany(groups.flatMap((g) => Object.values(g)));
+    let i = 0;
+    return groups.map((g) => Object.fromEntries(Object.keys(g).map((n) => [n, got[i++].slice()])));
   }
 
   /**

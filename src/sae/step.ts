@@ -22,15 +22,15 @@
  * encoder (CSR) and a plan dispatch picks, on the GPU, per step: the dense decode, dF, dW_dec and
  * dW_enc GEMMs, or sparse kernels over the active entries (CSC lists built for the backward).
  *
- * A variant (baseline.ts, paper.ts) supplies the pieces it changes through {@link StepHooks};
- * this file never needs to know which variant runs.
+ * A variant (src/sae/variant.ts; baseline.ts, paper.ts) supplies the pieces it changes through
+ * {@link StepHooks}; this file never needs to know which variant runs.
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
-import { adamwKernel } from "../kernels/adamw.ts";
+import { adamSpec, adamwKernel } from "../kernels/adamw.ts";
 import { normalizeKernel, projectGradKernel } from "../kernels/decoder.ts";
 import { gemmDispatches } from "../kernels/gemm/mod.ts";
-import { type LossSpec, prepareKernel, residualKernel } from "../kernels/loss.ts";
+import { type LossSpec, residualKernel } from "../kernels/loss.ts";
 import { bDecGradKernel, colSumKernel, featureStatsKernel } from "../kernels/reduce.ts";
 import { scheduleKernel } from "../kernels/schedule.ts";
 import {
@@ -44,7 +44,8 @@ import {
   spmmColsKernel,
   spmmRowsKernel,
 } from "../kernels/sparse.ts";
-import type { TrainConfig } from "../config.ts";
+import type { CoreConfig } from "../config_core.ts";
+import { forwardPass } from "./forward.ts";
 import { METRIC_INDEX, metricsKernel } from "../kernels/metrics.ts";
 import { PARAM_NAMES, type StepBuffers } from "./model.ts";
 import { STATE_INDEX } from "../kernels/common.ts";
@@ -52,7 +53,7 @@ import { STATE_INDEX } from "../kernels/common.ts";
 /** What a step is built from. */
 export interface StepContext {
   gpu: Gpu;
-  cfg: TrainConfig;
+  cfg: CoreConfig;
   bufs: StepBuffers;
   /** Input normalisation factor (1 = none), fixed for the run. */
   scale: number;
@@ -60,7 +61,10 @@ export interface StepContext {
 
 /** What a variant changes in the shared step (every field optional: the baseline sets none). */
 export interface StepHooks {
-  /** Per-latent thresholds τ [m]: the encoder keeps f_i only where its pre-activation > τ_i. */
+  /**
+   * Per-latent thresholds τ [m]: the encoder keeps f_i only where its pre-activation > max(τ_i, 0).
+   * Set by the session from the variant's declared threshold state (Variant.thresholds).
+   */
   thresholds?: GPUBuffer;
   /**
    * When set, the dF GEMM writes the raw dL_recon/df into dpre and these dispatches must turn it
@@ -71,8 +75,6 @@ export interface StepHooks {
   beforeUpdate?: Dispatch[];
   /** Per-latent learning-rate factors [m] for W_enc rows, b_enc and W_dec rows. */
   lrScale?: GPUBuffer;
-  /** After the optimizer and the decoder normalisation. */
-  afterUpdate?: Dispatch[];
 }
 
 /** The forward pass's parts, each a list of dispatches (one unless split over large buffers). */
@@ -153,7 +155,6 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
     squared: cfg.recon_loss === "squared",
   };
   const lb = { ...bufs, bDec: P.bDec.p };
-  const gemmOpts = { f16: cfg.gemm_f16 };
   let sparse: ForwardParts["sparse"];
   if (bufs.sparse) {
     const shape = { B, m, d };
@@ -171,38 +172,24 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
       }),
     };
   }
+  const xMean = await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean);
+  const { prepare, encode, decode } = await forwardPass(
+    gpu,
+    { ...loss, dSae: m, f16: cfg.gemm_f16, label: "" },
+    {
+      ...lb,
+      wEnc: P.wEnc.p,
+      bEnc: P.bEnc.p,
+      wDec: P.wDec.p,
+      thresholds: hooks.thresholds,
+    },
+  );
   return {
     sparse,
-    xMean: await colSumKernel(gpu, "x mean", B, d, ctx.scale / B, bufs.x, bufs.xmean),
-    prepare: [await prepareKernel(gpu, loss, lb)],
-    encode: await gemmDispatches(
-      gpu,
-      {
-        label: "encode",
-        M: B,
-        N: m,
-        K: d,
-        transA: false,
-        transB: true,
-        epilogue: hooks.thresholds ? "bias_threshold" : "bias_relu",
-      },
-      { a: bufs.xc, b: P.wEnc.p, c: bufs.f, e: P.bEnc.p, s: hooks.thresholds },
-      gemmOpts,
-    ),
-    decode: await gemmDispatches(
-      gpu,
-      {
-        label: "decode",
-        M: B,
-        N: d,
-        K: m,
-        transA: false,
-        transB: false,
-        epilogue: "bias",
-      },
-      { a: bufs.f, b: P.wDec.p, c: bufs.xhat, e: P.bDec.p },
-      gemmOpts,
-    ),
+    xMean,
+    prepare: [prepare],
+    encode,
+    decode,
     residual: [await residualKernel(gpu, loss, lb)],
     stats: await featureStatsKernel(gpu, B, m, {
       f: bufs.f,
@@ -254,7 +241,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       scalarIdx: STATE_INDEX.l1_coef,
     },
     { a: bufs.dxhat, b: P.wDec.p, c: bufs.dpre, e: bufs.f, s: bufs.state },
-    hooks.afterReconGrad ? gemmOpts : gemmOpts,
+    gemmOpts,
   );
   // dW = Aᵀ·Y [m, d] over the batch, A [B, m]: the two weight gradients.
   const weightGrad = (label: string, a: GPUBuffer, y: GPUBuffer, c: GPUBuffer) =>
@@ -343,12 +330,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
       out: P.bDec.g,
     }),
   ];
-  const adam = {
-    beta1: cfg.beta1,
-    beta2: cfg.beta2,
-    eps: cfg.adam_eps,
-    weightDecay: cfg.weight_decay,
-  };
+  const adam = adamSpec(cfg);
   const update = await projectGradKernel(gpu, m, d, P.wDec.p, P.wDec.g);
   const rowLen: Record<string, number> = { wEnc: d, bEnc: 1, wDec: d };
   for (const name of PARAM_NAMES) {
@@ -371,16 +353,5 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     ...metrics,
     ...(hooks.beforeUpdate ?? []),
     ...update,
-    ...(hooks.afterUpdate ?? []),
   ];
 }
-
-/** What a variant contributes: step hooks and the GPU state it adds (checkpointed by name). */
-export interface VariantParts {
-  hooks: StepHooks;
-  /** Extra f32 state buffers of d_sae elements each, saved in and restored from checkpoints. */
-  extra: Record<string, GPUBuffer>;
-}
-
-/** An SAE variant: builds its parts (buffers, dispatches) once per run. */
-export type Variant = (ctx: StepContext) => Promise<VariantParts>;

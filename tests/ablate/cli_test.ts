@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { buildProgram, type CliIo, main } from "../../src/cli/main.ts";
 import { listRuns, makeAblateCommand, resolveAblateFlags } from "../../src/cli/ablate.ts";
-import { PAPER_BASE } from "../../src/ablate/sweep.ts";
+import { resolveSweep } from "../../src/ablate/sweep.ts";
 import { withTemp } from "../helpers/check.ts";
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
@@ -84,16 +84,18 @@ Deno.test("sae ablate: flags pick the sweep, the directory and the runs", async 
   });
 });
 
-Deno.test("paper scale agrees with configs/paper.yaml where that file sets a key", async () => {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(new URL("../../configs/paper.yaml", import.meta.url));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return;
-    throw err;
-  }
-  const paper = parseYaml(text) as Record<string, unknown>;
-  for (const [k, v] of Object.entries(PAPER_BASE)) {
-    if (k in paper) assert.deepEqual(v, paper[k], k);
+Deno.test("--scale paper trains every run on configs/paper.yaml's sizes and hyperparameters", async () => {
+  // A missing or unreadable file fails here (and the sweep module cannot load without it).
+  const paper = parseYaml(
+    await Deno.readTextFile(new URL("../../configs/paper.yaml", import.meta.url)),
+  ) as Record<string, unknown>;
+  const { sweep } = await resolveAblateFlags(parseFlags(["--scale", "paper"]));
+  const runs = resolveSweep(sweep);
+  assert.ok(runs.length > 0);
+  const swept = new Set(runs.flatMap((r) => Object.keys(r.overrides)));
+  for (const r of runs) {
+    for (const [k, v] of Object.entries(paper)) {
+      if (!swept.has(k)) assert.deepEqual(r.cfg[k as keyof typeof r.cfg], v, `${r.name}: ${k}`);
+    }
   }
 });

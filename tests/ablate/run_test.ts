@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { PartialConfig } from "../../src/config.ts";
-import { UserError } from "../../src/errors.ts";
-import { train, TrainingInterrupted } from "../../src/sae/trainer.ts";
+import { TrainingInterrupted, UserError } from "../../src/errors.ts";
+import { train } from "../../src/sae/trainer.ts";
 import { loadSweepFile, resolveSweep, type Sweep } from "../../src/ablate/sweep.ts";
-import { METRIC_COLUMNS, runSweep, summarize } from "../../src/ablate/run.ts";
+import { runSweep, writeSummary } from "../../src/ablate/run.ts";
+import { METRIC_COLUMNS } from "../../src/ablate/table.ts";
 
 /** A sweep small enough to train in about a second per run on the CPU adapter. */
 const TINY_BASE: PartialConfig = {
@@ -158,7 +159,7 @@ function fakeMetrics(l0: number, ev: number): Record<string, number> {
   };
 }
 
-Deno.test("summarize: table files hold every run; frontiers and plots hold the data", async () => {
+Deno.test("writeSummary: table files hold every run; frontiers and plots hold the data", async () => {
   const out = await Deno.makeTempDir({ prefix: "sae-summary-" });
   try {
     const sweep: Sweep = {
@@ -181,7 +182,7 @@ Deno.test("summarize: table files hold every run; frontiers and plots hold the d
       "baseline_l1=0.6": fakeMetrics(10, 0.8),
       "method_l1=0.6": fakeMetrics(8, 0.78),
     });
-    const { rows, frontiers, files } = await summarize(runs, out, sweep);
+    const { rows, frontiers, files } = await writeSummary(runs, out, sweep);
     assert.deepEqual(files.map((f) => f.slice(out.length + 1)), [
       "ablation.md",
       "ablation.csv",
@@ -247,11 +248,11 @@ Deno.test("summarize: table files hold every run; frontiers and plots hold the d
   }
 });
 
-Deno.test("summarize: nothing finished still gives the files, with empty charts", async () => {
+Deno.test("writeSummary: nothing finished still gives the files, with empty charts", async () => {
   const out = await Deno.makeTempDir({ prefix: "sae-summary-" });
   try {
     const runs = resolveSweep({ base: {}, runs: [{ name: "x", overrides: {} }] });
-    const { rows, frontiers } = await summarize(runs, out);
+    const { rows, frontiers } = await writeSummary(runs, out);
     assert.equal(rows[0].status, "missing");
     assert.deepEqual(frontiers, []);
     const fsvg = await Deno.readTextFile(join(out, "frontier.svg"));

@@ -9,6 +9,7 @@ import {
   PAPER_BASE,
   resolveSweep,
 } from "../../src/ablate/sweep.ts";
+import { loadConfigFile, validateConfig } from "../../src/config.ts";
 import { rejectsUserError } from "../helpers/check.ts";
 
 Deno.test("default sweep: the paper's ablations, mechanisms off and both λ1 frontiers", () => {
@@ -77,34 +78,15 @@ Deno.test("default sweep: identical configs train once, under the first name", (
   }
 });
 
-Deno.test("paper scale: the paper's sizes and hyperparameters", () => {
+Deno.test("paper scale: the method run is configs/paper.yaml; λ1 sweeps around its λ1", async () => {
   const sweep = defaultSweep("paper");
   assert.equal(sweep.base, PAPER_BASE);
   const runs = resolveSweep(sweep);
   assert.equal(runs.length, 19);
-  const method = runs.find((r) => r.name === "method")!.cfg;
-  assert.equal(method.variant, "paper");
-  for (
-    const [k, v] of Object.entries({
-      d_in: 2304,
-      d_sae: 2304,
-      batch: 2048,
-      steps: 4882,
-      warmup_steps: 1000,
-      recon_only_steps: 1000,
-      l1: 0.04,
-      lambda_ortho: 0.1,
-      ema_decay: 0.999,
-      tau_base: 0.3,
-      tau_beta: 1,
-      lr: 3e-4,
-      weight_decay: 1e-2,
-      seed: 42,
-      recon_loss: "l2",
-    })
-  ) assert.equal(method[k as keyof typeof method], v, k);
+  const paper = validateConfig(await loadConfigFile("configs/paper.yaml"), "configs/paper.yaml");
+  assert.deepEqual(runs.find((r) => r.name === "method")!.cfg, paper);
   const l1s = runs.filter((r) => r.name.startsWith("baseline")).map((r) => r.cfg.l1);
-  assert.deepEqual(l1s, [0.04, 0.01, 0.02, 0.08, 0.16]);
+  assert.deepEqual(l1s, [1, 0.25, 0.5, 2, 4].map((f) => Number((paper.l1 * f).toPrecision(6))));
 });
 
 Deno.test("resolveSweep: bad overrides name the run", () => {

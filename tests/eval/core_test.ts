@@ -16,7 +16,6 @@ import { evaluateSae, openEvalSource, SaeForward } from "../../src/eval/evaluate
 import type { Recovery } from "../../src/eval/groundtruth.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { Rng } from "../../src/rng.ts";
-import { encodeRowsThreshold } from "../../src/export/saelens.ts";
 import { encodeRows, type LoadedSae } from "../../src/sae/load.ts";
 import { assertClose } from "../helpers/check.ts";
 
@@ -68,6 +67,7 @@ function handSae(scale = 1): LoadedSae {
       wDec: new Float32Array([1, 0, 0, 0.5, 1, 1, 0, 0]),
       bDec: new Float32Array(2),
     },
+    threshold: null,
   };
 }
 
@@ -166,20 +166,27 @@ Deno.test("core metrics: reported in raw activation units when the run scaled it
   checkHand(report.core as unknown as Record<string, unknown>, 0.25);
 });
 
-Deno.test("SaeForward.encode: any row count, batched and padded, equals encodeRows", async () => {
-  const gpu = await getGpu();
-  const rng = new Rng(5);
+/** A random SAE (d_in 8, d_sae 12, batch 4) and a sampler of random rows. */
+function randomSae(seed: number, scale: number, threshold: Float32Array | null = null) {
+  const rng = new Rng(seed);
   const d = 8, m = 12;
   const rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
   const sae: LoadedSae = {
     cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
-    scale: 1.5,
+    scale,
     weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
+    threshold,
   };
+  return { sae, d, m, rows: (n: number) => rand(n * d) };
+}
+
+Deno.test("SaeForward.encode: any row count, batched and padded, equals encodeRows", async () => {
+  const gpu = await getGpu();
+  const { sae, m, rows } = randomSae(5, 1.5);
   const fwd = await SaeForward.create(gpu, sae, 4);
   try {
     for (const n of [0, 1, 4, 5, 11]) {
-      const x = rand(n * d);
+      const x = rows(n);
       const got = await fwd.encode(x);
       assert.equal(got.length, n * m);
       assertClose(got, encodeRows(sae, x), 1e-5, `encode ${n} rows`);
@@ -292,6 +299,7 @@ Deno.test("ground truth: a planted SAE recovers every feature with precision and
     cfg,
     scale: 1,
     weights: { wEnc, bEnc, wDec, bDec: Float32Array.from(source.truth.offset) },
+    threshold: null,
   };
   const report = await evaluateSae(sae, source, { reconBatches: 2, sparsityBatches: 8 });
   const g = report.ground_truth!;
@@ -311,21 +319,17 @@ Deno.test("ground truth: a planted SAE recovers every feature with precision and
   assert.equal(report.core.dead_fraction, (m - nF) / m);
 });
 
-Deno.test("SaeForward with thresholds: JumpReLU as encodeRowsThreshold (negative τ = ReLU)", async () => {
+Deno.test("SaeForward with thresholds: JumpReLU as encodeRows (negative τ = ReLU)", async () => {
   const gpu = await getGpu();
-  const rng = new Rng(6);
-  const d = 8, m = 12;
-  const rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-  const sae: LoadedSae = {
-    cfg: mergeConfig(DEFAULT_CONFIG, { d_in: d, d_sae: m, batch: 4 }),
-    scale: 1,
-    weights: { wEnc: rand(m * d), bEnc: rand(m), wDec: rand(m * d), bDec: rand(d) },
-  };
-  const tau = Float32Array.from({ length: m }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
-  const fwd = await SaeForward.create(gpu, sae, 4, tau);
+  const tau = Float32Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? -0.5 : 0.4 * (i % 4)));
+  const { sae, rows } = randomSae(6, 1, tau);
+  const fwd = await SaeForward.create(gpu, sae, 4);
   try {
-    const x = rand(7 * d);
-    assertClose(await fwd.encode(x), encodeRowsThreshold(sae, x, tau), 1e-5, "JumpReLU");
+    const x = rows(7);
+    const f = await fwd.encode(x);
+    assertClose(f, encodeRows(sae, x), 1e-5, "JumpReLU");
+    const relu = encodeRows({ ...sae, threshold: null }, x);
+    assert.ok(f.some((v, i) => v === 0 && relu[i] > 0), "the thresholds masked nothing");
   } finally {
     fwd.destroy();
   }

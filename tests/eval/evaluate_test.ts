@@ -81,7 +81,7 @@ Deno.test("evaluateRun: a tiny trained run, eval.json written atomically, extra 
     const ctx = seen as unknown as EvalContext;
     assert.ok(ctx.source instanceof SyntheticSource);
     assert.equal(ctx.truth, (ctx.source as SyntheticSource).truth);
-    assert.equal(ctx.threshold, null);
+    assert.equal(ctx.sae.threshold, null);
     assertClose(encoded!, encodeRows(await loadSae(run), rows), 1e-4, "ctx.encode");
 
     const table = formatEvalReport(report);

@@ -24,13 +24,13 @@ export function fakeContext(): Promise<{ ctx: EvalContext; plainCtx: EvalContext
       bDec: src.truth.offset.slice(),
     },
     scale: 1,
+    threshold: null,
   };
   const ctx: EvalContext = {
     gpu: {} as Gpu,
     sae,
     source: src,
     truth: src.truth,
-    threshold: null,
     encode: (rows) => Promise.resolve(encodeRows(sae, rows)),
     batch: 256,
   };

@@ -5,35 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { UserError } from "../../src/errors.ts";
-import {
-  encodeRowsThreshold,
-  exportSaelens,
-  importSaelens,
-  loadThreshold,
-} from "../../src/export/saelens.ts";
+import { exportSaelens, importSaelens } from "../../src/export/saelens.ts";
 import { main } from "../../src/cli/main.ts";
 import { decodeSafetensors, encodeSafetensors, f32Tensor } from "../../src/run/safetensors.ts";
 import { encodeRows, loadSae } from "../../src/sae/load.ts";
 import { train } from "../../src/sae/trainer.ts";
 import { Rng } from "../../src/rng.ts";
-
-const OPTS = { resume: false, overwrite: false, progress: false, report: false, signals: false };
-
-function tinyCfg(over: Record<string, unknown> = {}) {
-  return mergeConfig(DEFAULT_CONFIG, {
-    d_in: 16,
-    d_sae: 32,
-    batch: 32,
-    steps: 50,
-    log_every: 10,
-    checkpoint_every: 0,
-    init_rows: 64,
-    synthetic: { n_features: 48, n_parents: 4, children_per_parent: 2, n_groups: 2 },
-    ...over,
-  });
-}
+import { QUIET, tinyRun } from "../helpers/runs.ts";
 
 function rows(n: number, d: number, seed = 3): Float32Array {
   const rng = new Rng(seed);
@@ -67,7 +46,7 @@ const io = () => {
 Deno.test("saelens: baseline export → import round trip is exact and encodes alike", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-export-" });
   try {
-    await train(tinyCfg(), { ...OPTS, outDir: `${dir}/run` });
+    await train(tinyRun(), { ...QUIET, outDir: `${dir}/run` });
     const cli = io();
     const code = await main(
       ["export", `${dir}/run`, "--format", "saelens", "--out", `${dir}/sl`, "--model-name", "gpt2"],
@@ -106,7 +85,7 @@ Deno.test("saelens: baseline export → import round trip is exact and encodes a
     assert.equal(b.cfg.apply_b_dec_to_input, a.cfg.apply_b_dec_to_input);
     const x = rows(8, 16);
     sameArray(encodeRows(b, x), encodeRows(a, x), "encodeRows");
-    assert.equal(await loadThreshold(`${dir}/back`, b), null);
+    assert.equal(b.threshold, null);
     // A second export of the import is byte-identical in its weights.
     await exportSaelens(`${dir}/back`, `${dir}/sl2`, { overwrite: false });
     assert.deepEqual(
@@ -151,12 +130,12 @@ Deno.test("saelens: baseline export → import round trip is exact and encodes a
 Deno.test("saelens: the paper variant exports its final τ as JumpReLU thresholds and back", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-export-jump-" });
   try {
-    await train(tinyCfg({ variant: "paper", tau_base: 0.05 }), { ...OPTS, outDir: `${dir}/run` });
+    await train(tinyRun({ variant: "paper", tau_base: 0.05 }), { ...QUIET, outDir: `${dir}/run` });
     const out = await exportSaelens(`${dir}/run`, `${dir}/sl`, { overwrite: false });
     assert.equal(out.cfg.architecture, "jumprelu");
     assert.deepEqual(out.tensors.threshold.shape, [32]);
     const a = await loadSae(`${dir}/run`);
-    const tau = await loadThreshold(`${dir}/run`, a);
+    const tau = a.threshold;
     assert.ok(tau && tau.some((t) => t > 0), "τ is positive somewhere");
     sameArray(new Float32Array(out.tensors.threshold.data.slice().buffer), tau!, "threshold");
 
@@ -164,17 +143,16 @@ Deno.test("saelens: the paper variant exports its final τ as JumpReLU threshold
     assert.equal(cfg.variant, "paper");
     assert.equal(cfg.adaptive_threshold, true);
     const b = await loadSae(`${dir}/back`);
-    const tauBack = await loadThreshold(`${dir}/back`, b);
-    sameArray(tauBack!, tau!, "threshold round trip");
+    sameArray(b.threshold!, tau!, "threshold round trip");
     for (const n of ["wEnc", "bEnc", "wDec", "bDec"] as const) {
       sameArray(b.weights[n], a.weights[n], n);
     }
     const x = rows(16, 16, 5);
-    const fa = encodeRowsThreshold(a, x, tau), fb = encodeRowsThreshold(b, x, tauBack);
+    const fa = encodeRows(a, x), fb = encodeRows(b, x);
     sameArray(fb, fa, "JumpReLU encode");
     // The thresholds do something: fewer active latents than plain ReLU.
     const active = (f: Float32Array) => f.filter((v) => v > 0).length;
-    assert.ok(active(fa) <= active(encodeRows(a, x)));
+    assert.ok(active(fa) <= active(encodeRows({ ...a, threshold: null }, x)));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -244,10 +222,9 @@ Deno.test("saelens: a directory written by hand from the spec imports correctly"
     assert.deepEqual([...sae.weights.wDec], [...Float32Array.from(wDec)]);
     assert.deepEqual([...sae.weights.bEnc], [0.5, -0.5]);
     assert.deepEqual([...sae.weights.bDec], [...Float32Array.from([0.1, 0.2, 0.3])]);
-    const th = await loadThreshold(`${dir}/run`, sae);
-    assert.deepEqual([...th!], [1, 100]);
+    assert.deepEqual([...sae.threshold!], [1, 100]);
     // x = [1, 1, 1]: pre = [1+3+5+0.5, 2+4+6-0.5] = [9.5, 11.5]; latent 1 is under its threshold.
-    assert.deepEqual([...encodeRowsThreshold(sae, new Float32Array([1, 1, 1]), th)], [9.5, 0]);
+    assert.deepEqual([...encodeRows(sae, new Float32Array([1, 1, 1]))], [9.5, 0]);
     // Export it again: identical tensors, the model name kept.
     const out = await exportSaelens(`${dir}/run`, `${dir}/sl2`, { overwrite: false });
     assert.equal(out.cfg.model_name, "gemma-2-2b");

@@ -125,7 +125,7 @@ async function threeSteps(gpu: Gpu, cfg: TrainConfig) {
   return {
     bindGroups,
     weights: await session.readWeights(),
-    state: await session.readState(),
+    state: await session.snapshot(),
     metrics: (await session.readMetrics()).metrics,
   };
 }

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { createGpu } from "../../src/gpu/device.ts";
 import { listCheckpoints, loadLatestCheckpoint } from "../../src/run/checkpoint.ts";
 import type { Session } from "../../src/sae/session.ts";
-import { train, TrainingDeviceFailure, type TrainOptions } from "../../src/sae/trainer.ts";
+import { TrainingDeviceFailure } from "../../src/errors.ts";
+import { train, type TrainOptions } from "../../src/sae/trainer.ts";
 import { QUIET, TINY } from "./helpers.ts";
 
 /** Runs TINY with `fault` at step 25 (a checkpoint exists at 20); rejects within `ms`. */

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { mergeConfig } from "../../src/config.ts";
 import { writeAllBytes, type Writer } from "../../src/run/atomic.ts";
 import { listCheckpoints, loadLatestCheckpoint } from "../../src/run/checkpoint.ts";
-import { OutputWriteError, train } from "../../src/sae/trainer.ts";
+import { OutputWriteError } from "../../src/errors.ts";
+import { train } from "../../src/sae/trainer.ts";
 import { metricsLines, QUIET, sameBytes, TINY } from "./helpers.ts";
 
 const CFG = mergeConfig(TINY, { steps: 60, checkpoint_every: 20 });

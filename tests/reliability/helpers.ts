@@ -14,14 +14,7 @@ export const TINY: TrainConfig = mergeConfig(DEFAULT_CONFIG, {
   checkpoint_every: 20,
 });
 
-/** Options of an in-process run that prints nothing and listens for no signals. */
-export const QUIET = {
-  resume: false,
-  overwrite: false,
-  progress: false,
-  report: false,
-  signals: false,
-} as const;
+export { QUIET } from "../helpers/runs.ts";
 
 /** A child `sae train` process with its stderr collected as it comes. */
 export interface TrainChild {

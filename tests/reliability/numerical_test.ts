@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { mergeConfig } from "../../src/config.ts";
 import type { ActivationSource } from "../../src/data/source.ts";
-import { UserError } from "../../src/errors.ts";
+import { TrainingDiverged, UserError } from "../../src/errors.ts";
 import { listCheckpoints, loadLatestCheckpoint } from "../../src/run/checkpoint.ts";
-import { train, TrainingDiverged } from "../../src/sae/trainer.ts";
+import { train } from "../../src/sae/trainer.ts";
 import { QUIET, TINY } from "./helpers.ts";
 
 async function steps(dir: string) {

@@ -4,12 +4,10 @@
  * data is missing say so in one line.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import { main } from "../../src/cli/main.ts";
 import type { EvalReport } from "../../src/eval/schema.ts";
 import { train } from "../../src/sae/trainer.ts";
-
-const OPTS = { resume: false, overwrite: false, progress: false, report: false, signals: false };
+import { QUIET, tinyRun } from "../helpers/runs.ts";
 
 const LETTERS = ["a", "b", "c", "d"];
 
@@ -64,17 +62,8 @@ function labels(svg: string): string[] {
 Deno.test("report: every section from a tiny run and a hand-written eval.json", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-report-" });
   try {
-    const cfg = mergeConfig(DEFAULT_CONFIG, {
-      d_in: 16,
-      d_sae: 32,
-      batch: 32,
-      steps: 50,
-      log_every: 10,
-      checkpoint_every: 0,
-      init_rows: 64,
-      synthetic: { n_features: 48, n_parents: 4, children_per_parent: 2, n_groups: 2 },
-    });
-    await train(cfg, { ...OPTS, outDir: `${dir}/run` });
+    const cfg = tinyRun();
+    await train(cfg, { ...QUIET, outDir: `${dir}/run` });
     await Deno.writeTextFile(`${dir}/run/eval.json`, JSON.stringify(evalJson()));
     // A second run with training curves only (no metrics.json, no eval.json).
     await Deno.mkdir(`${dir}/partial`);

@@ -88,7 +88,7 @@ Deno.test("GPU step: loss and every parameter and moment after 3 steps match the
     if (state.step !== 3) throw new Error(`step counter ${state.step}`);
     assertClose([metrics.loss], [refLoss / 3], 1e-5, "mean loss");
     const got = await session.readWeights();
-    const st = await session.readState();
+    const st = await session.snapshot();
     for (const n of PARAM_NAMES) {
       assertClose(got[n], ref[n], 1e-4, `param ${n}`);
       assertClose(st.adamM[n], opt.m[n], 1e-4, `adam m ${n}`);
@@ -155,7 +155,7 @@ Deno.test("paper step: 4 steps across the phase change match the reference step"
     assert.equal(state.main_phase, 1);
     assertClose([metrics.loss], [refLoss / 4], 1e-5, "mean loss");
     const got = await session.readWeights();
-    const st = await session.readState();
+    const st = await session.snapshot();
     for (const n of PARAM_NAMES) {
       assertClose(got[n], ref[n], 2e-4, `param ${n}`);
       assertClose(st.adamM[n], opt.m[n], 2e-4, `adam m ${n}`);
