@@ -96,6 +96,9 @@ export class Llama2cTokenizer implements Tokenizer {
     const bytes = new TextEncoder().encode(" " + text);
     // Symbols: a doubly linked list over the byte string; sym i covers bytes [start[i], end[i]).
     const start: number[] = [], end: number[] = [], id: number[] = [];
+    // Byte-fallback symbols: llama2.c looks pairs up by their pieces' text, and "<0xNN>" joined
+    // to anything is never a piece, so they never merge.
+    const raw: boolean[] = [];
     for (let i = 0; i < bytes.length;) {
       let n = 1;
       const b = bytes[i];
@@ -105,7 +108,7 @@ export class Llama2cTokenizer implements Tokenizer {
       n = Math.min(n, bytes.length - i);
       const hit = this.ids.get(byteString(bytes.subarray(i, i + n)));
       if (hit !== undefined) {
-        start.push(i), end.push(i + n), id.push(hit);
+        start.push(i), end.push(i + n), id.push(hit), raw.push(false);
       } else {
         for (let k = 0; k < n; k++) {
           start.push(i + k), end.push(i + k + 1), id.push(this.byteIds[bytes[i + k]]);
@@ -121,7 +124,7 @@ export class Llama2cTokenizer implements Tokenizer {
     const text8 = byteString(bytes);
     const offer = (l: number) => {
       const r = next[l];
-      if (l < 0 || r < 0) return;
+      if (l < 0 || r < 0 || raw[l] || raw[r]) return;
       const key = text8.slice(start[l], end[r]);
       const hit = this.ids.get(key);
       if (hit !== undefined) heap.push({ score: this.scores[hit], left: l, key });
