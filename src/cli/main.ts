@@ -18,6 +18,7 @@ import { TrainingInterrupted } from "../sae/trainer.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { importCommand } from "./import.ts";
+import { lmCommand } from "./lm.ts";
 import { reportCommand } from "./report.ts";
 import { evalCommand } from "./eval.ts";
 import { synthCommand } from "./synth.ts";
@@ -32,6 +33,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   exportCommand,
   importCommand,
   reportCommand,
+  lmCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */
