@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { getGpu } from "../../src/gpu/device.ts";
+import { type ComputeDispatch, run } from "../../src/gpu/dispatch.ts";
+import {
+  attentionDispatches,
+  attentionReference,
+  type AttentionSpec,
+  kvWriteDispatches,
+  kvWriteReference,
+} from "../../src/kernels/attention.ts";
+import { tokenPositions } from "../../src/kernels/positions.ts";
+import { Rng } from "../../src/rng.ts";
+import { assertClose, poisoned, randArray } from "../helpers/check.ts";
+
+const BASE = { batch: 2, nHeads: 3, nKvHeads: 1, headDim: 12, scale: 1 / Math.sqrt(12) };
+
+/**
+ * Writes the new keys and values at their positions into caches whose rows before `filled[b]`
+ * hold earlier random keys and values and whose other rows are NaN (so a kernel that reads a key
+ * it must not see fails), runs attention and compares both with the references.
+ */
+async function check(
+  name: string,
+  spec: AttentionSpec,
+  pos: Uint32Array,
+  filled: number[],
+  fused = false,
+) {
+  const gpu = await getGpu();
+  const rng = new Rng(name.length * 7 + spec.seq);
+  const { batch, seq, maxSeq, nHeads, nKvHeads, headDim: hd } = spec;
+  const T = batch * seq, kvw = nKvHeads * hd;
+  const q = randArray(rng, T * nHeads * hd, -3, 3);
+  const k = randArray(rng, T * kvw, -3, 3);
+  const v = randArray(rng, T * kvw);
+  const kCache = new Float32Array(batch * maxSeq * kvw).fill(NaN);
+  const vCache = kCache.slice();
+  for (let b = 0; b < batch; b++) {
+    const n = filled[b] * kvw, o = b * maxSeq * kvw;
+    kCache.set(randArray(rng, n, -3, 3), o);
+    vCache.set(randArray(rng, n), o);
+  }
+  let spec2 = spec;
+  let qBuf: GPUBuffer, kBuf: GPUBuffer, vBuf: GPUBuffer;
+  if (fused) {
+    // One QKV buffer [T, (nHeads + 2·nKv)·hd], as a fused projection writes it.
+    const W = nHeads * hd + 2 * kvw;
+    const qkv = new Float32Array(T * W);
+    for (let t = 0; t < T; t++) {
+      qkv.set(q.subarray(t * nHeads * hd, (t + 1) * nHeads * hd), t * W);
+      qkv.set(k.subarray(t * kvw, (t + 1) * kvw), t * W + nHeads * hd);
+      qkv.set(v.subarray(t * kvw, (t + 1) * kvw), t * W + nHeads * hd + kvw);
+    }
+    spec2 = {
+      ...spec,
+      layout: { ldQ: W, ldK: W, ldV: W, offQ: 0, offK: nHeads * hd, offV: nHeads * hd + kvw },
+    };
+    qBuf = kBuf = vBuf = gpu.upload("qkv", qkv);
+  } else {
+    [qBuf, kBuf, vBuf] = [gpu.upload("q", q), gpu.upload("k", k), gpu.upload("v", v)];
+  }
+  const bufs = {
+    q: qBuf,
+    k: kBuf,
+    v: vBuf,
+    kCache: gpu.upload("k cache", kCache),
+    vCache: gpu.upload("v cache", vCache),
+    pos: gpu.upload("pos", pos),
+    out: poisoned(gpu, "out", T * nHeads * hd),
+  };
+  const ds = [
+    ...await kvWriteDispatches(gpu, spec2, bufs),
+    ...await attentionDispatches(gpu, spec2, bufs),
+  ];
+  for (const d of ds) assert.ok((d as ComputeDispatch).cost!.bytes > 0);
+  run(gpu, ds);
+  const [gk, gv, got] = await gpu.readMany([
+    { buf: bufs.kCache },
+    { buf: bufs.vCache },
+    { buf: bufs.out },
+  ]);
+  const caches = kvWriteReference(spec, k, v, kCache, vCache, pos);
+  const want = attentionReference(spec, q, caches.kCache, caches.vCache, pos);
+  assertClose(got, want, 1e-5, `${name}: out`);
+  // The caches: NaN where nothing was written, the same bits elsewhere.
+  assert.deepEqual(gk.subarray(0, kCache.length), caches.kCache, `${name}: k cache`);
+  assert.deepEqual(gv.subarray(0, vCache.length), caches.vCache, `${name}: v cache`);
+  for (const b of new Set(Object.values(bufs))) gpu.destroyBuffer(b);
+}
+
+Deno.test("attention: prefill of 37 tokens, 3 query heads on 1 KV head, default and odd tiles", async () => {
+  const spec: AttentionSpec = { ...BASE, seq: 37, maxSeq: 41, positions: "offset" };
+  const pos = new Uint32Array([0, 0]);
+  await check("prefill", spec, pos, [0, 0]);
+  await check("prefill, tile 5x7", { ...spec, tile: { rows: 5, keys: 7 } }, pos, [0, 0]);
+  await check("prefill, tile 1x1", { ...spec, tile: { rows: 1, keys: 1 } }, pos, [0, 0]);
+});
+
+Deno.test("attention: grouped (4 heads on 2) and multi-head (3 on 3), fused QKV layout", async () => {
+  const pos = new Uint32Array([0, 0]);
+  for (const [nHeads, nKvHeads] of [[4, 2], [3, 3]]) {
+    const spec: AttentionSpec = {
+      ...BASE,
+      nHeads,
+      nKvHeads,
+      seq: 37,
+      maxSeq: 37,
+      positions: "offset",
+    };
+    await check(`${nHeads}/${nKvHeads} heads`, spec, pos, [0, 0]);
+    await check(`${nHeads}/${nKvHeads} heads fused`, { ...spec, tile: { rows: 3, keys: 5 } }, pos, [
+      0,
+      0,
+    ], true);
+  }
+});
+
+Deno.test("attention: soft-capping (cap 5) and a sliding window of 8", async () => {
+  const base: AttentionSpec = {
+    ...BASE,
+    nHeads: 4,
+    nKvHeads: 2,
+    seq: 37,
+    maxSeq: 40,
+    positions: "offset",
+  };
+  const pos = new Uint32Array([0, 0]);
+  await check("softcap", { ...base, softcap: 5 }, pos, [0, 0]);
+  await check("window", { ...base, window: 8, tile: { rows: 6, keys: 5 } }, pos, [0, 0]);
+  await check("softcap + window", { ...base, softcap: 5, window: 8 }, pos, [0, 0]);
+  await check("window 1", { ...base, window: 1 }, pos, [0, 0]);
+});
+
+Deno.test("attention: incremental decoding, one new token per sequence at different positions", async () => {
+  const spec: AttentionSpec = { ...BASE, seq: 1, maxSeq: 41, positions: "offset" };
+  // Sequence 0 at position 20 (keys 0..19 cached), sequence 1 at the last row of the cache.
+  const pos = new Uint32Array([20, 40]);
+  await check("decode", spec, pos, [20, 40]);
+  await check("decode, window 8", { ...spec, window: 8, softcap: 5 }, pos, [20, 40]);
+  await check("decode, gqa", { ...spec, nHeads: 6, nKvHeads: 2, tile: { rows: 2, keys: 3 } }, pos, [
+    20,
+    40,
+  ]);
+});
+
+Deno.test("attention: a chunk after a cached prefix with per-token positions equals the offset form", async () => {
+  const spec: AttentionSpec = { ...BASE, seq: 17, maxSeq: 41, positions: "token" };
+  const pos = tokenPositions("offset", 2, 17, new Uint32Array([20, 24]));
+  await check("chunked prefill", spec, pos, [20, 24]);
+  await check(
+    "chunked prefill, offsets",
+    { ...spec, positions: "offset" },
+    new Uint32Array([20, 24]),
+    [20, 24],
+  );
+});
+
+Deno.test("attention: mismatched heads and a cache over the binding limit are refused", async () => {
+  const gpu = await getGpu();
+  const b = gpu.dummy();
+  const bufs = { q: b, kCache: b, vCache: b, pos: b, out: b };
+  const spec: AttentionSpec = {
+    ...BASE,
+    nHeads: 3,
+    nKvHeads: 2,
+    seq: 1,
+    maxSeq: 4,
+    positions: "offset",
+  };
+  await assert.rejects(() => attentionDispatches(gpu, spec, bufs), /do not divide/);
+  const big = { ...spec, nKvHeads: 1, maxSeq: gpu.maxBinding / 8 };
+  await assert.rejects(() => attentionDispatches(gpu, big, bufs), /binding limit.*lower the batch/);
+});
