@@ -9,6 +9,7 @@ import {
   kvWriteReference,
 } from "../../src/kernels/attention.ts";
 import { tokenPositions } from "../../src/kernels/positions.ts";
+import { ropeDispatches, ropeInvFreq } from "../../src/kernels/rope.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
 
@@ -170,4 +171,85 @@ Deno.test("attention: mismatched heads and a cache over the binding limit are re
   await assert.rejects(() => attentionDispatches(gpu, spec, bufs), /do not divide/);
   const big = { ...spec, nKvHeads: 1, maxSeq: gpu.maxBinding / 8 };
   await assert.rejects(() => attentionDispatches(gpu, big, bufs), /binding limit.*lower the batch/);
+});
+
+Deno.test("attention: 37 decoding steps (RoPE, KV write, attention) reproduce the prefill", async () => {
+  const gpu = await getGpu();
+  const rng = new Rng(77);
+  const spec: AttentionSpec = {
+    ...BASE,
+    nHeads: 4,
+    nKvHeads: 2,
+    seq: 37,
+    maxSeq: 37,
+    positions: "offset",
+    softcap: 5,
+    window: 11,
+  };
+  const { batch, seq, nHeads, nKvHeads, headDim: hd } = spec;
+  const T = batch * seq, qw = nHeads * hd, kvw = nKvHeads * hd;
+  const q = randArray(rng, T * qw, -2, 2), k = randArray(rng, T * kvw, -2, 2);
+  const v = randArray(rng, T * kvw);
+  const rope = {
+    batch,
+    nHeads,
+    nKvHeads,
+    headDim: hd,
+    style: "half" as const,
+    positions: "offset" as const,
+  };
+  const invFreq = gpu.upload("inv_freq", ropeInvFreq(10000, hd));
+  const caches = () => ({
+    kCache: gpu.buffer("k cache", batch * seq * kvw * 4),
+    vCache: gpu.buffer("v cache", batch * seq * kvw * 4),
+  });
+  // Prefill: all 37 tokens of both sequences at once.
+  const pre = {
+    q: gpu.upload("q", q),
+    k: gpu.upload("k", k),
+    v: gpu.upload("v", v),
+    pos: gpu.upload("pos", new Uint32Array(batch)),
+    out: poisoned(gpu, "out", T * qw),
+    invFreq,
+    ...caches(),
+  };
+  run(gpu, [
+    ...await ropeDispatches(gpu, { ...rope, seq }, pre),
+    ...await kvWriteDispatches(gpu, spec, pre),
+    ...await attentionDispatches(gpu, spec, pre),
+  ]);
+  const want = await gpu.read(pre.out, T * qw * 4);
+  // Decoding: one token per sequence per step, the same dispatches every step, the position
+  // buffer written between steps.
+  const dec = {
+    q: gpu.buffer("q1", batch * qw * 4),
+    k: gpu.buffer("k1", batch * kvw * 4),
+    v: gpu.buffer("v1", batch * kvw * 4),
+    pos: gpu.buffer("pos1", batch * 4),
+    out: gpu.buffer("out1", batch * qw * 4),
+    invFreq,
+    ...caches(),
+  };
+  const step = [
+    ...await ropeDispatches(gpu, { ...rope, seq: 1 }, dec),
+    ...await kvWriteDispatches(gpu, { ...spec, seq: 1 }, dec),
+    ...await attentionDispatches(gpu, { ...spec, seq: 1 }, dec),
+  ];
+  const got = new Float32Array(T * qw);
+  const rows = (x: Float32Array, w: number, s: number) =>
+    Float32Array.from(
+      { length: batch * w },
+      (_, i) => x[(Math.floor(i / w) * seq + s) * w + (i % w)],
+    );
+  for (let s = 0; s < seq; s++) {
+    gpu.write(dec.q, rows(q, qw, s));
+    gpu.write(dec.k, rows(k, kvw, s));
+    gpu.write(dec.v, rows(v, kvw, s));
+    gpu.write(dec.pos, new Uint32Array(batch).fill(s));
+    run(gpu, step);
+    const o = await gpu.read(dec.out, batch * qw * 4);
+    for (let b = 0; b < batch; b++) got.set(o.subarray(b * qw, (b + 1) * qw), (b * seq + s) * qw);
+  }
+  assertClose(got, want, 1e-5, "decode vs prefill");
+  for (const b of new Set([...Object.values(pre), ...Object.values(dec)])) gpu.destroyBuffer(b);
 });
