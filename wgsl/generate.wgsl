@@ -8,6 +8,7 @@ override STEPS: u32 = 1u;      // history slots per row (steps per round)
 override MAX_SEQ: u32 = 1u;    // positions 0..MAX_SEQ−1 fit the KV cache
 override BOS: u32 = 0u;        // input that starts a document
 override EOS: u32 = 0u;        // a sampled EOS ends it (as does a sampled BOS)
+override STEP_PARAMS: bool = false; // advance the sampler's step (params[1]) once per step
 const CUT: u32 = 0x80000000u;  // history flag: the document was cut at the context length
 
 @group(0) @binding(0) var<storage, read> next: array<u32>;        // [BATCH] sampled ids
@@ -15,12 +16,14 @@ const CUT: u32 = 0x80000000u;  // history flag: the document was cut at the cont
 @group(0) @binding(2) var<storage, read_write> pos: array<u32>;   // [BATCH] their positions
 @group(0) @binding(3) var<storage, read_write> hist: array<u32>;  // [BATCH, STEPS] sampled ids
 @group(0) @binding(4) var<storage, read_write> count: array<u32>; // [BATCH] history entries
+@group(0) @binding(5) var<storage, read_write> params: array<u32>; // sampler (seed, step)
 
 // One invocation per row.
 @compute @workgroup_size(WG)
 fn advance(@builtin(global_invocation_id) g: vec3<u32>) {
   let b = g.x;
   if (b >= BATCH) { return; }
+  if (STEP_PARAMS && b == 0u) { params[1] += 1u; }
   let t = next[b];
   let p = pos[b] + 1u;
   let ends = t == EOS || t == BOS;

@@ -34,6 +34,11 @@ export interface AdvanceBuffers {
   hist: GPUBuffer;
   /** [batch] entries in each row's history (zeroed by the host at the start of a round). */
   count: GPUBuffer;
+  /**
+   * The sampler's u32 (seed, step) (src/kernels/sample.ts): its step is advanced once per step,
+   * so many steps run in one submission with fresh draws.
+   */
+  params?: GPUBuffer;
 }
 
 /** One dispatch of the bookkeeping. */
@@ -53,8 +58,9 @@ export async function advanceDispatches(
         MAX_SEQ: spec.maxSeq,
         BOS: spec.bos,
         EOS: spec.eos,
+        STEP_PARAMS: bufs.params ? 1 : 0,
       },
-      buffers: [bufs.next, bufs.ids, bufs.pos, bufs.hist, bufs.count],
+      buffers: [bufs.next, bufs.ids, bufs.pos, bufs.hist, bufs.count, bufs.params ?? gpu.dummy()],
       groups: [cdiv(spec.batch, WG), 1, 1],
       cost: { flops: 0, bytes: spec.batch * 4 * 7 },
     }),
@@ -70,8 +76,10 @@ export function advanceReference(
     pos: Uint32Array;
     hist: Uint32Array;
     count: Uint32Array;
+    params?: Uint32Array;
   },
 ): void {
+  if (s.params) s.params[1]++;
   for (let b = 0; b < spec.batch; b++) {
     const t = s.next[b], p = s.pos[b] + 1;
     const ends = t === spec.eos || t === spec.bos;

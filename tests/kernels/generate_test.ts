@@ -22,6 +22,7 @@ Deno.test("generate advance: history, restarts at EOS/BOS and at a full context 
     pos: Uint32Array.from({ length: B }, () => Math.floor(rng.uniform() * 5)),
     hist: new Uint32Array(B * spec.steps).fill(0xdead),
     count: new Uint32Array(B),
+    params: new Uint32Array([7, 40]),
   };
   const bufs = {
     next: gpu.upload("next", ref.next),
@@ -29,6 +30,7 @@ Deno.test("generate advance: history, restarts at EOS/BOS and at a full context 
     pos: gpu.upload("pos", ref.pos),
     hist: gpu.upload("hist", ref.hist),
     count: gpu.upload("count", ref.count),
+    params: gpu.upload("params", ref.params),
   };
   const list = await advanceDispatches(gpu, spec, bufs);
   // 13 steps: more than the 11 history slots, so the last two are not recorded.
@@ -38,11 +40,12 @@ Deno.test("generate advance: history, restarts at EOS/BOS and at a full context 
     run(gpu, list);
     advanceReference(spec, ref);
   }
-  for (const k of ["ids", "pos", "hist", "count"] as const) {
+  for (const k of ["ids", "pos", "hist", "count", "params"] as const) {
     assert.deepEqual(await gpu.readU32(bufs[k], ref[k].byteLength), ref[k], k);
   }
   assert.ok(ref.hist.some((h) => h & CUT_FLAG), "some context filled up");
   assert.ok(ref.hist.some((h) => h === 2), "some document ended");
+  assert.deepEqual(Array.from(ref.params), [7, 53], "the sampler's step advanced once per step");
   for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
 });
 
