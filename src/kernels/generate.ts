@@ -94,8 +94,8 @@ export function advanceReference(
 }
 
 /**
- * The documents of a round's history: each row's ids split after each EOS/BOS (dropped) or cut
- * (kept, flag cleared). `open` holds each row's unfinished document from earlier rounds (updated
+ * The documents of a round's history: each row's ids split at each EOS/BOS or cut (the ending
+ * token left out), so a document holds at most maxSeq − 1 tokens. `open` holds each row's unfinished document from earlier rounds (updated
  * in place); finished documents are returned.
  */
 export function splitDocuments(
@@ -113,7 +113,9 @@ export function splitDocuments(
         done.push(open[b]);
         open[b] = [];
       } else if (h & CUT_FLAG) {
-        done.push([...open[b], t >>> 0]);
+        // The context is full: the token sampled after its last position is left out, so BOS
+        // and the document fit the context.
+        done.push(open[b]);
         open[b] = [];
       } else open[b].push(t);
     }

@@ -49,11 +49,11 @@ Deno.test("generate advance: history, restarts at EOS/BOS and at a full context 
   for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
 });
 
-Deno.test("generate splitDocuments: documents end at EOS/BOS (dropped) or a cut (kept), across rounds", () => {
+Deno.test("generate splitDocuments: documents end at EOS/BOS or a cut (the ending token dropped), across rounds", () => {
   const spec: AdvanceSpec = { batch: 2, steps: 4, maxSeq: 9, bos: 1, eos: 2 };
   const open: number[][] = [[7], []];
   const hist = new Uint32Array([5, 2, 6, 0, 8, (9 | CUT_FLAG) >>> 0, 4, 1]);
   const done = splitDocuments(spec, hist, new Uint32Array([3, 4]), open);
-  assert.deepEqual(done, [[7, 5], [8, 9], [4]]);
+  assert.deepEqual(done, [[7, 5], [8], [4]]);
   assert.deepEqual(open, [[6], []]);
 });
