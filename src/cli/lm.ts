@@ -10,9 +10,14 @@
  * ```
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { extname } from "node:path";
 import { UserError } from "../errors.ts";
+import { getGpu } from "../gpu/device.ts";
+import { GpuLm } from "../lm/forward.ts";
+import { generate } from "../lm/generate.ts";
 import { hookPoints, hookSummary } from "../lm/hooks.ts";
 import { type LmModel, loadModel } from "../lm/load.ts";
+import { atomicWrite } from "../run/atomic.ts";
 import { checkTokenizerFits, openTokenizer, type Tokenizer } from "../lm/tokenizer.ts";
 
 /** What `lm info` reports, as printed with --json. */
@@ -119,6 +124,117 @@ export function makeLmInfoCommand() {
     .option("--json", "print the facts as JSON (default: text)");
 }
 
+/** A count with an optional k/M/G suffix (10^3, 10^6, 10^9): "2M" is 2000000. */
+export function parseCount(raw: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)$/.exec(raw.trim());
+  const mult = { "": 1, k: 1e3, m: 1e6, g: 1e9 }[m?.[2].toLowerCase() ?? ""] ?? 1;
+  const v = m ? Number(m[1]) * mult : NaN;
+  if (!Number.isSafeInteger(v) || v < 1) {
+    throw new UserError(
+      `${flag} must be a positive whole number such as 20000 or 2M (got '${raw}')`,
+    );
+  }
+  return v;
+}
+
+function nonNegative(raw: string, flag: string): number {
+  const v = Number(raw);
+  if (!(v >= 0) || !Number.isFinite(v)) {
+    throw new UserError(`${flag} must be a number >= 0 (got '${raw}')`);
+  }
+  return v;
+}
+
+/** The `lm generate` command's options (no action attached). */
+export function makeLmGenerateCommand() {
+  return new Command("generate")
+    .description(
+      "sample documents from a model on the GPU, batched, each from BOS until EOS or the context " +
+        "is full, and write them as a text corpus",
+    )
+    .requiredOption(
+      "--model <dir|file.bin|owner/name>",
+      "Hugging Face model directory, llama2.c checkpoint, or Hugging Face repo id (required)",
+    )
+    .requiredOption(
+      "--tokens <n>",
+      "stop once the documents hold this many tokens: 20000, 2M (required)",
+    )
+    .requiredOption(
+      "--out <file>",
+      "corpus to write (required): .txt, documents separated by a blank line, or .jsonl, one " +
+        '{"text": ...} per line',
+    )
+    .option("--tokenizer <file>", "tokenizer file (default: the one beside the model)")
+    .option(
+      "--temperature <t>",
+      "softmax temperature; 0 is greedy, where every document is the same (default: 1)",
+      "1",
+    )
+    .option("--seed <n>", "seed of the draws (default: 0)", "0")
+    .option("--batch <n>", "sequences decoded in parallel (default: 64)", "64")
+    .option("--context <n>", "longest document in tokens, BOS included (default: the model's)");
+}
+
+type GenerateFlags = ReturnType<ReturnType<typeof makeLmGenerateCommand>["opts"]>;
+
+async function generateAction(flags: GenerateFlags) {
+  const ext = extname(flags.out).toLowerCase();
+  if (ext !== ".txt" && ext !== ".jsonl") {
+    throw new UserError(`--out '${flags.out}' must end in .txt or .jsonl`);
+  }
+  const tokens = parseCount(flags.tokens, "--tokens");
+  const temperature = nonNegative(flags.temperature, "--temperature");
+  const seed = parseCount(String(Number(flags.seed) + 1), "--seed") - 1;
+  const batch = parseCount(flags.batch, "--batch");
+  const m = await loadModel(flags.model, { tokenizer: flags.tokenizer });
+  const tok = m.tokenizer;
+  if (!tok) {
+    throw new UserError(
+      `${m.source.path} has no tokenizer beside it: pass --tokenizer (tokenizer.json or tok.bin)`,
+    );
+  }
+  const context = flags.context ? parseCount(flags.context, "--context") : m.config.maxSeq;
+  if (context > m.config.maxSeq) {
+    throw new UserError(
+      `--context ${context} is longer than the model's ${m.config.maxSeq} (${m.config.source}): ` +
+        `pass --context ${m.config.maxSeq} or less`,
+    );
+  }
+  if (context < 2) throw new UserError(`--context must be at least 2 (BOS and one token)`);
+  const lm = GpuLm.upload(await getGpu({ announce: true }), m);
+  const tty = Deno.stderr.isTerminal();
+  let shown = 0;
+  const out = await generate(lm, {
+    batch,
+    tokens,
+    temperature,
+    seed,
+    context,
+    bos: tok.bos ?? undefined,
+    eos: tok.eos ?? undefined,
+    onProgress: (p) => {
+      if (p.seconds - shown < 1 && p.tokens < tokens) return;
+      shown = p.seconds;
+      const line = `${p.tokens}/${tokens} tokens in ${p.documents} finished documents, ` +
+        `${Math.round(p.decoded / Math.max(p.seconds, 1e-9))} tokens/s decoded`;
+      Deno.stderr.writeSync(new TextEncoder().encode(tty ? `\r${line}` : `${line}\n`));
+    },
+  });
+  lm.destroy();
+  if (tty) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+  const texts = out.documents.map((d) => tok.decode(d));
+  const body = ext === ".jsonl"
+    ? texts.map((text) => JSON.stringify({ text }) + "\n").join("")
+    : texts.map((t) => t.trim()).join("\n\n") + "\n";
+  await atomicWrite(flags.out, body);
+  console.log(
+    `wrote ${flags.out}: ${texts.length} documents, ${out.tokens} tokens (${out.steps} steps of ` +
+      `${batch} sequences in ${out.seconds.toFixed(1)} s, ` +
+      `${Math.round((out.steps * batch) / out.seconds)} tokens/s decoded)`,
+  );
+}
+
 async function infoAction(flags: { model: string; tokenizer?: string; json?: boolean }) {
   const m = await loadModel(flags.model, { tokenizer: flags.tokenizer, openTokenizer: false });
   let tok: Tokenizer | null = null;
@@ -144,5 +260,6 @@ async function infoAction(flags: { model: string; tokenizer?: string; json?: boo
 export function lmCommand() {
   return new CommandGroup("lm")
     .description("language models: describe one (info) or sample a text corpus from it (generate)")
-    .addCommand(makeLmInfoCommand().action(infoAction));
+    .addCommand(makeLmInfoCommand().action(infoAction))
+    .addCommand(makeLmGenerateCommand().action(generateAction));
 }

@@ -42,8 +42,11 @@ export interface GenerateOptions {
   bos?: number;
   /** Id that ends a document (default: the model's EOS, else its BOS). */
   eos?: number;
-  /** Called after each round with the totals so far. */
-  onProgress?: (p: { tokens: number; documents: number; seconds: number }) => void;
+  /**
+   * Called after each round with the totals so far: tokens in finished documents, documents, and
+   * tokens decoded (steps × batch, unfinished documents included).
+   */
+  onProgress?: (p: { tokens: number; documents: number; decoded: number; seconds: number }) => void;
 }
 
 /** What {@link generate} produced. */
@@ -137,6 +140,7 @@ export async function generate(lm: GpuLm, opts: GenerateOptions): Promise<Genera
       opts.onProgress?.({
         tokens,
         documents: documents.length,
+        decoded: rounds * steps * batch,
         seconds: (performance.now() - t0) / 1000,
       });
     }
