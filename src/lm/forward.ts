@@ -312,9 +312,14 @@ export class LmForward {
         );
       }
     };
-    // Adds a branch output (already post-normed unless `postNorm`) into x; the branch lands in
-    // its hook buffer when hooked.
-    const addBranch = async (name: string, raw: GPUBuffer, postNorm?: GpuNorm) => {
+    // Adds a branch output (post-normed here when `postNorm`) into x; the branch lands in its
+    // hook buffer when hooked; `hookOnly` stops once the hook is written.
+    const addBranch = async (
+      name: string,
+      raw: GPUBuffer,
+      postNorm: GpuNorm | undefined,
+      hookOnly = false,
+    ) => {
       const hook = hooked.has(name) ? this.hooks[name] : null;
       if (postNorm && !hook) return await norm(postNorm, raw, x, true);
       let y = raw;
@@ -322,7 +327,7 @@ export class LmForward {
         await norm(postNorm, raw, hook!);
         y = hook!;
       }
-      push(await addDispatches(gpu, { n: T * d }, { x, y }));
+      if (!hookOnly) push(await addDispatches(gpu, { n: T * d }, { x, y }));
     };
 
     push(
@@ -398,7 +403,11 @@ export class LmForward {
       const mlpName = `blocks.${l}.hook_mlp_out`;
       const mlpDst = hooked.has(mlpName) && !L.postMlpNorm ? this.hooks[mlpName] : branch;
       await linear(`l${l} mlp out`, mlpAct, L.wDown, L.bDown, mlpDst, T, d, f);
-      await addBranch(mlpName, mlpDst, L.postMlpNorm);
+      // Stopping at this block's MLP output, the residual stream after it is not needed.
+      const residAfter = hooked.has(`blocks.${l}.hook_resid_post`) ||
+        hooked.has(`blocks.${l + 1}.hook_resid_pre`);
+      await addBranch(mlpName, mlpDst, L.postMlpNorm, !!stop && stop.layer === l && !residAfter);
+      if (stop && stop.layer === l && !residAfter) return;
       await keep(`blocks.${l}.hook_resid_post`, x);
     }
     if (stop || !this.logits) return;
