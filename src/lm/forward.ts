@@ -429,7 +429,15 @@ export class LmForward {
   /** Writes `tokens` (and `pos`, when given) and submits the pass. */
   run(tokens?: ArrayLike<number>, pos?: ArrayLike<number>): void {
     const gpu = this.lm.gpu;
-    if (tokens) gpu.write(this.tokens, Uint32Array.from(tokens));
+    if (tokens) {
+      const ids = Uint32Array.from(tokens);
+      const T = this.spec.batch * this.spec.seq, V = this.lm.config.vocabSize;
+      if (ids.length !== T) throw new Error(`forward: ${ids.length} token ids for ${T} tokens`);
+      // The embedding kernel gives ids past the vocabulary zero rows; refuse them here.
+      const bad = ids.findIndex((t) => t >= V);
+      if (bad >= 0) throw new Error(`forward: token id ${ids[bad]} at ${bad} is not below ${V}`);
+      gpu.write(this.tokens, ids);
+    }
     if (pos) gpu.write(this.pos, Uint32Array.from(pos));
     const enc = gpu.device.createCommandEncoder();
     encodeDispatches(enc, this.dispatches);
