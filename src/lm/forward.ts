@@ -232,19 +232,11 @@ export class LmForward {
     this.logits = this.spec.logits === "none" ? null : this.buffer("logits", rows * V * 4);
     this.hooks = {};
     for (const h of this.spec.hooks) this.hooks[h] = this.buffer(h, T * cfg.dModel * 4);
-    const kvBytes = batch * cacheLen * cfg.nKvHeads * cfg.headDim * 4;
-    if (spec.caches) {
-      if (spec.caches.batch !== batch || spec.caches.cacheLen !== cacheLen) {
-        throw new Error("forward: shared KV caches of another shape");
-      }
-      this.caches = spec.caches;
-    } else {
-      this.caches = { k: [], v: [], batch, cacheLen };
-      for (let l = 0; l < cfg.nLayers; l++) {
-        this.caches.k.push(this.buffer(`k cache ${l}`, kvBytes));
-        this.caches.v.push(this.buffer(`v cache ${l}`, kvBytes));
-      }
+    if (spec.caches && (spec.caches.batch !== batch || spec.caches.cacheLen !== cacheLen)) {
+      throw new Error("forward: shared KV caches of another shape");
     }
+    // Filled per layer as the plan reaches it: a pass that stops early has no caches past it.
+    this.caches = spec.caches ?? { k: [], v: [], batch, cacheLen };
   }
 
   private buffer(label: string, bytes: number): GPUBuffer {
@@ -256,11 +248,11 @@ export class LmForward {
   /** Builds a forward of `spec` on `lm` (pipelines and bind groups created here, once). */
   static async build(lm: GpuLm, spec: ForwardSpec): Promise<LmForward> {
     const f = new LmForward(lm, spec);
-    await f.plan();
+    await f.plan(spec);
     return f;
   }
 
-  private async plan(): Promise<void> {
+  private async plan(spec0: ForwardSpec): Promise<void> {
     const { gpu, config: cfg } = this.lm;
     const lm = this.lm;
     const { batch, seq, cacheLen } = this.spec;
@@ -378,6 +370,12 @@ export class LmForward {
         positions: "offset",
         layout: fused,
       };
+      if (!this.caches.k[l]) {
+        if (spec0.caches) throw new Error(`forward: the shared KV caches stop before layer ${l}`);
+        const kvBytes = batch * cacheLen * kvd * 4;
+        this.caches.k[l] = this.buffer(`k cache ${l}`, kvBytes);
+        this.caches.v[l] = this.buffer(`v cache ${l}`, kvBytes);
+      }
       const kCache = this.caches.k[l], vCache = this.caches.v[l];
       push(await kvWriteDispatches(gpu, aspec, { k: qkv, v: qkv, kCache, vCache, pos: this.pos }));
       push(
