@@ -21,6 +21,14 @@ override OFFU: u32 = 0u;
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;    // gelu, add: [N]
 @group(0) @binding(1) var<storage, read> y: array<f32>;          // add: [N]
 
+// vec4 views for the *4 entry points (N, W and the layouts multiples of 4): a quarter of the
+// loads, each of which is a gather over the SIMD lanes on CPU adapters.
+@group(0) @binding(0) var<storage, read> gate4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> up4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read_write> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> y4: array<vec4<f32>>;
+
 fn silu(v: f32) -> f32 {
   return v / (1.0 + exp(min(-v, 88.0)));
 }
@@ -28,6 +36,15 @@ fn silu(v: f32) -> f32 {
 fn gelu_tanh(v: f32) -> f32 {
   let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
   return 0.5 * v * (1.0 + tanh(clamp(u, -15.0, 15.0)));
+}
+
+fn silu4(v: vec4<f32>) -> vec4<f32> {
+  return v / (1.0 + exp(min(-v, vec4<f32>(88.0))));
+}
+
+fn gelu_tanh4(v: vec4<f32>) -> vec4<f32> {
+  let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+  return 0.5 * v * (1.0 + tanh(clamp(u, vec4<f32>(-15.0), vec4<f32>(15.0))));
 }
 
 fn index(g: vec3<u32>, nw: vec3<u32>) -> u32 {
@@ -56,4 +73,29 @@ fn add(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw:
   let i = index(g, nw);
   if (i >= N) { return; }
   x[i] = x[i] + y[i];
+}
+
+@compute @workgroup_size(WG)
+fn glu4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = index(g, nw);
+  if (i >= N / 4u) { return; }
+  let w4 = W / 4u;
+  let r = i / w4;
+  let c = i % w4;
+  let a = gate4[(r * LDG + OFFG) / 4u + c];
+  out4[i] = select(silu4(a), gelu_tanh4(a), GELU) * up4[(r * LDU + OFFU) / 4u + c];
+}
+
+@compute @workgroup_size(WG)
+fn gelu4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = index(g, nw);
+  if (i >= N / 4u) { return; }
+  x4[i] = gelu_tanh4(x4[i]);
+}
+
+@compute @workgroup_size(WG)
+fn add4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = index(g, nw);
+  if (i >= N / 4u) { return; }
+  x4[i] = x4[i] + y4[i];
 }

@@ -28,6 +28,9 @@ override OFFV: u32 = 0u;
 // Tile of attend: R query rows (a row = one query token × one head of a KV group) by BK keys.
 override R: u32 = 16u;
 override BK: u32 = 32u;
+// Row stride of the key/value tile: one more than HD, so the lanes of a warp reading the same
+// dimension of consecutive keys (the scores) hit different shared-memory banks.
+override KS: u32 = HD + 1u;
 // Output elements per invocation at most: R·HD ≤ WG·E_MAX (checked by src/kernels/attention.ts).
 const E_MAX: u32 = 16u;
 const NONE: u32 = 0xffffffffu;
@@ -43,6 +46,11 @@ const NEG: f32 = -1e30; // running max before any visible key (finite: WGSL may 
 @group(0) @binding(2) var<storage, read_write> v_cache_w: array<f32>;
 @group(0) @binding(5) var<storage, read> k_new: array<f32>;     // [T, LDK]
 @group(0) @binding(6) var<storage, read> v_new: array<f32>;     // [T, LDV]
+
+@group(0) @binding(0) var<storage, read> q4: array<vec4<f32>>;  // attend_lane's vec4 views
+@group(0) @binding(1) var<storage, read> k4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> v4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
 
 fn position(t: u32) -> u32 {
   let i = pos_index(t);
@@ -66,7 +74,7 @@ fn kv_write(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups
 }
 
 var<workgroup> qs: array<f32, R * HD>;    // the tile's queries, times SCALE
-var<workgroup> kvs: array<f32, BK * HD>;  // a block of keys, then of values
+var<workgroup> kvs: array<f32, BK * KS>;  // a block of keys, then of values (row stride KS)
 var<workgroup> ps: array<f32, R * BK>;    // the block's scores, then exp(s − running max)
 var<workgroup> m_row: array<f32, R>;      // running max of each row's visible scores
 var<workgroup> l_row: array<f32, R>;      // running Σ exp(s − m_row)
@@ -125,14 +133,14 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
       let j = j0 + e / HD;
       var v = 0.0;
       if (j <= sp.y) { v = k_cache[(b * MAX_SEQ + j) * kvw + kvh * HD + e % HD]; }
-      kvs[e] = v;
+      kvs[(e / HD) * KS + e % HD] = v;
     }
     workgroupBarrier();
     for (var e = lid; e < R * BK; e += WG) {
       let r = e / BK;
       let jj = e % BK;
       var s = 0.0;
-      for (var d = 0u; d < HD; d++) { s += qs[r * HD + d] * kvs[jj * HD + d]; }
+      for (var d = 0u; d < HD; d++) { s += qs[r * HD + d] * kvs[jj * KS + d]; }
       if (SOFTCAP > 0.0) { s = SOFTCAP * tanh(clamp(s / SOFTCAP, -15.0, 15.0)); }
       ps[e] = s;
     }
@@ -161,7 +169,7 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
       let j = j0 + e / HD;
       var v = 0.0;
       if (j <= sp.y) { v = v_cache[(b * MAX_SEQ + j) * kvw + kvh * HD + e % HD]; }
-      kvs[e] = v;
+      kvs[(e / HD) * KS + e % HD] = v;
     }
     workgroupBarrier();
     for (var i = 0u; i < E_MAX; i++) {
@@ -170,7 +178,7 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
         let r = e / HD;
         let d = e % HD;
         var o = acc[i] * a_row[r];
-        for (var jj = 0u; jj < BK; jj++) { o += ps[r * BK + jj] * kvs[jj * HD + d]; }
+        for (var jj = 0u; jj < BK; jj++) { o += ps[r * BK + jj] * kvs[jj * KS + d]; }
         acc[i] = o;
       }
     }
@@ -184,4 +192,52 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
       out[t * NH * HD + (kvh * G + gr % G) * HD + e % HD] = acc[i] / l_row[e / HD];
     }
   }
+}
+
+// attend_lane: the same attention with one invocation per (sequence, head, query), the queries of
+// one head adjacent so that neighbouring invocations read the same keys, a vec4 at a time
+// (HD, LDQ and OFFQ multiples of 4), and no workgroup memory or barriers: for CPU adapters, where
+// a barrier is a context switch per SIMD group and every load of attend's shared tiles a gather
+// (src/kernels/attention.ts picks it there). The online softmax runs key by key; the loop over
+// keys is cut into chunks of at most CHUNK trips (lavapipe caps a loop at 65535).
+const HD4_MAX: u32 = 64u; // head_dim ≤ 256
+const CHUNK: u32 = 8192u;
+
+@compute @workgroup_size(WG)
+fn attend_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = g.x + g.y * nw.x * WG;
+  if (i >= B * NH * SEQ) { return; }
+  let s = i % SEQ;
+  let h = (i / SEQ) % NH;
+  let b = i / (SEQ * NH);
+  let t = b * SEQ + s;
+  let p = position(t);
+  let kvh = h / (NH / NKV);
+  let hd4 = HD / 4u;
+  var qv: array<vec4<f32>, HD4_MAX>;
+  var acc: array<vec4<f32>, HD4_MAX>;
+  let qo = (t * LDQ + OFFQ + h * HD) / 4u;
+  for (var d = 0u; d < hd4; d++) { qv[d] = q4[qo + d] * SCALE; }
+  let hi = min(p, MAX_SEQ - 1u);
+  let lo = select(0u, p + 1u - WINDOW, WINDOW > 0u && p + 1u > WINDOW);
+  var m = NEG;
+  var l = 0.0;
+  for (var j0 = lo; j0 <= hi; j0 += CHUNK) {
+    let j1 = min(hi, j0 + CHUNK - 1u);
+    for (var j = j0; j <= j1; j++) {
+      let ko = ((b * MAX_SEQ + j) * NKV + kvh) * hd4;
+      var dot4 = vec4<f32>(0.0);
+      for (var d = 0u; d < hd4; d++) { dot4 += qv[d] * k4[ko + d]; }
+      var sc = (dot4.x + dot4.y) + (dot4.z + dot4.w);
+      if (SOFTCAP > 0.0) { sc = SOFTCAP * tanh(clamp(sc / SOFTCAP, -15.0, 15.0)); }
+      let m_new = max(m, sc);
+      let a = exp(m - m_new);
+      let e = exp(sc - m_new);
+      l = l * a + e;
+      for (var d = 0u; d < hd4; d++) { acc[d] = acc[d] * a + e * v4[ko + d]; }
+      m = m_new;
+    }
+  }
+  let oo = (t * NH + h) * hd4;
+  for (var d = 0u; d < hd4; d++) { out4[oo + d] = acc[d] / l; }
 }

@@ -73,3 +73,34 @@ fn norm_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroup
     put(o + k, (x[o + k] - mean) * r * gain(k) + shift(k));
   }
 }
+
+// norm_lane a vec4 at a time (D % 4 == 0): a quarter of the per-invocation loads.
+@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> w4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn norm_lane4(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let row = g.x + g.y * nw.x * WG;
+  if (row >= ROWS) { return; }
+  let d4 = D / 4u;
+  let o = row * d4;
+  var mean = 0.0;
+  if (KIND == 2u) {
+    var s = vec4<f32>(0.0);
+    for (var k = 0u; k < d4; k++) { s += x4[o + k]; }
+    mean = ((s.x + s.y) + (s.z + s.w)) / f32(D);
+  }
+  var ss = vec4<f32>(0.0);
+  for (var k = 0u; k < d4; k++) {
+    let c = x4[o + k] - mean;
+    ss += c * c;
+  }
+  let r = 1.0 / sqrt(((ss.x + ss.y) + (ss.z + ss.w)) / f32(D) + EPS);
+  for (var k = 0u; k < d4; k++) {
+    let gain = select(w4[k], 1.0 + w4[k], KIND == 1u);
+    let y = (x4[o + k] - mean) * r * gain + select(vec4<f32>(0.0), b4[k], KIND == 2u);
+    out4[o + k] = select(y, out4[o + k] + y, ACCUM);
+  }
+}

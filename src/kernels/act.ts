@@ -36,29 +36,33 @@ export interface GluBuffers {
   out: GPUBuffer;
 }
 
-/** out = act(gate)·up, one dispatch. */
+/** Whether every size and offset lets the vec4 entry points (…4) run. */
+function vec4Ok(...v: number[]): boolean {
+  return v.every((x) => x % 4 === 0);
+}
+
+/** out = act(gate)·up, one dispatch (a vec4 at a time where width and layout allow). */
 export async function gluDispatches(
   gpu: Gpu,
   spec: GluSpec,
   bufs: GluBuffers,
 ): Promise<Dispatch[]> {
   const n = spec.rows * spec.width, l = spec.layout ?? {};
+  const layout = {
+    LDG: l.ldGate ?? spec.width,
+    OFFG: l.offGate ?? 0,
+    LDU: l.ldUp ?? spec.width,
+    OFFU: l.offUp ?? 0,
+  };
+  const v4 = vec4Ok(spec.width, ...Object.values(layout));
   return [
     await kernel(gpu, {
       label: spec.kind,
       code: withCommon(actSrc),
-      entry: "glu",
-      constants: {
-        N: n,
-        W: spec.width,
-        GELU: spec.kind === "geglu" ? 1 : 0,
-        LDG: l.ldGate ?? spec.width,
-        OFFG: l.offGate ?? 0,
-        LDU: l.ldUp ?? spec.width,
-        OFFU: l.offUp ?? 0,
-      },
+      entry: v4 ? "glu4" : "glu",
+      constants: { N: n, W: spec.width, GELU: spec.kind === "geglu" ? 1 : 0, ...layout },
       buffers: [bufs.gate, bufs.up, bufs.out],
-      groups: groupsFor(n, WG),
+      groups: groupsFor(v4 ? n / 4 : n, WG),
       cost: { flops: n * (spec.kind === "geglu" ? 9 : 4), bytes: n * 12 },
     }),
   ];
@@ -74,10 +78,10 @@ export async function geluDispatches(
     await kernel(gpu, {
       label: "gelu_new",
       code: withCommon(actSrc),
-      entry: "gelu",
+      entry: vec4Ok(spec.n) ? "gelu4" : "gelu",
       constants: { N: spec.n },
       buffers: [bufs.x],
-      groups: groupsFor(spec.n, WG),
+      groups: groupsFor(vec4Ok(spec.n) ? spec.n / 4 : spec.n, WG),
       cost: { flops: spec.n * 8, bytes: spec.n * 8 },
     }),
   ];
@@ -93,10 +97,10 @@ export async function addDispatches(
     await kernel(gpu, {
       label: "residual add",
       code: withCommon(actSrc),
-      entry: "add",
+      entry: vec4Ok(spec.n) ? "add4" : "add",
       constants: { N: spec.n },
       buffers: [bufs.x, bufs.y],
-      groups: groupsFor(spec.n, WG),
+      groups: groupsFor(vec4Ok(spec.n) ? spec.n / 4 : spec.n, WG),
       cost: { flops: spec.n, bytes: spec.n * 12 },
     }),
   ];

@@ -14,6 +14,7 @@ import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { cdiv, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
+import { isCpuAdapter } from "./gemm.ts";
 import {
   positionConstants,
   type PositionMode,
@@ -58,6 +59,12 @@ export interface AttentionSpec {
   };
   /** Tile: query rows × keys per block (default from headDim, see {@link attentionTile}). */
   tile?: { rows: number; keys: number };
+  /**
+   * One invocation per query row without workgroup memory (entry point attend_lane; default on
+   * CPU adapters where head_dim and q's layout are multiples of 4, see {@link laneOk}) instead of
+   * the tiled kernel.
+   */
+  lane?: boolean;
 }
 
 /** Buffers of attention. */
@@ -89,8 +96,8 @@ export interface KvWriteBuffers {
 
 /**
  * Default tile: R query rows and BK keys with R·hd ≤ 1024 and BK·hd ≤ 2048, so the workgroup
- * holds under 15 KiB (q tile, one block of keys or values, one block of scores): within WebGPU's
- * guaranteed 16 KiB of workgroup memory.
+ * holds under 15 KiB (q tile, one block of keys or values padded by one float a row, one block of
+ * scores): within WebGPU's guaranteed 16 KiB of workgroup memory.
  */
 export function attentionTile(headDim: number): { rows: number; keys: number } {
   return {
@@ -99,8 +106,18 @@ export function attentionTile(headDim: number): { rows: number; keys: number } {
   };
 }
 
+/** Whether attend_lane can run this shape: head_dim ≤ 256 and q's vec4 views line up. */
+export function laneOk(spec: AttentionSpec): boolean {
+  const l = spec.layout ?? {};
+  return [spec.headDim, l.ldQ ?? 0, l.offQ ?? 0].every((v) => v % 4 === 0) &&
+    spec.headDim <= 256;
+}
+
 function check(gpu: Gpu, spec: AttentionSpec): void {
   const { nHeads, nKvHeads, headDim } = spec;
+  if (spec.seq > spec.maxSeq) {
+    throw new Error(`attention: ${spec.seq} tokens per sequence exceed the cache's ${spec.maxSeq}`);
+  }
   if (nHeads % nKvHeads !== 0) {
     throw new Error(`attention: ${nKvHeads} KV heads do not divide ${nHeads} query heads`);
   }
@@ -165,8 +182,12 @@ export async function attentionDispatches(
 ): Promise<Dispatch[]> {
   check(gpu, spec);
   const { batch, seq, maxSeq, nHeads, nKvHeads, headDim: hd } = spec;
+  const lane = spec.lane ?? (isCpuAdapter(gpu.adapterName) && laneOk(spec));
+  if (lane && !laneOk(spec)) {
+    throw new Error(`attention: the lane kernel needs head_dim ≤ 256 and q in vec4s`);
+  }
   const tile = spec.tile ?? attentionTile(hd);
-  if (tile.rows * hd > WG * E_MAX) {
+  if (!lane && tile.rows * hd > WG * E_MAX) {
     throw new Error(
       `attention: a tile of ${tile.rows} rows × head_dim ${hd} exceeds ${WG * E_MAX}`,
     );
@@ -183,7 +204,7 @@ export async function attentionDispatches(
     await kernel(gpu, {
       label: "attention",
       code: withCommon(withPositions(attentionSrc)),
-      entry: "attend",
+      entry: lane ? "attend_lane" : "attend",
       constants: {
         ...constants(spec),
         SCALE: spec.scale,
@@ -195,7 +216,9 @@ export async function attentionDispatches(
         BK: tile.keys,
       },
       buffers: [bufs.q, bufs.kCache, bufs.vCache, bufs.pos, bufs.out],
-      groups: [cdiv(seq * G, tile.rows), nKvHeads, batch],
+      groups: lane
+        ? groupsFor(batch * nHeads * seq, WG)
+        : [cdiv(seq * G, tile.rows), nKvHeads, batch],
       cost: {
         flops: batch * nHeads * pairs * (4 * hd + 6),
         bytes: batch * (seq * nHeads * hd * 8 + keys * nKvHeads * hd * 8 + seq * 4),

@@ -26,8 +26,8 @@ export interface NormSpec {
   /** Add the result to `out` (resid += norm(y)) instead of writing it. */
   accumulate?: boolean;
   /**
-   * One invocation per row without barriers (default on CPU adapters) instead of one workgroup
-   * per row.
+   * One invocation per row without barriers (default on CPU adapters; a vec4 at a time where dim
+   * % 4 == 0) instead of one workgroup per row.
    */
   lane?: boolean;
 }
@@ -58,7 +58,7 @@ export async function normDispatches(
     await kernel(gpu, {
       label: `norm ${spec.kind}`,
       code: withCommon(normSrc),
-      entry: lane ? "norm_lane" : "norm_row",
+      entry: lane ? (dim % 4 === 0 ? "norm_lane4" : "norm_lane") : "norm_row",
       constants: {
         ROWS: rows,
         D: dim,

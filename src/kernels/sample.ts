@@ -47,6 +47,9 @@ export async function sampleDispatches(
     throw new Error("sample: append needs tokens, pos");
   }
   const parts = logitParts(gpu, spec, [bufs.logits]);
+  // Unused read-write slots get their own buffer: one buffer bound read-only (gpu.dummy() in
+  // the params slot) and read-write in one dispatch is invalid.
+  const unused = spec.append ? null : gpu.buffer("sample unused", 16);
   return await Promise.all(parts.map((p) => {
     const rows = p.r1 - p.r0;
     return kernel(gpu, {
@@ -66,8 +69,8 @@ export async function sampleDispatches(
         p.views[0].binding,
         bufs.params ?? gpu.dummy(),
         bufs.next,
-        bufs.tokens ?? gpu.dummy(),
-        bufs.pos ?? gpu.dummy(),
+        unused ?? bufs.tokens!,
+        unused ?? bufs.pos!,
       ],
       groups: groupsFor(rows),
       cost: {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { getGpu } from "../../src/gpu/device.ts";
+import { getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { run } from "../../src/gpu/dispatch.ts";
 import {
   addDispatches,
@@ -20,11 +20,14 @@ Deno.test("act: the scalar definitions at known points", () => {
   assert.ok(Math.abs(silu(-2) - -0.2384058440442351) < 1e-12);
 });
 
-for (const kind of ["swiglu", "geglu"] as const) {
-  Deno.test(`act: ${kind} on separate and fused gate/up matches the reference`, async () => {
+// Width 43 takes the one-float kernels, 44 the vec4 ones.
+for (
+  const [kind, width] of [["swiglu", 43], ["swiglu", 44], ["geglu", 43], ["geglu", 44]] as const
+) {
+  Deno.test(`act: ${kind} (width ${width}) on separate and fused gate/up matches the reference`, async () => {
     const gpu = await getGpu();
-    const rng = new Rng(kind.length);
-    const rows = 74, width = 43;
+    const rng = new Rng(kind.length + width);
+    const rows = 74;
     // Large magnitudes included: SiLU and tanh must stay finite far out.
     const gate = randArray(rng, rows * width, -12, 12), up = randArray(rng, rows * width, -2, 2);
     gate[0] = -200;
@@ -54,7 +57,10 @@ for (const kind of ["swiglu", "geglu"] as const) {
 Deno.test("act: gelu_new in place and the residual add match the references", async () => {
   const gpu = await getGpu();
   const rng = new Rng(5);
-  const n = 74 * 37;
+  for (const n of [74 * 37, 74 * 36]) await geluAndAdd(gpu, rng, n);
+});
+
+async function geluAndAdd(gpu: Gpu, rng: Rng, n: number) {
   const x = randArray(rng, n, -6, 6), y = randArray(rng, n, -2, 2);
   x[0] = -100;
   x[1] = 100;
@@ -64,4 +70,4 @@ Deno.test("act: gelu_new in place and the residual add match the references", as
   const rb = gpu.upload("resid", x), yb = gpu.upload("y", y);
   run(gpu, await addDispatches(gpu, { n }, { x: rb, y: yb }));
   assertClose(await gpu.read(rb), x.map((v, i) => v + y[i]), 1e-7, "add");
-});
+}

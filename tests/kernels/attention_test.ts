@@ -7,6 +7,7 @@ import {
   type AttentionSpec,
   kvWriteDispatches,
   kvWriteReference,
+  laneOk,
 } from "../../src/kernels/attention.ts";
 import { tokenPositions } from "../../src/kernels/positions.ts";
 import { ropeDispatches, ropeInvFreq } from "../../src/kernels/rope.ts";
@@ -67,25 +68,24 @@ async function check(
     kCache: gpu.upload("k cache", kCache),
     vCache: gpu.upload("v cache", vCache),
     pos: gpu.upload("pos", pos),
-    out: poisoned(gpu, "out", T * nHeads * hd),
   };
-  const ds = [
-    ...await kvWriteDispatches(gpu, spec2, bufs),
-    ...await attentionDispatches(gpu, spec2, bufs),
-  ];
-  for (const d of ds) assert.ok((d as ComputeDispatch).cost!.bytes > 0);
-  run(gpu, ds);
-  const [gk, gv, got] = await gpu.readMany([
-    { buf: bufs.kCache },
-    { buf: bufs.vCache },
-    { buf: bufs.out },
-  ]);
+  const write = await kvWriteDispatches(gpu, spec2, bufs);
+  run(gpu, write);
+  const [gk, gv] = await gpu.readMany([{ buf: bufs.kCache }, { buf: bufs.vCache }]);
   const caches = kvWriteReference(spec, k, v, kCache, vCache, pos);
-  const want = attentionReference(spec, q, caches.kCache, caches.vCache, pos);
-  assertClose(got, want, 1e-5, `${name}: out`);
   // The caches: NaN where nothing was written, the same bits elsewhere.
   assert.deepEqual(gk.subarray(0, kCache.length), caches.kCache, `${name}: k cache`);
   assert.deepEqual(gv.subarray(0, vCache.length), caches.vCache, `${name}: v cache`);
+  const want = attentionReference(spec, q, caches.kCache, caches.vCache, pos);
+  // Both kernels: the tiled one, and one invocation per query row where the shape allows it.
+  for (const lane of laneOk(spec2) ? [false, true] : [false]) {
+    const out = poisoned(gpu, "out", T * nHeads * hd);
+    const ds = await attentionDispatches(gpu, { ...spec2, lane }, { ...bufs, out });
+    for (const d of [...write, ...ds]) assert.ok((d as ComputeDispatch).cost!.bytes > 0);
+    run(gpu, ds);
+    assertClose(await gpu.read(out), want, 1e-5, `${name} (${lane ? "lane" : "tiled"}): out`);
+    gpu.destroyBuffer(out);
+  }
   for (const b of new Set(Object.values(bufs))) gpu.destroyBuffer(b);
 }
 
@@ -95,6 +95,12 @@ Deno.test("attention: prefill of 37 tokens, 3 query heads on 1 KV head, default 
   await check("prefill", spec, pos, [0, 0]);
   await check("prefill, tile 5x7", { ...spec, tile: { rows: 5, keys: 7 } }, pos, [0, 0]);
   await check("prefill, tile 1x1", { ...spec, tile: { rows: 1, keys: 1 } }, pos, [0, 0]);
+});
+
+Deno.test("attention: head_dim 10 (tiled kernel only, also on CPU adapters)", async () => {
+  const spec: AttentionSpec = { ...BASE, headDim: 10, seq: 37, maxSeq: 37, positions: "offset" };
+  assert.equal(laneOk(spec), false);
+  await check("head_dim 10", spec, new Uint32Array([0, 0]), [0, 0]);
 });
 
 Deno.test("attention: grouped (4 heads on 2) and multi-head (3 on 3), fused QKV layout", async () => {
@@ -156,7 +162,7 @@ Deno.test("attention: a chunk after a cached prefix with per-token positions equ
   );
 });
 
-Deno.test("attention: mismatched heads and a cache over the binding limit are refused", async () => {
+Deno.test("attention: mismatched heads, more tokens than cache rows, a cache over the binding limit are refused", async () => {
   const gpu = await getGpu();
   const b = gpu.dummy();
   const bufs = { q: b, kCache: b, vCache: b, pos: b, out: b };
@@ -169,6 +175,8 @@ Deno.test("attention: mismatched heads and a cache over the binding limit are re
     positions: "offset",
   };
   await assert.rejects(() => attentionDispatches(gpu, spec, bufs), /do not divide/);
+  const long = { ...spec, nKvHeads: 1, seq: 5 };
+  await assert.rejects(() => kvWriteDispatches(gpu, long, { ...bufs, k: b, v: b }), /exceed/);
   const big = { ...spec, nKvHeads: 1, maxSeq: gpu.maxBinding / 8 };
   await assert.rejects(() => attentionDispatches(gpu, big, bufs), /binding limit.*lower the batch/);
 });

@@ -64,7 +64,7 @@ async function sample(
 ) {
   const bufs = {
     logits: gpu.upload("logits", logits),
-    params: gpu.upload("params", new Uint32Array([seed, step])),
+    params: spec.temperature > 0 ? gpu.upload("params", new Uint32Array([seed, step])) : undefined,
     next: gpu.upload("next", new Uint32Array(spec.rows).fill(0xdeadbeef)),
     tokens: append ? gpu.upload("tokens", append.tokens) : undefined,
     pos: append ? gpu.upload("pos", append.pos) : undefined,
