@@ -86,9 +86,7 @@ export async function generate(lm: GpuLm, opts: GenerateOptions): Promise<Genera
   const next = buf("next", batch);
   const hist = buf("history", batch * steps);
   const count = buf("history count", batch);
-  // Bound at temperature 0 too: sampleDispatches binds one dummy buffer both read-only and
-  // read-write in its place, which validation rejects.
-  const params = buf("sample params", 2);
+  const params = opts.temperature > 0 ? buf("sample params", 2) : undefined;
   const spec: AdvanceSpec = { batch, steps, maxSeq: context, bos, eos };
   const step: Dispatch[] = [
     ...decode.dispatches,
@@ -109,7 +107,7 @@ export async function generate(lm: GpuLm, opts: GenerateOptions): Promise<Genera
   const round = Array.from({ length: steps }, () => step).flat();
   gpu.write(decode.tokens, new Uint32Array(batch).fill(bos));
   gpu.write(decode.pos, new Uint32Array(batch));
-  gpu.write(params, new Uint32Array([opts.seed >>> 0, 0]));
+  if (params) gpu.write(params, new Uint32Array([opts.seed >>> 0, 0]));
   const open: number[][] = Array.from({ length: batch }, () => []);
   const documents: number[][] = [];
   let tokens = 0, rounds = 0, idle = 0;
