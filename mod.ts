@@ -36,3 +36,4 @@ export { encodeRows, type LoadedSae, loadSae } from "./src/sae/load.ts";
 export type { SaeWeights } from "./src/sae/model.ts";
 export { groundTruthRecovery, type Recovery } from "./src/eval/groundtruth.ts";
 export { Rng } from "./src/rng.ts";
+export * from "./src/lm/mod.ts";

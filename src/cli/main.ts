@@ -17,6 +17,7 @@ import { TrainingInterrupted, UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { importCommand } from "./import.ts";
+import { lmCommand } from "./lm.ts";
 import { reportCommand } from "./report.ts";
 import { evalCommand } from "./eval.ts";
 import { synthCommand } from "./synth.ts";
@@ -31,6 +32,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   exportCommand,
   importCommand,
   reportCommand,
+  lmCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */
