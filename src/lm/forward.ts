@@ -32,7 +32,7 @@ import {
   kvWriteDispatches,
 } from "../kernels/attention.ts";
 import { embedDispatches } from "../kernels/embed.ts";
-import { type Epilogue, gemmDispatches, type GemmLayout } from "../kernels/gemm.ts";
+import { type Epilogue, gemmDispatches, type GemmLayout } from "../kernels/gemm/mod.ts";
 import { normDispatches } from "../kernels/norm.ts";
 import { ropeDispatches } from "../kernels/rope.ts";
 import { copyRowsDispatches } from "../kernels/rows.ts";
