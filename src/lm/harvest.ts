@@ -42,7 +42,12 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
 import { AtomicFile, atomicWrite } from "../run/atomic.ts";
-import { type ContextOptions, type ContextState, ContextStream } from "./contexts.ts";
+import {
+  type ContextBatch,
+  type ContextOptions,
+  type ContextState,
+  ContextStream,
+} from "./contexts.ts";
 import type { TextSource } from "./text.ts";
 
 /** Fields of the manifest that describe the model side (the caller knows them). */
@@ -310,6 +315,7 @@ async function writeShard(
   }
   const actsHash = createHash("sha256");
   const toksHash = createHash("sha256");
+  let pending: Promise<ContextBatch | null> | null = null;
   const put = async (file: AtomicFile, hash: Hash, bytes: Uint8Array) => {
     hash.update(bytes);
     await file.write(bytes);
@@ -319,16 +325,27 @@ async function writeShard(
     const toksHeader = encodeNpyHeader(want, C, "i32");
     await put(acts, actsHash, actsHeader);
     await put(toks, toksHash, toksHeader);
+    // The next batch is packed (tokenized on this thread) while the model runs on the current one.
     let done = 0;
-    while (done < want) {
+    let asked = Math.min(batch, want);
+    pending = stream.next(asked);
+    while (pending !== null) {
       if (opts.signal?.aborted) {
+        pending.catch(() => {});
         await acts.abort();
         await toks.abort();
         return "interrupted";
       }
-      const b = await stream.next(Math.min(batch, want - done));
+      const b = await pending;
+      pending = null;
       if (b === null) break;
-      const x = await opts.activations(b.tokens);
+      const running = opts.activations(b.tokens);
+      const left = want - done - b.n;
+      if (b.n === asked && left > 0) {
+        asked = Math.min(batch, left);
+        pending = stream.next(asked);
+      }
+      const x = await running;
       if (!(x instanceof Float32Array) || x.length !== b.n * rowsPerContext * d) {
         throw new Error(
           `activations returned ${x?.length} values for ${b.n} contexts; expected ${b.n} × ${rowsPerContext} × ${d}`,
@@ -378,6 +395,8 @@ async function writeShard(
       text_state: stream.state(),
     };
   } catch (err) {
+    // A batch being packed when the model failed must not reject unobserved.
+    pending?.catch(() => {});
     await acts.abort();
     await toks.abort();
     throw err;
