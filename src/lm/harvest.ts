@@ -158,6 +158,8 @@ export async function harvest(opts: HarvestOptions): Promise<HarvestResult> {
   const shardContexts = Math.max(1, Math.floor(opts.shardRows / rowsPerContext));
   const totalContexts = Math.ceil(opts.tokens / rowsPerContext);
   const batch = opts.batchContexts ?? 16;
+  // Checks the context settings (size, BOS) before anything touches the disk.
+  ContextStream.open(opts.contexts);
 
   await ensureDir(opts.outDir);
   const manifestPath = join(opts.outDir, "manifest.json");

@@ -260,6 +260,16 @@ Deno.test("harvest resume: checks the settings and every listed shard first", as
       () => harvest(options(sources, out, { tokens: 60 })),
       /already holds a harvest .*pass --resume/,
     );
+    // Bad context settings stop before anything is created.
+    const nowhere = join(dir, "never");
+    await rejectsUserError(
+      () =>
+        harvest(options(sources, nowhere, {
+          contexts: { sources, tokenizer: { ...tokenizer, bos: null }, context: 8 },
+        })),
+      /names no BOS token/,
+    );
+    await assert.rejects(() => Deno.stat(nowhere), Deno.errors.NotFound);
     const other = {
       model: { name: "fake-embedding" },
       hook: "blocks.1.hook_resid_pre",
