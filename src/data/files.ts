@@ -3,7 +3,8 @@
  * matrix, streamed row by row through a bounded read buffer, shard after shard, looping over the
  * set (epochs). Nothing ever holds more than one read chunk of a shard.
  *
- * A data spec is a path, a directory (its *.npy and *.safetensors files) or a glob (`*`, `?`,
+ * A data spec is a path, a directory (its *.npy and *.safetensors files, or the shards its
+ * harvest manifest.json lists: src/lm/harvest.ts) or a glob (`*`, `?`,
  * `[abc]`, `**` for any depth of directories), optionally followed by `#NAME` after a
  * `.safetensors` pattern to pick the tensor read: `acts/*.safetensors#blocks.6.hook_resid_post`.
  * Shards are read in natural order of their paths (shard2 before shard10).
@@ -378,6 +379,8 @@ export async function expandDataPaths(pattern: string): Promise<string[]> {
       throw err;
     }
     if (!info.isDirectory) return [pattern];
+    const harvested = await harvestShards(pattern);
+    if (harvested !== null) return harvested;
     const found: string[] = [];
     for await (const e of Deno.readDir(pattern)) {
       if (/\.(npy|safetensors)$/i.test(e.name) && !e.name.startsWith(".")) {
@@ -395,6 +398,36 @@ export async function expandDataPaths(pattern: string): Promise<string[]> {
     throw new UserError(`the glob '${pattern}' matches no files`);
   }
   return matches;
+}
+
+/**
+ * The activation shards a harvest directory's manifest.json lists (`sae harvest` writes token-id
+ * files beside them, which are not activations), or null when `dir` holds no harvest manifest.
+ */
+async function harvestShards(dir: string): Promise<string[] | null> {
+  const path = joinPath(dir, "manifest.json");
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+  let m: { format?: unknown; shards?: { acts?: unknown }[] };
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return null; // Not a harvest's manifest (those are written atomically).
+  }
+  if (m?.format !== "sae-harvest") return null;
+  const shards = Array.isArray(m.shards) ? m.shards : [];
+  const paths = shards.map((s) => s?.acts).filter((a): a is string => typeof a === "string");
+  if (paths.length === 0) {
+    throw new UserError(
+      `${path} lists no completed shards yet; finish the harvest (--resume) first`,
+    );
+  }
+  return paths.map((a) => joinPath(dir, a));
 }
 
 /** Files matching a glob (`*`, `?`, `[...]` within a path segment; `**` for any directories). */

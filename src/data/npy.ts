@@ -242,11 +242,12 @@ function parseNpyHeader(
 }
 
 /**
- * The header of a version 1.0 .npy file for a C-order [rows, d] array of '<f4' or '<f2', padded
- * so the data starts at a multiple of 64 bytes (as numpy writes it).
+ * The header of a version 1.0 .npy file for a C-order [rows, d] array of '<f4', '<f2' or '<i4'
+ * (token ids beside activation shards), padded so the data starts at a multiple of 64 bytes (as
+ * numpy writes it).
  */
-export function encodeNpyHeader(rows: number, d: number, dtype: "f32" | "f16"): Uint8Array {
-  const descr = dtype === "f32" ? "<f4" : "<f2";
+export function encodeNpyHeader(rows: number, d: number, dtype: "f32" | "f16" | "i32"): Uint8Array {
+  const descr = dtype === "f32" ? "<f4" : dtype === "f16" ? "<f2" : "<i4";
   let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${rows}, ${d}), }`;
   const total = Math.ceil((10 + dict.length + 1) / 64) * 64;
   dict = dict.padEnd(total - 10 - 1, " ") + "\n";

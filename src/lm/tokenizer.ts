@@ -13,6 +13,7 @@
 import { basename } from "node:path";
 import { UserError } from "../errors.ts";
 import type { LmConfig } from "./config.ts";
+import { HfTokenizer } from "./hf_tokenizer.ts";
 import { loadLlama2cTokenizer } from "./llama2c_tokenizer.ts";
 
 /** A text ⇄ token id mapping. */
@@ -37,6 +38,7 @@ export interface Tokenizer {
  */
 export const TOKENIZER_LOADERS: { suffix: string; load: (path: string) => Promise<Tokenizer> }[] = [
   { suffix: ".bin", load: loadLlama2cTokenizer },
+  { suffix: ".json", load: (path) => HfTokenizer.load(path) },
 ];
 
 /** Opens a tokenizer file by its kind (see {@link TOKENIZER_LOADERS}). */

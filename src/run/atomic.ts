@@ -74,3 +74,68 @@ async function syncDir(dir: string): Promise<void> {
     // Some filesystems refuse fsync on a directory; the data itself is already synced.
   }
 }
+
+/**
+ * A file written in parts that appears at `path` only on {@link AtomicFile.commit}: the parts go
+ * to `path.tmp-<random>`, which commit syncs and renames over `path`; {@link AtomicFile.abort}
+ * removes it. For files too large to assemble in memory first (activation shards).
+ */
+export class AtomicFile {
+  /** Bytes written so far. */
+  size = 0;
+
+  private constructor(
+    /** The final path. */
+    readonly path: string,
+    /** The temporary path written until commit. */
+    readonly tmp: string,
+    private readonly file: Deno.FsFile,
+  ) {}
+
+  /** Creates the temporary file beside `path` (never touching `path` itself). */
+  static async create(path: string): Promise<AtomicFile> {
+    const tmp = `${path}.tmp-${randomSuffix()}`;
+    const file = await Deno.open(tmp, { write: true, createNew: true });
+    return new AtomicFile(path, tmp, file);
+  }
+
+  /** Appends `bytes`. */
+  async write(bytes: Uint8Array): Promise<void> {
+    await writeAllBytes(this.file, bytes);
+    this.size += bytes.byteLength;
+  }
+
+  /** Overwrites bytes already written at `pos` (a header whose counts were not known first). */
+  async writeAt(pos: number, bytes: Uint8Array): Promise<void> {
+    if (pos + bytes.byteLength > this.size) throw new Error("writeAt past the written bytes");
+    await this.file.seek(pos, Deno.SeekMode.Start);
+    await writeAllBytes(this.file, bytes);
+    await this.file.seek(0, Deno.SeekMode.End);
+  }
+
+  /** Syncs the file and renames it over `path`; on failure the temporary file is removed. */
+  async commit(): Promise<void> {
+    try {
+      try {
+        await this.file.sync();
+      } finally {
+        this.file.close();
+      }
+      await Deno.rename(this.tmp, this.path);
+    } catch (err) {
+      await Deno.remove(this.tmp).catch(() => {});
+      throw err;
+    }
+    await syncDir(dirname(this.path));
+  }
+
+  /** Closes and removes the temporary file; `path` is left as it was. */
+  async abort(): Promise<void> {
+    try {
+      this.file.close();
+    } catch {
+      // Already closed by a failed commit.
+    }
+    await Deno.remove(this.tmp).catch(() => {});
+  }
+}

@@ -11,6 +11,7 @@ import { openSource, shuffleCapacity } from "../../src/data/open.ts";
 import { ShuffleBuffer } from "../../src/data/shuffle.ts";
 import { UserError } from "../../src/errors.ts";
 import { f32Bytes, npyFile, sameValues, u16Bytes } from "./files_helpers.ts";
+import { rejectsUserError } from "../helpers/check.ts";
 
 const D = 5;
 const ROWS = [7, 3, 11]; // odd counts, so batches straddle shard ends
@@ -210,4 +211,32 @@ Deno.test("openSource: files behind a bounded, seeded shuffle buffer that resume
   await assert.rejects(openSource({ ...cfg, d_in: 8 }), /has d=5 but d_in is 8; pass --d-in 5/);
   await assert.rejects(openSource({ ...cfg, data: `${dir}/nothing*.npy` }), /matches no files/);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("files: a harvest directory reads the activation shards its manifest lists, in order", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (
+      const name of ["acts-0.npy", "acts-1.npy", "acts-10.npy", "tokens-0.npy", "tokens-1.npy"]
+    ) {
+      await Deno.writeTextFile(`${dir}/${name}`, "x");
+    }
+    await Deno.writeTextFile(
+      `${dir}/manifest.json`,
+      JSON.stringify({
+        format: "sae-harvest",
+        shards: [{ acts: "acts-0.npy" }, { acts: "acts-1.npy" }],
+      }),
+    );
+    assert.deepEqual(await expandDataPaths(dir), [`${dir}/acts-0.npy`, `${dir}/acts-1.npy`]);
+    await Deno.writeTextFile(
+      `${dir}/manifest.json`,
+      JSON.stringify({ format: "sae-harvest", shards: [] }),
+    );
+    await rejectsUserError(() => expandDataPaths(dir), /lists no completed shards yet/);
+    await Deno.writeTextFile(`${dir}/manifest.json`, JSON.stringify({ format: "other" }));
+    assert.equal((await expandDataPaths(dir)).length, 5, "another tool's manifest: every .npy");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { atomicWrite, type Writer } from "../../src/run/atomic.ts";
+import { AtomicFile, atomicWrite, type Writer } from "../../src/run/atomic.ts";
 
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
@@ -58,6 +58,30 @@ Deno.test("a failing rename removes the temp file", async () => {
     await Deno.writeTextFile(join(target, "keep"), "x");
     await assert.rejects(() => atomicWrite(target, "data"));
     assert.deepEqual(await listDir(dir), ["target"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AtomicFile: the target appears only on commit, whole; abort leaves the old file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/shard.npy`;
+    await Deno.writeTextFile(path, "old");
+    const f = await AtomicFile.create(path);
+    await f.write(new TextEncoder().encode("HEADERbody"));
+    await f.writeAt(0, new TextEncoder().encode("header"));
+    assert.equal(await Deno.readTextFile(path), "old", "not visible before commit");
+    await f.commit();
+    assert.equal(await Deno.readTextFile(path), "headerbody");
+    const g = await AtomicFile.create(path);
+    await g.write(new TextEncoder().encode("half"));
+    await g.abort();
+    assert.equal(await Deno.readTextFile(path), "headerbody");
+    const names = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    assert.deepEqual(names, ["shard.npy"], "no temporary file left");
+    await assert.rejects(() => f.writeAt(100, new Uint8Array(1)));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
