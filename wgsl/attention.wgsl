@@ -201,7 +201,6 @@ fn attend(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) 
 // (src/kernels/attention.ts picks it there). The online softmax runs key by key; the loop over
 // keys is cut into chunks of at most CHUNK trips (lavapipe caps a loop at 65535).
 const HD4_MAX: u32 = 64u; // head_dim ≤ 256
-const CHUNK: u32 = 8192u;
 
 @compute @workgroup_size(WG)
 fn attend_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {

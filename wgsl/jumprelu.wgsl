@@ -26,7 +26,6 @@ override BANDWIDTH: f32 = 0.05; // ε
 override COEF_IDX: u32 = 0u; // λ (SAELens' l0_coefficient, warmed up by the caller) in coef[]
 override OUT_IDX: u32 = 0u;  // l0_loss: out[OUT_IDX] = loss, out[OUT_IDX + 1] = mean L0
 override ACCUM: bool = false; // jumprelu_backward: add to g_log_theta (a later part of the rows)
-const CHUNK: u32 = 8192u;    // lavapipe caps a loop at 65535 iterations: loops over rows nest
 
 @group(0) @binding(0) var<storage, read> pre: array<f32>;             // [R, M]
 @group(0) @binding(1) var<storage, read_write> f: array<f32>;         // [R, M]

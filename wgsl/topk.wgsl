@@ -464,7 +464,6 @@ override K_AUX: f32 = 1.0;
 override DEAD_SCALE: bool = true;
 override NORMALIZE: bool = false;
 override DP_OFF: u32 = 0u;         // element offset of row ROW0 in the dpre binding
-const CHUNK: u32 = 8192u;          // lavapipe caps a loop at 65535 iterations: loops over B nest
 
 const AUX_LOSS: u32 = 0u;
 const AUX_SCALE: u32 = 1u;
