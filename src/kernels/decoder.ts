@@ -4,7 +4,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel, type KernelCost } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
 async function overRows(
@@ -46,7 +46,7 @@ export function projectGradKernel(
   dIn: number,
   wDec: GPUBuffer,
   gDec: GPUBuffer,
-  lane = isCpuAdapter(gpu.adapterName),
+  lane = adapterClass(gpu) === "cpu",
 ): Promise<Dispatch[]> {
   // Per element a multiply-add into g_i·w_i and one out of g; reads w and g, writes g.
   return overRows(
@@ -67,7 +67,7 @@ export function normalizeKernel(
   dSae: number,
   dIn: number,
   wDec: GPUBuffer,
-  lane = isCpuAdapter(gpu.adapterName),
+  lane = adapterClass(gpu) === "cpu",
 ): Promise<Dispatch[]> {
   // Per element a multiply-add into ‖w_i‖² and a division, per row a square root; reads and
   // writes w.

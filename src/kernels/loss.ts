@@ -3,7 +3,7 @@ import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 
 /** Shapes and options of the loss kernels. */
 export interface LossSpec {
@@ -64,7 +64,7 @@ export function residualKernel(
   gpu: Gpu,
   s: LossSpec,
   b: LossBuffers,
-  lane = isCpuAdapter(gpu.adapterName),
+  lane = adapterClass(gpu) === "cpu",
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label: "residual",

@@ -6,7 +6,7 @@ import normSrc from "../../wgsl/norm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 
 /**
  * - `"rms"`: x / sqrt(mean(x²) + eps) · w (Llama's RMSNorm).
@@ -51,7 +51,7 @@ export async function normDispatches(
   bufs: NormBuffers,
 ): Promise<Dispatch[]> {
   if (spec.kind === "layer" && !bufs.bias) throw new Error("norm: LayerNorm needs a bias buffer");
-  const lane = spec.lane ?? isCpuAdapter(gpu.adapterName);
+  const lane = spec.lane ?? adapterClass(gpu) === "cpu";
   const { rows, dim } = spec;
   const passes = spec.kind === "layer" ? 3 : 2;
   return [
