@@ -20,12 +20,12 @@ import { getGpu } from "../src/gpu/device.ts";
 import { Profiler } from "../src/gpu/profile.ts";
 import { fmaPeakKernel, PEAK_WG } from "../src/kernels/peak.ts";
 import { type Dispatch, run } from "../src/gpu/dispatch.ts";
+import { adapterClass } from "../src/gpu/adapter.ts";
 import {
   type Epilogue,
   gemmDispatches,
   type GemmPath,
   type GemmSpec,
-  isCpuAdapter,
 } from "../src/kernels/gemm/mod.ts";
 
 const gpu = await getGpu();
@@ -118,9 +118,9 @@ for (const [B, d, m] of sizes) {
     const layout = `${s.transA ? "T" : "N"}${s.transB ? "T" : "N"}`;
     const shape = `${s.M}x${s.N}x${s.K}`;
     const withScalar = SCALAR === "all" || (SCALAR !== "0" && B === sizes.at(-1)![0]);
-    const paths: GemmPath[] = isCpuAdapter(gpu.adapterName)
+    const paths: GemmPath[] = adapterClass(gpu) === "cpu"
       ? (Deno.env.get("GEMM_BENCH_PATHS")?.split(",") as GemmPath[] ?? ["bcast", "texture", "vec4"])
-      : ["vec4"];
+      : ["tiled"];
     if (withScalar) paths.push("scalar");
     for (const path of paths) {
       const name = `${layout} ${s.epilogue} ${shape} (B=${B} d=${d} m=${m}) ${path}`;
