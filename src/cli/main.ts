@@ -22,6 +22,7 @@ import { reportCommand } from "./report.ts";
 import { evalCommand } from "./eval.ts";
 import { synthCommand } from "./synth.ts";
 import { trainCommand } from "./train.ts";
+import { tuneCommand } from "./tune.ts";
 
 /** Every subcommand's factory, one line each. */
 const COMMANDS: (() => CommandUnknownOpts)[] = [
@@ -32,6 +33,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   exportCommand,
   importCommand,
   reportCommand,
+  tuneCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */

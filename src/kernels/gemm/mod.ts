@@ -39,15 +39,7 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { ComputeDispatch, Dispatch } from "../../gpu/dispatch.ts";
 import { fits } from "../../gpu/split.ts";
 import { bcastDispatches, bcPlan } from "./bcast.ts";
-import {
-  bcTile,
-  choosePath,
-  singlePath,
-  texTileFor,
-  tiledF16,
-  tiledTile,
-  vec4Tile,
-} from "./choose.ts";
+import { bcTile, choosePath, singlePath, texTileFor, tiledF16, vec4Tile } from "./choose.ts";
 import { packingOf } from "./pack.ts";
 import { gemmParts } from "./parts.ts";
 import { scalarDispatch } from "./scalar.ts";
@@ -60,6 +52,7 @@ import {
 } from "./spec.ts";
 import { textureDispatches, textureFits } from "./texture.ts";
 import { tiledDispatches } from "./tiled.ts";
+import { resolveTiledTile } from "./tune.ts";
 import { vec4Dispatch, vec4Ok } from "./vec4.ts";
 
 export { gemmPath, tiledTile } from "./choose.ts";
@@ -151,7 +144,7 @@ async function onPath(
         spec,
         bufs,
         layout,
-        tiledTile(gpu, spec, opts),
+        await resolveTiledTile(gpu, spec, opts),
         tiledF16(gpu, opts),
       );
     case "scalar":
