@@ -4,6 +4,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel, type KernelCost } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
 import { WG, withCommon } from "./common.ts";
+import { hasSubgroups } from "./collectives.ts";
 import { adapterClass } from "../gpu/adapter.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
@@ -24,7 +25,7 @@ async function overRows(
     out.push(
       await kernel(gpu, {
         label,
-        code: withCommon(decoderSrc),
+        code: withCommon(decoderSrc, hasSubgroups(gpu)),
         entry: lane ? `${entry}_lane${v4 ? "4" : ""}` : entry,
         constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
         buffers: views.map((v) => v.binding),

@@ -6,6 +6,7 @@ import normSrc from "../../wgsl/norm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
+import { hasSubgroups } from "./collectives.ts";
 import { adapterClass } from "../gpu/adapter.ts";
 
 /**
@@ -57,7 +58,7 @@ export async function normDispatches(
   return [
     await kernel(gpu, {
       label: `norm ${spec.kind}`,
-      code: withCommon(normSrc),
+      code: withCommon(normSrc, hasSubgroups(gpu)),
       entry: lane ? (dim % 4 === 0 ? "norm_lane4" : "norm_lane") : "norm_row",
       constants: {
         ROWS: rows,
