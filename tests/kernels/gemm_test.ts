@@ -316,14 +316,14 @@ Deno.test("gemm dispatches carry their cost: products 2·M·N·K FLOPs on every 
   };
   for (const transA of [false, true]) {
     const spec: GemmSpec = { label: "cost", M, N, K, transA, transB: true, epilogue: "bias" };
-    for (const path of ["scalar", "vec4", "texture", "bcast"] as const) {
+    for (const path of ["tiled", "scalar", "vec4", "texture", "bcast"] as const) {
       const what = `${path} ${transA ? "TT" : "NT"}`;
       const list = await gemmDispatches(gpu, spec, bufs, { path });
       assert.ok(list.every((d) => d.cost), `${what}: every dispatch has a cost`);
       assert.equal(flopsOf(list), 2 * M * N * K, `${what}: FLOPs`);
       const products = list.filter((d) => d.label === "cost");
       const packs = list.filter((d) => d.label !== "cost");
-      assert.equal(packs.length, path === "scalar" || path === "vec4" ? 0 : 2, what);
+      assert.equal(packs.length, ["tiled", "scalar", "vec4"].includes(path) ? 0 : 2, what);
       // A product reads A and B (f32 here) and writes C at least once; its bias is read too.
       const bytes = products.reduce((sum, d) => sum + d.cost!.bytes, 0);
       assert.ok(bytes >= 4 * (M * K + K * N + M * N + N), `${what}: product bytes ${bytes}`);
