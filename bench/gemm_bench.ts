@@ -24,7 +24,7 @@
 import { adapterClass } from "../src/gpu/adapter.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { Profiler } from "../src/gpu/profile.ts";
-import { fmaPeakKernel, PEAK_WG } from "../src/kernels/peak.ts";
+import { fmaPeakKernel, fmaPeakShape, PEAK_WG } from "../src/kernels/peak.ts";
 import { type Dispatch, run } from "../src/gpu/dispatch.ts";
 import {
   type Epilogue,
@@ -81,16 +81,10 @@ async function secondsPer(list: Dispatch[], reps = REPS): Promise<number> {
 
 // --- Peak: the FMA kernels of wgsl/peak.wgsl (3 independent vec4 FMA chains per invocation, in a
 // loop and as straight code: the faster counts).
-// A GPU needs many more invocations than a CPU adapter to keep its FMA units busy.
 const cpu = adapterClass(gpu) === "cpu";
-const groupsScale = cpu ? 1 : 16;
 const fmaRates: Record<string, number> = {};
-for (
-  const [form, groups, iters] of [
-    ["loop", 512 * groupsScale, 2048],
-    ["straight", Math.min(512 * 32 * groupsScale, 65535), 64],
-  ] as const
-) {
+for (const form of ["loop", "straight"] as const) {
+  const { groups, iters } = fmaPeakShape(gpu, form);
   const out = gpu.buffer(`fma out ${form}`, groups * PEAK_WG * 16);
   const fma = await fmaPeakKernel(gpu, groups, iters, out, form);
   fmaRates[form] = fma.flops / await secondsPer([fma.dispatch]) / 1e9;
