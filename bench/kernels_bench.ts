@@ -38,7 +38,7 @@ import {
   rates,
   sumWork,
 } from "../src/gpu/profile.ts";
-import { copyKernel, fmaPeakKernel } from "../src/kernels/peak.ts";
+import { copyKernel, fmaPeakKernel, fmaPeakShape, PEAK_WG } from "../src/kernels/peak.ts";
 import { initWeights } from "../src/sae/model.ts";
 import { Session } from "../src/sae/session.ts";
 import { densityBias } from "./peer.ts";
@@ -51,14 +51,20 @@ const SMALL_ONLY = Deno.env.get("KERNELS_BENCH_SMALL") === "1";
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 // --- 1. Peaks ------------------------------------------------------------------------------------
-const peakOut = gpu.buffer("peak out", 512 * 64 * 16);
-const fma = await fmaPeakKernel(gpu, 512, 2048, peakOut);
-// Straight code: 64 trips unrolled (its code grows with them), 32x the workgroups: the same work.
+const loop = fmaPeakShape(gpu, "loop");
+const fma = await fmaPeakKernel(
+  gpu,
+  loop.groups,
+  loop.iters,
+  gpu.buffer("peak out", loop.groups * PEAK_WG * 16),
+);
+// Straight code: 64 trips unrolled (its code grows with them), more workgroups: the same work.
+const straight = fmaPeakShape(gpu, "straight");
 const fmaStraight = await fmaPeakKernel(
   gpu,
-  512 * 32,
-  64,
-  gpu.buffer("peak out straight", 512 * 32 * 64 * 16),
+  straight.groups,
+  straight.iters,
+  gpu.buffer("peak out straight", straight.groups * PEAK_WG * 16),
   "straight",
 );
 const COPY_N4 = (32 << 20) / 16;

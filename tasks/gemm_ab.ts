@@ -24,7 +24,7 @@ import {
   type GemmSpec,
 } from "../src/kernels/gemm/mod.ts";
 
-const PATHS: GemmPath[] = ["bcast", "texture", "vec4", "scalar"];
+const PATHS: GemmPath[] = ["tiled", "bcast", "texture", "vec4", "scalar"];
 
 const opts = new Command("gemm-ab")
   .description("GEMM paths on the SAE step's GEMMs, timed in alternation in one process")

@@ -26,6 +26,11 @@ struct State {
 // one wide workgroup looping over many items and its TypeScript sets this to its own size.
 override RED_WG: u32 = WG;
 
+// The workgroup reductions wg_sum4, wg_max4 and wg_sum_u32 (contracts below), by workgroup memory
+// here. On devices with the "subgroups" feature src/kernels/common.ts puts wgsl/common_sg.wgsl's
+// versions (the same names and contracts, subgroup operations) in place of the lines from here
+// to the END marker.
+// BEGIN workgroup-memory reductions
 // Scratch of the workgroup reductions below (module scope: WGSL has no function-local workgroup
 // memory; an entry point that never calls them does not allocate it).
 var<workgroup> wg_red: array<vec4<f32>, RED_WG>;
@@ -58,16 +63,6 @@ fn wg_max4(v: vec4<f32>, lid: u32) -> vec4<f32> {
   return total;
 }
 
-// One float: the first lane of wg_sum4 (the same additions in the same order).
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  return wg_sum4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
-}
-
-// One float: the first lane of wg_max4.
-fn wg_max(v: f32, lid: u32) -> f32 {
-  return wg_max4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
-}
-
 // Sum of counts, exact (a float sum loses counts past 2^24).
 fn wg_sum_u32(v: u32, lid: u32) -> u32 {
   wg_red_u32[lid] = v;
@@ -79,4 +74,15 @@ fn wg_sum_u32(v: u32, lid: u32) -> u32 {
   let total = wg_red_u32[0];
   workgroupBarrier();
   return total;
+}
+// END workgroup-memory reductions
+
+// One float: the first lane of wg_sum4 (the same additions in the same order).
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  return wg_sum4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
+}
+
+// One float: the first lane of wg_max4.
+fn wg_max(v: f32, lid: u32) -> f32 {
+  return wg_max4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
 }

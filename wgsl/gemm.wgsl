@@ -1,8 +1,11 @@
 // The GEMM family, shared part: C[M,N] = epilogue(op(A)[M,K] · op(B)[K,N]). Every GEMM source is
 // this file (after wgsl/common.wgsl) plus one path's file; src/kernels/gemm/ picks the path
 // (choose.ts) and sets the override constants:
-//   gemm_scalar.wgsl   `main`: a workgroup-memory tiled fallback for any M, N, K.
-//   gemm_vec4.wgsl     `main_v4`: register blocks, vec4 loads, no workgroup memory (GPUs; vec4 sizes).
+//   gemm_tiled.wgsl    `main_tiled`: block tiles in workgroup memory, register tiles, double-buffered
+//                      K steps; any M, N, K; f32 or f16 storage (GPUs).
+//   gemm_scalar.wgsl   `main`: a workgroup-memory tiled fallback for any M, N, K (CPU adapters).
+//   gemm_vec4.wgsl     `main_v4`: register blocks, vec4 loads, no workgroup memory (CPU adapters'
+//                      small GEMMs; vec4 sizes).
 //   gemm_pack.wgsl     `pack`, `pack_k`: operands packed into textures for the two paths below.
 //   gemm_texture.wgsl  `main_tex`: packed operands, a loop over K (CPU adapters' smaller GEMMs, f16).
 //   gemm_bcast.wgsl    `main_bc`: packed operands, shared rows read as broadcasts, K unrolled in

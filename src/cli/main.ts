@@ -22,6 +22,7 @@ import { reportCommand } from "./report.ts";
 import { evalCommand } from "./eval.ts";
 import { synthCommand } from "./synth.ts";
 import { trainCommand } from "./train.ts";
+import { tuneCommand } from "./tune.ts";
 
 /** Every subcommand's factory, one line each. */
 const COMMANDS: (() => CommandUnknownOpts)[] = [
@@ -33,6 +34,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   importCommand,
   reportCommand,
   lmCommand,
+  tuneCommand,
 ];
 
 /** Where the CLI writes (injectable for tests). */

@@ -45,11 +45,22 @@ export function kernelInMessage(message: string): string | null {
   return m ? m[1] : null;
 }
 
+/** What WebGPU says an adapter is (GPUAdapterInfo's identifying fields). */
+export interface AdapterIdentity {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+}
+
 /** Options for {@link createGpu}. */
 export interface GpuOptions {
   /** Print the adapter's name once to stderr. */
   announce?: boolean;
-  /** Request shader-f16 when the adapter has it. */
+  /**
+   * Request shader-f16 where the adapter has it (default true: the GEMM's tiled path stores f16
+   * operands with it; false leaves it off).
+   */
   f16?: boolean;
   /** Override the storage-binding limit (tests force tiny limits with this). */
   maxStorageBufferBindingSize?: number;
@@ -61,6 +72,8 @@ export class Gpu {
   readonly device: GPUDevice;
   /** Human-readable adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   readonly adapterName: string;
+  /** The adapter's identity as WebGPU reports it (src/gpu/adapter.ts keys caches on it). */
+  readonly adapterInfo: AdapterIdentity;
   /** Whether timestamp queries are available. */
   readonly hasTimestamps: boolean;
   /** Whether shader-f16 was enabled. */
@@ -95,9 +108,14 @@ export class Gpu {
   private dummyBuf: GPUBuffer | null = null;
 
   /** Use {@link createGpu}. */
-  constructor(device: GPUDevice, info: { name: string; f16: boolean; maxBinding: number }) {
+  constructor(
+    device: GPUDevice,
+    info: { name: string; f16: boolean; maxBinding: number; identity?: AdapterIdentity },
+  ) {
     this.device = device;
     this.adapterName = info.name;
+    this.adapterInfo = info.identity ??
+      { vendor: "", architecture: "", device: "", description: info.name };
     this.hasF16 = info.f16;
     this.hasTimestamps = device.features.has("timestamp-query");
     this.maxBinding = info.maxBinding;
@@ -435,7 +453,7 @@ export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
   if (adapter.features.has("timestamp-query")) features.push("timestamp-query");
   // Kernels built with subgroup collectives (src/kernels/collectives.ts) need it on the device.
   if (adapter.features.has("subgroups")) features.push("subgroups");
-  const f16 = !!opts.f16 && adapter.features.has("shader-f16");
+  const f16 = opts.f16 !== false && adapter.features.has("shader-f16");
   if (f16) features.push("shader-f16");
   const device = await adapter.requestDevice({
     requiredFeatures: features,
@@ -448,7 +466,13 @@ export async function createGpu(opts: GpuOptions = {}): Promise<Gpu> {
     opts.maxStorageBufferBindingSize ?? Infinity,
     device.limits.maxStorageBufferBindingSize,
   );
-  return new Gpu(device, { name, f16, maxBinding });
+  const identity = {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+  };
+  return new Gpu(device, { name, f16, maxBinding, identity });
 }
 
 function fmtBytes(n: number): string {

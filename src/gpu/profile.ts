@@ -7,7 +7,7 @@
  * onSubmittedWorkDone, less the median time of an empty submission (measured once). Either way
  * the kernels and their order are the ones of the unprofiled list, so results are unchanged.
  *
- * On llvmpipe/lavapipe it uses host clocks even where timestamps exist: Mesa 22.3's lavapipe, once
+ * On CPU adapters (llvmpipe/lavapipe) it uses host clocks even where timestamps exist: Mesa 22.3's lavapipe, once
  * any pass has bound a storage texture (the GEMM texture path), stamps passes at the wrong
  * instants: a 60 ms kernel read 0.01 ms, and within a step time moved between neighbouring
  * passes (bench/RESULTS.md). SAE_CLOCK=host forces host clocks anywhere; SAE_CLOCK=timestamps
@@ -18,6 +18,7 @@
  * indirect dispatch whose arguments were zero workgroups in a run (the sparse plan's path not
  * taken) adds no work.
  */
+import { isCpuAdapterName } from "./adapter.ts";
 import type { Gpu } from "./device.ts";
 import {
   copyInto,
@@ -129,8 +130,9 @@ export class Profiler {
     this.gpu = gpu;
     this.capacity = capacity;
     const clock = Deno.env.get("SAE_CLOCK");
-    const lavapipe = /llvmpipe|lavapipe/i.test(gpu.adapterName);
-    const host = opts.host || clock === "host" || (lavapipe && clock !== "timestamps");
+    // The driver, not the class SAE_ADAPTER_CLASS may force: the workaround is for its timestamps.
+    const software = isCpuAdapterName(gpu.adapterName);
+    const host = opts.host || clock === "host" || (software && clock !== "timestamps");
     this.method = gpu.hasTimestamps && !host ? "timestamps" : "host";
     if (this.method === "timestamps") {
       const count = 2 * capacity;

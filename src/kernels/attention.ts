@@ -14,7 +14,7 @@ import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { cdiv, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 import {
   positionConstants,
   type PositionMode,
@@ -182,7 +182,7 @@ export async function attentionDispatches(
 ): Promise<Dispatch[]> {
   check(gpu, spec);
   const { batch, seq, maxSeq, nHeads, nKvHeads, headDim: hd } = spec;
-  const lane = spec.lane ?? (isCpuAdapter(gpu.adapterName) && laneOk(spec));
+  const lane = spec.lane ?? (adapterClass(gpu) === "cpu" && laneOk(spec));
   if (lane && !laneOk(spec)) {
     throw new Error(`attention: the lane kernel needs head_dim ≤ 256 and q in vec4s`);
   }

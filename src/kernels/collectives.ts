@@ -28,5 +28,5 @@ export function useSubgroups(gpu: Gpu, requested?: boolean): boolean {
 
 /** A family's WGSL with common.wgsl and the chosen collectives in front. */
 export function withCollectives(src: string, subgroups: boolean): string {
-  return withCommon((subgroups ? sgSrc : wgSrc) + "\n" + src);
+  return withCommon((subgroups ? sgSrc : wgSrc) + "\n" + src, subgroups);
 }

@@ -4,6 +4,7 @@
  * mirror of the step state, which wgsl/schedule.wgsl advances on the GPU each step.
  */
 import commonSrc from "../../wgsl/common.wgsl" with { type: "text" };
+import commonSgSrc from "../../wgsl/common_sg.wgsl" with { type: "text" };
 
 /** The value of `const <name>: u32 = <n>u;` in a WGSL source: sizes both sides need, kept in WGSL. */
 export function wgslU32(src: string, name: string): number {
@@ -15,9 +16,22 @@ export function wgslU32(src: string, name: string): number {
 /** Default workgroup size of the element-wise and row kernels, read from wgsl/common.wgsl. */
 export const WG: number = wgslU32(commonSrc, "WG");
 
-/** A kernel family's WGSL with the shared declarations of wgsl/common.wgsl in front. */
-export function withCommon(src: string): string {
-  return commonSrc + "\n" + src;
+/** wgsl/common.wgsl with its workgroup-memory reductions replaced by wgsl/common_sg.wgsl's. */
+const commonWithSubgroups = (() => {
+  const begin = commonSrc.indexOf("// BEGIN workgroup-memory reductions");
+  const endMark = "// END workgroup-memory reductions";
+  const end = commonSrc.indexOf(endMark);
+  if (begin < 0 || end < begin) throw new Error("wgsl/common.wgsl lost its reduction markers");
+  return commonSrc.slice(0, begin) + commonSgSrc + commonSrc.slice(end + endMark.length);
+})();
+
+/**
+ * A kernel family's WGSL with the shared declarations of wgsl/common.wgsl in front; with
+ * `subgroups` (a device with the "subgroups" feature: `hasSubgroups` in collectives.ts), its
+ * workgroup reductions are the subgroup versions of wgsl/common_sg.wgsl.
+ */
+export function withCommon(src: string, subgroups = false): string {
+  return (subgroups ? commonWithSubgroups : commonSrc) + "\n" + src;
 }
 
 /** Word index of each field in the state buffer (mirrors `struct State` in wgsl/common.wgsl). */

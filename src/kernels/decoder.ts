@@ -4,7 +4,8 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel, type KernelCost } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { hasSubgroups } from "./collectives.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 
 /** One dispatch per range of decoder rows that fits a binding (one range unless W_dec is large). */
 async function overRows(
@@ -24,7 +25,7 @@ async function overRows(
     out.push(
       await kernel(gpu, {
         label,
-        code: withCommon(decoderSrc),
+        code: withCommon(decoderSrc, hasSubgroups(gpu)),
         entry: lane ? `${entry}_lane${v4 ? "4" : ""}` : entry,
         constants: { D: dIn, M: r1 - r0, OFF: views[0].off },
         buffers: views.map((v) => v.binding),
@@ -46,7 +47,7 @@ export function projectGradKernel(
   dIn: number,
   wDec: GPUBuffer,
   gDec: GPUBuffer,
-  lane = isCpuAdapter(gpu.adapterName),
+  lane = adapterClass(gpu) === "cpu",
 ): Promise<Dispatch[]> {
   // Per element a multiply-add into g_i·w_i and one out of g; reads w and g, writes g.
   return overRows(
@@ -67,7 +68,7 @@ export function normalizeKernel(
   dSae: number,
   dIn: number,
   wDec: GPUBuffer,
-  lane = isCpuAdapter(gpu.adapterName),
+  lane = adapterClass(gpu) === "cpu",
 ): Promise<Dispatch[]> {
   // Per element a multiply-add into ‖w_i‖² and a division, per row a square root; reads and
   // writes w.

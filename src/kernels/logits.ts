@@ -9,6 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowRanges, view } from "../gpu/split.ts";
 import { WG, withCommon } from "./common.ts";
+import { hasSubgroups } from "./collectives.ts";
 
 /** Shape of a logits matrix. */
 export interface LogitsSpec {
@@ -52,7 +53,7 @@ export async function softcapDispatches(
     const n = (p.r1 - p.r0) * spec.vocab;
     return kernel(gpu, {
       label: label("softcap", p, parts.length),
-      code: withCommon(logitsSrc),
+      code: withCommon(logitsSrc, hasSubgroups(gpu)),
       entry: "softcap",
       constants: { ROWS: p.r1 - p.r0, V: spec.vocab, L_OFF: p.views[0].off, CAP: spec.cap },
       buffers: [p.views[0].binding],
@@ -78,7 +79,7 @@ export async function logitStatsDispatches(
     const rows = p.r1 - p.r0;
     return kernel(gpu, {
       label: label("logit stats", p, parts.length),
-      code: withCommon(logitsSrc),
+      code: withCommon(logitsSrc, hasSubgroups(gpu)),
       entry: "row_stats",
       constants: { ROWS: rows, V: spec.vocab, R0: p.r0, L_OFF: p.views[0].off },
       buffers: [p.views[0].binding, bufs.stats],
@@ -113,7 +114,7 @@ export async function crossEntropyDispatches(
     const rows = p.r1 - p.r0;
     return kernel(gpu, {
       label: label("cross entropy", p, parts.length),
-      code: withCommon(logitsSrc),
+      code: withCommon(logitsSrc, hasSubgroups(gpu)),
       entry: "cross_entropy",
       constants: {
         ROWS: rows,
@@ -162,7 +163,7 @@ export async function klDispatches(
     const rows = p.r1 - p.r0;
     return kernel(gpu, {
       label: label("kl", p, parts.length),
-      code: withCommon(logitsSrc),
+      code: withCommon(logitsSrc, hasSubgroups(gpu)),
       entry: "kl",
       constants: {
         ROWS: rows,

@@ -3,7 +3,8 @@ import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { hasSubgroups } from "./collectives.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 
 /** Shapes and options of the loss kernels. */
 export interface LossSpec {
@@ -26,7 +27,8 @@ export interface LossBuffers {
   rowstats: GPUBuffer; // [B, 3]
 }
 
-const code = withCommon(lossSrc);
+/** The family's WGSL, with subgroup reductions where the device has them. */
+const code = (gpu: Gpu) => withCommon(lossSrc, hasSubgroups(gpu));
 
 function constants(s: LossSpec): Record<string, number> {
   return {
@@ -42,7 +44,7 @@ function constants(s: LossSpec): Record<string, number> {
 export function prepareKernel(gpu: Gpu, s: LossSpec, b: LossBuffers): Promise<Dispatch> {
   return kernel(gpu, {
     label: "prepare",
-    code,
+    code: code(gpu),
     entry: "prepare",
     constants: constants(s),
     buffers: [b.x, b.xc, b.bDec],
@@ -64,11 +66,11 @@ export function residualKernel(
   gpu: Gpu,
   s: LossSpec,
   b: LossBuffers,
-  lane = isCpuAdapter(gpu.adapterName),
+  lane = adapterClass(gpu) === "cpu",
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label: "residual",
-    code,
+    code: code(gpu),
     entry: lane ? (s.dIn % 4 === 0 ? "residual_lane4" : "residual_lane") : "residual",
     constants: constants(s),
     buffers: [b.x, null, null, b.xhat, b.dxhat, b.xmean, b.rowstats],

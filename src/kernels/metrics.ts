@@ -6,6 +6,7 @@ import metricsSrc from "../../wgsl/metrics.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, kernel } from "../gpu/dispatch.ts";
 import { type StepState, withCommon } from "./common.ts";
+import { hasSubgroups } from "./collectives.ts";
 
 /** Slot of each accumulator (mirrors the writes at the end of wgsl/metrics.wgsl). */
 export const METRIC_INDEX = {
@@ -103,7 +104,7 @@ export function metricsKernel(gpu: Gpu, s: MetricsSpec, b: MetricsBuffers): Prom
   const B = s.batch, M = s.dSae;
   return kernel(gpu, {
     label: "metrics",
-    code: withCommon(metricsSrc),
+    code: withCommon(metricsSrc, hasSubgroups(gpu)),
     constants: {
       B,
       M,

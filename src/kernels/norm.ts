@@ -6,7 +6,8 @@ import normSrc from "../../wgsl/norm.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
-import { isCpuAdapter } from "./gemm/mod.ts";
+import { hasSubgroups } from "./collectives.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 
 /**
  * - `"rms"`: x / sqrt(mean(x²) + eps) · w (Llama's RMSNorm).
@@ -51,13 +52,13 @@ export async function normDispatches(
   bufs: NormBuffers,
 ): Promise<Dispatch[]> {
   if (spec.kind === "layer" && !bufs.bias) throw new Error("norm: LayerNorm needs a bias buffer");
-  const lane = spec.lane ?? isCpuAdapter(gpu.adapterName);
+  const lane = spec.lane ?? adapterClass(gpu) === "cpu";
   const { rows, dim } = spec;
   const passes = spec.kind === "layer" ? 3 : 2;
   return [
     await kernel(gpu, {
       label: `norm ${spec.kind}`,
-      code: withCommon(normSrc),
+      code: withCommon(normSrc, hasSubgroups(gpu)),
       entry: lane ? (dim % 4 === 0 ? "norm_lane4" : "norm_lane") : "norm_row",
       constants: {
         ROWS: rows,

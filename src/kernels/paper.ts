@@ -6,6 +6,7 @@ import paperSrc from "../../wgsl/paper.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
+import { hasSubgroups } from "./collectives.ts";
 import {
   gemmDispatches,
   type GemmOptions,
@@ -16,7 +17,8 @@ import {
 } from "./gemm/mod.ts";
 import { rowParts } from "../gpu/split.ts";
 
-const code = withCommon(paperSrc);
+/** The family's WGSL, with subgroup reductions where the device has them. */
+const code = (gpu: Gpu) => withCommon(paperSrc, hasSubgroups(gpu));
 
 /**
  * Invocations of the statistics kernel's one workgroup (RED_WG in wgsl/paper.wgsl's `stats`): it
@@ -97,7 +99,7 @@ export async function gradMaskKernel(
     out.push(
       await kernel(gpu, {
         label: "importance grad + mask",
-        code,
+        code: code(gpu),
         entry: "grad_mask",
         constants: {
           ...constants(s),
@@ -141,7 +143,7 @@ export function paperStatsKernel(
 ): Promise<Dispatch> {
   return kernel(gpu, {
     label: "paper stats",
-    code,
+    code: code(gpu),
     entry: "stats",
     constants: { ...constants(s), RED_WG: STATS_WG },
     buffers: [

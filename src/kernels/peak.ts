@@ -4,6 +4,7 @@
  * bench/kernels_bench.ts is compared with (the FMA peak: the faster form).
  */
 import peakSrc from "../../wgsl/peak.wgsl" with { type: "text" };
+import { adapterClass } from "../gpu/adapter.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type ComputeDispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
@@ -15,6 +16,19 @@ const FMA_FLOPS_PER_TRIP = 3 * 8 * 4 * 2;
 
 /** How the FMA kernel runs its trips: a loop, or unrolled into straight code. */
 export type FmaForm = "loop" | "straight";
+
+/**
+ * Workgroups and trips of an FMA kernel that keep the adapter's FMA units busy: on a CPU adapter
+ * 512 workgroups of 2048 trips (the loop), or 32x the workgroups of 64 unrolled trips (the same
+ * work); a GPU (src/gpu/adapter.ts) needs 16x the invocations to fill its cores (an H100 holds
+ * 270k resident invocations), the straight form capped at 65535 workgroups (one dimension).
+ */
+export function fmaPeakShape(gpu: Gpu, form: FmaForm): { groups: number; iters: number } {
+  const scale = adapterClass(gpu) === "cpu" ? 1 : 16;
+  return form === "loop"
+    ? { groups: 512 * scale, iters: 2048 }
+    : { groups: Math.min(512 * 32 * scale, 65535), iters: 64 };
+}
 
 /**
  * The `fma_peak_straight` entry point: `iters` trips of `fma_peak`'s loop body, unrolled (a

@@ -17,8 +17,10 @@ import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { type ComputeDispatch, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { WG, withCommon } from "./common.ts";
+import { hasSubgroups } from "./collectives.ts";
 
-const code = withCommon(sparseSrc);
+/** The family's WGSL, with subgroup reductions where the device has them. */
+const code = (gpu: Gpu) => withCommon(sparseSrc, hasSubgroups(gpu));
 
 /** CSR (by row) and CSC (by latent) index lists of the active entries of f [B, m]. */
 export interface SparseLists {
@@ -79,7 +81,7 @@ export function csrRowsKernel(
   const v4 = s.m % 4 === 0;
   return kernel(gpu, {
     label: "sparse rows",
-    code,
+    code: code(gpu),
     entry: v4 ? "csr_rows4" : "csr_rows",
     constants: consts(s),
     buffers: v4 ? [null, l.rowIdx, l.rowCnt, ...Array(11).fill(null), f] : [f, l.rowIdx, l.rowCnt],
@@ -100,7 +102,7 @@ export function cscColsKernel(
   // per-component branches and counters cost more than the loads saved.
   return kernel(gpu, {
     label: "sparse cols",
-    code,
+    code: code(gpu),
     entry: "csc_cols",
     constants: consts(s),
     buffers: [f, l.colIdx, l.colCnt],
@@ -118,7 +120,7 @@ export function spmmRowsKernel(
 ): Promise<ComputeDispatch> {
   return kernel(gpu, {
     label,
-    code,
+    code: code(gpu),
     entry: "spmm_rows",
     constants: consts(s),
     buffers: [b.f, null, null, b.lists.rowIdx, b.lists.rowCnt, b.y, b.out, b.bias],
@@ -142,7 +144,7 @@ export function spmmColsKernel(
 ): Promise<ComputeDispatch> {
   return kernel(gpu, {
     label,
-    code,
+    code: code(gpu),
     entry: "spmm_cols",
     constants: consts(s),
     buffers: [b.F, null, null, b.lists.colIdx, b.lists.colCnt, b.y, b.out],
@@ -173,7 +175,7 @@ export async function sddmmRowsKernels(
   return [
     await kernel(gpu, {
       label: `${label} clear`,
-      code,
+      code: code(gpu),
       entry: "zero4",
       constants: { D4: n4 },
       buffers: [...Array(6).fill(null), b.out],
@@ -182,7 +184,7 @@ export async function sddmmRowsKernels(
     }),
     await kernel(gpu, {
       label,
-      code,
+      code: code(gpu),
       entry: "sddmm_rows",
       constants: consts(s, { SCALAR_IDX: scalarIdx }),
       buffers: [...slots, null, null, b.s, b.x, b.out],
@@ -218,7 +220,7 @@ export function colStatsKernel(
 ): Promise<ComputeDispatch> {
   return kernel(gpu, {
     label: "sparse stats + db_enc",
-    code,
+    code: code(gpu),
     entry: "col_stats",
     constants: consts(s),
     buffers: [
@@ -263,7 +265,7 @@ export async function planDispatches(
   const args = gpu.buffer("sparse plan args", 3 * n * 4, GPUBufferUsage.INDIRECT);
   const plan = await kernel(gpu, {
     label: "sparse plan",
-    code,
+    code: code(gpu),
     entry: "plan",
     constants: consts(s, {
       N_ARGS: n,

@@ -13,6 +13,15 @@ import {
 } from "../../src/kernels/common.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
+import { assertOnlyLacksSubgroups } from "../helpers/subgroups.ts";
+import { hasSubgroups } from "../../src/kernels/collectives.ts";
+import decoderSrc from "../../wgsl/decoder.wgsl" with { type: "text" };
+import logitsSrc from "../../wgsl/logits.wgsl" with { type: "text" };
+import lossSrc from "../../wgsl/loss.wgsl" with { type: "text" };
+import metricsSrc from "../../wgsl/metrics.wgsl" with { type: "text" };
+import normSrc from "../../wgsl/norm.wgsl" with { type: "text" };
+import paperSrc from "../../wgsl/paper.wgsl" with { type: "text" };
+import sparseSrc from "../../wgsl/sparse.wgsl" with { type: "text" };
 
 // One workgroup per row of x [rows, 4·n]: every invocation writes the workgroup's sums and maxima
 // of its strided share (vec4 and first-lane forms) and the sum of its share's positive count, so a
@@ -38,46 +47,72 @@ fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) t:
   out[o + 2u] = vec4<f32>(wg_sum(s.y, t), wg_max(m.z, t), f32(wg_sum_u32(c, t)), 0.0);
 }`;
 
-for (const width of [undefined, 256]) {
-  Deno.test(`common WGSL: wg_sum4, wg_max4, wg_sum, wg_max, wg_sum_u32 give every lane the totals (RED_WG ${width ?? "= WG"})`, async () => {
-    assert.equal(WG, 64);
-    const red = width ?? WG;
-    const gpu = await getGpu();
-    const rng = new Rng(3);
-    for (const n of [1, 37, 133, 301]) {
-      const rows = 5;
-      const x = randArray(rng, rows * 4 * n, -2, 3);
-      const out = poisoned(gpu, "out", rows * red * 12);
-      run(gpu, [
-        await kernel(gpu, {
-          label: "common probe",
-          code: withCommon(probe),
-          constants: width ? { N: n, RED_WG: width } : { N: n },
-          buffers: [gpu.upload("x", x), out],
-          groups: [rows, 1, 1],
-        }),
-      ]);
-      const got = await gpu.read(out);
-      const want = new Float32Array(rows * red * 12);
-      for (let r = 0; r < rows; r++) {
-        const s = [0, 0, 0, 0], m = [-Infinity, -Infinity, -Infinity, -Infinity];
-        let c = 0;
-        for (let k = 0; k < n; k++) {
-          for (let j = 0; j < 4; j++) {
-            const v = x[(r * n + k) * 4 + j];
-            s[j] += v;
-            m[j] = Math.max(m[j], v);
-            if (v > 0) c++;
+const hasSg = hasSubgroups(await getGpu());
+for (
+  const [width, subgroups] of [[undefined, false], [256, false], [undefined, true], [
+    256,
+    true,
+  ]] as const
+) {
+  Deno.test({
+    name:
+      `common WGSL: wg_sum4, wg_max4, wg_sum, wg_max, wg_sum_u32 give every lane the totals (RED_WG ${
+        width ?? "= WG"
+      }${subgroups ? ", subgroups" : ""})`,
+    ignore: subgroups && !hasSg,
+    fn: async () => {
+      assert.equal(WG, 64);
+      const red = width ?? WG;
+      const gpu = await getGpu();
+      const rng = new Rng(3);
+      for (const n of [1, 37, 133, 301]) {
+        const rows = 5;
+        const x = randArray(rng, rows * 4 * n, -2, 3);
+        const out = poisoned(gpu, "out", rows * red * 12);
+        run(gpu, [
+          await kernel(gpu, {
+            label: "common probe",
+            code: withCommon(probe, subgroups),
+            constants: width ? { N: n, RED_WG: width } : { N: n },
+            buffers: [gpu.upload("x", x), out],
+            groups: [rows, 1, 1],
+          }),
+        ]);
+        const got = await gpu.read(out);
+        const want = new Float32Array(rows * red * 12);
+        for (let r = 0; r < rows; r++) {
+          const s = [0, 0, 0, 0], m = [-Infinity, -Infinity, -Infinity, -Infinity];
+          let c = 0;
+          for (let k = 0; k < n; k++) {
+            for (let j = 0; j < 4; j++) {
+              const v = x[(r * n + k) * 4 + j];
+              s[j] += v;
+              m[j] = Math.max(m[j], v);
+              if (v > 0) c++;
+            }
+          }
+          for (let t = 0; t < red; t++) {
+            want.set([...s, ...m, s[1], m[2], c, 0], (r * red + t) * 12);
           }
         }
-        for (let t = 0; t < red; t++) {
-          want.set([...s, ...m, s[1], m[2], c, 0], (r * red + t) * 12);
-        }
+        assertClose(got, want, 1e-5, `n=${n}`);
       }
-      assertClose(got, want, 1e-5, `n=${n}`);
-    }
+    },
   });
 }
+
+Deno.test({
+  name: "common WGSL with subgroup reductions: it and every family using them parse; only the " +
+    "capability is missing here",
+  ignore: hasSg,
+  fn: async () => {
+    for (
+      const src of [probe, decoderSrc, logitsSrc, lossSrc, metricsSrc, normSrc, paperSrc, sparseSrc]
+    ) {
+      await assertOnlyLacksSubgroups(withCommon(src, true));
+    }
+  },
+});
 
 Deno.test("wgslU32 reads a WGSL u32 constant and names a missing one", () => {
   assert.equal(wgslU32("const A: u32 = 7u;\nconst HEALTH_WG: u32 = 256u;", "HEALTH_WG"), 256);

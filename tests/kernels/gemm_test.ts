@@ -5,7 +5,6 @@ import {
   type Epilogue,
   gemm,
   gemmDispatches,
-  type GemmOptions,
   gemmReference,
   type GemmSpec,
   vec4Ok,
@@ -13,6 +12,7 @@ import {
 import { encodeParams, PARAMS_FIELDS } from "../../src/kernels/gemm/params.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, poisoned, randArray } from "../helpers/check.ts";
+import { checkGemm } from "../helpers/gemm.ts";
 import assert, { rejects } from "node:assert/strict";
 
 /** FLOPs of a dispatch list, from the costs its dispatches carry. */
@@ -31,80 +31,7 @@ const cases: [string, boolean, boolean, Epilogue][] = [
 // Awkward sizes: none a multiple of the 64x64x16 tile; one smaller than a tile; one with K < BK.
 const shapes = [[37, 53, 71], [5, 3, 130], [130, 67, 9], [1, 1, 1]];
 
-const h16 = new Float16Array(1), u16 = new Uint16Array(h16.buffer);
-/** x rounded to f16 toward zero. */
-function f16Toward0(x: number): number {
-  h16[0] = x;
-  if (Math.abs(h16[0]) > Math.abs(x)) u16[0]--; // sign-magnitude: one step toward zero
-  return h16[0];
-}
-
-/** Runs one GEMM on random data into a NaN-poisoned C and compares with the reference. */
-async function check(
-  name: string,
-  [M, N, K]: number[],
-  transA: boolean,
-  transB: boolean,
-  epilogue: Epilogue,
-  opts: GemmOptions = {},
-) {
-  const gpu = await getGpu();
-  const rng = new Rng(M * 7919 + N * 31 + K);
-  const spec: GemmSpec = { label: name, M, N, K, transA, transB, epilogue, scalarIdx: 1 };
-  const a = randArray(rng, M * K);
-  const b = randArray(rng, K * N);
-  // relu_grad masks by E > 0: use a signed matrix so roughly half the entries are masked.
-  const e = randArray(rng, epilogue === "relu_grad" ? M * N : N);
-  const s = new Float32Array([0.5, 0.125, 2]);
-  const bufs = {
-    a: gpu.upload("a", a),
-    b: gpu.upload("b", b),
-    c: poisoned(gpu, "c", M * N),
-    e: gpu.upload("e", e),
-    s: gpu.upload("s", s),
-  };
-  // The texture path packs its operands first: several dispatches (gemmDispatches).
-  run(
-    gpu,
-    opts.path === "texture" || opts.path === "bcast" || opts.f16
-      ? await gemmDispatches(gpu, spec, bufs, opts)
-      : [await gemm(gpu, spec, bufs, opts)],
-  );
-  const got = await gpu.read(bufs.c, M * N * 4);
-  const how = opts.path ?? (vec4Ok(spec) ? "vec4" : "scalar");
-  const tile = opts.tile || opts.texTile || opts.bcTile || opts.texWidth
-    ? ` ${
-      JSON.stringify({ ...opts.tile, ...opts.texTile, ...opts.bcTile, texWidth: opts.texWidth })
-    }`
-    : "";
-  const what = `${name} ${M}x${N}x${K} ${how}${tile}${opts.f16 ? " f16" : ""}`;
-  if (!opts.f16) {
-    assertClose(got, gemmReference(spec, a, b, e, s), 1e-5, what);
-  } else {
-    // f16 storage rounds the operands to f16 and accumulates in f32: the reference on the rounded
-    // operands matches to f32 accuracy. How textureStore rounds is the adapter's choice: lavapipe
-    // truncates (toward zero), GPUs round to nearest; either is accepted, nothing else.
-    const refs = [Math.f16round, f16Toward0].map((r) =>
-      gemmReference(spec, a.map(r), b.map(r), e, s)
-    );
-    const errs = refs.map((ref) => {
-      try {
-        assertClose(got, ref, 1e-5, what);
-        return null;
-      } catch (err) {
-        return (err as Error).message;
-      }
-    });
-    if (errs.every((m) => m !== null)) throw new Error(errs.join("; "));
-    // Against the unrounded operands only to ~1e-3, and measurably not to f32 accuracy.
-    const exact = gemmReference(spec, a, b, e, s);
-    assertClose(got, exact, 1e-2, `${what} vs f32`);
-    let worst = 0;
-    for (let i = 0; i < exact.length; i++) worst = Math.max(worst, Math.abs(got[i] - exact[i]));
-    if (!(worst > 1e-4)) throw new Error(`${what}: f16 result equals the f32 one (${worst})`);
-  }
-  for (const buf of Object.values(bufs)) buf.destroy();
-}
+const check = checkGemm;
 
 for (const [name, transA, transB, epilogue] of cases) {
   Deno.test(`gemm ${name} matches the reference on awkward sizes`, async () => {
@@ -389,14 +316,14 @@ Deno.test("gemm dispatches carry their cost: products 2·M·N·K FLOPs on every 
   };
   for (const transA of [false, true]) {
     const spec: GemmSpec = { label: "cost", M, N, K, transA, transB: true, epilogue: "bias" };
-    for (const path of ["scalar", "vec4", "texture", "bcast"] as const) {
+    for (const path of ["tiled", "scalar", "vec4", "texture", "bcast"] as const) {
       const what = `${path} ${transA ? "TT" : "NT"}`;
       const list = await gemmDispatches(gpu, spec, bufs, { path });
       assert.ok(list.every((d) => d.cost), `${what}: every dispatch has a cost`);
       assert.equal(flopsOf(list), 2 * M * N * K, `${what}: FLOPs`);
       const products = list.filter((d) => d.label === "cost");
       const packs = list.filter((d) => d.label !== "cost");
-      assert.equal(packs.length, path === "scalar" || path === "vec4" ? 0 : 2, what);
+      assert.equal(packs.length, ["tiled", "scalar", "vec4"].includes(path) ? 0 : 2, what);
       // A product reads A and B (f32 here) and writes C at least once; its bias is read too.
       const bytes = products.reduce((sum, d) => sum + d.cost!.bytes, 0);
       assert.ok(bytes >= 4 * (M * K + K * N + M * N + N), `${what}: product bytes ${bytes}`);

@@ -1,17 +1,23 @@
 /**
  * Which path and tile each GEMM takes: the one place these choices are made. They key on the
- * adapter's class ({@link adapterClass}), the GEMM's size and shape, and the options.
+ * adapter's class (src/gpu/adapter.ts: detected, or forced by SAE_ADAPTER_CLASS), the GEMM's
+ * size and shape, and the options.
+ *
+ * GPUs take the tiled path, any shape, with the tile timed for this adapter and shape class where
+ * `deno task tune` cached one (cache.ts), else GEMM_TILE.tiled / .tiledSmall by size; f16 operands
+ * there as dense f16 copies where the device has shader-f16, else on the texture path.
  *
  * CPU adapters (llvmpipe, lavapipe, SwiftShader) take the broadcast path from
- * {@link BCAST_MIN_FLOPS} up, the texture path from {@link TEXTURE_MIN_FLOPS} up, else vec4
- * (tile GEMM_TILE.cpu). Other adapters take vec4 (tile GEMM_TILE.gpu). f16 operands take a packed
- * path whatever the size (the texture path below BCAST_MIN_FLOPS on CPU adapters, everywhere on
- * GPUs). A shape the vec4 path cannot take ({@link vec4Ok}; the packed paths read the same
- * fragments) takes the scalar fallback everywhere; a packed path whose textures would exceed
- * the device's limit falls back to the next.
+ * {@link BCAST_MIN_FLOPS} up, the texture path from {@link TEXTURE_MIN_FLOPS} up, else vec4; f16
+ * operands a packed path whatever the size. A shape the vec4 path cannot take ({@link vec4Ok}; the
+ * packed paths read the same fragments) takes the scalar fallback there; a packed path whose
+ * textures would exceed the device's limit falls back to the next.
  */
+import { adapterClass } from "../../gpu/adapter.ts";
 import type { Gpu } from "../../gpu/device.ts";
+import { cdiv } from "../../gpu/dispatch.ts";
 import { bcastFits } from "./bcast.ts";
+import { cachedTile } from "./cache.ts";
 import { packingOf } from "./pack.ts";
 import {
   gemmFlops,
@@ -22,7 +28,14 @@ import {
   layoutOf,
 } from "./spec.ts";
 import { textureFits } from "./texture.ts";
-import { type BcTile, GEMM_TILE, type TexTile, type Vec4Tile } from "./tiles.ts";
+import {
+  type BcTile,
+  GEMM_TILE,
+  type TexTile,
+  TILED_BIG_MIN_BLOCKS,
+  type TiledTile,
+  type Vec4Tile,
+} from "./tiles.ts";
 import { vec4Ok } from "./vec4.ts";
 
 /**
@@ -42,20 +55,18 @@ const TEXTURE_MIN_FLOPS = 2 ** 23;
  */
 const BCAST_MIN_FLOPS = 2 ** 27;
 
-/** Whether `name` is a CPU (software) WebGPU adapter. */
-export function isCpuAdapter(name: string): boolean {
-  return /llvmpipe|lavapipe|swiftshader|software|cpu/i.test(name);
-}
-
-/** The class of adapter every choice here keys on: a CPU (software) adapter or a GPU. */
-function adapterClass(gpu: Gpu): "cpu" | "gpu" {
-  return isCpuAdapter(gpu.adapterName) ? "cpu" : "gpu";
+/**
+ * Whether the tiled path stores this GEMM's operands as f16: asked for, where shader-f16 is on;
+ * on a forced tiled path whatever the device has (the path then refuses without shader-f16).
+ */
+export function tiledF16(gpu: Gpu, opts: GemmOptions): boolean {
+  return !!opts.f16 && (gpu.hasF16 || opts.path === "tiled");
 }
 
 /**
- * The path a GEMM of `gemmDispatches` takes unless forced, where the shape allows (else scalar);
- * see the top of this file. Without `sized` the size thresholds do not apply (the parts of a
- * GEMM split over views: parts of a GEMM too large for one binding are large).
+ * The path a GEMM of `gemmDispatches` takes unless forced; see the top of this file. Without
+ * `sized` the size thresholds do not apply (the parts of a GEMM split over views: parts of a GEMM
+ * too large for one binding are large).
  */
 export function choosePath(
   gpu: Gpu,
@@ -64,15 +75,17 @@ export function choosePath(
   opts: GemmOptions,
   sized = true,
 ): GemmPath {
-  if (!vec4Ok(spec, layout)) return "scalar";
-  const cpu = adapterClass(gpu) === "cpu";
+  const v4 = vec4Ok(spec, layout);
   const { w } = packingOf(gpu, opts);
-  const flops = sized ? gemmFlops(spec) : Infinity;
-  if (cpu && flops >= BCAST_MIN_FLOPS && bcastFits(gpu, spec, w)) return "bcast";
-  if ((opts.f16 || cpu && flops >= TEXTURE_MIN_FLOPS) && textureFits(gpu, spec, w)) {
-    return "texture";
+  if (adapterClass(gpu) === "gpu") {
+    if (opts.f16 && !gpu.hasF16 && v4 && textureFits(gpu, spec, w)) return "texture";
+    return "tiled";
   }
-  if (cpu && opts.f16 && bcastFits(gpu, spec, w)) return "bcast";
+  if (!v4) return "scalar";
+  const flops = sized ? gemmFlops(spec) : Infinity;
+  if (flops >= BCAST_MIN_FLOPS && bcastFits(gpu, spec, w)) return "bcast";
+  if ((opts.f16 || flops >= TEXTURE_MIN_FLOPS) && textureFits(gpu, spec, w)) return "texture";
+  if (opts.f16 && bcastFits(gpu, spec, w)) return "bcast";
   return "vec4";
 }
 
@@ -85,22 +98,42 @@ export function gemmPath(gpu: Gpu, spec: GemmSpec, opts: GemmOptions = {}): Gemm
 }
 
 /**
- * The path of the single-dispatch `gemm`: the `path` option, else vec4 where the shape allows,
- * else scalar. The packed paths (and f16 operands, which only they store) need their packing
- * dispatches (`gemmDispatches`).
+ * The path of the single-dispatch `gemm`: the `path` option, else tiled on GPUs, vec4 on CPU
+ * adapters where the shape allows, else scalar. The packed paths and f16 operands need their
+ * packing or conversion dispatches (`gemmDispatches`).
  */
-export function singlePath(spec: GemmSpec, layout: GemmLayout, opts: GemmOptions): GemmPath {
+export function singlePath(
+  gpu: Gpu,
+  spec: GemmSpec,
+  layout: GemmLayout,
+  opts: GemmOptions,
+): GemmPath {
   if (opts.path === "texture" || opts.path === "bcast") {
     const name = opts.path === "bcast" ? "broadcast" : "texture";
     throw new Error(`gemm ${spec.label}: the ${name} path needs gemmDispatches`);
   }
   if (opts.f16) throw new Error(`gemm ${spec.label}: f16 operands need gemmDispatches`);
-  return opts.path ?? (vec4Ok(spec, layout) ? "vec4" : "scalar");
+  if (opts.path) return opts.path;
+  if (adapterClass(gpu) === "gpu") return "tiled";
+  return vec4Ok(spec, layout) ? "vec4" : "scalar";
 }
 
-/** The vec4 tile: the option, else the adapter class's. */
-export function vec4Tile(gpu: Gpu, opts: GemmOptions): Vec4Tile {
-  return opts.tile ?? GEMM_TILE[adapterClass(gpu)];
+/**
+ * The tiled path's tile: the option, else the timed choice cached for this adapter and shape
+ * class, else GEMM_TILE.tiled where the GEMM has at least TILED_BIG_MIN_BLOCKS 128x128 blocks of
+ * C (enough workgroups to fill a large GPU), else GEMM_TILE.tiledSmall.
+ */
+export function tiledTile(gpu: Gpu, spec: GemmSpec, opts: GemmOptions): TiledTile {
+  if (opts.tiledTile) return opts.tiledTile;
+  const cached = cachedTile(gpu, spec, tiledF16(gpu, opts));
+  if (cached) return cached;
+  const blocks = cdiv(spec.M, GEMM_TILE.tiled.BM) * cdiv(spec.N, GEMM_TILE.tiled.BN);
+  return blocks >= TILED_BIG_MIN_BLOCKS ? GEMM_TILE.tiled : GEMM_TILE.tiledSmall;
+}
+
+/** The vec4 tile: the option, else GEMM_TILE.vec4. */
+export function vec4Tile(opts: GemmOptions): Vec4Tile {
+  return opts.tile ?? GEMM_TILE.vec4;
 }
 
 /**

@@ -9,21 +9,24 @@
  * | dW_dec = fᵀ·dX̂         | TN     | f [B,m]      | dX̂ [B,d]       | none       |
  * | dW_enc = dpreᵀ·x       | TN     | dpre [B,m]   | x [B,d]        | none       |
  *
- * Four paths, one module each here and one WGSL file each (wgsl/gemm_<path>.wgsl, after the
- * shared wgsl/gemm.wgsl). Every path but `scalar` needs a shape {@link vec4Ok} accepts (K a
- * multiple of 4, and M or N where A or B is read along it; every SAE size qualifies):
+ * Five paths, one module each here and one WGSL file each (wgsl/gemm_<path>.wgsl, after the
+ * shared wgsl/gemm.wgsl). `tiled` and `scalar` take any shape; the others need one {@link vec4Ok}
+ * accepts (K a multiple of 4, and M or N where A or B is read along it; every SAE size qualifies):
  *
  * | path      | module     | taken by default                                          |
  * |-----------|------------|-----------------------------------------------------------|
- * | `vec4`    | vec4.ts    | GPUs (f32); CPU adapters' GEMMs under 2^23 FLOPs          |
- * | `texture` | texture.ts | CPU adapters' GEMMs from 2^23 FLOPs; f16 operands on GPUs |
+ * | `tiled`   | tiled.ts   | GPUs (f32, and f16 where the device has shader-f16)       |
+ * | `vec4`    | vec4.ts    | CPU adapters' GEMMs under 2^23 FLOPs                      |
+ * | `texture` | texture.ts | CPU adapters' GEMMs from 2^23 FLOPs; f16 on GPUs without shader-f16 |
  * | `bcast`   | bcast.ts   | CPU adapters' GEMMs from 2^27 FLOPs                       |
- * | `scalar`  | scalar.ts  | shapes the others cannot take                             |
+ * | `scalar`  | scalar.ts  | shapes vec4 cannot take, on CPU adapters                  |
  *
- * choose.ts makes every choice of path and tile; tiles.ts holds the tiles; pack.ts packs the
- * operands of the texture and broadcast paths; params.ts encodes the uniform; parts.ts splits a
- * GEMM whose operands exceed the binding limit; reference.ts is the plain-TypeScript reference;
- * spec.ts the types and the cost.
+ * Which class an adapter is (CPU or GPU) is src/gpu/adapter.ts' call; SAE_ADAPTER_CLASS=gpu makes
+ * a CPU adapter choose as a GPU does, so the GPU paths run in tests anywhere. choose.ts makes
+ * every choice of path and tile; tiles.ts holds the tiles; cache.ts the tiled tiles timed per
+ * adapter (`deno task tune`, tune.ts); pack.ts packs the operands of the texture and broadcast
+ * paths; params.ts encodes the uniform; parts.ts splits a GEMM whose operands exceed the binding
+ * limit; reference.ts is the plain-TypeScript reference; spec.ts the types and the cost.
  *
  * @example
  * ```ts ignore
@@ -36,7 +39,7 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { ComputeDispatch, Dispatch } from "../../gpu/dispatch.ts";
 import { fits } from "../../gpu/split.ts";
 import { bcastDispatches, bcPlan } from "./bcast.ts";
-import { bcTile, choosePath, singlePath, texTileFor, vec4Tile } from "./choose.ts";
+import { bcTile, choosePath, singlePath, texTileFor, tiledF16, vec4Tile } from "./choose.ts";
 import { packingOf } from "./pack.ts";
 import { gemmParts } from "./parts.ts";
 import { scalarDispatch } from "./scalar.ts";
@@ -48,9 +51,12 @@ import {
   layoutOf,
 } from "./spec.ts";
 import { textureDispatches, textureFits } from "./texture.ts";
+import { tiledDispatches } from "./tiled.ts";
+import { resolveTiledTile } from "./tune.ts";
 import { vec4Dispatch, vec4Ok } from "./vec4.ts";
 
-export { gemmPath, isCpuAdapter } from "./choose.ts";
+export { gemmPath, tiledTile } from "./choose.ts";
+export { GEMM_TILE, TILED_CANDIDATES } from "./tiles.ts";
 export { packRowBlocks } from "./pack.ts";
 export { gemmReference } from "./reference.ts";
 export type {
@@ -64,12 +70,13 @@ export type {
   PackedRowBlocks,
   TexFormat,
 } from "./spec.ts";
-export type { BcTile, TexTile, Vec4Tile } from "./tiles.ts";
+export type { BcTile, TexTile, TiledTile, Vec4Tile } from "./tiles.ts";
 export { vec4Ok };
 
 /**
- * Creates the pipeline and bind group of one GEMM on the vec4 or scalar path; run it with the
- * returned dispatch. The step uses {@link gemmDispatches} (the packed paths on CPU adapters).
+ * Creates the pipeline and bind group of one GEMM on a single-dispatch path (tiled, vec4 or
+ * scalar); run it with the returned dispatch. The step uses {@link gemmDispatches} (the packed
+ * paths on CPU adapters, f16 conversions).
  */
 export async function gemm(
   gpu: Gpu,
@@ -77,13 +84,15 @@ export async function gemm(
   bufs: GemmBuffers,
   opts: GemmOptions = {},
 ): Promise<ComputeDispatch> {
-  const [d] = await onPath(gpu, spec, bufs, opts, singlePath(spec, layoutOf(spec, opts), opts));
+  const path = singlePath(gpu, spec, layoutOf(spec, opts), opts);
+  const [d] = await onPath(gpu, spec, bufs, opts, path);
   return d as ComputeDispatch;
 }
 
 /**
- * A GEMM's dispatches: one product on the vec4 and scalar paths, the packing of its operands and
- * one or more products on the packed paths. Where an operand exceeds the storage-binding limit,
+ * A GEMM's dispatches: one product on the tiled, vec4 and scalar paths (after the f16
+ * conversions of its operands on the tiled path with `f16`), the packing of its operands and one
+ * or more products on the packed paths. Where an operand exceeds the storage-binding limit,
  * the dispatches of its parts over views (parts.ts), each taking its path without a size
  * threshold. Every dispatch carries its cost.
  */
@@ -113,7 +122,7 @@ export async function gemmDispatches(
   return out;
 }
 
-/** One GEMM's dispatches on `path`: [pack A, pack B,] product(s). */
+/** One GEMM's dispatches on `path`: [pack or convert A, pack or convert B,] product(s). */
 async function onPath(
   gpu: Gpu,
   spec: GemmSpec,
@@ -123,16 +132,25 @@ async function onPath(
 ): Promise<Dispatch[]> {
   const layout = layoutOf(spec, opts);
   const packing = packingOf(gpu, opts);
-  if (path !== "scalar" && !vec4Ok(spec, layout)) {
+  if (path !== "scalar" && path !== "tiled" && !vec4Ok(spec, layout)) {
     throw new Error(
       `gemm ${spec.label}: ${spec.M}x${spec.N}x${spec.K} cannot take the ${path} path`,
     );
   }
   switch (path) {
+    case "tiled":
+      return await tiledDispatches(
+        gpu,
+        spec,
+        bufs,
+        layout,
+        await resolveTiledTile(gpu, spec, opts),
+        tiledF16(gpu, opts),
+      );
     case "scalar":
       return [await scalarDispatch(gpu, spec, bufs, layout)];
     case "vec4":
-      return [await vec4Dispatch(gpu, spec, bufs, layout, vec4Tile(gpu, opts))];
+      return [await vec4Dispatch(gpu, spec, bufs, layout, vec4Tile(opts))];
     case "texture":
       if (!textureFits(gpu, spec, packing.w)) {
         throw new Error(

@@ -1,6 +1,7 @@
 /**
  * The scalar path (wgsl/gemm_scalar.wgsl, entry point `main`): a workgroup-memory tiled GEMM for
- * any M, N, K; the fallback for shapes the vec4 path cannot take.
+ * any M, N, K; on CPU adapters, the fallback for shapes the vec4 path cannot take (GPUs take the
+ * tiled path for every shape).
  */
 import scalarSrc from "../../../wgsl/gemm_scalar.wgsl" with { type: "text" };
 import type { Gpu } from "../../gpu/device.ts";

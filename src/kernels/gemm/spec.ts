@@ -7,7 +7,7 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { KernelCost } from "../../gpu/dispatch.ts";
 import type { Operand } from "../../gpu/split.ts";
 import { withCommon } from "../common.ts";
-import type { BcTile, TexTile, Vec4Tile } from "./tiles.ts";
+import type { BcTile, TexTile, TiledTile, Vec4Tile } from "./tiles.ts";
 
 /** What follows the matrix product. */
 export type Epilogue =
@@ -31,7 +31,7 @@ export const EPILOGUE_CODE: Record<Epilogue, number> = {
 };
 
 /** A GEMM kernel path (src/kernels/gemm/mod.ts describes each). */
-export type GemmPath = "bcast" | "texture" | "vec4" | "scalar";
+export type GemmPath = "tiled" | "bcast" | "texture" | "vec4" | "scalar";
 
 /** Shape and layout of one GEMM. */
 export interface GemmSpec {
@@ -73,7 +73,9 @@ export interface GemmOptions {
    * src/kernels/gemm/choose.ts.
    */
   path?: GemmPath;
-  /** vec4 tile shape; default from the adapter (GEMM_TILE.cpu or .gpu). */
+  /** Tiled-path tile; default: the timed choice cached for this adapter and shape, else a guess. */
+  tiledTile?: TiledTile;
+  /** vec4 tile shape (default GEMM_TILE.vec4). */
   tile?: Vec4Tile;
   /** Texture-path tile shape (T_R a multiple of 4 up to 32, T_CG 1-4; default texTileFor). */
   texTile?: TexTile;
@@ -82,10 +84,10 @@ export interface GemmOptions {
   /** Texture paths: texels per row of the packed textures (a power of two; default 8192). */
   texWidth?: number;
   /**
-   * Store the packed operands as f16 (rgba16float textures; products and sums stay f32): halves
-   * the operand bytes at ~1e-3 relative rounding per operand. Takes a packed-texture path
-   * wherever the shape allows, whatever its size (no shader-f16 needed: the texture converts on
-   * load).
+   * Store the operands the product reads as f16 (products and sums stay f32): halves the operand
+   * bytes at ~1e-3 relative rounding per operand. On the tiled path (where the device has
+   * shader-f16) as dense f16 copies in buffers; else on a packed-texture path wherever the shape
+   * allows, whatever its size (rgba16float textures: no shader-f16 needed).
    */
   f16?: boolean;
   /**
@@ -158,6 +160,11 @@ export function layoutOf(spec: GemmSpec, opts: GemmOptions): GemmLayout {
     eoff: 0,
     ...opts.layout,
   };
+}
+
+/** The layout's name: "N" or "T" for A, then for B ("NT": A [M,K], B stored [N,K]). */
+export function layoutName(spec: Pick<GemmSpec, "transA" | "transB">): string {
+  return `${spec.transA ? "T" : "N"}${spec.transB ? "T" : "N"}`;
 }
 
 /** Rows and columns of the stored matrix of operand `role` ("a": A, "b": B). */

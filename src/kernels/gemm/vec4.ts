@@ -1,7 +1,9 @@
 /**
  * The vec4 path (wgsl/gemm_vec4.wgsl, entry point `main_v4`): no workgroup memory, each
  * invocation keeps an (4·V_RG)x(4·V_CG) block of C in registers and loads both operands as vec4
- * along their contiguous dimension. Every SAE size qualifies ({@link vec4Ok}).
+ * along their contiguous dimension. Every SAE size qualifies ({@link vec4Ok}). CPU adapters take it
+ * for GEMMs too small to pack; on GPUs, where every operand load goes to memory with no reuse
+ * through workgroup memory, the tiled path replaced it.
  */
 import vec4Src from "../../../wgsl/gemm_vec4.wgsl" with { type: "text" };
 import type { Gpu } from "../../gpu/device.ts";
