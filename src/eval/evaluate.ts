@@ -412,6 +412,22 @@ export function formatEvalReport(r: EvalReport): string {
     ["KL divergence score", lm(c.kl_div_score)],
     ["CE loss score", lm(c.ce_loss_score)],
   ];
+  const L = r.lm;
+  if (L) {
+    const nats = (v: number) => v.toFixed(4);
+    rows.push(
+      [
+        "CE loss clean / spliced / zero-ablated",
+        `${nats(L.ce_loss_without_sae)} / ${nats(L.ce_loss_with_sae)} / ` +
+        `${nats(L.ce_loss_with_ablation)} nats (${L.ce_tokens} tokens)`,
+      ],
+      [
+        "KL spliced / zero-ablated",
+        `${L.kl_div_with_sae.toPrecision(4)} / ${nats(L.kl_div_with_ablation)} nats ` +
+        `(${L.kl_tokens} tokens)`,
+      ],
+    );
+  }
   const g = r.ground_truth;
   if (g) {
     rows.push(
