@@ -53,13 +53,13 @@ export function makeEvalCommand() {
     .option(
       "--recon-batches <n>",
       `batches for the reconstruction metrics (with --model: for KL, CE and the core metrics); ` +
-        `the paper's scripts use 200 (default: ${DEFAULT_RECON_BATCHES}; with --model ` +
-        `${LM_EVAL_DEFAULTS.batches}, SAEBench's)`,
+        `SAEBench uses 200 (default: ${DEFAULT_RECON_BATCHES}; with --model ` +
+        `${LM_EVAL_DEFAULTS.batches}, SAEBench's default)`,
     )
     .option(
       "--sparsity-batches <n>",
-      `batches for L0, L1, dead/dense fractions, density and ground-truth precision/recall; ` +
-        `SAEBench uses 2000; not with --model (default: ${DEFAULT_SPARSITY_BATCHES})`,
+      `batches for L0, L1, dead/dense fractions, density and ground-truth precision/recall ` +
+        `(not with --model); SAEBench uses 2000 (default: ${DEFAULT_SPARSITY_BATCHES})`,
     )
     .option(
       "--batch <n>",
@@ -71,7 +71,11 @@ export function makeEvalCommand() {
       "a language model (Hugging Face directory, llama2.c checkpoint or repo id): splice the SAE " +
         "in at its hook and report SAEBench's KL and CE scores (default: none)",
     )
-    .option("--text <files...>", "evaluation text for --model: .txt, .jsonl, .parquet")
+    .option(
+      "--text <files...>",
+      "evaluation text for --model: .txt, .jsonl or .parquet files (default: none; required " +
+        "with --model)",
+    )
     .option("--tokenizer <file>", "tokenizer for --model (default: the one beside the model)")
     .option("--hook <name>", "hook to splice the SAE in at (default: the run's hook_name)")
     .option(
