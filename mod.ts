@@ -35,6 +35,5 @@ export { formatReport } from "./src/eval/final.ts";
 export { encodeRows, type LoadedSae, loadSae } from "./src/sae/load.ts";
 export type { SaeWeights } from "./src/sae/model.ts";
 export { groundTruthRecovery, type Recovery } from "./src/eval/groundtruth.ts";
-export { evaluateLmRun, type LmEvalOptions } from "./src/eval/lm.ts";
 export { Rng } from "./src/rng.ts";
 export * from "./src/lm/mod.ts";

@@ -44,7 +44,6 @@ import { parseHook } from "../lm/hooks.ts";
 import { type LmModel, loadModel, modelName } from "../lm/load.ts";
 import { referenceForward } from "../lm/reference.ts";
 import { endOfTextMarkers, inspectText } from "../lm/text.ts";
-import type { Writer } from "../run/atomic.ts";
 import { encodeInto } from "../sae/encode.ts";
 import { type LoadedSae, loadSae } from "../sae/load.ts";
 import { CoreAccumulator } from "./core.ts";
@@ -499,8 +498,6 @@ export interface LmEvalOptions {
   allowModelMismatch?: boolean;
   /** Where to write eval.json (atomically); nothing is written when absent. */
   out?: string;
-  /** Byte writer for the output (tests). */
-  writer?: Writer;
   /** The device (default: the process-wide one). */
   gpu?: Gpu;
   /** Called after each batch (progress). */
@@ -659,7 +656,7 @@ export async function evaluateLmRun(dir: string, opts: LmEvalOptions): Promise<E
       core: acc.core.result(lmm.kl_div_score, lmm.ce_loss_score),
       lm: lmm,
     };
-    if (opts.out !== undefined) await writeEvalReport(opts.out, report, opts.writer);
+    if (opts.out !== undefined) await writeEvalReport(opts.out, report);
     return report;
   } finally {
     ev?.destroy();

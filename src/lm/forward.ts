@@ -161,17 +161,21 @@ export class GpuLm {
  * activations from before the splice.
  */
 export interface Splice {
+  /** The hook point, TransformerLens-named (`blocks.2.hook_resid_pre`). */
   hook: string;
+  /** Dispatches reading `act` [batch·seq, d] f32 and leaving the replacement in it. */
   build: (act: GPUBuffer) => Promise<Dispatch[]>;
 }
 
 /** Where a {@link Splice} sits in {@link LmForward.dispatches}. */
 export interface SplicePoint {
+  /** The spliced hook. */
   hook: string;
   /** The buffer the splice replaces in place, [batch·seq, d] f32. */
   act: GPUBuffer;
-  /** Its dispatches are `dispatches.slice(start, end)`. */
+  /** Index of the splice's first dispatch: they are `dispatches.slice(start, end)`. */
   start: number;
+  /** Index after its last dispatch. */
   end: number;
 }
 
