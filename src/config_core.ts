@@ -108,6 +108,21 @@ export interface CoreConfig {
   /** "synthetic" or a path/glob of activation files. */
   data: string;
   /**
+   * Where the activations came from, under the names SAELens' config gives them (cfg.json,
+   * `metadata`), so an export and `sae eval --model` know the model and hook: the model's name (a
+   * Hugging Face repo id, or the base name of its directory or llama2.c file; "" when not recorded,
+   * e.g. synthetic data).
+   */
+  model_name: string;
+  /** The hook point, TransformerLens-named (`blocks.2.hook_resid_pre`); "" when not recorded. */
+  hook_name: string;
+  /** Tokens per context the activations were taken from, BOS included. */
+  context_size: number;
+  /** Whether each context began with BOS (SAELens' prepend_bos). */
+  prepend_bos: boolean;
+  /** The text the activations came from (a path or dataset id); "" when not recorded. */
+  dataset_path: string;
+  /**
    * Activation files only: skip rows holding NaN/Inf (and count them) instead of stopping with an
    * error naming the shard and row.
    */
@@ -169,6 +184,11 @@ export const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   log_every: 50,
   checkpoint_every: 1000,
   data: "synthetic",
+  model_name: "",
+  hook_name: "",
+  context_size: 128,
+  prepend_bos: true,
+  dataset_path: "",
   skip_bad_rows: false,
   recon_only_steps: 0,
 };
@@ -225,6 +245,11 @@ export const CORE_RULES: Record<Exclude<keyof CoreConfig, "synthetic" | "variant
   log_every: { kind: "int", min: 1 },
   checkpoint_every: { kind: "int", min: 0 },
   data: { kind: "string" },
+  model_name: { kind: "string", empty: true },
+  hook_name: { kind: "string", empty: true },
+  context_size: { kind: "int", min: 2 },
+  prepend_bos: { kind: "bool" },
+  dataset_path: { kind: "string", empty: true },
   skip_bad_rows: { kind: "bool" },
   recon_only_steps: { kind: "int", min: 0 },
 };

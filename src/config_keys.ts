@@ -17,7 +17,8 @@ export type Rule =
   | { kind: "int"; min: number; max?: number }
   | { kind: "number"; min?: number; max?: number; exclusiveMin?: boolean; exclusiveMax?: boolean }
   | { kind: "bool" }
-  | { kind: "string" }
+  /** A string; non-empty unless `empty` (a key whose "" means "not recorded"). */
+  | { kind: "string"; empty?: boolean }
   | { kind: "enum"; values: readonly string[] };
 
 /** A key's default and rule. */
@@ -67,7 +68,7 @@ export function describeRule(rule: Rule): string {
     case "bool":
       return "true or false";
     case "string":
-      return "a non-empty string";
+      return rule.empty ? "a string" : "a non-empty string";
     case "enum":
       return `one of ${rule.values.map((v) => `'${v}'`).join(", ")}`;
     case "int":
@@ -93,7 +94,7 @@ export function satisfies(rule: Rule, v: unknown): boolean {
     case "bool":
       return typeof v === "boolean";
     case "string":
-      return typeof v === "string" && v.length > 0;
+      return typeof v === "string" && (rule.empty === true || v.length > 0);
     case "enum":
       return typeof v === "string" && rule.values.includes(v);
     case "int":

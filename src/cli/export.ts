@@ -41,13 +41,19 @@ function makeExportCommand() {
     .option("--overwrite", "replace --out if it is a SAELens directory already (default: off)")
     .option(
       "--model-name <name>",
-      "cfg.json model_name (default: from an imported run's cfg, else 'synthetic' for synthetic " +
+      "cfg.json model_name (default: the run's model_name, else 'synthetic' for synthetic " +
         "data or 'unknown')",
     )
-    .option("--hook-name <name>", "cfg.json hook_name (default: blocks.0.hook_resid_post)")
-    .option("--hook-layer <n>", "cfg.json hook_layer (default: 0)")
-    .option("--context-size <n>", "cfg.json context_size (default: 128)")
-    .option("--dataset-path <path>", "cfg.json dataset_path (default: the run's data)");
+    .option(
+      "--hook-name <name>",
+      "cfg.json hook_name (default: the run's hook_name, else blocks.0.hook_resid_post)",
+    )
+    .option("--hook-layer <n>", "cfg.json hook_layer (default: the hook_name's block, else 0)")
+    .option("--context-size <n>", "cfg.json context_size (default: the run's context_size, 128)")
+    .option(
+      "--dataset-path <path>",
+      "cfg.json dataset_path (default: the run's dataset_path, else its data)",
+    );
 }
 
 /** `sae export`, ready to register on the program. */

@@ -55,7 +55,7 @@ function configKeysHelp(): string {
     const value = leaf === undefined
       ? DEFAULT_CONFIG[head as keyof TrainConfig]
       : DEFAULT_CONFIG.synthetic[leaf as keyof TrainConfig["synthetic"]];
-    return `  ${key.padEnd(30)} ${value}`;
+    return `  ${key.padEnd(30)} ${value === "" ? '""' : value}`;
   });
   return [
     "",

@@ -154,8 +154,11 @@ export class CoreAccumulator {
     this.sparsityRows += rows;
   }
 
-  /** The metrics so far; `lm` is what KL and CE report (they need the language model). */
-  result(lm: Unavailable): CoreMetrics {
+  /**
+   * The metrics so far, with the KL-divergence and CE-loss scores (numbers from the language
+   * model, src/eval/lm.ts; without one, why they are unavailable).
+   */
+  result(kl: Unavailable | number, ce: Unavailable | number = kl): CoreMetrics {
     const n = this.reconRows, s = this.sparsityRows, d = this.dIn;
     let mean2 = 0;
     for (let k = 0; k < d; k++) mean2 += this.shiftedSum[k] * this.shiftedSum[k];
@@ -177,8 +180,8 @@ export class CoreAccumulator {
       dead_fraction: ratio(dead, this.dSae, 0),
       dense_fraction: ratio(dense, this.dSae, 0),
       density_histogram: densityHistogram(this.fires, s),
-      kl_div_score: lm,
-      ce_loss_score: lm,
+      kl_div_score: kl,
+      ce_loss_score: ce,
       recon_rows: n,
       sparsity_rows: s,
     };

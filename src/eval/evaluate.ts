@@ -38,17 +38,22 @@ export const EVAL_SEED_OFFSET = 1_000_003;
  * rows at a time, with the SAE's own weights, input scale and thresholds: x ← scale·x,
  * pre = (x − b_dec)·W_encᵀ + b_enc, f = ReLU(pre) or with τ pre·1[pre > max(τ, 0)] (SAELens'
  * JumpReLU), x̂ = f·W_dec + b_dec; the GEMMs in f32 whatever the run's gemm_f16. Buffers and
- * dispatches are built once; {@link SaeForward.destroy} frees them.
+ * dispatches are built once; {@link SaeForward.destroy} frees them. The evaluation with a
+ * language model (src/eval/lm.ts) splices the same dispatches into the model's forward pass.
  */
 export class SaeForward {
   readonly gpu: Gpu;
   readonly sae: LoadedSae;
   readonly batch: number;
   private readonly bufs: GPUBuffer[];
-  private readonly x: GPUBuffer;
-  private readonly f: GPUBuffer;
-  private readonly xhat: GPUBuffer;
-  private readonly dispatches: Dispatch[];
+  /** The input, [batch, d_in] f32: raw rows in, scaled by the input scale in place. */
+  readonly x: GPUBuffer;
+  /** The latents, [batch, d_sae] f32. */
+  readonly f: GPUBuffer;
+  /** The reconstruction, [batch, d_in] f32, in scaled units. */
+  readonly xhat: GPUBuffer;
+  /** The whole forward pass from x to x̂, in order. */
+  readonly dispatches: Dispatch[];
   private readonly pad: Float32Array;
 
   private constructor(
@@ -377,7 +382,7 @@ export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): P
 }
 
 /** Writes eval.json atomically (pretty JSON). */
-async function writeEvalReport(
+export async function writeEvalReport(
   path: string,
   report: EvalReport,
   writer?: Writer,
@@ -407,6 +412,22 @@ export function formatEvalReport(r: EvalReport): string {
     ["KL divergence score", lm(c.kl_div_score)],
     ["CE loss score", lm(c.ce_loss_score)],
   ];
+  const L = r.lm;
+  if (L) {
+    const nats = (v: number) => v.toFixed(4);
+    rows.push(
+      [
+        "CE loss clean / spliced / zero-ablated",
+        `${nats(L.ce_loss_without_sae)} / ${nats(L.ce_loss_with_sae)} / ` +
+        `${nats(L.ce_loss_with_ablation)} nats (${L.ce_tokens} tokens)`,
+      ],
+      [
+        "KL spliced / zero-ablated",
+        `${L.kl_div_with_sae.toPrecision(4)} / ${nats(L.kl_div_with_ablation)} nats ` +
+        `(${L.kl_tokens} tokens)`,
+      ],
+    );
+  }
   const g = r.ground_truth;
   if (g) {
     rows.push(

@@ -58,11 +58,52 @@ export interface ScrMetrics {
   score: number[];
 }
 
+/**
+ * The language model's behaviour with the SAE spliced in (`sae eval --model`), as SAEBench's core
+ * evaluation reports it (sae_bench/evals/core/main.py; definitions in docs/metrics.md). Means are
+ * over every kept token of every batch; the scores are formed from those means.
+ */
+export interface LmMetrics {
+  /** The model as given (directory, file or repo id). */
+  model: string;
+  /** The hook the SAE replaced. */
+  hook: string;
+  /** The evaluation text files. */
+  text: string[];
+  context_size: number;
+  /** Contexts per batch (SAEBench's batch_size_prompts). */
+  batch_size_prompts: number;
+  /** Batches evaluated (fewer than asked where the text ended). */
+  batches: number;
+  /** Tokens in the KL means: every position whose token is not in `ignored_token_ids`. */
+  kl_tokens: number;
+  /** Tokens in the CE means: those positions except each context's last (no next token). */
+  ce_tokens: number;
+  /** Token ids left out of the means (SAEBench's ignore_tokens: BOS, EOS, pad). */
+  ignored_token_ids: number[];
+  /** Whether those tokens keep their own activation in the spliced pass instead of x̂. */
+  exclude_special_tokens_from_reconstruction: boolean;
+  /** (KL_zero − KL_sae) / KL_zero. */
+  kl_div_score: number;
+  /** Mean KL(p_clean ‖ p_sae) per token, nats. */
+  kl_div_with_sae: number;
+  /** Mean KL(p_clean ‖ p_zero) per token, nats. */
+  kl_div_with_ablation: number;
+  /** (CE_zero − CE_sae) / (CE_zero − CE_clean). */
+  ce_loss_score: number;
+  /** Mean next-token cross-entropy, nats: with x̂ spliced in, clean, with the hook zeroed. */
+  ce_loss_with_sae: number;
+  ce_loss_without_sae: number;
+  ce_loss_with_ablation: number;
+}
+
 /** eval.json. */
 export interface EvalReport {
   sae: string;
   data: string;
   core: CoreMetrics;
+  /** With a language model (`sae eval --model`): KL and CE with the SAE spliced in. */
+  lm?: LmMetrics;
   ground_truth?: GroundTruthMetrics;
   absorption?: AbsorptionMetrics;
   scr?: ScrMetrics;

@@ -63,7 +63,7 @@ const SAELENS_FORMAT_VERSION = "6.12.1";
 /** A decoder row whose norm is further than this from 1 is renormalised on export. */
 const UNIT_NORM_TOL = 1e-6;
 
-/** Where the SAE was hooked: SAELens' metadata (we train on activations, not a model). */
+/** Where the SAE was hooked: SAELens' metadata (from the run's config keys of the same names). */
 export interface ModelInfo {
   model_name: string;
   hook_name: string;
@@ -122,13 +122,17 @@ function rowNorms(w: Float32Array, rows: number, cols: number): Float64Array {
   return out;
 }
 
-/** Default model info for a run: from the cfg.json it was imported from, else placeholders. */
+/**
+ * Default model info for a run: the keys its config records (model_name, hook_name, context_size,
+ * dataset_path: set by `sae import` and by training on a language model), else the cfg.json an
+ * older import kept beside it, else placeholders.
+ */
 async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<ModelInfo> {
   const info: ModelInfo = {
     model_name: cfg.data === "synthetic" ? "synthetic" : "unknown",
     hook_name: "blocks.0.hook_resid_post",
     hook_layer: 0,
-    context_size: 128,
+    context_size: cfg.context_size,
     dataset_path: cfg.data,
   };
   try {
@@ -141,6 +145,13 @@ async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<Model
   } catch {
     // Not an imported run: placeholders.
   }
+  if (cfg.model_name) info.model_name = cfg.model_name;
+  if (cfg.hook_name) {
+    info.hook_name = cfg.hook_name;
+    const layer = /^blocks\.(\d+)\./.exec(cfg.hook_name);
+    if (layer) info.hook_layer = Number(layer[1]);
+  }
+  if (cfg.dataset_path) info.dataset_path = cfg.dataset_path;
   return info;
 }
 
@@ -191,7 +202,7 @@ function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
     hook_head_index: null,
     context_size: model.context_size,
     dataset_path: model.dataset_path,
-    prepend_bos: true,
+    prepend_bos: sae.cfg.prepend_bos,
     model_from_pretrained_kwargs: {},
     seqpos_slice: [null],
     neuronpedia_id: null,
@@ -408,6 +419,25 @@ async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
   };
 }
 
+/**
+ * The model, hook and text a SAELens cfg.json records (SAELens 6 under `metadata`, older ones at
+ * the top level), as our config keys of the same names; values of the wrong type are left out.
+ */
+function recordedModel(cfg: Record<string, unknown>): Partial<TrainConfig> {
+  const meta = isPlainObject(cfg.metadata) ? cfg.metadata : {};
+  const get = (k: string) => meta[k] ?? cfg[k];
+  const out: Partial<TrainConfig> = {};
+  for (const k of ["model_name", "hook_name", "dataset_path"] as const) {
+    const v = get(k);
+    if (typeof v === "string") out[k] = v;
+  }
+  const ctx = get("context_size");
+  if (typeof ctx === "number" && Number.isSafeInteger(ctx) && ctx >= 2) out.context_size = ctx;
+  const bos = get("prepend_bos");
+  if (typeof bos === "boolean") out.prepend_bos = bos;
+  return out;
+}
+
 /** Options of {@link importSaelens}. */
 export interface ImportOptions {
   overwrite: boolean;
@@ -435,6 +465,7 @@ export async function importSaelens(
     d_sae: sae.d_sae,
     apply_b_dec_to_input: sae.apply_b_dec_to_input,
     normalize_activations: sae.scale === 1 ? "none" : "expected_average_only_in",
+    ...recordedModel(sae.cfg),
   });
   await prepareRunDir(runDir, { resume: false, overwrite: opts.overwrite });
   await writeConfig(runDir, cfg);

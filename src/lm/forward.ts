@@ -22,6 +22,10 @@
  * then logits = finalNorm(x)·Unembedᵀ (all positions, or each sequence's last), soft-capped for
  * gemma2. The same code runs a prefill (positions pos[b] + s, s < seq) and an incremental decoding
  * step (seq 1, one new token per sequence at pos[b], attending to the keys cached before it).
+ *
+ * A splice ({@link Splice}) replaces one hook's activations in place where the pass reaches them,
+ * as TransformerLens' `run_with_hooks` does with a hook that returns a new tensor: everything
+ * after the hook reads the replacement (SAEBench's KL and CE with the SAE spliced in).
  */
 import type { Gpu } from "../gpu/device.ts";
 import { type Dispatch, encodeDispatches } from "../gpu/dispatch.ts";
@@ -150,6 +154,31 @@ export class GpuLm {
   }
 }
 
+/**
+ * Dispatches that replace a hook's activations in place, inserted where the pass reaches the
+ * hook: `build(act)` gets the buffer [batch·seq, d] holding them and returns dispatches that leave
+ * the replacement there. The hook's own buffer (when also asked for in `hooks`) keeps the
+ * activations from before the splice.
+ */
+export interface Splice {
+  /** The hook point, TransformerLens-named (`blocks.2.hook_resid_pre`). */
+  hook: string;
+  /** Dispatches reading `act` [batch·seq, d] f32 and leaving the replacement in it. */
+  build: (act: GPUBuffer) => Promise<Dispatch[]>;
+}
+
+/** Where a {@link Splice} sits in {@link LmForward.dispatches}. */
+export interface SplicePoint {
+  /** The spliced hook. */
+  hook: string;
+  /** The buffer the splice replaces in place, [batch·seq, d] f32. */
+  act: GPUBuffer;
+  /** Index of the splice's first dispatch: they are `dispatches.slice(start, end)`. */
+  start: number;
+  /** Index after its last dispatch. */
+  end: number;
+}
+
 /** Shape and outputs of one {@link LmForward}. */
 export interface ForwardSpec {
   /** Sequences per call. */
@@ -169,6 +198,8 @@ export interface ForwardSpec {
   logits?: "all" | "last" | "none";
   /** KV caches shared with another forward of the same batch and cache length (decode after prefill). */
   caches?: KvCaches;
+  /** Replaces one hook's activations in place inside the pass. */
+  splice?: Splice;
 }
 
 /** Per layer, keys and values [batch, cacheLen, nKv·hd] f32. */
@@ -186,7 +217,7 @@ export interface KvCaches {
  */
 export class LmForward {
   readonly lm: GpuLm;
-  readonly spec: Required<Omit<ForwardSpec, "caches">>;
+  readonly spec: Required<Omit<ForwardSpec, "caches" | "splice">>;
   /** u32 [batch·seq] token ids. */
   readonly tokens: GPUBuffer;
   /** u32 [batch] position of each sequence's first token (zeros after build). */
@@ -198,6 +229,8 @@ export class LmForward {
   readonly caches: KvCaches;
   /** The whole pass, in order. */
   readonly dispatches: Dispatch[] = [];
+  /** Where the splice's dispatches are (null without a splice, or when the pass stops before it). */
+  splicePoint: SplicePoint | null = null;
   private readonly owned: GPUBuffer[] = [];
 
   private constructor(lm: GpuLm, spec: ForwardSpec) {
@@ -260,6 +293,8 @@ export class LmForward {
     const qd = cfg.nHeads * hd, kvd = cfg.nKvHeads * hd, qkvd = qd + 2 * kvd;
     const points: HookPoint[] = this.spec.hooks.map((h) => parseHook(h, cfg));
     const hooked = new Set(this.spec.hooks);
+    const splice = spec0.splice;
+    if (splice) parseHook(splice.hook, cfg);
     const stop = this.spec.stopAtHook ? stopPoint(points) : null;
     const out = this.dispatches;
     const push = (ds: Dispatch[]) => out.push(...ds);
@@ -304,14 +339,34 @@ export class LmForward {
         );
       }
     };
+    // The hook's activations in `act` (after `keep` copied them): the splice replaces them there.
+    const spliceAt = async (name: string, act: GPUBuffer) => {
+      if (splice?.hook !== name) return;
+      const start = out.length;
+      push(await splice.build(act));
+      this.splicePoint = { hook: name, act, start, end: out.length };
+    };
     // Adds a branch output (post-normed here when `postNorm`) into x; the branch lands in its
     // hook buffer when hooked; `hookOnly` stops once the hook is written.
+    // A spliced branch is post-normed into h (free between the norms that fill it), kept, and
+    // replaced there before the add.
     const addBranch = async (
       name: string,
       raw: GPUBuffer,
       postNorm: GpuNorm | undefined,
       hookOnly = false,
     ) => {
+      if (splice?.hook === name) {
+        let y = raw;
+        if (postNorm) {
+          await norm(postNorm, raw, h);
+          y = h;
+        }
+        await keep(name, y);
+        await spliceAt(name, y);
+        if (!hookOnly) push(await addDispatches(gpu, { n: T * d }, { x, y }));
+        return;
+      }
       const hook = hooked.has(name) ? this.hooks[name] : null;
       if (postNorm && !hook) return await norm(postNorm, raw, x, true);
       let y = raw;
@@ -339,6 +394,7 @@ export class LmForward {
     const fused = { ldQ: qkvd, offQ: 0, ldK: qkvd, offK: qd, ldV: qkvd, offV: qd + kvd };
     for (let l = 0; l < cfg.nLayers; l++) {
       await keep(`blocks.${l}.hook_resid_pre`, x);
+      await spliceAt(`blocks.${l}.hook_resid_pre`, x);
       if (stop && l > stop.layer) return;
       const L = lm.layers[l];
       await norm(L.attnNorm, x, h);
@@ -382,7 +438,9 @@ export class LmForward {
         await attentionDispatches(gpu, aspec, { q: qkv, kCache, vCache, pos: this.pos, out: att }),
       );
       const attnName = `blocks.${l}.hook_attn_out`;
-      const attnDst = hooked.has(attnName) && !L.postAttnNorm ? this.hooks[attnName] : branch;
+      const attnDst = hooked.has(attnName) && !L.postAttnNorm && splice?.hook !== attnName
+        ? this.hooks[attnName]
+        : branch;
       await linear(`l${l} o`, att, L.wo, L.bo, attnDst, T, d, qd);
       await addBranch(attnName, attnDst, L.postAttnNorm);
       if (stop && stop.layer === l && stop.attnOnly) return;
@@ -399,7 +457,9 @@ export class LmForward {
         );
       } else push(await geluDispatches(gpu, { n: T * f }, { x: mlpIn }));
       const mlpName = `blocks.${l}.hook_mlp_out`;
-      const mlpDst = hooked.has(mlpName) && !L.postMlpNorm ? this.hooks[mlpName] : branch;
+      const mlpDst = hooked.has(mlpName) && !L.postMlpNorm && splice?.hook !== mlpName
+        ? this.hooks[mlpName]
+        : branch;
       await linear(`l${l} mlp out`, mlpAct, L.wDown, L.bDown, mlpDst, T, d, f);
       // Stopping at this block's MLP output, the residual stream after it is not needed.
       const residAfter = hooked.has(`blocks.${l}.hook_resid_post`) ||
@@ -407,6 +467,7 @@ export class LmForward {
       await addBranch(mlpName, mlpDst, L.postMlpNorm, !!stop && stop.layer === l && !residAfter);
       if (stop && stop.layer === l && !residAfter) return;
       await keep(`blocks.${l}.hook_resid_post`, x);
+      await spliceAt(`blocks.${l}.hook_resid_post`, x);
     }
     if (stop || !this.logits) return;
     await norm(lm.finalNorm, x, h);
@@ -422,6 +483,20 @@ export class LmForward {
         }),
       );
     }
+  }
+
+  /**
+   * The pass with the splice's dispatches replaced by `replacement` (`[]`: the pass without it),
+   * on the same buffers: the clean, spliced and zero-ablated passes of one forward.
+   */
+  passWith(replacement: Dispatch[]): Dispatch[] {
+    const p = this.splicePoint;
+    if (!p) throw new Error("forward: no splice in this pass");
+    return [
+      ...this.dispatches.slice(0, p.start),
+      ...replacement,
+      ...this.dispatches.slice(p.end),
+    ];
   }
 
   /** Writes `tokens` (and `pos`, when given) and submits the pass. */

@@ -73,5 +73,12 @@ export {
   referenceGreedy,
   type ReferenceOptions,
 } from "./reference.ts";
-export { type ForwardSpec, GpuLm, type KvCaches, LmForward } from "./forward.ts";
+export {
+  type ForwardSpec,
+  GpuLm,
+  type KvCaches,
+  LmForward,
+  type Splice,
+  type SplicePoint,
+} from "./forward.ts";
 export { generate, type Generated, type GenerateOptions } from "./generate.ts";

@@ -40,6 +40,11 @@ export interface ReferenceOptions {
   hooks?: string[];
   /** Stop after the last requested hook instead of computing logits. */
   stopAtHook?: boolean;
+  /**
+   * Replaces one hook's activations [T, d] in place where the pass reaches them (the reference of
+   * src/lm/forward.ts's Splice); the returned hooks keep the values from before.
+   */
+  splice?: { hook: string; apply: (act: Float32Array) => void };
 }
 
 /** Output of a forward pass: logits [T, vocab] (null when stopped early) and hook activations. */
@@ -217,8 +222,10 @@ export function referenceForward(
   const want = new Set(points.map((p) => p.name));
   const stop = opts.stopAtHook && points.length ? stopPoint(points) : null;
   const hooks: Record<string, Float32Array> = {};
+  if (opts.splice) parseHook(opts.splice.hook, cfg);
   const record = (name: string, x: Float32Array) => {
     if (want.has(name)) hooks[name] = x.slice();
+    if (opts.splice?.hook === name) opts.splice.apply(x);
   };
   const pos = Array.from({ length: T }, (_, t) => t % seq);
   let x = embedTokens(cfg, w, tokens, pos);

@@ -97,6 +97,8 @@ Deno.test("sae eval --help: every option shows its default", () => {
     assert.match(opt.description, /\(default: [^)]+/, `${opt.long} shows no default`);
   }
   const desc = (long: string) => cmd.options.find((o) => o.long === long)!.description;
-  assert.match(desc("--recon-batches"), /SAEBench uses 200 \(default: 8\)/);
+  assert.match(desc("--recon-batches"), /SAEBench uses 200 \(default: 8; with --model 10,/);
+  assert.match(desc("--batch"), /with --model, contexts per batch \(default: 16\)/);
+  assert.match(desc("--context"), /\(default: 128\)/);
   assert.match(desc("--sparsity-batches"), /SAEBench uses 2000 \(default: 32\)/);
 });

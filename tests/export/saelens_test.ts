@@ -217,6 +217,13 @@ Deno.test("saelens: a directory written by hand from the spec imports correctly"
     assert.equal(sae.cfg.d_sae, 2);
     assert.equal(sae.cfg.apply_b_dec_to_input, false);
     assert.equal(sae.scale, 1);
+    // The model and hook are recorded as config keys of the same names (sae eval --model checks
+    // them); what cfg.json does not say keeps its default.
+    assert.equal(sae.cfg.model_name, "gemma-2-2b");
+    assert.equal(sae.cfg.hook_name, "blocks.12.hook_resid_post");
+    assert.equal(sae.cfg.context_size, 128);
+    assert.equal(sae.cfg.prepend_bos, true);
+    assert.equal(sae.cfg.dataset_path, "");
     // Ours is [d_sae, d_in]: latent i's row is column i of SAELens' W_enc.
     assert.deepEqual([...sae.weights.wEnc], [1, 3, 5, 2, 4, 6]);
     assert.deepEqual([...sae.weights.wDec], [...Float32Array.from(wDec)]);
@@ -229,6 +236,7 @@ Deno.test("saelens: a directory written by hand from the spec imports correctly"
     const out = await exportSaelens(`${dir}/run`, `${dir}/sl2`, { overwrite: false });
     assert.equal(out.cfg.model_name, "gemma-2-2b");
     assert.equal(out.cfg.hook_name, "blocks.12.hook_resid_post");
+    assert.equal(out.cfg.hook_layer, 12);
     assert.deepEqual([...new Float32Array(out.tensors.W_enc.data.slice().buffer)], wEnc);
   } finally {
     await Deno.remove(dir, { recursive: true });

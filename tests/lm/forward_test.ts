@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { getGpu } from "../../src/gpu/device.ts";
 import { GpuLm, LmForward } from "../../src/lm/forward.ts";
-import { hookPoints } from "../../src/lm/hooks.ts";
+import { run } from "../../src/gpu/dispatch.ts";
+import { spliceOutDispatches, spliceOutReference } from "../../src/kernels/splice.ts";
+import { HOOK_KINDS, hookPoints } from "../../src/lm/hooks.ts";
 import { type LmModel, loadModel } from "../../src/lm/load.ts";
 import { referenceForward } from "../../src/lm/reference.ts";
-import { assertClose, rejectsUserError, withTemp } from "../helpers/check.ts";
+import { Rng } from "../../src/rng.ts";
+import { assertClose, randArray, rejectsUserError, withTemp } from "../helpers/check.ts";
 import { randomTensors, randomTokens, sharedLm, TINY_CONFIGS, writeHfDir } from "./fixtures.ts";
 
 /** Runs the GPU forward on [batch, seq] tokens; compares logits and every hook with the reference. */
@@ -163,3 +166,50 @@ Deno.test("GPU forward: a context longer than the model's is a one-line UserErro
     lm.destroy();
   });
 });
+
+for (const family of ["llama", "gpt2", "gemma2"] as const) {
+  Deno.test(`GPU forward ${family} with a splice: each hook kind is replaced where the pass reaches it, as in the reference`, async () => {
+    await withTemp(async (dir) => {
+      const cfg = TINY_CONFIGS[family];
+      const m = await loadModel(await writeHfDir(join(dir, "m"), cfg, randomTensors(cfg, 9)));
+      const gpu = await getGpu();
+      const lm = GpuLm.upload(gpu, m);
+      const batch = 2, seq = 7, T = batch * seq, d = m.config.dModel, V = m.config.vocabSize;
+      const rng = new Rng(3);
+      const tokens = randomTokens(T, V, 6);
+      const clean = referenceForward(m, tokens, batch, seq).logits!;
+      for (const kind of HOOK_KINDS) {
+        const hook = `blocks.1.${kind}`;
+        // The replacement: x̂ / 0.5 on the kept rows, the activation elsewhere.
+        const xhat = randArray(rng, T * d, -2, 2);
+        const keep = Uint32Array.from({ length: T }, (_, t) => (t % 3 === 0 ? 0 : 1));
+        const bufs = { xhat: gpu.upload("xhat", xhat), keep: gpu.upload("keep", keep) };
+        const spec = { rows: T, dim: d, scale: 0.5 };
+        const f = await LmForward.build(lm, {
+          batch,
+          seq,
+          hooks: [hook],
+          splice: { hook, build: (act) => spliceOutDispatches(gpu, spec, { act, ...bufs }) },
+        });
+        const want = referenceForward(m, tokens, batch, seq, {
+          hooks: [hook],
+          splice: {
+            hook,
+            apply: (act) => act.set(spliceOutReference(spec, act, xhat, keep)),
+          },
+        });
+        const moved = want.logits!.reduce((mx, v, i) => Math.max(mx, Math.abs(v - clean[i])), 0);
+        assert.ok(moved > 1e-2, `${hook}: the splice changes the logits (by ${moved})`);
+        f.run(tokens);
+        assertClose(await gpu.read(f.logits!, T * V * 4), want.logits!, 1e-4, `${hook} logits`);
+        assertClose(await gpu.read(f.hooks[hook], T * d * 4), want.hooks[hook], 1e-4, hook);
+        // Without the splice's dispatches the same buffers give the clean pass.
+        run(gpu, f.passWith([]));
+        assertClose(await gpu.read(f.logits!, T * V * 4), clean, 1e-4, `${hook} clean`);
+        f.destroy();
+        for (const b of Object.values(bufs)) gpu.destroyBuffer(b);
+      }
+      lm.destroy();
+    });
+  });
+}
