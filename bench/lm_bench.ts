@@ -13,10 +13,10 @@
  * 2. the whole forward, median wall time of LM_BENCH_REPS runs (default 3; host clock around
  *    submit → done, token upload included): tokens/s and GFLOP/s against the FMA peak.
  *
- * The peaks (the faster FMA kernel, a 32 MiB copy: bench/lm_models.ts) are timed between the
- * forwards of each case and the median used, since other load on the machine moves them. For
- * comparison in the same run, the SAE step's encoder GEMM (x·W_encᵀ, 1024 × 4096 × 512, NT) is
- * profiled the same way. `deno task bench:peer-lm` times the GPT-2 forward against PyTorch.
+ * The peaks (the faster FMA kernel, a 32 MiB copy: bench/lm_models.ts) are timed just before and
+ * after each profiled or timed forward, and each is compared with their mean, since other load on
+ * the machine moves them. For comparison in the same run, the SAE step's encoder GEMM (x·W_encᵀ,
+ * 1024 × 4096 × 512, NT) is profiled the same way (median of three). `deno task bench:peer-lm` times the GPT-2 forward against PyTorch.
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { type Dispatch, run } from "../src/gpu/dispatch.ts";
@@ -46,11 +46,19 @@ const family = (label: string) => label.replace(/^l\d+ /, "").replace(/ \d+(?= |
 /** The GEMM products (not their operand packing) among the forward's labels. */
 const isGemm = (name: string) => /^(qkv|o|mlp in|mlp out|unembed|sae encode)$/.test(name);
 
-/** Profiles `list` once; prints one line per kernel family and the GEMMs' total. */
-async function profileTable(list: readonly Dispatch[], fmaPeak: number, copyPeak: number) {
+/**
+ * Profiles `list` once between two samples of the peaks, and prints one line per kernel family
+ * against their mean; returns the GEMMs' rate and fraction of the FMA peak, and their share of
+ * the time.
+ */
+async function profileTable(list: readonly Dispatch[], print = true) {
   const prof = new Profiler(gpu, list.length);
+  const before = await peak();
   const ms = await prof.run(list);
+  const after = await peak();
   prof.destroy();
+  const fmaPeak = (before.gflops + after.gflops) / 2, copyPeak = (before.gbps + after.gbps) / 2;
+  const out = print ? console.log : () => {};
   const rows = new Map<string, { ms: number; works: ReturnType<typeof dispatchWork>[] }>();
   list.forEach((d, i) => {
     const r = rows.get(family(d.label)) ?? { ms: 0, works: [] };
@@ -58,7 +66,7 @@ async function profileTable(list: readonly Dispatch[], fmaPeak: number, copyPeak
     r.works.push(dispatchWork(d));
     rows.set(family(d.label), r);
   });
-  console.log(
+  out(
     `${"kernel".padEnd(22)} ${"ms".padStart(9)} ${"GFLOP".padStart(8)} ${"GFLOP/s".padStart(8)} ${
       "GB/s".padStart(7)
     } ${"of roof".padStart(8)}`,
@@ -71,19 +79,28 @@ async function profileTable(list: readonly Dispatch[], fmaPeak: number, copyPeak
       gemmFlops += w.flops ?? 0;
     }
     if (r.ms < 0.01) {
-      console.log(`${name.padEnd(22)} ${"< clock".padStart(9)}`);
+      out(`${name.padEnd(22)} ${"< clock".padStart(9)}`);
       continue;
     }
     const rt = rates(w, r.ms);
     const need = Math.max((rt.gflops ?? 0) / fmaPeak, (rt.gbps ?? 0) / copyPeak);
-    console.log(
+    out(
       `${name.padEnd(22)} ${fmt(r.ms, 9, 1)} ${fmt(w.flops && w.flops / 1e9, 8, 3)} ${
         fmt(rt.gflops, 8)
       } ${fmt(rt.gbps, 7)} ${fmt(100 * need, 7, 1)}%`,
     );
   }
   const g = gemmFlops / (gemmMs / 1e3) / 1e9;
-  return { gemmGflops: g, gemmShare: gemmMs / ms.reduce((a, b) => a + b, 0) };
+  out(
+    `(against the peaks around this profile: FMA ${fmaPeak.toFixed(1)} GFLOP/s, copy ${
+      copyPeak.toFixed(2)
+    } GB/s)`,
+  );
+  return {
+    gemmGflops: g,
+    gemmOfPeak: g / fmaPeak,
+    gemmShare: gemmMs / ms.reduce((a, b) => a + b, 0),
+  };
 }
 
 const cases: { name: string; model: () => Promise<{ config: LmConfig; weights: LmWeights }> }[] =
@@ -108,7 +125,6 @@ for (const c of cases) {
   const work = forwardWork(f.dispatches);
   f.run(tokens);
   await gpu.sync();
-  const peaks = [await peak()];
   const cfg = model.config;
   console.log(
     `\n${c.name}: d ${cfg.dModel}, ${cfg.nLayers} layers, ${cfg.nHeads} heads, vocabulary ${cfg.vocabSize}; ` +
@@ -116,26 +132,29 @@ for (const c of cases) {
         (work.flops! / 1e9).toFixed(2)
       } GFLOP, ${f.dispatches.length} dispatches`,
   );
-  const table = await profileTable(f.dispatches, peaks[0].gflops, peaks[0].gbps);
-  const wall: number[] = [];
+  const table = await profileTable(f.dispatches);
+  // Each timed forward against the mean of the FMA peaks sampled just before and after it.
+  const wall: number[] = [], ofPeak: number[] = [];
+  let before = await peak();
   for (let r = 0; r < REPS; r++) {
     const t0 = performance.now();
     f.run(tokens);
     await gpu.sync();
-    wall.push((performance.now() - t0) / 1000);
-    peaks.push(await peak());
+    const s = (performance.now() - t0) / 1000;
+    const after = await peak();
+    wall.push(s);
+    ofPeak.push(work.flops! / s / 1e9 / ((before.gflops + after.gflops) / 2));
+    before = after;
   }
   const s = median(wall);
-  const fma = median(peaks.map((p) => p.gflops));
-  const gflops = work.flops! / s / 1e9;
   console.log(
     `${c.name} forward: ${(s * 1000).toFixed(1)} ms (${
       wall.map((w) => (w * 1000).toFixed(0)).join(", ")
     }), ${Math.round(BATCH * SEQ / s).toLocaleString("en-US")} tokens/s, ${
-      gflops.toFixed(2)
-    } GFLOP/s = ${(100 * gflops / fma).toFixed(1)}% of the FMA peak (${fma.toFixed(1)} GFLOP/s, ` +
-      `median over the run); GEMMs ${table.gemmGflops.toFixed(2)} GFLOP/s = ${
-        (100 * table.gemmGflops / fma).toFixed(1)
+      (work.flops! / s / 1e9).toFixed(2)
+    } GFLOP/s = ${(100 * median(ofPeak)).toFixed(1)}% of the FMA peak (each run against the ` +
+      `peaks around it); GEMMs ${table.gemmGflops.toFixed(2)} GFLOP/s = ${
+        (100 * table.gemmOfPeak).toFixed(1)
       }% of it, ${(100 * table.gemmShare).toFixed(0)}% of the profiled time`,
   );
   Deno.bench({ name: `${c.name} forward ${BATCH}×${SEQ}`, n: 1, warmup: 0 }, async () => {
@@ -165,16 +184,12 @@ for (const c of cases) {
   });
   run(gpu, list);
   await gpu.sync();
-  const p = await peak();
+  console.log(`\nSAE step's encoder GEMM (B ${B}, d_in ${d}, d_sae ${m}):`);
+  const runs = [await profileTable(list)];
+  for (let r = 1; r < 3; r++) runs.push(await profileTable(list, false));
   console.log(
-    `\nSAE step's encoder GEMM (B ${B}, d_in ${d}, d_sae ${m}; FMA peak now ${
-      p.gflops.toFixed(1)
-    } GFLOP/s):`,
-  );
-  const t = await profileTable(list, p.gflops, p.gbps);
-  console.log(
-    `SAE encoder GEMM: ${t.gemmGflops.toFixed(2)} GFLOP/s = ${
-      (100 * t.gemmGflops / p.gflops).toFixed(1)
-    }% of the FMA peak`,
+    `SAE encoder GEMM: ${median(runs.map((t) => t.gemmGflops)).toFixed(2)} GFLOP/s = ${
+      (100 * median(runs.map((t) => t.gemmOfPeak))).toFixed(1)
+    }% of the FMA peak (median of ${runs.length} profiles, each against the peaks around it)`,
   );
 }
