@@ -45,6 +45,9 @@ export {
   type LmModel,
   loadModel,
   type LoadOptions,
+  type ModelFile,
+  type ModelFingerprint,
+  modelFingerprint,
   modelName,
   type ModelSource,
   resolveModel,
@@ -75,3 +78,4 @@ export {
 } from "./reference.ts";
 export { type ForwardSpec, GpuLm, type KvCaches, LmForward } from "./forward.ts";
 export { generate, type Generated, type GenerateOptions } from "./generate.ts";
+export { HookRows, type HookRowsSpec } from "./hook_rows.ts";
