@@ -12,7 +12,8 @@
  * Installs nothing: it looks for a python3 that imports torch (`python3`, then /usr/bin/python3)
  * and skips with a one-line hint when there is none. Debian's python3-torch calls whatever
  * libblas.so.3 the alternatives system provides (reference BLAS unless OpenBLAS is installed),
- * so the BLAS library PyTorch loaded is printed with its time.
+ * so the BLAS library PyTorch loaded is printed with its time, and OpenBLAS's core type. The
+ * peer runs without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE ({@link torchEnv}).
  */
 import { Command } from "@commander-js/extra-typings";
 import { fileURLToPath } from "node:url";
@@ -29,6 +30,8 @@ export interface TorchResult {
   device: string;
   threads: number;
   blas: string;
+  /** OpenBLAS's core type and build, or "not OpenBLAS". */
+  openblas_core: string;
   batch: number;
   d_in: number;
   d_sae: number;
@@ -56,11 +59,27 @@ export async function findTorchPython(
   return null;
 }
 
+/**
+ * The environment of a PyTorch peer: ours without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
+ * would pin OpenBLAS to a core type and cache size other than the machine's (pass it with
+ * `clearEnv: true`).
+ */
+export function torchEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return env;
+}
+
 /** Runs bench/peer_torch.py with `args` under `python`; throws with its stderr on failure. */
 export async function runTorchStep(python: string, args: string[]): Promise<TorchResult> {
   const script = fileURLToPath(new URL("./peer_torch.py", import.meta.url));
-  const out = await new Deno.Command(python, { args: [script, ...args], stderr: "piped" })
-    .output();
+  const out = await new Deno.Command(python, {
+    args: [script, ...args],
+    stderr: "piped",
+    env: torchEnv(),
+    clearEnv: true,
+  }).output();
   const text = new TextDecoder().decode(out.stdout).trim();
   if (!out.success) {
     throw new Error(`peer_torch.py failed: ${new TextDecoder().decode(out.stderr).trim()}`);
@@ -189,7 +208,7 @@ if (import.meta.main) {
       torch.median_s,
     ),
   );
-  console.log(`PyTorch BLAS: ${torch.blas}`);
+  console.log(`PyTorch BLAS: ${torch.blas}; OpenBLAS core: ${torch.openblas_core}`);
   console.log(
     `active latents per row: ours ${ourMetrics.l0.toFixed(1)} (sparse kernels on ${
       (100 * ourMetrics.sparse_fraction).toFixed(0)

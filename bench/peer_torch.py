@@ -8,6 +8,7 @@ rows unit-norm; torch.optim.AdamW (decoupled weight decay, as ours); rows of W_d
 Prints one JSON line. Installs nothing: needs `torch` (Debian: apt-get install -y python3-torch).
 """
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -26,6 +27,19 @@ def blas_library() -> str:
         return ", ".join(sorted(os.path.realpath(p) for p in libs)) or "unknown"
     except OSError:
         return "unknown"
+
+
+def openblas_core() -> str:
+    """OpenBLAS's core type and build config where OpenBLAS is the BLAS loaded, else "not OpenBLAS"."""
+    for path in blas_library().split(", "):
+        try:
+            lib = ctypes.CDLL(path)
+            name, config = lib.openblas_get_corename, lib.openblas_get_config
+        except (OSError, AttributeError):
+            continue
+        name.restype = config.restype = ctypes.c_char_p
+        return f"{name().decode()} ({config().decode()})"
+    return "not OpenBLAS"
 
 
 def main() -> None:
@@ -102,6 +116,7 @@ def main() -> None:
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "threads": torch.get_num_threads(),
         "blas": blas_library(),
+        "openblas_core": openblas_core(),
         "batch": B,
         "d_in": d,
         "d_sae": m,

@@ -16,6 +16,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { TrainingInterrupted, UserError } from "../errors.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
+import { harvestCommand } from "./harvest.ts";
 import { importCommand } from "./import.ts";
 import { lmCommand } from "./lm.ts";
 import { reportCommand } from "./report.ts";
@@ -34,6 +35,7 @@ const COMMANDS: (() => CommandUnknownOpts)[] = [
   importCommand,
   reportCommand,
   lmCommand,
+  harvestCommand,
   tuneCommand,
 ];
 

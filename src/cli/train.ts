@@ -23,6 +23,7 @@ import {
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { dataWidth } from "../data/files.ts";
 import { collect } from "./options.ts";
 import { readRunConfig } from "../run/rundir.ts";
 import { train, type TrainOptions } from "../sae/trainer.ts";
@@ -82,7 +83,10 @@ export function makeTrainCommand() {
     )
     .option("--steps <n>", `total optimizer steps ${def("steps")}`)
     .option("--seed <n>", `seed for initialisation and data order ${def("seed")}`)
-    .option("--d-in <n>", `activation width ${def("d_in")}`)
+    .option(
+      "--d-in <n>",
+      `activation width (default: the data's width; ${DEFAULT_CONFIG.d_in} for synthetic data)`,
+    )
     .option("--d-sae <n>", `number of SAE latents ${def("d_sae")}`)
     .option("--batch <n>", `rows per training step ${def("batch")}`)
     .option("--lr <x>", `AdamW peak learning rate ${def("lr")}`)
@@ -133,10 +137,16 @@ export function timestampName(d: Date = new Date()): string {
     `${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** The run's config and options as the flags give them, and where d_in was set (null: nowhere). */
+interface ResolvedTrain {
+  cfg: TrainConfig;
+  opts: TrainOptions;
+  /** "--d-in 96", "--set d_in=96", "c.yaml", "runs/x/config.yaml", or null (the default). */
+  dInFrom: string | null;
+}
+
 /** Turns parsed flags into the run's config and options (reads --config / DIR/config.yaml). */
-async function resolveTrainFlags(
-  flags: TrainFlags,
-): Promise<{ cfg: TrainConfig; opts: TrainOptions }> {
+async function resolveTrainFlags(flags: TrainFlags): Promise<ResolvedTrain> {
   let base: PartialConfig = {};
   let outDir: string;
   if (flags.resume !== undefined) {
@@ -167,7 +177,8 @@ async function resolveTrainFlags(
     outDir = flags.out ?? `runs/${flags.name ?? timestampName()}`;
   }
 
-  const sets = (flags.set ?? []).map(setFlagLayer);
+  const setTexts = flags.set ?? [];
+  const sets = setTexts.map(setFlagLayer);
 
   const named: Record<string, unknown> = {};
   for (const [attr, key] of Object.entries(CONFIG_FLAGS)) {
@@ -207,21 +218,49 @@ async function resolveTrainFlags(
     }
     opts.profile = n;
   }
-  return { cfg, opts };
+  const lastSet = sets.findLastIndex((l) => l.d_in !== undefined);
+  const dInFrom = named.d_in !== undefined
+    ? `--d-in ${named.d_in}`
+    : lastSet >= 0
+    ? `--set ${setTexts[lastSet]}`
+    : base.d_in !== undefined
+    ? (flags.resume !== undefined ? `${flags.resume}/config.yaml` : flags.config!)
+    : null;
+  return { cfg, opts, dInFrom };
+}
+
+/**
+ * The config with d_in taken from the activation files' width when no flag, --set or config file
+ * set it (`dInFrom` null), or checked against it when one did: a mismatch stops with one line
+ * naming both widths. Synthetic data keeps the config's d_in.
+ */
+export async function withDataWidth(
+  cfg: TrainConfig,
+  dInFrom: string | null,
+): Promise<TrainConfig> {
+  if (cfg.data === "synthetic") return cfg;
+  const { d, path } = await dataWidth(cfg.data);
+  if (dInFrom === null) return validateConfig({ ...cfg, d_in: d }, "the configuration");
+  if (d !== cfg.d_in) {
+    throw new UserError(
+      `d_in is ${cfg.d_in} (from ${dInFrom}) but the rows of ${path} are ${d} wide: pass --d-in ${d}, ` +
+        `or leave d_in unset to take it from the data`,
+    );
+  }
+  return cfg;
 }
 
 /**
  * Parses `sae train` arguments (those after "train") into the run's config and options, exactly
- * as the command does. Usage errors become UserErrors.
+ * as the command does, up to reading the data: the command then fills in or checks d_in against
+ * the activation files ({@link withDataWidth}, with `dInFrom`). Usage errors become UserErrors.
  *
  * @example
  * ```ts
  * const { cfg, opts } = await parseTrainArgs(["--steps", "10", "--set", "synthetic.n_features=512"]);
  * ```
  */
-export async function parseTrainArgs(
-  argv: string[],
-): Promise<{ cfg: TrainConfig; opts: TrainOptions }> {
+export async function parseTrainArgs(argv: string[]): Promise<ResolvedTrain> {
   const cmd = makeTrainCommand()
     .exitOverride()
     .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
@@ -242,7 +281,7 @@ export async function parseTrainArgs(
  */
 export function trainCommand() {
   return makeTrainCommand().action(async (flags) => {
-    const { cfg, opts } = await resolveTrainFlags(flags);
-    await train(cfg, opts);
+    const { cfg, opts, dInFrom } = await resolveTrainFlags(flags);
+    await train(await withDataWidth(cfg, dInFrom), opts);
   });
 }

@@ -330,6 +330,25 @@ export class FileSource implements ActivationSource {
   }
 }
 
+/**
+ * The row width of the activation files `spec` names (same syntax as {@link FileSource.open}),
+ * from their headers, with the first shard's path; shards of different widths stop with a
+ * UserError naming two of them.
+ */
+export async function dataWidth(spec: string): Promise<{ d: number; path: string }> {
+  const { pattern, tensor } = parseDataSpec(spec);
+  let first: ShardInfo | null = null;
+  for (const p of await expandDataPaths(pattern)) {
+    const shard = await readShard(p, tensor);
+    first ??= shard;
+    if (shard.d !== first.d) {
+      throw new UserError(`shard ${p} has d=${shard.d} but ${first.path} has d=${first.d}`);
+    }
+  }
+  if (first === null) throw new UserError(`${spec}: no activation files`);
+  return { d: first.d, path: first.path };
+}
+
 /** Reads the header of one shard, by its extension. */
 export function readShard(path: string, tensor?: string): Promise<ShardInfo> {
   if (/\.npy$/i.test(path)) return readNpyShard(path);

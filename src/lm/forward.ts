@@ -499,8 +499,11 @@ export class LmForward {
     ];
   }
 
-  /** Writes `tokens` (and `pos`, when given) and submits the pass. */
-  run(tokens?: ArrayLike<number>, pos?: ArrayLike<number>): void {
+  /**
+   * Writes `tokens` (and `pos`, when given) and submits the pass, followed in the same submission
+   * by `then` (kernels reading the pass's outputs).
+   */
+  run(tokens?: ArrayLike<number>, pos?: ArrayLike<number>, then: readonly Dispatch[] = []): void {
     const gpu = this.lm.gpu;
     if (tokens) {
       const ids = Uint32Array.from(tokens);
@@ -513,7 +516,7 @@ export class LmForward {
     }
     if (pos) gpu.write(this.pos, Uint32Array.from(pos));
     const enc = gpu.device.createCommandEncoder();
-    encodeDispatches(enc, this.dispatches);
+    encodeDispatches(enc, then.length ? [...this.dispatches, ...then] : this.dispatches);
     gpu.submit([enc.finish()]);
   }
 

@@ -15,6 +15,7 @@
  * m.tokenizer?.name; // "llama2c:tok512.bin"
  * ```
  */
+import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { decodeSafetensors, type Tensor } from "../run/safetensors.ts";
@@ -295,4 +296,51 @@ export async function loadModel(spec: string, opts: LoadOptions = {}): Promise<L
 /** The model's name for manifests and logs: the repo id or the directory/file's base name. */
 export function modelName(source: ModelSource): string {
   return isRepoId(source.spec) ? source.spec : basename(source.path);
+}
+
+/** One file of a model, identified by content. */
+export interface ModelFile {
+  /** Base name (config.json, model.safetensors, stories260K.bin, ...). */
+  file: string;
+  bytes: number;
+  /** SHA-256 of its bytes, hex. */
+  sha256: string;
+}
+
+/** A model's identity by content: its config and weight files and one hash over them. */
+export interface ModelFingerprint {
+  files: ModelFile[];
+  /** SHA-256 of the lines `<sha256>  <file>` of {@link files}, in order (as sha256sum prints). */
+  sha256: string;
+}
+
+/**
+ * The content fingerprint of a model: SHA-256 of its config.json (Hugging Face) and of every
+ * weight file, read in 4 MiB chunks (a manifest records it; a resume compares it).
+ */
+export async function modelFingerprint(source: ModelSource): Promise<ModelFingerprint> {
+  const paths = source.format === "hf"
+    ? [source.configFile, ...source.weightFiles]
+    : source.weightFiles;
+  const files: ModelFile[] = [];
+  const buf = new Uint8Array(4 << 20);
+  for (const path of paths) {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    const f = await Deno.open(path);
+    try {
+      for (;;) {
+        const n = await f.read(buf);
+        if (n === null) break;
+        hash.update(buf.subarray(0, n));
+        bytes += n;
+      }
+    } finally {
+      f.close();
+    }
+    files.push({ file: basename(path), bytes, sha256: hash.digest("hex") });
+  }
+  const all = createHash("sha256");
+  for (const f of files) all.update(`${f.sha256}  ${f.file}\n`);
+  return { files, sha256: all.digest("hex") };
 }

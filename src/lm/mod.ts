@@ -45,6 +45,9 @@ export {
   type LmModel,
   loadModel,
   type LoadOptions,
+  type ModelFile,
+  type ModelFingerprint,
+  modelFingerprint,
   modelName,
   type ModelSource,
   resolveModel,
@@ -82,3 +85,4 @@ export {
   type SplicePoint,
 } from "./forward.ts";
 export { generate, type Generated, type GenerateOptions } from "./generate.ts";
+export { HookRows, type HookRowsSpec } from "./hook_rows.ts";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { type CliIo, main } from "../../src/cli/main.ts";
 import { parseCount } from "../../src/cli/lm.ts";
 import { withTemp } from "../helpers/check.ts";
-import { randomTensors, TINY_CONFIGS, writeHfDir } from "../lm/fixtures.ts";
+import { llama2cTokenizerBytes, randomTensors, TINY_CONFIGS, writeHfDir } from "../lm/fixtures.ts";
 
 function captureIo(): CliIo & { out: string[]; err: string[] } {
   const out: string[] = [], err: string[] = [];
@@ -23,25 +23,6 @@ async function sae(argv: string[]): Promise<{ code: number; log: string; err: st
   } finally {
     console.log = orig;
   }
-}
-
-/** A llama2.c tokenizer file of `n` tokens: unk, BOS, EOS, then single letters and digits. */
-function tinyTokenizer(n: number): Uint8Array {
-  const chars = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?";
-  const pieces = ["<unk>", "<s>", "</s>", ...chars.slice(0, n - 3)];
-  const enc = new TextEncoder();
-  const parts = pieces.map((p) => enc.encode(p));
-  const out = new Uint8Array(4 + parts.reduce((s, p) => s + 8 + p.length, 0));
-  const v = new DataView(out.buffer);
-  v.setInt32(0, 5, true);
-  let o = 4;
-  for (const p of parts) {
-    v.setFloat32(o, 0, true);
-    v.setInt32(o + 4, p.length, true);
-    out.set(p, o + 8);
-    o += 8 + p.length;
-  }
-  return out;
 }
 
 Deno.test("sae lm info: text and --json describe the model; bad models exit 2 with one line", async () => {
@@ -81,7 +62,7 @@ Deno.test("sae lm generate: writes .txt and .jsonl corpora; bad flags and a mism
     const cfg = TINY_CONFIGS.llama;
     const model = await writeHfDir(join(dir, "m"), cfg, randomTensors(cfg, 8));
     const tok = join(dir, "tok61.bin");
-    await Deno.writeFile(tok, tinyTokenizer(61));
+    await Deno.writeFile(tok, llama2cTokenizerBytes(61));
     const base = ["lm", "generate", "--model", model, "--tokenizer", tok, "--tokens", "40"];
     const txt = join(dir, "corpus.txt");
     const r = await sae([...base, "--out", txt, "--context", "12", "--batch", "4", "--seed", "3"]);
@@ -117,7 +98,7 @@ Deno.test("sae lm generate: writes .txt and .jsonl corpora; bad flags and a mism
       assert.equal(e.code, 2, e.err);
       assert.match(e.err, pattern);
     }
-    await Deno.writeFile(tok, tinyTokenizer(40));
+    await Deno.writeFile(tok, llama2cTokenizerBytes(40));
     const mis = await sae([...base, "--out", txt]);
     assert.equal(mis.code, 2);
     assert.match(

@@ -238,3 +238,22 @@ export function randomTokens(n: number, vocab: number, seed: number): number[] {
   const rng = new Rng(seed);
   return Array.from({ length: n }, () => Math.floor(rng.uniform() * vocab));
 }
+
+/** A llama2.c tokenizer file of `n` tokens: unk, BOS, EOS, then single letters and digits. */
+export function llama2cTokenizerBytes(n: number): Uint8Array {
+  const chars = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?";
+  const pieces = ["<unk>", "<s>", "</s>", ...chars.slice(0, n - 3)];
+  const enc = new TextEncoder();
+  const parts = pieces.map((p) => enc.encode(p));
+  const out = new Uint8Array(4 + parts.reduce((s, p) => s + 8 + p.length, 0));
+  const v = new DataView(out.buffer);
+  v.setInt32(0, 5, true);
+  let o = 4;
+  for (const p of parts) {
+    v.setFloat32(o, 0, true);
+    v.setInt32(o + 4, p.length, true);
+    out.set(p, o + 8);
+    o += 8 + p.length;
+  }
+  return out;
+}
