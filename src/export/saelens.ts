@@ -49,6 +49,7 @@ import {
 import { UserError } from "../errors.ts";
 import { atomicWrite, isTempNameOf, StagingDir, type Writer } from "../run/atomic.ts";
 import { DirLock } from "../run/lock.ts";
+import { writingTo } from "../run/output.ts";
 import { CONFIG_FILE, IMPORTED_CFG_FILE, planRunDir } from "../run/rundir.ts";
 import {
   decodeSafetensors,
@@ -272,21 +273,22 @@ async function writeDirBeside(
   writer?: Writer,
 ): Promise<void> {
   const parent = dirname(target.replace(/\/+$/, "") || ".");
-  await Deno.mkdir(parent, { recursive: true });
+  await writingTo(target, "--out", () => Deno.mkdir(parent, { recursive: true }));
   const held = lock && (await Deno.stat(target).catch(() => null))?.isDirectory
-    ? await DirLock.acquire(target, "sae import")
+    ? await writingTo(target, "--out", () => DirLock.acquire(target, "sae import"))
     : null;
   try {
-    const staging = await StagingDir.create(target);
+    const staging = await writingTo(target, "--out", () => StagingDir.create(target));
     try {
       for (const [name, data] of files) {
-        await atomicWrite(join(staging.path, name), data, { writer });
+        const path = join(staging.path, name);
+        await writingTo(join(target, name), "--out", () => atomicWrite(path, data, { writer }));
       }
     } catch (err) {
       await staging.abort();
       throw err;
     }
-    await staging.commit();
+    await writingTo(target, "--out", () => staging.commit());
   } finally {
     await held?.release();
   }

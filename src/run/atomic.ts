@@ -106,6 +106,40 @@ export async function atomicWrite(
   await syncDir(dirname(path));
 }
 
+/**
+ * Replaces several files together: every temporary file is written and synced first, then they
+ * are renamed over their targets one after the other. A failed write leaves every target as it
+ * was (a report's HTML and its plots never mix two versions); only a failure between the renames,
+ * which move no data, could.
+ */
+export async function atomicWriteAll(
+  files: [string, Uint8Array | string][],
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const staged: AtomicFile[] = [];
+  try {
+    for (const [path, data] of files) {
+      const f = await AtomicFile.create(path);
+      staged.push(f);
+      await (options.writer ?? writeAllBytes)(
+        f.handle,
+        typeof data === "string" ? new TextEncoder().encode(data) : data,
+      );
+    }
+  } catch (err) {
+    for (const f of staged) await f.abort();
+    throw err;
+  }
+  for (let i = 0; i < staged.length; i++) {
+    try {
+      await staged[i].commit();
+    } catch (err) {
+      for (const f of staged.slice(i + 1)) await f.abort();
+      throw err;
+    }
+  }
+}
+
 /** Makes the rename itself durable where the platform allows syncing a directory. */
 async function syncDir(dir: string): Promise<void> {
   if (Deno.build.os === "windows") return;
@@ -144,6 +178,11 @@ export class AtomicFile {
     const tmp = tempPathFor(path);
     const file = await Deno.open(tmp, { write: true, createNew: true });
     return new AtomicFile(path, tmp, file, registerCleanup(() => Deno.removeSync(tmp)));
+  }
+
+  /** The open temporary file (for a caller's own writer). */
+  get handle(): Deno.FsFile {
+    return this.file;
   }
 
   /** Appends `bytes`. */
