@@ -13,8 +13,7 @@ import { exportSaelens, importSaelens } from "../../src/export/saelens.ts";
 import { checkpointName } from "../../src/run/checkpoint.ts";
 import { readRunConfig } from "../../src/run/rundir.ts";
 import { train } from "../../src/sae/trainer.ts";
-import { main } from "../../src/cli/main.ts";
-import { captureStderr, metricsLines, QUIET, sameBytes, TINY } from "./helpers.ts";
+import { captureStderr, cli, metricsLines, QUIET, sameBytes, TINY } from "./helpers.ts";
 
 const CFG = mergeConfig(TINY, { steps: 40, checkpoint_every: 20 });
 
@@ -23,13 +22,6 @@ async function finishedRun(dir: string, cfg: TrainConfig = CFG): Promise<string>
   const out = join(dir, "run");
   await train(cfg, { ...QUIET, outDir: out });
   return out;
-}
-
-/** Runs `sae ARGS` in this process; returns the exit status and what it printed to stderr. */
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const err: string[] = [];
-  const code = await main(args, { writeOut: () => {}, writeErr: (t) => err.push(t) });
-  return { code, err: err.join("") };
 }
 
 /** The bytes of every file that matters in a finished run, to compare before and after. */
