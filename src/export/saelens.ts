@@ -247,6 +247,9 @@ async function checkExportDir(dir: string, overwrite: boolean): Promise<void> {
       !isTempNameOf(name, SAELENS_CFG) && !isTempNameOf(name, SAELENS_WEIGHTS)
     );
   } catch (err) {
+    if (err instanceof Deno.errors.NotADirectory) {
+      throw new UserError(`cannot write ${dir}: ${err.message}; choose another --out`);
+    }
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   if (entries.length > 0) {

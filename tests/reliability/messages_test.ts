@@ -57,7 +57,7 @@ Deno.test("finite values of 1e20 are named as an f32 overflow, with normalize_ac
         nextBatch: async (x) => {
           await src.nextBatch(x);
           // The initialisation draws 64 batches of 32; then step 7's rows are scaled up.
-          if (++batches > 70) for (let i = 0; i < x.length; i++) x[i] *= 3e19;
+          if (++batches > 70) { for (let i = 0; i < x.length; i++) x[i] *= 3e19; }
         },
         state: () => src.state(),
         restore: (s) => src.restore(s),
