@@ -117,7 +117,7 @@ async function trainRun(
   const plan = await planRunDir(opts.outDir, { resume: opts.resume, overwrite: opts.overwrite });
   const outDir = plan.dir;
   const fix = plan.resume
-    ? `make ${outDir} writable, then ${resumeCommand(outDir)}`
+    ? `make ${outDir} writable, then resume with: ${resumeCommand(outDir)}`
     : "choose a writable --out";
   const locks = await writing(`run directory ${plan.target}`, fix, () => lockRun(plan));
   let opened = false;
