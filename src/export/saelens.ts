@@ -347,6 +347,13 @@ function positiveInt(cfg: Record<string, unknown>, key: string, file: string): n
 async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
   const cfgPath = join(dir, SAELENS_CFG);
   const wPath = join(dir, SAELENS_WEIGHTS);
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info === null || !info.isDirectory) {
+    throw new UserError(
+      `${dir} ${info ? "is not a directory" : "does not exist"}: pass a SAELens directory ` +
+        `(${SAELENS_CFG} + ${SAELENS_WEIGHTS})`,
+    );
+  }
   let text: string;
   try {
     text = await Deno.readTextFile(cfgPath);

@@ -178,7 +178,10 @@ Deno.test("bad output paths and refused writes are one line with exit 2 in every
     [["synth", "--rows", "10", "--out", join(file, "x.npy")], /plain-file is not a directory/],
     [["synth", "--rows", "10", "--out", join(dir, "missing", "x.npy")], /does not exist/],
     [["export", run, "--out", join(file, "exp")], /cannot write .*plain-file\/exp/],
-    [["import", join(dir, "nothing"), "--out", join(dir, "r2")], /cfg\.json not found/],
+    [
+      ["import", join(dir, "nothing"), "--out", join(dir, "r2")],
+      /nothing does not exist: pass a SAELens directory/,
+    ],
     [["ablate", "--sweep", sweep, "--out", join(file, "abl")], /Not a directory|not a directory/],
     [
       [
