@@ -591,11 +591,16 @@ async function resumeManifest(
   same("tokenizer", m.tokenizer, fresh.tokenizer);
   same("--tokens", m.requested_tokens, fresh.requested_tokens);
   same("contexts per shard", m.shard_contexts, fresh.shard_contexts);
+  // The text is identified by its content: the same files under other paths resume.
   same(
-    "text",
-    (m.text ?? []).map((s) => `${s.path} ${s.sha256}`),
-    fresh.text.map((s) => `${s.path} ${s.sha256}`),
+    "text (SHA-256 of each file)",
+    (m.text ?? []).map((s) => s.sha256),
+    fresh.text.map((s) => s.sha256),
   );
+  if (m.text.some((s, i) => s.path !== fresh.text[i].path)) {
+    log(`harvest: the text files have other paths than manifest.json records, the same content`);
+    m.text = fresh.text;
+  }
   if (!Array.isArray(m.shards)) {
     throw new UserError(`cannot resume: ${path} lists no shards (damaged)`);
   }
