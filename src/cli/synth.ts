@@ -29,7 +29,7 @@ import { UserError } from "../errors.ts";
 import { collect } from "./options.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
 import { SyntheticSource } from "../data/synthetic.ts";
-import { AtomicFile, atomicWrite } from "../run/atomic.ts";
+import { AtomicFile } from "../run/atomic.ts";
 import { checkOutputFile, writingTo } from "../run/output.ts";
 
 /** Default number of rows written. */
@@ -128,7 +128,10 @@ async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
  */
 async function writeSynth(plan: SynthPlan): Promise<void> {
   const src = new SyntheticSource(plan.synthetic, plan.dIn);
+  const base = plan.out.replace(/\.npy$/i, "");
+  const truthPath = `${base}.truth.json`;
   const file = await writingTo(plan.out, "--out", () => AtomicFile.create(plan.out));
+  let truth: AtomicFile | null = null;
   try {
     await writingTo(plan.out, "--out", async () => {
       await file.write(encodeNpyHeader(plan.rows, plan.dIn, plan.dtype));
@@ -143,17 +146,28 @@ async function writeSynth(plan: SynthPlan): Promise<void> {
         await file.write(new Uint8Array(values.buffer, 0, values.byteLength));
         done += n;
       }
-      await file.commit();
     });
+    if (plan.truth) {
+      truth = await writingTo(truthPath, "--out", () => AtomicFile.create(truthPath));
+      const t = truth;
+      const text = JSON.stringify(truthInfo(plan, src)) + "\n";
+      await writingTo(truthPath, "--out", () => t.write(new TextEncoder().encode(text)));
+    }
+    // Both files are complete before either replaces an earlier one.
+    await writingTo(plan.out, "--out", () => file.commit());
+    if (truth) await writingTo(truthPath, "--out", () => truth!.commit());
   } catch (err) {
     await file.abort();
+    await truth?.abort();
     throw err;
   }
-  if (!plan.truth) return;
-  const base = plan.out.replace(/\.npy$/i, "");
+}
+
+/** FILE.truth.json: the settings and the generator's ground truth. */
+function truthInfo(plan: SynthPlan, src: SyntheticSource): Record<string, unknown> {
   const t = src.truth;
   const nFeatures = t.dictionary.length / plan.dIn;
-  const info = {
+  return {
     generator: "sae synth (src/data/synthetic.ts)",
     data: plan.out.slice(plan.out.lastIndexOf("/") + 1),
     rows: plan.rows,
@@ -173,8 +187,6 @@ async function writeSynth(plan: SynthPlan): Promise<void> {
       (_, i) => Array.from(t.dictionary.subarray(i * plan.dIn, (i + 1) * plan.dIn)),
     ),
   };
-  const truth = `${base}.truth.json`;
-  await writingTo(truth, "--out", () => atomicWrite(truth, JSON.stringify(info) + "\n"));
 }
 
 /** `sae synth`, ready to register on the program. */

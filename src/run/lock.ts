@@ -4,13 +4,13 @@
  * directory is refused at once with one line naming the holder, instead of the two interleaving
  * their files.
  *
- * The lock file holds JSON: pid, host, start time, the command, a random token and (on Linux) the
- * process's start time from /proc, which tells a reused pid from the holder. It is created whole
- * (written beside, then hard-linked into place, which fails if a lock exists) and removed on
- * release; an interrupted process removes it before exiting (src/run/cleanup.ts). A lock left by
- * a process that is gone (SIGKILL, a crash, a reboot) is stale: on the same host, a pid that no
- * longer runs (or runs another process) is detected, and the lock taken over with a one-line note.
- * A lock from another host is never taken over (its process cannot be checked from here).
+ * The lock is the operating system's advisory lock on `DIR/.lock` (flock: `Deno.FsFile.tryLock`),
+ * which the kernel releases when its process ends however it ends, so a lock can never outlive its
+ * holder; the file holds JSON naming the holder (pid, host, start time, command) for the message of
+ * a refused command. A holder removes the file when it releases the lock, also on Ctrl-C
+ * (src/run/cleanup.ts). A file still naming a holder that is gone (SIGKILL, a crash, a reboot) is a
+ * stale lock: the next command takes it over and says whose it was. Liveness needs no pid checks
+ * (which Deno allows only with --allow-all, through /proc or `kill`).
  *
  * @example
  * ```ts
@@ -38,20 +38,13 @@ export interface LockInfo {
   started: string;
   /** The command holding it ("sae train", "sae harvest", ...). */
   command: string;
-  /** Random, to tell this lock from another taken by the same pid. */
-  token: string;
-  /** The holder's start time in clock ticks since boot (/proc/PID/stat field 22), Linux only. */
-  proc_start?: string;
 }
 
 /** Options of {@link DirLock.acquire}. */
 export interface LockOptions {
-  /** Where the note about a stale lock taken over goes (default: stderr). */
+  /** Where notes (a stale lock taken over, a filesystem without locks) go (default: stderr). */
   log?: (line: string) => void;
 }
-
-/** Locks held by this process, by lock-file path. */
-const held = new Map<string, DirLock>();
 
 function hostName(): string {
   try {
@@ -61,80 +54,67 @@ function hostName(): string {
   }
 }
 
-/** Field 22 of /proc/PID/stat (the start time), or null where there is no /proc or no PID. */
-function procStart(pid: number): string | null {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return null;
-  }
-  // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return rest[19] ?? null;
-}
-
-/** Whether /proc can tell us about processes here. */
-function haveProc(): boolean {
-  return procStart(Deno.pid) !== null;
-}
-
-function randomToken(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(8)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
-}
-
 function parseLock(text: string): LockInfo | null {
   try {
     const v = JSON.parse(text);
     if (
       typeof v === "object" && v !== null && Number.isSafeInteger(v.pid) &&
       typeof v.host === "string" && typeof v.started === "string" &&
-      typeof v.command === "string" && typeof v.token === "string"
+      typeof v.command === "string"
     ) return v as LockInfo;
   } catch {
-    // Not a lock of ours.
+    // Empty (being written, or released) or not ours.
   }
   return null;
-}
-
-/**
- * Whether the holder of `info` is certainly gone: same host, and its pid is not running or is now
- * another process (its start time differs). Anything unknown counts as alive.
- */
-function isStale(info: LockInfo): boolean {
-  if (info.host !== hostName()) return false;
-  if (info.pid === Deno.pid) return ![...held.values()].some((l) => l.info.token === info.token);
-  if (!haveProc()) return false;
-  const start = procStart(info.pid);
-  if (start === null) return true;
-  return info.proc_start !== undefined && info.proc_start !== start;
 }
 
 function describe(info: LockInfo): string {
   return `${info.command} (pid ${info.pid} on ${info.host}, since ${info.started})`;
 }
 
+async function readAll(file: Deno.FsFile): Promise<string> {
+  await file.seek(0, Deno.SeekMode.Start);
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder().decode(out);
+}
+
+/** Whether the open `file` is still the file at `path` (not removed or replaced meanwhile). */
+async function stillAt(file: Deno.FsFile, path: string): Promise<boolean> {
+  const [a, b] = [await file.stat(), await Deno.stat(path).catch(() => null)];
+  return b !== null && a.ino === b.ino && a.dev === b.dev;
+}
+
 /** A lock on a directory, held until {@link DirLock.release}. */
 export class DirLock {
-  private undo: () => void;
+  private readonly undo: () => void;
 
   private constructor(
     /** The lock file. */
     public path: string,
     /** What the lock file says. */
     readonly info: LockInfo,
+    /** The open, locked file (null where the filesystem has no locks). */
+    private readonly file: Deno.FsFile | null,
   ) {
     this.undo = registerCleanup(() => this.releaseSync());
-    held.set(path, this);
   }
 
   /**
-   * Locks `dir` (which must exist) for `command`. A lock held by a live process (or one on another
-   * host) is a UserError naming it and what to do; a stale one is taken over with a note.
+   * Locks `dir` (which must exist) for `command`. A lock another process holds is a UserError
+   * naming it; a stale lock file is taken over with a note. Errors of the filesystem (a read-only
+   * directory) are thrown as they are, for the caller to name.
    */
   static async acquire(dir: string, command: string, opts: LockOptions = {}): Promise<DirLock> {
     const log = opts.log ?? ((line: string) => console.error(line));
@@ -144,108 +124,80 @@ export class DirLock {
       host: hostName(),
       started: new Date().toISOString(),
       command,
-      token: randomToken(),
     };
-    const start = procStart(Deno.pid);
-    if (start !== null) info.proc_start = start;
-    const text = JSON.stringify(info) + "\n";
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (await createWhole(path, text)) return new DirLock(path, info);
-      let existing: string;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const file = await Deno.open(path, { read: true, write: true, create: true });
+      let locked: boolean;
       try {
-        existing = await Deno.readTextFile(path);
+        locked = await file.tryLock(true);
       } catch (err) {
-        if (err instanceof Deno.errors.NotFound) continue; // released meanwhile: try again
-        throw err;
+        file.close();
+        log(
+          `warning: cannot lock ${dir} (${
+            err instanceof Error ? err.message : err
+          }): a second command writing into it would not be refused`,
+        );
+        return new DirLock(path, info, null);
       }
-      const other = parseLock(existing);
-      if (other === null) {
+      if (!locked) {
+        // The holder writes its name just after taking the lock: give it a moment to.
+        let other = parseLock(await readAll(file).catch(() => ""));
+        for (let i = 0; other === null && i < 25; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          other = parseLock(await readAll(file).catch(() => ""));
+        }
+        file.close();
         throw new UserError(
-          `${dir} has a lock file ${path} that is not one of this tool's; delete it if no ` +
-            `command is writing into ${dir}`,
+          `${dir} is in use by ${other ? describe(other) : "another command"}; wait for it to ` +
+            `end (or stop it) and run this again`,
         );
       }
-      if (!isStale(other)) {
-        const where = other.host === hostName() ? "" : ` (another host: it cannot be checked)`;
-        throw new UserError(
-          `${dir} is in use by ${describe(other)}${where}; wait for it to end, or if it is no ` +
-            `longer running, delete ${path}`,
+      // The holder before us may have removed the file after we opened it: lock the one there.
+      if (!(await stillAt(file, path))) {
+        file.close();
+        continue;
+      }
+      const previous = parseLock(await readAll(file));
+      if (previous) {
+        log(
+          `note: ${dir} was locked by ${describe(previous)}, which is no longer running; ` +
+            `taking over`,
         );
       }
-      // Only the one who removes the stale lock file may take over; a rename tells who did.
-      const aside = `${path}.stale-${info.token}`;
-      try {
-        await Deno.rename(path, aside);
-      } catch (err) {
-        if (err instanceof Deno.errors.NotFound) continue;
-        throw err;
-      }
-      const moved = parseLock(await Deno.readTextFile(aside).catch(() => ""));
-      if (moved?.token !== other.token) {
-        // Another process took the stale lock over between our read and our rename: that was
-        // its fresh lock; put it back and report it as in use.
-        await Deno.link(aside, path).catch(() => {});
-        await Deno.remove(aside).catch(() => {});
-        throw new UserError(
-          `${dir} is in use by ${moved ? describe(moved) : "another command"}; wait for it to end`,
-        );
-      }
-      await Deno.remove(aside).catch(() => {});
-      log(`note: ${dir} was locked by ${describe(other)}, which is no longer running; taking over`);
+      await file.truncate(0);
+      await file.seek(0, Deno.SeekMode.Start);
+      const bytes = new TextEncoder().encode(JSON.stringify(info) + "\n");
+      for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      return new DirLock(path, info, file);
     }
     throw new UserError(`cannot lock ${dir}: its lock file ${path} keeps changing; try again`);
   }
 
   /** The lock's directory was renamed to `dir` (a staging directory swapped into place). */
   movedTo(dir: string): void {
-    held.delete(this.path);
     this.path = join(dir, LOCK_FILE);
-    held.set(this.path, this);
   }
 
-  /** Removes the lock file if it is still this lock's. */
+  /** Removes the lock file (if it is still this lock's) and releases the lock. */
   async release(): Promise<void> {
     this.undo();
-    held.delete(this.path);
+    if (this.file === null) return;
     try {
-      const now = parseLock(await Deno.readTextFile(this.path));
-      if (now?.token === this.info.token) await Deno.remove(this.path);
+      if (await stillAt(this.file, this.path)) await Deno.remove(this.path);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
+    } finally {
+      this.file.close();
     }
   }
 
   private releaseSync(): void {
-    held.delete(this.path);
-    const now = parseLock(Deno.readTextFileSync(this.path));
-    if (now?.token === this.info.token) Deno.removeSync(this.path);
-  }
-}
-
-/**
- * Writes `text` to `path` only if nothing is there, whole: written beside, then hard-linked into
- * place (a link fails when the name exists). Returns false when a file is there already.
- */
-async function createWhole(path: string, text: string): Promise<boolean> {
-  const tmp = `${path}.new-${randomToken()}`;
-  await Deno.writeTextFile(tmp, text, { createNew: true });
-  try {
-    await Deno.link(tmp, path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.AlreadyExists) return false;
-    if (err instanceof Deno.errors.NotSupported || err instanceof Deno.errors.PermissionDenied) {
-      // A filesystem without hard links: create-new is atomic too, the content follows at once.
-      try {
-        await Deno.writeTextFile(path, text, { createNew: true });
-        return true;
-      } catch (e) {
-        if (e instanceof Deno.errors.AlreadyExists) return false;
-        throw e;
-      }
+    if (this.file === null) return;
+    try {
+      const [a, b] = [this.file.statSync(), Deno.statSync(this.path)];
+      if (a.ino === b.ino && a.dev === b.dev) Deno.removeSync(this.path);
+    } finally {
+      this.file.close();
     }
-    throw err;
-  } finally {
-    await Deno.remove(tmp).catch(() => {});
   }
 }

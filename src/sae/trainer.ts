@@ -21,6 +21,7 @@ import {
 import {
   type Checkpoint,
   checkpointName,
+  listCheckpoints,
   removeStaleTemps,
   saveCheckpoint,
 } from "../run/checkpoint.ts";
@@ -120,19 +121,21 @@ async function trainRun(
     ? `make ${outDir} writable, then resume with: ${resumeCommand(outDir)}`
     : "choose a writable --out";
   const locks = await writing(`run directory ${plan.target}`, fix, () => lockRun(plan));
+  const replacing = plan.dir !== plan.target && !plan.resume;
   let opened = false;
+  let finished = false;
   try {
     // Everything that can refuse the run (data, sizes, the checkpoint, the config's changes, the
     // initialisation sample) is checked before the directory is touched.
     const { src, ckpt, session, run } = await openRun(cfg, opts, plan);
     await writing(`run directory ${outDir}`, fix, async () => {
       await createRunDir(plan);
-      if (plan.dir !== plan.target && !plan.resume) locks.push(await lockDir(plan.dir));
+      if (replacing) locks.push(await lockDir(plan.dir));
       if (plan.resume) await removeRunTemps(outDir);
       await writeConfig(outDir, cfg);
     });
     opened = true;
-    if (plan.dir !== plan.target && !plan.resume) {
+    if (replacing) {
       console.error(
         `replacing ${plan.target}: training into ${outDir}, which takes its place when the run ` +
           `finishes (${plan.target} is kept until then)`,
@@ -141,12 +144,26 @@ async function trainRun(
     const heldOut = reusedRowsNote(src, cfg);
     if (heldOut !== null) console.error(`note: ${heldOut}`);
     const profiler = await trainSteps(cfg, opts, signal, plan, { src, ckpt, session, run });
-    return await finish(cfg, opts, { session, src, run, profiler }, heldOut === null, plan, locks);
+    const result = await finish(
+      cfg,
+      opts,
+      { session, src, run, profiler },
+      heldOut === null,
+      plan,
+      locks,
+    );
+    finished = true;
+    return result;
   } finally {
     for (const lock of locks) await lock.release();
     // A directory made for a run that was refused before its first write is removed (if empty).
     if (!opened && plan.create && plan.dir === plan.target) {
       await Deno.remove(outDir).catch(() => {});
+    }
+    // A replacement that failed before its first checkpoint has nothing to resume: it goes, so
+    // that the next --overwrite is not blocked by it.
+    if (replacing && !finished && (await listCheckpoints(outDir)).length === 0) {
+      await Deno.remove(outDir, { recursive: true }).catch(() => {});
     }
   }
 }

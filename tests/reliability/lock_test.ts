@@ -2,10 +2,11 @@
  * Issue 17, item 10: a run directory (and a harvest's or an ablation's output directory) is locked
  * while a command writes into it. A second training into the same --out is refused at once,
  * naming the first (pid, host, start time), however the two are timed; the lock goes when the
- * holder exits, and one left by a killed process is detected as stale and taken over with a note.
+ * holder exits, and the file of one killed is detected as stale and taken over with a note.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { mergeConfig } from "../../src/config.ts";
 import { UserError } from "../../src/errors.ts";
 import { runSweep } from "../../src/ablate/run.ts";
@@ -24,34 +25,32 @@ import {
   waitForLines,
 } from "./helpers.ts";
 
-/** Field 22 of /proc/PID/stat (the process's start time), as the lock records it. */
-function procStart(pid: number): string | undefined {
-  try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return text.slice(text.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Writes the lock a process `pid` of this host would hold on `dir`. */
-async function writeLock(dir: string, pid: number, command: string) {
+/** A lock file left by a process that is gone (killed before it could remove it). */
+async function writeStaleLock(dir: string, pid: number, command: string) {
   await Deno.writeTextFile(
     join(dir, LOCK_FILE),
-    JSON.stringify({
-      pid,
-      host: Deno.hostname(),
-      started: "2026-01-01T00:00:00.000Z",
-      command,
-      token: "0123456789abcdef",
-      proc_start: procStart(pid),
-    }),
+    JSON.stringify({ pid, host: Deno.hostname(), started: "2026-01-01T00:00:00.000Z", command }),
   );
 }
 
-/** A process that stays alive until killed (a lock holder that is still running). */
-function liveProcess(): Deno.ChildProcess {
-  return new Deno.Command("sleep", { args: ["60"], stdout: "null", stderr: "null" }).spawn();
+/** Another process holding the lock of `dir` for `command` until killed. */
+async function holdLock(dir: string, command: string): Promise<Deno.ChildProcess> {
+  const url = pathToFileURL(resolve("src/run/lock.ts")).href;
+  const script = `
+    import { DirLock } from "${url}";
+    await DirLock.acquire(${JSON.stringify(dir)}, ${JSON.stringify(command)});
+    console.log("held");
+    setInterval(() => {}, 1000);`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  assert.equal(new TextDecoder().decode(value), "held\n");
+  return child;
 }
 
 Deno.test("a second training into a run in progress is refused at once; after a kill the stale lock is taken over", async () => {
@@ -67,7 +66,7 @@ Deno.test("a second training into a run in progress is refused at once; after a 
       err,
       new RegExp(
         `${run} is in use by sae train \\(pid ${first.child.pid} on .*, since .*\\); wait for it ` +
-          `to end, or if it is no longer running, delete ${run}/\\.lock`,
+          `to end \\(or stop it\\) and run this again`,
       ),
     );
   }
@@ -107,37 +106,40 @@ Deno.test("two trainings started together into one new --out: exactly one runs",
 
 Deno.test("a lock whose process is gone is stale; one whose process runs is not", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-lock-stale-" });
-  const gone = new Deno.Command("true").spawn();
-  await gone.status;
-  await writeLock(dir, gone.pid, "sae train");
+  await writeStaleLock(dir, 999999, "sae train");
   const notes: string[] = [];
   const lock = await DirLock.acquire(dir, "test", { log: (l) => notes.push(l) });
-  assert.match(notes.join(""), new RegExp(`pid ${gone.pid} .*no longer running; taking over`));
+  assert.match(notes.join(""), /locked by sae train \(pid 999999 .*no longer running; taking over/);
   await assert.rejects(DirLock.acquire(dir, "test"), /in use by test \(pid \d+/);
   await lock.release();
   assert.deepEqual([...Deno.readDirSync(dir)], [], "released: nothing left");
 
-  const live = liveProcess();
+  const live = await holdLock(dir, "sae train");
   try {
-    await writeLock(dir, live.pid, "sae train");
     await assert.rejects(
       DirLock.acquire(dir, "test"),
-      new RegExp(`in use by sae train \\(pid ${live.pid}`),
+      new RegExp(`in use by sae train \\(pid ${live.pid} `),
     );
   } finally {
     live.kill("SIGKILL");
     await live.status;
   }
+  // Killed: the system released its lock; its file is left, stale, and taken over.
+  const after: string[] = [];
+  await (await DirLock.acquire(dir, "test", { log: (l) => after.push(l) })).release();
+  assert.match(after.join(""), new RegExp(`pid ${live.pid} .*no longer running; taking over`));
   await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("harvest and ablate output directories are locked too", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-lock-out-" });
-  const live = liveProcess();
+  const acts = join(dir, "acts");
+  await Deno.mkdir(acts);
+  const sweepDir = join(dir, "sweep");
+  await Deno.mkdir(sweepDir);
+  const live = await holdLock(acts, "sae harvest");
+  const live2 = await holdLock(sweepDir, "sae ablate");
   try {
-    const acts = join(dir, "acts");
-    await Deno.mkdir(acts);
-    await writeLock(acts, live.pid, "sae harvest");
     const text = join(dir, "text.jsonl");
     await Deno.writeTextFile(text, '{"text": "abc def"}\n{"text": "ghi"}\n');
     const tokenizer = {
@@ -167,20 +169,19 @@ Deno.test("harvest and ablate output directories are locked too", async () => {
       new RegExp(`${acts} is in use by sae harvest \\(pid ${live.pid}`),
     );
 
-    const sweepDir = join(dir, "sweep");
-    await Deno.mkdir(sweepDir);
-    await writeLock(sweepDir, live.pid, "sae ablate");
     await assert.rejects(
       runSweep({ base: { steps: 10 }, runs: [{ name: "a", overrides: {} }] }, sweepDir, {
         progress: false,
         log: () => {},
         train: () => Promise.reject(new Error("must not train")),
       }),
-      new RegExp(`${sweepDir} is in use by sae ablate \\(pid ${live.pid}`),
+      new RegExp(`${sweepDir} is in use by sae ablate \\(pid ${live2.pid}`),
     );
   } finally {
-    live.kill("SIGKILL");
-    await live.status;
+    for (const p of [live, live2]) {
+      p.kill("SIGKILL");
+      await p.status;
+    }
   }
   await Deno.remove(dir, { recursive: true });
 });

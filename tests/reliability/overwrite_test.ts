@@ -31,7 +31,7 @@ async function tree(dir: string, prefix = ""): Promise<Map<string, Uint8Array>> 
   return out;
 }
 
-Deno.test("--overwrite with bad inputs refuses before touching the finished run", async () => {
+Deno.test("--overwrite with bad inputs, or failing early, leaves the finished run as it was", async () => {
   const dir = await Deno.makeTempDir({ prefix: "sae-ow-bad-" });
   const run = join(dir, "run");
   await train(mergeConfig(TINY, { steps: 20 }), { ...QUIET, outDir: run });
@@ -48,6 +48,18 @@ Deno.test("--overwrite with bad inputs refuses before touching the finished run"
     assert.deepEqual(await tree(run), before, `${flags.join(" ")} changed the old run`);
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["acts16.npy", "run"]);
   }
+  // A replacement that fails before its first checkpoint leaves nothing beside the old run.
+  const early = await train(mergeConfig(TINY, { steps: 40 }), {
+    ...QUIET,
+    outDir: run,
+    overwrite: true,
+    onStep: (step) => {
+      if (step === 5) throw new UserError("stopped at step 5");
+    },
+  }).then(() => null, (e) => e);
+  assert.match(String(early), /stopped at step 5/);
+  assert.deepEqual(await tree(run), before);
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["acts16.npy", "run"]);
   await Deno.remove(dir, { recursive: true });
 });
 
