@@ -10,7 +10,7 @@
  * a refused command. A holder removes the file when it releases the lock, also on Ctrl-C
  * (src/run/cleanup.ts). A file still naming a holder that is gone (SIGKILL, a crash, a reboot) is a
  * stale lock: the next command takes it over and says whose it was. Liveness needs no pid checks
- * (which Deno allows only with --allow-all, through /proc or `kill`).
+ * (Deno reads /proc only with --allow-all, and signals a process only with --allow-run).
  *
  * @example
  * ```ts
