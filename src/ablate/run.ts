@@ -23,7 +23,9 @@ import { join } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile, type TrainConfig, validateConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWrite, atomicWriteAll, removeStaleTemps } from "../run/atomic.ts";
+import { DirLock } from "../run/lock.ts";
+import { writingTo } from "../run/output.ts";
 import { CONFIG_FILE } from "../run/rundir.ts";
 import { TrainingInterrupted } from "../errors.ts";
 import { train as realTrain } from "../sae/trainer.ts";
@@ -44,6 +46,16 @@ import {
   toCsv,
   toMarkdown,
 } from "./table.ts";
+
+/** The files a sweep writes into its directory (besides the run directories). */
+const SUMMARY_FILES = [
+  "sweep.yaml",
+  "ablation.md",
+  "ablation.csv",
+  "ablation.json",
+  "frontier.svg",
+  "ablation.svg",
+];
 
 /** Options of {@link runSweep}. */
 export interface RunSweepOptions {
@@ -156,23 +168,45 @@ function sweepToYaml(sweep: Sweep): string {
  * Trains every selected run of `sweep` into `outDir/<name>/` (skipping finished runs, resuming
  * partial ones), then writes the table and the plots (see {@link writeSummary}). A run that fails is
  * reported and the others go on; the report lists the failures. A selected run whose directory
- * holds another config stops everything before any training (a UserError naming it).
+ * holds another config stops everything before any training (a UserError naming it). The
+ * directory is locked while the sweep runs (a second sweep into it is refused at once).
  */
 export async function runSweep(
   sweep: Sweep,
   outDir: string,
   opts: RunSweepOptions,
 ): Promise<SweepReport> {
-  const log = opts.log ?? ((line: string) => console.error(line));
-  const trainFn = opts.train ?? realTrain;
   const runs = resolveSweep(sweep, opts.source);
   const selected = selectRuns(runs, opts.only);
   const todo = runs.filter((r) => selected.has(r.name));
   // Before anything is trained or written: every selected directory must match its run.
   const states = new Map<string, Awaited<ReturnType<typeof runDirState>>>();
   for (const run of todo) states.set(run.name, await runDirState(join(outDir, run.name), run));
-  await Deno.mkdir(outDir, { recursive: true });
-  await atomicWrite(join(outDir, "sweep.yaml"), sweepToYaml(sweep));
+  await writingTo(outDir, "--out", () => Deno.mkdir(outDir, { recursive: true }));
+  const lock = await writingTo(outDir, "--out", () => DirLock.acquire(outDir, "sae ablate"));
+  try {
+    // Under the lock no other ablation writes here: temporary files are a killed one's.
+    await removeStaleTemps(SUMMARY_FILES.map((f) => join(outDir, f)));
+    const sweepFile = join(outDir, SUMMARY_FILES[0]);
+    await writingTo(sweepFile, "--out", () => atomicWrite(sweepFile, sweepToYaml(sweep)));
+    return await trainAll(sweep, outDir, opts, runs, selected, states);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Trains the selected runs of a locked sweep directory, then writes the summary. */
+async function trainAll(
+  sweep: Sweep,
+  outDir: string,
+  opts: RunSweepOptions,
+  runs: ResolvedRun[],
+  selected: Set<string>,
+  states: Map<string, Awaited<ReturnType<typeof runDirState>>>,
+): Promise<SweepReport> {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const trainFn = opts.train ?? realTrain;
+  const todo = runs.filter((r) => selected.has(r.name));
 
   const outcomes: RunOutcome[] = [];
   let i = 0;
@@ -245,12 +279,13 @@ export async function writeSummary(
     ["frontier.svg", await frontierSvg(fronts)],
     ["ablation.svg", await ablationSvg(rows)],
   ];
-  await Deno.mkdir(outDir, { recursive: true });
-  const paths: string[] = [];
-  for (const [name, text] of files) {
-    const path = join(outDir, name);
-    await atomicWrite(path, text);
-    paths.push(path);
-  }
+  await writingTo(outDir, "--out", () => Deno.mkdir(outDir, { recursive: true }));
+  const paths = files.map(([name]) => join(outDir, name));
+  // The table and the plots are replaced together: never files of two versions side by side.
+  await writingTo(
+    join(outDir, "ablation.md"),
+    "--out",
+    () => atomicWriteAll(files.map(([name, text]) => [join(outDir, name), text])),
+  );
   return { rows, frontiers: fronts, files: paths };
 }

@@ -18,6 +18,7 @@ import { generate } from "../lm/generate.ts";
 import { hookPoints, hookSummary } from "../lm/hooks.ts";
 import { type LmModel, loadModel } from "../lm/load.ts";
 import { atomicWrite } from "../run/atomic.ts";
+import { checkOutputFile, writingTo } from "../run/output.ts";
 import { checkTokenizerFits, openTokenizer, type Tokenizer } from "../lm/tokenizer.ts";
 
 /** What `lm info` reports, as printed with --json. */
@@ -183,6 +184,8 @@ async function generateAction(flags: GenerateFlags) {
   if (ext !== ".txt" && ext !== ".jsonl") {
     throw new UserError(`--out '${flags.out}' must end in .txt or .jsonl`);
   }
+  // Before the model is loaded and sampled from: a path that cannot be written is refused now.
+  await checkOutputFile(flags.out, "--out");
   const tokens = parseCount(flags.tokens, "--tokens");
   const temperature = nonNegative(flags.temperature, "--temperature");
   const seed = parseCount(String(Number(flags.seed) + 1), "--seed") - 1;
@@ -227,7 +230,7 @@ async function generateAction(flags: GenerateFlags) {
   const body = ext === ".jsonl"
     ? texts.map((text) => JSON.stringify({ text }) + "\n").join("")
     : texts.map((t) => t.trim()).join("\n\n") + "\n";
-  await atomicWrite(flags.out, body);
+  await writingTo(flags.out, "--out", () => atomicWrite(flags.out, body));
   console.log(
     `wrote ${flags.out}: ${texts.length} documents, ${out.tokens} tokens (${out.steps} steps of ` +
       `${batch} sequences in ${out.seconds.toFixed(1)} s, ` +

@@ -2,8 +2,9 @@
  * `sae`: the command-line entry point. Each command lives in its own file in src/cli/ and is
  * registered by one line in COMMANDS.
  *
- * Exit status: 0 success (and --help), 2 usage errors and UserErrors (printed as one line
- * `error: <message>`), 1 anything else (a bug: the full stack is printed).
+ * Exit status: 0 success (and --help), 2 usage errors, UserErrors and faults of the environment
+ * (a file the system refused, a failed GPU device; printed as one line `error: <message>`),
+ * 130/143 for SIGINT/SIGTERM, 1 anything else (a bug: the full stack is printed).
  *
  * @example
  * ```sh
@@ -14,6 +15,8 @@
 import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import denoJson from "../../deno.json" with { type: "json" };
 import { TrainingInterrupted, UserError } from "../errors.ts";
+import { GpuFailure } from "../gpu/device.ts";
+import { exitOnInterrupt } from "../run/signals.ts";
 import { ablateCommand } from "./ablate.ts";
 import { exportCommand } from "./export.ts";
 import { harvestCommand } from "./harvest.ts";
@@ -83,8 +86,8 @@ export async function main(
       // Commander has already printed its message (or the help).
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof UserError) {
-      io.writeErr(`error: ${err.message.replaceAll("\n", " ")}\n`);
+    if (err instanceof UserError || isEnvironmentFault(err)) {
+      io.writeErr(`error: ${(err as Error).message.replaceAll("\n", " ")}\n`);
       return 2;
     }
     if (err instanceof TrainingInterrupted) {
@@ -97,4 +100,29 @@ export async function main(
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+/**
+ * Whether `err` is the environment's fault rather than a bug: an error the operating system
+ * returned for a file (permission denied, no space left, not a directory, ...) or a failed GPU
+ * device. Commands name the file where they can; this keeps any they do not to one line too.
+ */
+export function isEnvironmentFault(err: unknown): boolean {
+  if (err instanceof GpuFailure) return true;
+  if (!(err instanceof Error)) return false;
+  const os = [
+    Deno.errors.NotFound,
+    Deno.errors.PermissionDenied,
+    Deno.errors.AlreadyExists,
+    Deno.errors.IsADirectory,
+    Deno.errors.NotADirectory,
+    Deno.errors.WriteZero,
+    Deno.errors.UnexpectedEof,
+    Deno.errors.FilesystemLoop,
+    Deno.errors.Busy,
+  ];
+  return os.some((cls) => err instanceof cls) || / \(os error \d+\)/.test(err.message);
+}
+
+if (import.meta.main) {
+  exitOnInterrupt();
+  Deno.exit(await main(Deno.args));
+}

@@ -29,7 +29,8 @@ import { UserError } from "../errors.ts";
 import { collect } from "./options.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
 import { SyntheticSource } from "../data/synthetic.ts";
-import { atomicWrite, writeAllBytes } from "../run/atomic.ts";
+import { AtomicFile } from "../run/atomic.ts";
+import { checkOutputFile, writingTo } from "../run/output.ts";
 
 /** Default number of rows written. */
 const SYNTH_DEFAULT_ROWS = 65536;
@@ -110,6 +111,7 @@ async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
     );
   }
   const cfg = mergeConfig(DEFAULT_CONFIG, ...layers);
+  await checkOutputFile(flags.out, "--out");
   return {
     out: flags.out,
     rows: flags.rows === undefined ? SYNTH_DEFAULT_ROWS : positiveInt(flags.rows, "--rows"),
@@ -126,19 +128,13 @@ async function resolveSynthFlags(flags: SynthFlags): Promise<SynthPlan> {
  */
 async function writeSynth(plan: SynthPlan): Promise<void> {
   const src = new SyntheticSource(plan.synthetic, plan.dIn);
-  const tmp = `${plan.out}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  let file: Deno.FsFile;
+  const base = plan.out.replace(/\.npy$/i, "");
+  const truthPath = `${base}.truth.json`;
+  const file = await writingTo(plan.out, "--out", () => AtomicFile.create(plan.out));
+  let truth: AtomicFile | null = null;
   try {
-    file = await Deno.open(tmp, { write: true, createNew: true });
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new UserError(`cannot write ${plan.out}: its directory does not exist`);
-    }
-    throw err;
-  }
-  try {
-    try {
-      await writeAllBytes(file, encodeNpyHeader(plan.rows, plan.dIn, plan.dtype));
+    await writingTo(plan.out, "--out", async () => {
+      await file.write(encodeNpyHeader(plan.rows, plan.dIn, plan.dtype));
       const chunk = new Float32Array(Math.min(CHUNK_ROWS, plan.rows) * plan.dIn);
       const half = plan.dtype === "f16" ? new Float16Array(chunk.length) : null;
       for (let done = 0; done < plan.rows;) {
@@ -147,23 +143,31 @@ async function writeSynth(plan: SynthPlan): Promise<void> {
         await src.nextBatch(x);
         const values = half ? half.subarray(0, x.length) : x;
         if (half) half.set(x);
-        await writeAllBytes(file, new Uint8Array(values.buffer, 0, values.byteLength));
+        await file.write(new Uint8Array(values.buffer, 0, values.byteLength));
         done += n;
       }
-      await file.sync();
-    } finally {
-      file.close();
+    });
+    if (plan.truth) {
+      truth = await writingTo(truthPath, "--out", () => AtomicFile.create(truthPath));
+      const t = truth;
+      const text = JSON.stringify(truthInfo(plan, src)) + "\n";
+      await writingTo(truthPath, "--out", () => t.write(new TextEncoder().encode(text)));
     }
-    await Deno.rename(tmp, plan.out);
+    // Both files are complete before either replaces an earlier one.
+    await writingTo(plan.out, "--out", () => file.commit());
+    if (truth) await writingTo(truthPath, "--out", () => truth!.commit());
   } catch (err) {
-    await Deno.remove(tmp).catch(() => {});
+    await file.abort();
+    await truth?.abort();
     throw err;
   }
-  if (!plan.truth) return;
-  const base = plan.out.replace(/\.npy$/i, "");
+}
+
+/** FILE.truth.json: the settings and the generator's ground truth. */
+function truthInfo(plan: SynthPlan, src: SyntheticSource): Record<string, unknown> {
   const t = src.truth;
   const nFeatures = t.dictionary.length / plan.dIn;
-  const info = {
+  return {
     generator: "sae synth (src/data/synthetic.ts)",
     data: plan.out.slice(plan.out.lastIndexOf("/") + 1),
     rows: plan.rows,
@@ -183,7 +187,6 @@ async function writeSynth(plan: SynthPlan): Promise<void> {
       (_, i) => Array.from(t.dictionary.subarray(i * plan.dIn, (i + 1) * plan.dIn)),
     ),
   };
-  await atomicWrite(`${base}.truth.json`, JSON.stringify(info) + "\n");
 }
 
 /** `sae synth`, ready to register on the program. */

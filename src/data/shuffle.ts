@@ -111,6 +111,11 @@ export class ShuffleBuffer implements ActivationSource {
     this.buf = new Float32Array(capacity * this.dIn);
   }
 
+  /** The inner source's rows before it repeats (undefined for a generator). */
+  get totalRows(): number | undefined {
+    return this.inner.totalRows;
+  }
+
   /** Fills `out` ([rows, dIn] f32, row-major) with the next shuffled rows. */
   async nextBatch(out: Float32Array): Promise<void> {
     const dIn = this.dIn;

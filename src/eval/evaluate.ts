@@ -19,6 +19,7 @@ import { UserError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { type Dispatch, run } from "../gpu/dispatch.ts";
 import { atomicWrite, type Writer } from "../run/atomic.ts";
+import { checkOutputFile, writingTo } from "../run/output.ts";
 import { Rng } from "../rng.ts";
 import { forwardPass } from "../sae/forward.ts";
 import { type LoadedSae, loadSae } from "../sae/load.ts";
@@ -371,6 +372,8 @@ export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): P
     );
   }
   const sae = await loadSae(dir);
+  // Before the evaluation: a path that cannot be written is refused now, not after it.
+  if (opts.out !== undefined) await checkOutputFile(opts.out, "--out");
   const { source, description, heldOut } = await openEvalSource(sae.cfg, opts.data);
   const report = await evaluateSae(sae, source, {
     ...opts,
@@ -387,7 +390,11 @@ export async function writeEvalReport(
   report: EvalReport,
   writer?: Writer,
 ): Promise<void> {
-  await atomicWrite(path, JSON.stringify(report, null, 2) + "\n", { writer });
+  await writingTo(
+    path,
+    "--out",
+    () => atomicWrite(path, JSON.stringify(report, null, 2) + "\n", { writer }),
+  );
 }
 
 function pct(v: number): string {

@@ -73,8 +73,34 @@ export async function finalMetrics(session: Session, src: ActivationSource): Pro
   return out;
 }
 
-/** The final metrics as an aligned table (what `sae train` prints at the end). */
-export function formatReport(metrics: Record<string, number>, outDir: string): string {
+/**
+ * How many rows a run reads, and whether its final evaluation is on rows it did not train on: a
+ * source that repeats after `totalRows` rows (activation files) holds too few rows to hold any out
+ * once the initialisation sample, the training batches and the evaluation batches need more.
+ * Returns null when the evaluation rows are held out, else the note to print.
+ */
+export function reusedRowsNote(
+  src: ActivationSource,
+  cfg: { init_rows: number; steps: number; batch: number },
+): string | null {
+  const total = src.totalRows;
+  const read = cfg.init_rows + (cfg.steps + FINAL_EVAL_BATCHES) * cfg.batch;
+  if (total === undefined || read <= total) return null;
+  return `the data holds ${total} rows and the run reads ${read} (init_rows, ${cfg.steps} ` +
+    `steps and ${FINAL_EVAL_BATCHES} evaluation batches of ${cfg.batch}): too few rows to hold ` +
+    `any out, so the final metrics are on rows it trained on (sae eval --data OTHER_FILES ` +
+    `measures held-out rows)`;
+}
+
+/**
+ * The final metrics as an aligned table (what `sae train` prints at the end); `heldOut` false says
+ * the rows evaluated were trained on (see {@link reusedRowsNote}).
+ */
+export function formatReport(
+  metrics: Record<string, number>,
+  outDir: string,
+  heldOut = true,
+): string {
   const rows: [string, string][] = [
     ["MSE (per element)", metrics.mse.toPrecision(4)],
     ["explained variance", metrics.explained_variance.toFixed(4)],
@@ -92,7 +118,9 @@ export function formatReport(metrics: Record<string, number>, outDir: string): s
   }
   const w = Math.max(...rows.map((r) => r[0].length));
   return [
-    `final metrics (${metrics.eval_rows} held-out rows) — ${outDir}`,
+    `final metrics (${metrics.eval_rows} ${
+      heldOut ? "held-out rows" : "rows, not held out: the data has too few rows"
+    }) — ${outDir}`,
     ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`),
   ].join("\n");
 }

@@ -38,11 +38,19 @@
  * ```
  */
 
-import { basename, join } from "node:path";
-import { DEFAULT_CONFIG, isPlainObject, mergeConfig, type TrainConfig } from "../config.ts";
+import { basename, dirname, join } from "node:path";
+import {
+  configToYaml,
+  DEFAULT_CONFIG,
+  isPlainObject,
+  mergeConfig,
+  type TrainConfig,
+} from "../config.ts";
 import { UserError } from "../errors.ts";
-import { atomicWrite } from "../run/atomic.ts";
-import { prepareRunDir, writeConfig } from "../run/rundir.ts";
+import { atomicWrite, isTempNameOf, StagingDir, type Writer } from "../run/atomic.ts";
+import { DirLock } from "../run/lock.ts";
+import { writingTo } from "../run/output.ts";
+import { CONFIG_FILE, IMPORTED_CFG_FILE, planRunDir } from "../run/rundir.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -50,14 +58,12 @@ import {
   type Tensor,
   tensorToF32,
 } from "../run/safetensors.ts";
-import { type LoadedSae, loadSae } from "../sae/load.ts";
+import { type LoadedSae, loadSae, SAE_FILE } from "../sae/load.ts";
 import type { SaeWeights } from "../sae/model.ts";
 
 /** File names of a SAELens directory. */
 const SAELENS_CFG = "cfg.json";
 const SAELENS_WEIGHTS = "sae_weights.safetensors";
-/** A copy of the cfg.json an imported run came from (its model and hook names go back out). */
-const IMPORTED_CFG = "saelens_cfg.json";
 /** The SAELens release whose on-disk format (cfg.json with `metadata`) this follows. */
 const SAELENS_FORMAT_VERSION = "6.12.1";
 /** A decoder row whose norm is further than this from 1 is renormalised on export. */
@@ -136,7 +142,7 @@ async function defaultModelInfo(runDir: string, cfg: TrainConfig): Promise<Model
     dataset_path: cfg.data,
   };
   try {
-    const prev = JSON.parse(await Deno.readTextFile(join(runDir, IMPORTED_CFG)));
+    const prev = JSON.parse(await Deno.readTextFile(join(runDir, IMPORTED_CFG_FILE)));
     const meta = typeof prev.metadata === "object" && prev.metadata ? prev.metadata : {};
     for (const k of Object.keys(info) as (keyof ModelInfo)[]) {
       const v = meta[k] ?? prev[k];
@@ -239,13 +245,22 @@ function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
   return { cfg, tensors };
 }
 
-async function prepareExportDir(dir: string, overwrite: boolean): Promise<void> {
+/**
+ * Checks that `dir` may receive an export, reading only: missing, empty (or holding only the
+ * temporary files of an interrupted older export), or with `overwrite` a SAELens directory.
+ */
+async function checkExportDir(dir: string, overwrite: boolean): Promise<void> {
   let entries: string[] = [];
   try {
     const info = await Deno.stat(dir);
     if (!info.isDirectory) throw new UserError(`--out ${dir} exists and is not a directory`);
-    entries = [...Deno.readDirSync(dir)].map((e) => e.name);
+    entries = [...Deno.readDirSync(dir)].map((e) => e.name).filter((name) =>
+      !isTempNameOf(name, SAELENS_CFG) && !isTempNameOf(name, SAELENS_WEIGHTS)
+    );
   } catch (err) {
+    if (err instanceof Deno.errors.NotADirectory) {
+      throw new UserError(`cannot write ${dir}: ${err.message}; choose another --out`);
+    }
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   if (entries.length > 0) {
@@ -257,19 +272,55 @@ async function prepareExportDir(dir: string, overwrite: boolean): Promise<void> 
         `refusing to --overwrite ${dir}: it has no ${SAELENS_CFG}, so it is not a SAELens directory`,
       );
     }
-    await Deno.remove(dir, { recursive: true });
   }
-  await Deno.mkdir(dir, { recursive: true });
+}
+
+/**
+ * Writes `files` (name → bytes) into a directory beside `target` and swaps it in when complete
+ * (src/run/atomic.ts: StagingDir), so `target` is the old directory or the new one, never a mix or
+ * nothing; `lock` (a run directory's) is held while it is swapped.
+ */
+async function writeDirBeside(
+  target: string,
+  files: [string, Uint8Array | string][],
+  lock: boolean,
+  writer?: Writer,
+): Promise<void> {
+  const parent = dirname(target.replace(/\/+$/, "") || ".");
+  await writingTo(target, "--out", () => Deno.mkdir(parent, { recursive: true }));
+  const held = lock && (await Deno.stat(target).catch(() => null))?.isDirectory
+    ? await writingTo(target, "--out", () => DirLock.acquire(target, "sae import"))
+    : null;
+  try {
+    const staging = await writingTo(target, "--out", () => StagingDir.create(target));
+    try {
+      for (const [name, data] of files) {
+        const path = join(staging.path, name);
+        await writingTo(join(target, name), "--out", () => atomicWrite(path, data, { writer }));
+      }
+    } catch (err) {
+      await staging.abort();
+      throw err;
+    }
+    await writingTo(target, "--out", () => staging.commit());
+  } finally {
+    await held?.release();
+  }
 }
 
 /** Options of {@link exportSaelens}. */
 export interface ExportOptions {
   overwrite: boolean;
+  /** Byte writer of the files (tests inject failures; see src/run/atomic.ts). */
+  writer?: Writer;
   /** Overrides of the model info written to cfg.json. */
   model?: Partial<ModelInfo>;
 }
 
-/** Writes `runDir`'s SAE as a SAELens directory `outDir`; returns what was written. */
+/**
+ * Writes `runDir`'s SAE as a SAELens directory `outDir` (beside it first, then swapped in: an
+ * existing export is replaced only by a complete one); returns what was written.
+ */
 export async function exportSaelens(
   runDir: string,
   outDir: string,
@@ -278,9 +329,16 @@ export async function exportSaelens(
   const sae = await loadSae(runDir);
   const model = { ...(await defaultModelInfo(runDir, sae.cfg)), ...opts.model };
   const out = toSaelens(sae, model, runDir);
-  await prepareExportDir(outDir, opts.overwrite);
-  await atomicWrite(join(outDir, SAELENS_WEIGHTS), encodeSafetensors(out.tensors));
-  await atomicWrite(join(outDir, SAELENS_CFG), JSON.stringify(out.cfg, null, 2) + "\n");
+  await checkExportDir(outDir, opts.overwrite);
+  await writeDirBeside(
+    outDir,
+    [
+      [SAELENS_WEIGHTS, encodeSafetensors(out.tensors)],
+      [SAELENS_CFG, JSON.stringify(out.cfg, null, 2) + "\n"],
+    ],
+    false,
+    opts.writer,
+  );
   return out;
 }
 
@@ -300,6 +358,13 @@ function positiveInt(cfg: Record<string, unknown>, key: string, file: string): n
 async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
   const cfgPath = join(dir, SAELENS_CFG);
   const wPath = join(dir, SAELENS_WEIGHTS);
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info === null || !info.isDirectory) {
+    throw new UserError(
+      `${dir} ${info ? "is not a directory" : "does not exist"}: pass a SAELens directory ` +
+        `(${SAELENS_CFG} + ${SAELENS_WEIGHTS})`,
+    );
+  }
   let text: string;
   try {
     text = await Deno.readTextFile(cfgPath);
@@ -390,6 +455,16 @@ async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
       throw new UserError(`${wPath}: tensor '${name}' is ${t.dtype}, not a float tensor`);
     }
     got[name] = tensorToF32(t);
+    const bad = got[name].findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      const where = shape.length === 2
+        ? ` (row ${Math.floor(bad / shape[1])}, column ${bad % shape[1]})`
+        : "";
+      throw new UserError(
+        `${wPath}: tensor '${name}' holds ${got[name][bad]} at index ${bad}${where}: the SAE is ` +
+          `damaged or diverged; refusing to import it`,
+      );
+    }
   }
   const extra = Object.keys(tensors).filter((n) => !(n in want));
   if (extra.length > 0) {
@@ -441,13 +516,16 @@ function recordedModel(cfg: Record<string, unknown>): Partial<TrainConfig> {
 /** Options of {@link importSaelens}. */
 export interface ImportOptions {
   overwrite: boolean;
+  /** Byte writer of the files (tests inject failures; see src/run/atomic.ts). */
+  writer?: Writer;
   /** Input scale of an unfolded expected_average_only_in SAE. */
   scale?: number;
 }
 
 /**
  * Converts a SAELens directory into a run directory (config.yaml, sae.safetensors, and the
- * original cfg.json as saelens_cfg.json) that {@link loadSae} reads. A JumpReLU threshold is kept
+ * original cfg.json as saelens_cfg.json) that {@link loadSae} reads, written beside the target
+ * and swapped in when complete (an `overwrite` never empties the old run first). A JumpReLU threshold is kept
  * as the `threshold` tensor of sae.safetensors and the config says variant paper with
  * adaptive_threshold ({@link loadSae} reads it back).
  */
@@ -467,8 +545,8 @@ export async function importSaelens(
     normalize_activations: sae.scale === 1 ? "none" : "expected_average_only_in",
     ...recordedModel(sae.cfg),
   });
-  await prepareRunDir(runDir, { resume: false, overwrite: opts.overwrite });
-  await writeConfig(runDir, cfg);
+  // Only the checks: the run directory is written beside and swapped in (never emptied first).
+  await planRunDir(runDir, { resume: false, overwrite: opts.overwrite });
   const d = sae.d_in, m = sae.d_sae;
   const tensors: Record<string, Tensor> = {
     wEnc: f32Tensor([m, d], sae.weights.wEnc),
@@ -477,17 +555,25 @@ export async function importSaelens(
     bDec: f32Tensor([d], sae.weights.bDec),
   };
   if (sae.threshold) tensors.threshold = f32Tensor([m], sae.threshold);
-  await atomicWrite(
-    join(runDir, "sae.safetensors"),
-    encodeSafetensors(tensors, {
-      format: "sae-webgpu",
-      d_in: String(d),
-      d_sae: String(m),
-      scale: String(sae.scale),
-      source: `saelens:${basename(dir)}`,
-      architecture: sae.architecture,
-    }),
+  await writeDirBeside(
+    runDir,
+    [
+      [CONFIG_FILE, configToYaml(cfg)],
+      [
+        SAE_FILE,
+        encodeSafetensors(tensors, {
+          format: "sae-webgpu",
+          d_in: String(d),
+          d_sae: String(m),
+          scale: String(sae.scale),
+          source: `saelens:${basename(dir)}`,
+          architecture: sae.architecture,
+        }),
+      ],
+      [IMPORTED_CFG_FILE, JSON.stringify(sae.cfg, null, 2) + "\n"],
+    ],
+    true,
+    opts.writer,
   );
-  await atomicWrite(join(runDir, IMPORTED_CFG), JSON.stringify(sae.cfg, null, 2) + "\n");
   return { sae, cfg };
 }

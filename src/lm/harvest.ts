@@ -19,7 +19,8 @@
  * shards and a manifest listing only complete shards. `resume` checks that the manifest was made
  * with the same settings and text, checks every listed shard against its SHA-256, and continues
  * from the text position after the last one; a shard file the manifest does not list is written
- * again. Memory stays at one batch of contexts and its activations.
+ * again. Memory stays at one batch of contexts and its activations. The output directory is locked
+ * while a harvest writes into it (src/run/lock.ts): a second harvest into it is refused at once.
  *
  * @example
  * ```ts
@@ -42,6 +43,7 @@ import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
 import { AtomicFile, atomicWrite } from "../run/atomic.ts";
+import { DirLock, LOCK_FILE } from "../run/lock.ts";
 import {
   type ContextBatch,
   type ContextOptions,
@@ -162,6 +164,30 @@ export async function harvest(opts: HarvestOptions): Promise<HarvestResult> {
   ContextStream.open(opts.contexts);
 
   await ensureDir(opts.outDir);
+  // One harvest at a time writes here (a second is refused at once, naming the first).
+  let lock: DirLock;
+  try {
+    lock = await DirLock.acquire(opts.outDir, "sae harvest", { log });
+  } catch (err) {
+    throw writeError(join(opts.outDir, LOCK_FILE), err);
+  }
+  try {
+    return await harvestLocked(opts, log, shardContexts, totalContexts, batch);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The harvest itself, with `opts.outDir` locked. */
+async function harvestLocked(
+  opts: HarvestOptions,
+  log: (line: string) => void,
+  shardContexts: number,
+  totalContexts: number,
+  batch: number,
+): Promise<HarvestResult> {
+  const C = opts.contexts.context;
+  const rowsPerContext = C - 1;
   const manifestPath = join(opts.outDir, "manifest.json");
   const fresh = freshManifest(opts, shardContexts);
   let manifest: HarvestManifest;
@@ -437,6 +463,12 @@ function writeError(path: string, err: unknown): unknown {
   if (err instanceof Deno.errors.NotFound) {
     return new UserError(`cannot write ${path}: its directory is gone`);
   }
+  if (err instanceof Error && /\(os error \d+\)/.test(err.message)) {
+    return new UserError(
+      `cannot write ${path}: ${err.message}; the shards manifest.json lists are complete: free ` +
+        `space, then --resume`,
+    );
+  }
   return err;
 }
 
@@ -559,11 +591,16 @@ async function resumeManifest(
   same("tokenizer", m.tokenizer, fresh.tokenizer);
   same("--tokens", m.requested_tokens, fresh.requested_tokens);
   same("contexts per shard", m.shard_contexts, fresh.shard_contexts);
+  // The text is identified by its content: the same files under other paths resume.
   same(
-    "text",
-    (m.text ?? []).map((s) => `${s.path} ${s.sha256}`),
-    fresh.text.map((s) => `${s.path} ${s.sha256}`),
+    "text (SHA-256 of each file)",
+    (m.text ?? []).map((s) => s.sha256),
+    fresh.text.map((s) => s.sha256),
   );
+  if (m.text.some((s, i) => s.path !== fresh.text[i].path)) {
+    log(`harvest: the text files have other paths than manifest.json records, the same content`);
+    m.text = fresh.text;
+  }
   if (!Array.isArray(m.shards)) {
     throw new UserError(`cannot resume: ${path} lists no shards (damaged)`);
   }

@@ -23,7 +23,8 @@ import { parse as parseYaml } from "yaml";
 import { isPlainObject } from "../config.ts";
 import { UserError } from "../errors.ts";
 import type { EvalReport } from "../eval/schema.ts";
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWriteAll } from "../run/atomic.ts";
+import { checkOutputFile, writingTo } from "../run/output.ts";
 import { frontierSpec, renderSvg } from "./vega.ts";
 
 /** What a run directory holds, as far as it exists. */
@@ -559,20 +560,20 @@ export async function writeReport(
   paths: string[],
   out: string,
 ): Promise<{ html: string; svgs: string[]; runs: RunData[] }> {
+  if ((await Deno.stat(out).catch(() => null))?.isDirectory) {
+    throw new UserError(`--out ${out} is a directory; give the path of the HTML file to write`);
+  }
   const dirs = await findRuns(paths);
   const ns = names(dirs);
   const runs = await Promise.all(dirs.map((d, i) => readRun(d, ns[i])));
   const sections = await renderSections(runs);
-  await Deno.mkdir(dirname(out) || ".", { recursive: true });
+  await writingTo(out, "--out", () => Deno.mkdir(dirname(out) || ".", { recursive: true }));
+  await checkOutputFile(out, "--out");
   const stem = out.replace(/\.html?$/i, "");
-  const svgs: string[] = [];
-  for (const s of sections) {
-    if (!s.svg) continue;
-    const path = `${stem}-${s.id}.svg`;
-    await atomicWrite(path, s.svg);
-    svgs.push(path);
-  }
+  const files: [string, string][] = [];
+  for (const s of sections) if (s.svg) files.push([`${stem}-${s.id}.svg`, s.svg]);
   const html = reportHtml(runs, sections);
-  await atomicWrite(out, html);
-  return { html, svgs, runs };
+  // The plots and the page are replaced together: never a page beside plots of another version.
+  await writingTo(out, "--out", () => atomicWriteAll([...files, [out, html]]));
+  return { html, svgs: files.map(([path]) => path), runs };
 }

@@ -1,8 +1,14 @@
 /**
  * Checkpoints: `<runDir>/checkpoints/step-<8 digits>.safetensors`, written atomically. The
- * `__metadata__` holds `step`, `meta` (the caller's JSON: optimizer step, RNG and data-source
- * state, ...) and `sha256`, the hex SHA-256 of the byte buffer after the header, so a truncated
- * or bit-flipped file is detected and the previous checkpoint used instead.
+ * `__metadata__` holds `file_sha256`, `step` and `meta` (the caller's JSON: optimizer step, RNG
+ * and data-source state, the config, ...). `file_sha256` is the hex SHA-256 of the whole file with
+ * its own 64 digits read as '0': it covers the header (step, meta, the tensor table) as well as
+ * the tensors, so a truncated or bit-flipped file, wherever the flip, is detected and the previous
+ * checkpoint used instead.
+ *
+ * Checkpoints written before `file_sha256` existed carry `sha256`, the SHA-256 of the byte buffer
+ * after the header only; they still load (their tensors verified) with
+ * {@link Checkpoint.headerVerified} false, so a resume can say that their header is unchecked.
  *
  * @example
  * ```ts
@@ -14,7 +20,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { atomicWrite, type Writer } from "./atomic.ts";
 import { decodeSafetensors, encodeSafetensors, type Tensor } from "./safetensors.ts";
@@ -25,6 +31,8 @@ export interface Checkpoint {
   step: number;
   tensors: Record<string, Tensor>;
   meta: Record<string, unknown>;
+  /** Whether the checksum covered the header too (false for checkpoints that predate it). */
+  headerVerified: boolean;
 }
 
 /** Options of {@link saveCheckpoint}. */
@@ -59,6 +67,25 @@ function sha256Hex(chunks: Iterable<Uint8Array>): string {
   return h.digest("hex");
 }
 
+/** The metadata key of the whole-file checksum, as it appears in the header's JSON. */
+const FILE_SHA_NEEDLE = new TextEncoder().encode(`"file_sha256":"`);
+const ZERO_DIGITS = new TextEncoder().encode("0".repeat(64));
+
+/** Offset of the 64 digits of `file_sha256` in the header of `bytes`, or -1. */
+function fileShaOffset(bytes: Uint8Array, headerEnd: number): number {
+  const n = FILE_SHA_NEEDLE;
+  outer: for (let i = 8; i + n.length + 64 <= headerEnd; i++) {
+    for (let k = 0; k < n.length; k++) if (bytes[i + k] !== n[k]) continue outer;
+    return i + n.length;
+  }
+  return -1;
+}
+
+/** SHA-256 of `bytes` with the 64 bytes at `at` read as the digit '0'. */
+function fileSha(bytes: Uint8Array, at: number): string {
+  return sha256Hex([bytes.subarray(0, at), ZERO_DIGITS, bytes.subarray(at + 64)]);
+}
+
 /**
  * Writes the checkpoint of `step` atomically, then deletes all but the newest `keep` checkpoints
  * (never the one just written). Returns its path.
@@ -74,13 +101,15 @@ export async function saveCheckpoint(
   const keep = Math.max(1, options.keep ?? 3);
   const dir = checkpointDir(runDir);
   await Deno.mkdir(dir, { recursive: true });
-  // The encoder lays tensors out in key order, so this is the hash of the file's byte buffer.
-  const sha256 = sha256Hex(Object.values(tensors).map((t) => t.data));
+  // The checksum goes first in the header, as zeros while the file is hashed, then the digits.
   const bytes = encodeSafetensors(tensors, {
+    file_sha256: "0".repeat(64),
     step: String(step),
     meta: JSON.stringify(meta),
-    sha256,
   });
+  const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  const at = fileShaOffset(bytes, 8 + headerLen);
+  bytes.set(new TextEncoder().encode(fileSha(bytes, at)), at);
   const path = join(dir, checkpointName(step));
   await atomicWrite(path, bytes, { writer: options.writer });
 
@@ -133,7 +162,7 @@ export async function listCheckpoints(runDir: string): Promise<{ step: number; p
 
 /**
  * Reads, decodes and verifies one checkpoint. Throws a one-line UserError naming the file if it
- * is truncated, malformed or fails its checksum.
+ * is truncated, malformed or fails its checksum (whole-file, or the tensors' for an older file).
  */
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
   let bytes: Uint8Array;
@@ -151,17 +180,32 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
     throw err;
   }
   const { tensors, metadata } = decoded;
+  const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  let headerVerified: boolean;
+  if (typeof metadata.file_sha256 === "string") {
+    const at = fileShaOffset(bytes, 8 + headerLen);
+    const digits = at < 0 ? "" : new TextDecoder().decode(bytes.subarray(at, at + 64));
+    if (digits !== metadata.file_sha256 || fileSha(bytes, at) !== digits) {
+      throw new UserError(`checkpoint ${path}: checksum mismatch (the file is corrupt)`);
+    }
+    headerVerified = true;
+  } else if (typeof metadata.sha256 === "string") {
+    if (sha256Hex([bytes.subarray(8 + headerLen)]) !== metadata.sha256) {
+      throw new UserError(`checkpoint ${path}: checksum mismatch (the file is corrupt)`);
+    }
+    headerVerified = false;
+  } else {
+    throw new UserError(`checkpoint ${path}: metadata has no 'file_sha256' (no checksum)`);
+  }
   const step = Number(metadata.step);
   if (metadata.step === undefined || !/^\d+$/.test(metadata.step) || !Number.isSafeInteger(step)) {
     throw new UserError(`checkpoint ${path}: metadata has no valid 'step'`);
   }
-  if (typeof metadata.sha256 !== "string") {
-    throw new UserError(`checkpoint ${path}: metadata has no 'sha256'`);
-  }
-  const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  const actual = sha256Hex([bytes.subarray(8 + headerLen)]);
-  if (actual !== metadata.sha256) {
-    throw new UserError(`checkpoint ${path}: checksum mismatch (the file is corrupt)`);
+  const named = CHECKPOINT_RE.exec(basename(path));
+  if (named && Number(named[1]) !== step) {
+    throw new UserError(
+      `checkpoint ${path}: it holds step ${step}, not the step its name says (renamed?)`,
+    );
   }
   let meta: unknown;
   try {
@@ -172,7 +216,7 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
   if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
     throw new UserError(`checkpoint ${path}: metadata 'meta' is not a JSON object`);
   }
-  return { path, step, tensors, meta: meta as Record<string, unknown> };
+  return { path, step, tensors, meta: meta as Record<string, unknown>, headerVerified };
 }
 
 /**

@@ -4,9 +4,9 @@
  *
  * @example
  * ```ts
- * import { MetricsLog, prepareRunDir, writeConfig } from "./rundir.ts";
+ * import { createRunDir, MetricsLog, planRunDir, writeConfig } from "./rundir.ts";
  * import { DEFAULT_CONFIG } from "../config.ts";
- * await prepareRunDir("runs/x", { resume: false, overwrite: false });
+ * await createRunDir(await planRunDir("runs/x", { resume: false, overwrite: false }));
  * await writeConfig("runs/x", DEFAULT_CONFIG);
  * const log = await MetricsLog.open("runs/x", null);
  * await log.append({ step: 50, loss: 1.5 });
@@ -14,15 +14,18 @@
  * ```
  */
 
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { configToYaml, loadConfigFile, type PartialConfig, type TrainConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
-import { atomicWrite, writeAllBytes, type Writer } from "./atomic.ts";
+import { atomicWrite, swapDir, writeAllBytes, type Writer } from "./atomic.ts";
+import { LOCK_FILE } from "./lock.ts";
 
 /** The config file of a run directory. */
 export const CONFIG_FILE = "config.yaml";
 /** The metrics log of a run directory. */
 const METRICS_FILE = "metrics.jsonl";
+/** In a run made by `sae import`: the cfg.json it came from (its weights may be the only copy). */
+export const IMPORTED_CFG_FILE = "saelens_cfg.json";
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
@@ -33,8 +36,11 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
+/** Whether `dir` holds nothing but lock files (src/run/lock.ts). */
 async function isEmptyDir(dir: string): Promise<boolean> {
-  for await (const _ of Deno.readDir(dir)) return false;
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name !== LOCK_FILE && !e.name.startsWith(`${LOCK_FILE}.`)) return false;
+  }
   return true;
 }
 
@@ -52,18 +58,42 @@ export async function readRunConfig(dir: string): Promise<PartialConfig> {
   return await loadConfigFile(join(dir, CONFIG_FILE));
 }
 
+/** What {@link planRunDir} decided about a run's directory, before anything is written. */
+export interface RunDirPlan {
+  /** The directory the run writes into. */
+  dir: string;
+  /**
+   * Where the finished run ends up: `dir`, or for a replacement (`--overwrite` of a run
+   * directory), the run it replaces once it is complete ({@link swapDir}).
+   */
+  target: string;
+  /** Whether the run continues the checkpoints in `dir`. */
+  resume: boolean;
+  /** Whether `dir` does not exist yet. */
+  create: boolean;
+}
+
+/** The suffix of the directory a replacement trains in, beside the run it replaces. */
+export const REPLACEMENT_SUFFIX = ".new";
+/** Inside a replacement's directory: the name of the run it replaces (a sibling). */
+const REPLACES_FILE = ".replaces";
+
 /**
- * Makes `dir` ready for a run. A fresh run needs a missing or empty directory; an existing
- * non-empty one is refused unless `resume` (it must hold config.yaml) or `overwrite` (it must be
- * a run directory, i.e. hold config.yaml, and is then emptied).
+ * Decides where a run writes, reading only. A fresh run needs a missing or empty directory; an
+ * existing non-empty one is refused unless `resume` (it must hold config.yaml) or `overwrite`
+ * (it must be a run directory, i.e. hold config.yaml). An overwrite never deletes the old run
+ * first: the new one trains beside it in `DIR.new` and takes its place when it finishes, so an
+ * overwrite that fails or is stopped leaves the old run as it was (`--resume DIR.new` continues
+ * the replacement, which still replaces DIR when it finishes).
  */
-export async function prepareRunDir(
+export async function planRunDir(
   dir: string,
   { resume, overwrite }: { resume: boolean; overwrite: boolean },
-): Promise<void> {
+): Promise<RunDirPlan> {
   if (resume && overwrite) {
     throw new UserError("--resume and --overwrite contradict each other; pass only one");
   }
+  dir = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
   const info = await statOrNull(dir);
   if (info !== null && !info.isDirectory) {
     throw new UserError(`run directory ${dir} exists and is not a directory; choose another --out`);
@@ -71,25 +101,76 @@ export async function prepareRunDir(
   if (resume) {
     if (info === null) throw new UserError(`cannot resume ${dir}: it does not exist`);
     await readRunConfig(dir);
-    return;
+    return { dir, target: (await replacedRun(dir)) ?? dir, resume: true, create: false };
   }
-  if (info !== null && !(await isEmptyDir(dir))) {
-    if (!overwrite) {
-      throw new UserError(
-        `run directory ${dir} already exists and is not empty; ` +
-          `pass --resume to continue it or --overwrite to replace it`,
-      );
-    }
-    const cfg = await statOrNull(join(dir, CONFIG_FILE));
-    if (cfg === null) {
-      // A guard against `--out . --overwrite` and the like: only run directories are deleted.
-      throw new UserError(
-        `refusing to --overwrite ${dir}: it has no ${CONFIG_FILE}, so it is not a run directory`,
-      );
-    }
-    await Deno.remove(dir, { recursive: true });
+  if (info === null || (await isEmptyDir(dir))) {
+    return { dir, target: dir, resume: false, create: info === null };
   }
-  await Deno.mkdir(dir, { recursive: true });
+  if (!overwrite) {
+    throw new UserError(
+      `run directory ${dir} already exists and is not empty; ` +
+        `pass --resume to continue it or --overwrite to replace it`,
+    );
+  }
+  if ((await statOrNull(join(dir, CONFIG_FILE))) === null) {
+    // A guard against `--out . --overwrite` and the like: only run directories are replaced.
+    throw new UserError(
+      `refusing to --overwrite ${dir}: it has no ${CONFIG_FILE}, so it is not a run directory`,
+    );
+  }
+  const staging = `${dir}${REPLACEMENT_SUFFIX}`;
+  if ((await statOrNull(staging)) !== null) {
+    throw new UserError(
+      `cannot --overwrite ${dir}: ${staging} exists (an unfinished replacement of it?); continue ` +
+        `it with --resume ${staging}, or delete it`,
+    );
+  }
+  return { dir: staging, target: dir, resume: false, create: true };
+}
+
+/** The run a replacement's directory replaces (its sibling), or null for an ordinary run. */
+async function replacedRun(dir: string): Promise<string | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(dir, REPLACES_FILE));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+  let name: unknown;
+  try {
+    name = JSON.parse(text).replaces;
+  } catch {
+    name = null;
+  }
+  if (typeof name !== "string" || name === "" || /[/\\]/.test(name)) {
+    throw new UserError(`${join(dir, REPLACES_FILE)} is damaged: delete it to resume ${dir} alone`);
+  }
+  const target = join(dirname(dir), name);
+  return resolve(target) === resolve(dir) ? null : target;
+}
+
+/**
+ * Makes the planned directory (already validated: see {@link planRunDir}): creates it if needed
+ * and, for a replacement, records the run it replaces. config.yaml is the caller's to write.
+ */
+export async function createRunDir(plan: RunDirPlan): Promise<void> {
+  await Deno.mkdir(plan.dir, { recursive: true });
+  if (plan.target !== plan.dir && !plan.resume) {
+    await atomicWrite(
+      join(plan.dir, REPLACES_FILE),
+      JSON.stringify({ replaces: basename(plan.target) }) + "\n",
+    );
+  }
+}
+
+/**
+ * Puts a finished replacement in the place of the run it replaces ({@link swapDir}) and drops its
+ * record of that run.
+ */
+export async function replaceRun(plan: RunDirPlan): Promise<void> {
+  await swapDir(plan.dir, plan.target);
+  await Deno.remove(join(plan.target, REPLACES_FILE)).catch(() => {});
 }
 
 /** Writes `dir/config.yaml` atomically. */
@@ -108,22 +189,44 @@ export async function writeJson(
 }
 
 /**
- * Keeps the lines of a metrics log up to and including `step`: everything from the first line
- * with a larger step (or the first line that does not parse: a write cut short) is dropped.
+ * Keeps the lines of a metrics log up to and including `step`: everything from the first line of
+ * a later step on is dropped, unless a line of an earlier step follows it (then that line alone
+ * is out of order, i.e. damaged, and dropped). A line that is not JSON is dropped and the lines
+ * around it kept; each dropped damaged line is reported to `dropped` with its number (not the
+ * last line, which a write cut short leaves).
  */
-export function truncateMetrics(text: string, step: number): string {
-  const kept: string[] = [];
-  for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    let rec: unknown;
+export function truncateMetrics(
+  text: string,
+  step: number,
+  dropped: (lineNo: number, line: string) => void = () => {},
+): string {
+  const lines = text.split("\n");
+  const steps = lines.map((line): number | null | undefined => {
+    if (line.trim() === "") return undefined;
     try {
-      rec = JSON.parse(line);
+      const s = (JSON.parse(line) as { step?: unknown } | null)?.step;
+      return typeof s === "number" ? s : null;
     } catch {
-      break;
+      return undefined;
     }
-    const s = (rec as { step?: unknown } | null)?.step;
-    if (typeof s === "number" && s > step) break;
-    kept.push(line);
+  });
+  // The last line that belongs before the checkpoint: later ones are after it.
+  const lastKept = steps.findLastIndex((s) => typeof s === "number" && s <= step);
+  const lastLine = lines.findLastIndex((l) => l.trim() !== "");
+  const kept: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const s = steps[i];
+    if (lines[i].trim() === "") continue;
+    if (s === undefined) {
+      if (i !== lastLine) dropped(i + 1, lines[i]);
+      continue;
+    }
+    if (typeof s === "number" && s > step) {
+      if (i > lastKept) break;
+      dropped(i + 1, lines[i]);
+      continue;
+    }
+    kept.push(lines[i]);
   }
   return kept.map((l) => l + "\n").join("");
 }
@@ -145,6 +248,7 @@ export class MetricsLog {
     dir: string,
     resumeStep: number | null,
     writer?: Writer,
+    warn: (line: string) => void = (line) => console.error(line),
   ): Promise<MetricsLog> {
     const path = join(dir, METRICS_FILE);
     if (resumeStep === null) {
@@ -157,7 +261,13 @@ export class MetricsLog {
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
-    await atomicWrite(path, truncateMetrics(text, resumeStep), { writer });
+    const kept = truncateMetrics(text, resumeStep, (n, line) =>
+      warn(
+        `warning: ${path} line ${n} is damaged (${
+          JSON.stringify(line.length > 40 ? line.slice(0, 37) + "..." : line)
+        }: not JSON, or a step out of order); dropped, the lines around it are kept`,
+      ));
+    await atomicWrite(path, kept, { writer });
     const file = await Deno.open(path, { append: true });
     return new MetricsLog(file, path, writer);
   }

@@ -111,10 +111,22 @@ export class RunFaults {
       : `the last good checkpoint ${stem(this.lastCkpt)} is kept`;
     const window = `between steps ${from} and ${to}`;
     const first = h.firstStep > 0 ? `first at step ${h.firstStep}; ` : "";
-    if (h.input > 0) {
+    if (h.input === 2) {
       return new TrainingDiverged(
-        `the training data became ${word(h.input)} ${window} (${first}input batch); ${kept}: ` +
-          `check the data`,
+        `the training data became NaN ${window} (${first}input batch); ${kept}: check the data`,
+        from,
+        to,
+        ["input"],
+      );
+    }
+    if (h.input > 0) {
+      // Activation files refuse rows holding Inf, so this is (nearly always) finite values whose
+      // squares overflow f32 in the batch's sums.
+      return new TrainingDiverged(
+        `the training data's squared norms overflowed f32 ${window} (${first}input batch: ` +
+          `values above about 1e19, or rows and batches whose sums of squares pass 3.4e38, ` +
+          `are finite but their squares are not); ${kept}: set normalize_activations: ` +
+          `expected_average_only_in in a new run, or rescale the data`,
         from,
         to,
         ["input"],

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { type TrainConfig, validateConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { loadLatestCheckpoint } from "../run/checkpoint.ts";
-import { readRunConfig } from "../run/rundir.ts";
+import { CONFIG_FILE, readRunConfig } from "../run/rundir.ts";
 import { decodeSafetensors, encodeSafetensors, tensorToF32 } from "../run/safetensors.ts";
 import { encodeInto } from "./encode.ts";
 import { type SaeWeights, weightsFromTensors, weightTensors } from "./model.ts";
@@ -52,7 +52,14 @@ export function saeFileBytes(cfg: TrainConfig, weights: SaeWeights, scale: numbe
  * ```
  */
 export async function loadSae(dir: string): Promise<LoadedSae> {
-  const cfg = validateConfig(await readRunConfig(dir), join(dir, "config.yaml"));
+  const configFile = join(dir, CONFIG_FILE);
+  if (!(await Deno.stat(configFile).catch(() => null))?.isFile) {
+    throw new UserError(
+      `${dir} is not a run directory (no ${CONFIG_FILE} there): pass a directory written by ` +
+        `'sae train' or 'sae import'`,
+    );
+  }
+  const cfg = validateConfig(await readRunConfig(dir), configFile);
   const path = join(dir, SAE_FILE);
   let bytes: Uint8Array;
   try {
@@ -60,7 +67,14 @@ export async function loadSae(dir: string): Promise<LoadedSae> {
   } catch {
     throw new UserError(`${path} not found: is ${dir} a finished run directory?`);
   }
-  const { tensors, metadata } = decodeSafetensors(bytes);
+  let decoded;
+  try {
+    decoded = decodeSafetensors(bytes);
+  } catch (err) {
+    if (err instanceof UserError) throw new UserError(`${path}: ${err.message} (damaged?)`);
+    throw err;
+  }
+  const { tensors, metadata } = decoded;
   const weights = weightsFromTensors(tensors, cfg.d_in, cfg.d_sae, path);
   let threshold: Float32Array | null;
   if (tensors.threshold) {

@@ -41,8 +41,8 @@ export function weightTensors(
 }
 
 /**
- * The parameters from tensors named `<prefix><param>`; a missing one or one of another shape is a
- * UserError naming it and `where` (the file).
+ * The parameters from tensors named `<prefix><param>`; a missing one, one of another shape or one
+ * holding NaN or ±Inf is a UserError naming it and `where` (the file).
  */
 export function weightsFromTensors(
   t: Record<string, Tensor>,
@@ -61,6 +61,16 @@ export function weightsFromTensors(
       );
     }
     out[n] = tensorToF32(tensor);
+    const bad = out[n].findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new UserError(
+        `${where}: tensor '${prefix + n}' holds ${out[n][bad]} at index ${bad}${
+          shapes[n].length === 2
+            ? ` (row ${Math.floor(bad / shapes[n][1])}, column ${bad % shapes[n][1]})`
+            : ""
+        }: the file is damaged or the SAE diverged; refusing to use it`,
+      );
+    }
   }
   return out;
 }
@@ -113,6 +123,40 @@ export function sparseEnabled(
     cfg.d_sae * cfg.d_in * 4 <= gpu.maxBinding;
 }
 /**
+ * Checks the step's largest buffers against the adapter's limits before anything is allocated or
+ * initialised (an SAE too large for the adapter is refused at once, not after its weights were
+ * drawn): [d_sae, d_in] (the weights, their gradients and moments) and [batch, d_sae] (f, dL/dpre)
+ * must each fit one buffer (their kernels bind views of them); [batch, d_in] must fit one binding.
+ */
+export function checkStepSizes(
+  gpu: Pick<Gpu, "maxBinding" | "maxBufferSize">,
+  cfg: Pick<CoreConfig, "d_in" | "d_sae" | "batch">,
+): void {
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const { d_in: d, d_sae: m, batch: B } = cfg;
+  const buffers: [string, number, string][] = [
+    [`d_sae × d_in = ${m} × ${d}`, m * d * 4, "lower d_sae"],
+    [`batch × d_sae = ${B} × ${m}`, B * m * 4, "lower batch or d_sae"],
+  ];
+  for (const [what, bytes, fix] of buffers) {
+    if (bytes > gpu.maxBufferSize) {
+      throw new UserError(
+        `${what} f32 (${mib(bytes)}) exceeds this adapter's buffer-size limit of ` +
+          `${mib(gpu.maxBufferSize)}: ${fix}`,
+      );
+    }
+  }
+  // [batch, d_sae] and [d_sae, d_in] buffers may exceed one binding (their kernels split); the
+  // [batch, d_in] ones are bound whole (18 MB at batch 2048, d_in 2304).
+  if (B * d * 4 > gpu.maxBinding) {
+    throw new UserError(
+      `batch × d_in = ${B} × ${d} f32 (${mib(B * d * 4)}) exceeds this adapter's ` +
+        `storage-binding limit of ${mib(gpu.maxBinding)}: lower batch`,
+    );
+  }
+}
+
+/**
  * Allocates the step's buffers and uploads `w` (moments zero, state before step 1); `accWords` is
  * the length of the metric accumulators (src/kernels/metrics.ts).
  */
@@ -125,17 +169,7 @@ export function allocStep(
   accWords: number,
   sparse = false,
 ): StepBuffers {
-  // [batch, d_sae] and [d_sae, d_in] buffers may exceed one binding (their kernels split); the
-  // [batch, d_in] ones are bound whole (18 MB at batch 2048, d_in 2304).
-  if (batch * dIn * 4 > gpu.maxBinding) {
-    throw new UserError(
-      `batch × d_in = ${batch} × ${dIn} f32 (${(batch * dIn * 4 / 2 ** 20).toFixed(1)} MiB) ` +
-        `exceeds this adapter's storage-binding limit of ${
-          (gpu.maxBinding / 2 ** 20).toFixed(1)
-        } ` +
-        `MiB: lower batch`,
-    );
-  }
+  checkStepSizes(gpu, { d_in: dIn, d_sae: dSae, batch });
   const shapes = paramShapes(dIn, dSae);
   const params = {} as Record<ParamName, ParamBuffers>;
   for (const name of PARAM_NAMES) {
@@ -191,12 +225,54 @@ export async function initialise(
     ? normScale(sample, cfg.d_in)
     : 1;
   if (scale !== 1) { for (let i = 0; i < sample.length; i++) sample[i] *= scale; }
+  checkSample(sample, cfg);
   const bDec = cfg.b_dec_init === "zeros"
     ? new Float32Array(cfg.d_in)
     : cfg.b_dec_init === "mean"
     ? rowMean(sample, cfg.d_in)
     : geometricMedian(sample, cfg.d_in);
   return { weights: initWeights(cfg.d_in, cfg.d_sae, cfg.seed, bDec), scale };
+}
+
+/** The largest finite f32. */
+const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * Refuses data the step cannot train on, seen in the initialisation sample (scaled as the step
+ * scales it): rows so large that a batch's squared norms overflow f32 (the loss and the metrics
+ * would be infinite although every value is finite), and rows that are all identical (no variance:
+ * nothing to learn beyond their mean, and explained variance is undefined).
+ */
+function checkSample(sample: Float32Array, cfg: CoreConfig): void {
+  const d = cfg.d_in;
+  const n = sample.length / d;
+  let maxSq = 0;
+  let identical = true;
+  for (let r = 0; r < n; r++) {
+    let q = 0;
+    for (let k = 0; k < d; k++) {
+      const v = sample[r * d + k];
+      q += v * v;
+      if (identical && v !== sample[k]) identical = false;
+    }
+    maxSq = Math.max(maxSq, q);
+  }
+  if (maxSq * cfg.batch > F32_MAX) {
+    throw new UserError(
+      `the data's rows reach a norm of ${Math.sqrt(maxSq).toExponential(1)}: a batch's squared ` +
+        `norms (${(maxSq * cfg.batch).toExponential(1)}) overflow f32 (largest 3.4e+38), so the ` +
+        `loss and the metrics would be infinite although the values are finite; set ` +
+        `normalize_activations: expected_average_only_in (--set ` +
+        `normalize_activations=expected_average_only_in) or rescale the data`,
+    );
+  }
+  if (identical && n > 1) {
+    throw new UserError(
+      `the data has no variance: the ${n} rows sampled to initialise (init_rows) are all ` +
+        `identical, so there is nothing to learn beyond their mean and explained variance is ` +
+        `undefined; check the data`,
+    );
+  }
 }
 
 /**

@@ -5,31 +5,48 @@
  * checkpoint's contents (snapshot.ts), fault messages (faults.ts), what the user sees
  * (progress.ts), the final metrics (src/eval/final.ts), signals (src/run/signals.ts).
  */
-import type { TrainConfig } from "../config.ts";
+import { join } from "node:path";
+import { type TrainConfig, validateConfig } from "../config.ts";
 import { openSource } from "../data/open.ts";
 import type { ActivationSource } from "../data/source.ts";
-import { TrainingInterrupted, UserError } from "../errors.ts";
-import { finalMetrics, formatReport } from "../eval/final.ts";
+import { resumeCommand, TrainingInterrupted, UserError } from "../errors.ts";
+import { finalMetrics, formatReport, reusedRowsNote } from "../eval/final.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
 import { Profiler } from "../gpu/profile.ts";
-import { atomicWrite, type Writer } from "../run/atomic.ts";
+import {
+  atomicWrite,
+  removeStaleTemps as removeStaleFileTemps,
+  type Writer,
+} from "../run/atomic.ts";
 import {
   type Checkpoint,
   checkpointName,
-  loadLatestCheckpoint,
+  listCheckpoints,
   removeStaleTemps,
   saveCheckpoint,
 } from "../run/checkpoint.ts";
-import { MetricsLog, prepareRunDir, writeConfig, writeJson } from "../run/rundir.ts";
+import { DirLock, LOCK_FILE } from "../run/lock.ts";
+import {
+  CONFIG_FILE,
+  createRunDir,
+  MetricsLog,
+  planRunDir,
+  readRunConfig,
+  replaceRun,
+  type RunDirPlan,
+  writeConfig,
+  writeJson,
+} from "../run/rundir.ts";
 import { listenForSignals, type SignalState } from "../run/signals.ts";
 import { RunFaults, writing } from "./faults.ts";
 import { SAE_FILE, saeFileBytes } from "./load.ts";
 import { METRIC_WORDS } from "../kernels/metrics.ts";
 import { health, isBad } from "../kernels/health.ts";
-import { initialise } from "./model.ts";
+import { checkStepSizes, initialise } from "./model.ts";
 import { Progress, reportProfile } from "./progress.ts";
 import { Session } from "./session.ts";
-import { snapshotFromTensors, snapshotTensors } from "./snapshot.ts";
+import { checkpointConfig, resumeChanges, resumePoint } from "./resume.ts";
+import { type Snapshot, snapshotFromTensors, snapshotTensors } from "./snapshot.ts";
 import { variantOf } from "./variants.ts";
 
 /** How a training run is driven (not part of the run's config). */
@@ -98,15 +115,79 @@ async function trainRun(
   opts: TrainOptions,
   signal: SignalState,
 ): Promise<TrainResult> {
-  const { outDir, writer } = opts;
-  const { src, gpu, ckpt } = await openRun(cfg, opts);
-  const run = new RunFaults(gpu, outDir, ckpt ? ckpt.step : null);
-  const session = await run.guard(() => startSession(gpu, cfg, src, ckpt, outDir));
-  run.session = session;
+  const plan = await planRunDir(opts.outDir, { resume: opts.resume, overwrite: opts.overwrite });
+  const outDir = plan.dir;
+  const fix = plan.resume
+    ? `make ${outDir} writable, then resume with: ${resumeCommand(outDir)}`
+    : "choose a writable --out";
+  const locks = await writing(`run directory ${plan.target}`, fix, () => lockRun(plan));
+  const replacing = plan.dir !== plan.target && !plan.resume;
+  let opened = false;
+  let finished = false;
+  try {
+    // Everything that can refuse the run (data, sizes, the checkpoint, the config's changes, the
+    // initialisation sample) is checked before the directory is touched.
+    const { src, ckpt, session, run } = await openRun(cfg, opts, plan);
+    await writing(`run directory ${outDir}`, fix, async () => {
+      await createRunDir(plan);
+      if (replacing) locks.push(await lockDir(plan.dir));
+      if (plan.resume) await removeRunTemps(outDir);
+      await writeConfig(outDir, cfg);
+    });
+    opened = true;
+    if (replacing) {
+      console.error(
+        `replacing ${plan.target}: training into ${outDir}, which takes its place when the run ` +
+          `finishes (${plan.target} is kept until then)`,
+      );
+    }
+    const heldOut = reusedRowsNote(src, cfg);
+    if (heldOut !== null) console.error(`note: ${heldOut}`);
+    const profiler = await trainSteps(cfg, opts, signal, plan, { src, ckpt, session, run });
+    const result = await finish(
+      cfg,
+      opts,
+      { session, src, run, profiler },
+      heldOut === null,
+      plan,
+      locks,
+    );
+    finished = true;
+    return result;
+  } finally {
+    for (const lock of locks) await lock.release();
+    // A directory made for a run that was refused before its first write is removed (if empty).
+    if (!opened && plan.create && plan.dir === plan.target) {
+      await Deno.remove(outDir).catch(() => {});
+    }
+    // A replacement that failed before its first checkpoint has nothing to resume: it goes, so
+    // that the next --overwrite is not blocked by it.
+    if (replacing && !finished && (await listCheckpoints(outDir)).length === 0) {
+      await Deno.remove(outDir, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/** The training loop, from the checkpoint's step (or 0) to cfg.steps, and its last checkpoint. */
+async function trainSteps(
+  cfg: TrainConfig,
+  opts: TrainOptions,
+  signal: SignalState,
+  plan: RunDirPlan,
+  { src, ckpt, session, run }: {
+    src: ActivationSource;
+    ckpt: Checkpoint | null;
+    session: Session;
+    run: RunFaults;
+  },
+): Promise<Profiler | null> {
+  const { writer } = opts;
+  const outDir = plan.dir;
+  const gpu = session.gpu;
   const start = ckpt ? ckpt.step : 0;
   const log = await writing(
     `${outDir}/metrics.jsonl`,
-    "choose a writable --out",
+    plan.resume ? `make it writable, then ${run.resumeHint}` : "choose a writable --out",
     () => MetricsLog.open(outDir, ckpt ? ckpt.step : null, writer),
   );
   const save = (step: number) => saveRunCheckpoint(session, src, outDir, step, run, writer);
@@ -163,20 +244,28 @@ async function trainRun(
     progress.stop();
     log.close();
   }
-
-  return await finish(cfg, opts, session, src, run, profiler);
+  return profiler;
 }
 
-/** The final evaluation, sae.safetensors, metrics.json and the profile. */
+/**
+ * The final evaluation, sae.safetensors, metrics.json and the profile; then a replacement takes
+ * the place of the run it replaces.
+ */
 async function finish(
   cfg: TrainConfig,
   opts: TrainOptions,
-  session: Session,
-  src: ActivationSource,
-  run: RunFaults,
-  profiler: Profiler | null,
+  { session, src, run, profiler }: {
+    session: Session;
+    src: ActivationSource;
+    run: RunFaults;
+    profiler: Profiler | null;
+  },
+  heldOut: boolean,
+  plan: RunDirPlan,
+  locks: DirLock[],
 ): Promise<TrainResult> {
-  const { outDir, writer } = opts;
+  const { writer } = opts;
+  const outDir = plan.dir;
   run.phase = "the final evaluation";
   const metrics = await run.guard(() => finalMetrics(session, src));
   const weights = await run.guard(() => session.readWeights());
@@ -201,21 +290,59 @@ async function finish(
     );
     profiler.destroy();
   }
-  if (opts.report !== false) console.log(formatReport(metrics, outDir));
-  return { metrics, outDir };
+  if (plan.target !== plan.dir) {
+    await writing(`${plan.target} (replacing it with ${outDir})`, then, () => replaceRun(plan));
+    locks.find((l) => l.path === join(outDir, LOCK_FILE))?.movedTo(plan.target);
+  }
+  if (opts.report !== false) console.log(formatReport(metrics, plan.target, heldOut));
+  return { metrics, outDir: plan.target };
 }
 
-/** Prepares the run directory, the data, the device and (when resuming) the last checkpoint. */
+/** Locks the run's directories that exist: the target, and the run's own when it differs. */
+async function lockRun(plan: RunDirPlan): Promise<DirLock[]> {
+  const locks: DirLock[] = [];
+  try {
+    if (plan.create && plan.dir === plan.target) await Deno.mkdir(plan.dir, { recursive: true });
+    for (const dir of new Set([plan.dir, plan.target])) {
+      const info = await Deno.stat(dir).catch(() => null);
+      if (info?.isDirectory) locks.push(await lockDir(dir));
+    }
+  } catch (err) {
+    for (const l of locks) await l.release();
+    throw err;
+  }
+  return locks;
+}
+
+function lockDir(dir: string): Promise<DirLock> {
+  return DirLock.acquire(dir, "sae train");
+}
+
+/** Temporary files of writes into the run directory that a kill cut short (under its lock). */
+async function removeRunTemps(outDir: string): Promise<void> {
+  const stale = [
+    ...await removeStaleTemps(outDir),
+    ...await removeStaleFileTemps(
+      [CONFIG_FILE, "metrics.jsonl", "metrics.json", SAE_FILE, "profile.json"].map((f) =>
+        join(outDir, f)
+      ),
+    ),
+  ];
+  if (stale.length) console.error(`removed ${stale.length} unfinished write(s) of ${outDir}`);
+}
+
+/**
+ * Opens the data, the device and (when resuming) the checkpoint, checks everything the run
+ * depends on, and builds the session; writes nothing.
+ */
 async function openRun(
   cfg: TrainConfig,
   opts: TrainOptions,
-): Promise<{ src: ActivationSource; gpu: Gpu; ckpt: Checkpoint | null }> {
-  const { outDir } = opts;
-  await writing(
-    `run directory ${outDir}`,
-    "choose a writable --out",
-    () => prepareRunDir(outDir, { resume: opts.resume, overwrite: opts.overwrite }),
-  );
+  plan: RunDirPlan,
+): Promise<
+  { src: ActivationSource; gpu: Gpu; ckpt: Checkpoint | null; session: Session; run: RunFaults }
+> {
+  const outDir = plan.dir;
   let src = await openSource(cfg);
   if (src.dIn !== cfg.d_in) {
     throw new UserError(
@@ -224,36 +351,44 @@ async function openRun(
   }
   if (opts.wrapSource) src = opts.wrapSource(src);
   const gpu = opts.gpu ?? await getGpu({ announce: true });
-  if (opts.resume) {
-    const stale = await removeStaleTemps(outDir);
-    if (stale.length) console.error(`removed ${stale.length} unfinished checkpoint write(s)`);
+  checkStepSizes(gpu, cfg);
+  let ckpt: Checkpoint | null = null;
+  let snap: Snapshot | null = null;
+  let scale = 1;
+  if (plan.resume) {
+    ckpt = await resumePoint(outDir);
+    if (ckpt === null) {
+      console.error(
+        `no checkpoint in ${outDir} (the run stopped before its first one): starting from step 0`,
+      );
+    } else {
+      const before = checkpointConfig(ckpt) ??
+        validateConfig(await readRunConfig(outDir), join(outDir, CONFIG_FILE));
+      const changes = resumeChanges(before, cfg, ckpt.step, outDir);
+      snap = snapshotFromTensors(cfg, ckpt.tensors, variantOf(cfg.variant).state, ckpt.path);
+      scale = Number(ckpt.meta.scale ?? 1);
+      if (!(scale > 0) || !Number.isFinite(scale)) {
+        throw new UserError(`${ckpt.path}: its input scale ${ckpt.meta.scale} is not a number > 0`);
+      }
+      src.restore(ckpt.meta.source);
+      if (changes.length > 0) {
+        console.error(`resume changes ${changes.join(", ")} from step ${ckpt.step + 1}`);
+      }
+    }
   }
-  const ckpt = opts.resume ? await loadLatestCheckpoint(outDir) : null;
-  if (opts.resume && !ckpt) {
-    console.error(`no usable checkpoint in ${outDir}: starting from step 0`);
-  }
-  await writing(`${outDir}/config.yaml`, "choose a writable --out", () => writeConfig(outDir, cfg));
-  return { src, gpu, ckpt };
-}
-
-/** The session: fresh weights from the data, or everything `ckpt` holds. */
-async function startSession(
-  gpu: Gpu,
-  cfg: TrainConfig,
-  src: ActivationSource,
-  ckpt: Checkpoint | null,
-  outDir: string,
-): Promise<Session> {
-  if (!ckpt) {
-    const { weights, scale } = await initialise(cfg, src);
-    return await Session.create(gpu, cfg, weights, scale);
-  }
-  const snap = snapshotFromTensors(cfg, ckpt.tensors, variantOf(cfg.variant).state, ckpt.path);
-  const session = await Session.create(gpu, cfg, snap.weights, Number(ckpt.meta.scale ?? 1));
-  session.restore(snap);
-  src.restore(ckpt.meta.source);
-  console.error(`resuming ${outDir} from step ${ckpt.step}`);
-  return session;
+  const run = new RunFaults(gpu, outDir, ckpt ? ckpt.step : null);
+  const session = await run.guard(async () => {
+    if (!snap) {
+      const init = await initialise(cfg, src);
+      return await Session.create(gpu, cfg, init.weights, init.scale);
+    }
+    const s = await Session.create(gpu, cfg, snap.weights, scale);
+    s.restore(snap);
+    console.error(`resuming ${outDir} from step ${ckpt!.step}`);
+    return s;
+  });
+  run.session = session;
+  return { src, gpu, ckpt, session, run };
 }
 
 /** Writes the checkpoint of `step`: never of a poisoned state, never a half file. */
@@ -274,7 +409,8 @@ async function saveRunCheckpoint(
       outDir,
       step,
       snapshotTensors(session.cfg, snap),
-      { scale: session.scale, source: src.state() },
+      // The config the run was trained with up to here: a resume checks what it changes.
+      { scale: session.scale, source: src.state(), config: session.cfg },
       { writer },
     );
   } catch (err) {

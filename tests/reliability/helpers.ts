@@ -1,5 +1,8 @@
 /** Shared pieces of the reliability tests: a tiny problem, subprocess runs, file helpers. */
 import { DEFAULT_CONFIG, mergeConfig, type TrainConfig } from "../../src/config.ts";
+import { main } from "../../src/cli/main.ts";
+import { encodeNpyHeader } from "../../src/data/npy.ts";
+import { SyntheticSource } from "../../src/data/synthetic.ts";
 
 /** CLI flags of a tiny run (about 130 steps/s on the 2-core CPU adapter). */
 export const TINY_ARGS = ["--d-in", "16", "--d-sae", "32", "--batch", "32", "--no-progress"];
@@ -93,5 +96,51 @@ export async function captureStderr<T>(
     return { lines, error };
   } finally {
     console.error = orig;
+  }
+}
+
+/**
+ * Writes `rows` rows of the synthetic generator (width `d`, generator seed `seed`) times `gain` to
+ * an f32 .npy file: realistic activations for runs on files.
+ */
+export async function writeRowsNpy(
+  path: string,
+  rows: number,
+  d: number,
+  { seed = 1, gain = 1 }: { seed?: number; gain?: number } = {},
+): Promise<Float32Array> {
+  const x = new Float32Array(rows * d);
+  await new SyntheticSource({ ...TINY.synthetic, seed }, d).nextBatch(x);
+  if (gain !== 1) { for (let i = 0; i < x.length; i++) x[i] *= gain; }
+  await writeNpy(path, x, d);
+  return x;
+}
+
+/** Writes `x` ([rows, d] f32) as a .npy file. */
+export async function writeNpy(path: string, x: Float32Array, d: number): Promise<void> {
+  const header = encodeNpyHeader(x.length / d, d, "f32");
+  const bytes = new Uint8Array(header.length + x.byteLength);
+  bytes.set(header);
+  bytes.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), header.length);
+  await Deno.writeFile(path, bytes);
+}
+
+/** Runs `sae ARGS` in this process; returns the exit status and what it printed. */
+export async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { writeOut: (t) => out.push(t), writeErr: (t) => err.push(t) });
+  return { code, out: out.join(""), err: err.join("") };
+}
+
+/** Checks that a failed command printed exactly one line, `error: ...`, and no stack. */
+export function assertOneLineError(err: string, pattern?: RegExp): void {
+  const lines = err.trimEnd().split("\n");
+  const errors = lines.filter((l) => l.startsWith("error: "));
+  if (errors.length !== 1 || /\n\s+at /.test(err)) {
+    throw new Error(`expected one 'error:' line and no stack, got:\n${err}`);
+  }
+  if (pattern && !pattern.test(errors[0])) {
+    throw new Error(`${errors[0]} does not match ${pattern}`);
   }
 }

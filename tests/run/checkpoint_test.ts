@@ -36,18 +36,19 @@ Deno.test("checkpointName pads the step to 8 digits", () => {
   assert.equal(checkpointName(123456789), "step-123456789.safetensors");
 });
 
-Deno.test("saveCheckpoint writes meta, step and sha256; loadCheckpoint verifies them", async () => {
+Deno.test("saveCheckpoint writes meta, step and file_sha256; loadCheckpoint verifies them", async () => {
   await withRun(async (run) => {
     const meta = { rng: [1, 2, 3, 4], lr: 1e-4, nested: { a: "b" } };
     const path = await saveCheckpoint(run, 1000, tensorsFor(1000), meta);
     assert.equal(path, join(run, "checkpoints", "step-00001000.safetensors"));
     const raw = decodeSafetensors(await Deno.readFile(path));
     assert.equal(raw.metadata.step, "1000");
-    assert.match(raw.metadata.sha256, /^[0-9a-f]{64}$/);
+    assert.match(raw.metadata.file_sha256, /^[0-9a-f]{64}$/);
     assert.deepEqual(JSON.parse(raw.metadata.meta), meta);
 
     const ck = await loadCheckpoint(path);
     assert.equal(ck.step, 1000);
+    assert.equal(ck.headerVerified, true);
     assert.deepEqual(ck.meta, meta);
     assert.deepEqual([...tensorToF32(ck.tensors.W_enc)], [1, 2, 3, 4, 5, 1000]);
     assert.deepEqual(ck.tensors.b_dec.shape, [3]);
@@ -116,7 +117,7 @@ Deno.test("a checkpoint without checksum metadata is rejected", async () => {
   await withRun(async (run) => {
     const path = join(run, "plain.safetensors");
     await Deno.writeFile(path, encodeSafetensors(tensorsFor(1), { step: "1" }));
-    await assert.rejects(() => loadCheckpoint(path), /no 'sha256'/);
+    await assert.rejects(() => loadCheckpoint(path), /no 'file_sha256' \(no checksum\)/);
     await assert.rejects(() => loadCheckpoint(join(run, "missing.safetensors")), /not found/);
   });
 });

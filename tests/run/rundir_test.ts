@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_CONFIG, mergeConfig, validateConfig } from "../../src/config.ts";
 import {
+  createRunDir,
   MetricsLog,
-  prepareRunDir,
+  planRunDir,
   readRunConfig,
+  replaceRun,
   truncateMetrics,
   writeConfig,
   writeJson,
@@ -13,62 +15,95 @@ import { rejectsUserError, withTemp } from "../helpers/check.ts";
 
 const FRESH = { resume: false, overwrite: false };
 
-Deno.test("prepareRunDir creates a new or empty directory", async () => {
+/** planRunDir then createRunDir, as the trainer does once the inputs are checked. */
+async function prepare(dir: string, flags: { resume: boolean; overwrite: boolean }) {
+  const plan = await planRunDir(dir, flags);
+  await createRunDir(plan);
+  return plan;
+}
+
+Deno.test("planRunDir: a new or empty directory is a fresh run, created only by createRunDir", async () => {
   await withTemp(async (tmp) => {
     const dir = join(tmp, "runs", "a");
-    await prepareRunDir(dir, FRESH);
+    const plan = await planRunDir(dir, FRESH);
+    assert.deepEqual(plan, { dir, target: dir, resume: false, create: true });
+    await assert.rejects(Deno.stat(dir), Deno.errors.NotFound, "planning writes nothing");
+    await createRunDir(plan);
     assert.ok((await Deno.stat(dir)).isDirectory);
-    await prepareRunDir(dir, FRESH); // still empty: fine
+    await Deno.writeTextFile(join(dir, ".lock"), "{}"); // a lock alone leaves it empty
+    assert.equal((await prepare(dir, FRESH)).create, false);
   });
 });
 
-Deno.test("prepareRunDir refuses a non-empty directory and names the flags", async () => {
+Deno.test("planRunDir refuses a non-empty directory and names the flags", async () => {
   await withTemp(async (dir) => {
     await Deno.writeTextFile(join(dir, "config.yaml"), "steps: 1\n");
     await rejectsUserError(
-      () => prepareRunDir(dir, FRESH),
+      () => planRunDir(dir, FRESH),
       /already exists and is not empty; pass --resume to continue it or --overwrite to replace it/,
     );
     await rejectsUserError(
-      () => prepareRunDir(dir, { resume: true, overwrite: true }),
+      () => planRunDir(dir, { resume: true, overwrite: true }),
       /contradict/,
     );
   });
 });
 
-Deno.test("prepareRunDir --overwrite empties a run directory but never a foreign one", async () => {
+Deno.test("--overwrite plans a replacement beside the run, never a foreign one; replaceRun swaps", async () => {
   await withTemp(async (tmp) => {
     const run = join(tmp, "run");
     await Deno.mkdir(join(run, "checkpoints"), { recursive: true });
     await Deno.writeTextFile(join(run, "config.yaml"), "steps: 1\n");
     await Deno.writeTextFile(join(run, "checkpoints", "x"), "x");
-    await prepareRunDir(run, { resume: false, overwrite: true });
-    assert.deepEqual([...Deno.readDirSync(run)], []);
+    const plan = await prepare(run, { resume: false, overwrite: true });
+    assert.deepEqual(plan, { dir: `${run}.new`, target: run, resume: false, create: true });
+    assert.equal(
+      await Deno.readTextFile(join(run, "checkpoints", "x")),
+      "x",
+      "the old run is kept",
+    );
+    await rejectsUserError(
+      () => planRunDir(run, { resume: false, overwrite: true }),
+      /run\.new exists \(an unfinished replacement of it\?\); continue it with --resume/,
+    );
+    // Resuming the replacement still targets the run it replaces.
+    await writeConfig(plan.dir, DEFAULT_CONFIG);
+    assert.deepEqual(await planRunDir(plan.dir, { resume: true, overwrite: false }), {
+      dir: plan.dir,
+      target: run,
+      resume: true,
+      create: false,
+    });
+    await Deno.writeTextFile(join(plan.dir, "sae.safetensors"), "new");
+    await replaceRun(plan);
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name), ["run"]);
+    assert.equal(await Deno.readTextFile(join(run, "sae.safetensors")), "new");
+    assert.equal((await planRunDir(run, { resume: true, overwrite: false })).target, run);
 
     const foreign = join(tmp, "home");
     await Deno.mkdir(foreign);
     await Deno.writeTextFile(join(foreign, "thesis.tex"), "precious");
     await rejectsUserError(
-      () => prepareRunDir(foreign, { resume: false, overwrite: true }),
+      () => planRunDir(foreign, { resume: false, overwrite: true }),
       /refusing to --overwrite .*no config\.yaml/,
     );
     assert.equal(await Deno.readTextFile(join(foreign, "thesis.tex")), "precious");
 
     const file = join(tmp, "file");
     await Deno.writeTextFile(file, "");
-    await rejectsUserError(() => prepareRunDir(file, FRESH), /not a directory/);
+    await rejectsUserError(() => planRunDir(file, FRESH), /not a directory/);
   });
 });
 
 Deno.test("--resume needs an existing directory with config.yaml", async () => {
   await withTemp(async (tmp) => {
     const resume = { resume: true, overwrite: false };
-    await rejectsUserError(() => prepareRunDir(join(tmp, "missing"), resume), /does not exist/);
+    await rejectsUserError(() => planRunDir(join(tmp, "missing"), resume), /does not exist/);
     await Deno.writeTextFile(join(tmp, "metrics.jsonl"), "");
-    await rejectsUserError(() => prepareRunDir(tmp, resume), /no config\.yaml there/);
+    await rejectsUserError(() => planRunDir(tmp, resume), /no config\.yaml there/);
     await rejectsUserError(() => readRunConfig(tmp), /no config\.yaml there/);
     await writeConfig(tmp, DEFAULT_CONFIG);
-    await prepareRunDir(tmp, resume);
+    await planRunDir(tmp, resume);
   });
 });
 
@@ -112,7 +147,7 @@ Deno.test("MetricsLog appends lines; resume truncates to the checkpoint's step",
   });
 });
 
-Deno.test("truncateMetrics cuts at the first later step or broken line", () => {
+Deno.test("truncateMetrics cuts at the first later step; a damaged line alone is dropped", () => {
   const text = [
     '{"step":0,"event":"start"}',
     '{"step":10}',
@@ -126,7 +161,13 @@ Deno.test("truncateMetrics cuts at the first later step or broken line", () => {
     '{"step":0,"event":"start"}\n{"step":10}\n{"event":"note"}\n',
   );
   assert.equal(truncateMetrics(text, 0), '{"step":0,"event":"start"}\n');
-  assert.equal(truncateMetrics('{"step":1}\nnot json\n{"step":2}\n', 5), '{"step":1}\n');
+  const dropped: number[] = [];
+  const damaged = '{"step":1}\nnot json\n{"step":2}\n{"step":9\n{"step":3}\n{"step":4}\n{"ste';
+  assert.equal(
+    truncateMetrics(damaged, 3, (n) => dropped.push(n)),
+    '{"step":1}\n{"step":2}\n{"step":3}\n',
+  );
+  assert.deepEqual(dropped, [2, 4], "the damaged lines, not the last one cut short");
   assert.equal(truncateMetrics("", 5), "");
 });
 
