@@ -22,28 +22,39 @@ export function resumeCommand(outDir: string): string {
 }
 
 /**
- * Training stopped on SIGINT or SIGTERM after writing a checkpoint of the last finished step. The
- * CLI prints the message as one line and exits with {@link TrainingInterrupted.exitCode}.
+ * A command stopped on SIGINT or SIGTERM after leaving its outputs consistent. The CLI prints the
+ * message as one line and exits with {@link Interrupted.exitCode}.
  */
-export class TrainingInterrupted extends Error {
+export class Interrupted extends Error {
   /** The signal received. */
   readonly signal: "SIGINT" | "SIGTERM";
-  /** Steps finished (and checkpointed, when `checkpoint` is set). */
-  readonly step: number;
   /** 130 for SIGINT, 143 for SIGTERM (128 + the signal's number). */
   readonly exitCode: number;
+  constructor(signal: "SIGINT" | "SIGTERM", message: string) {
+    super(message);
+    this.name = "Interrupted";
+    this.signal = signal;
+    this.exitCode = signal === "SIGINT" ? 130 : 143;
+  }
+}
+
+/**
+ * Training stopped on SIGINT or SIGTERM after writing a checkpoint of the last finished step.
+ */
+export class TrainingInterrupted extends Interrupted {
+  /** Steps finished (and checkpointed, when `checkpoint` is set). */
+  readonly step: number;
   /** The checkpoint to resume from, or null when nothing had been trained. */
   readonly checkpoint: string | null;
   constructor(signal: "SIGINT" | "SIGTERM", step: number, outDir: string, ckpt: string | null) {
     super(
+      signal,
       ckpt === null
         ? `interrupted before the first step; nothing was saved`
         : `interrupted at step ${step}; resume with: ${resumeCommand(outDir)}`,
     );
     this.name = "TrainingInterrupted";
-    this.signal = signal;
     this.step = step;
-    this.exitCode = signal === "SIGINT" ? 130 : 143;
     this.checkpoint = ckpt;
   }
 }

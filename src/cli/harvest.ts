@@ -14,7 +14,8 @@
  * ```
  */
 import { Command } from "@commander-js/extra-typings";
-import { UserError } from "../errors.ts";
+import { Interrupted, UserError } from "../errors.ts";
+import { listenForSignals } from "../run/signals.ts";
 import { getGpu } from "../gpu/device.ts";
 import { GpuLm } from "../lm/forward.ts";
 import { harvest, sha256File } from "../lm/harvest.ts";
@@ -112,9 +113,12 @@ async function harvestAction(flags: HarvestCliFlags): Promise<void> {
       context: plan.context,
       batch: plan.batch,
     });
+    // Ctrl-C / SIGTERM finish the shard in flight's cleanup and leave every finished shard.
+    const abort = new AbortController();
+    const signals = listenForSignals(() => abort.abort());
     try {
       const t0 = performance.now();
-      const { manifest, written } = await harvest({
+      const { manifest, written, interrupted } = await harvest({
         contexts: {
           sources,
           tokenizer: tok,
@@ -147,7 +151,15 @@ async function harvestAction(flags: HarvestCliFlags): Promise<void> {
         resume: plan.resume,
         batchContexts: plan.batch,
         progress: plan.progress,
+        signal: abort.signal,
       });
+      if (interrupted) {
+        throw new Interrupted(
+          signals.state.received ?? "SIGINT",
+          `harvest interrupted after ${manifest.shards.length} complete shard(s) in ` +
+            `${plan.outDir}; continue with the same command and --resume`,
+        );
+      }
       const s = (performance.now() - t0) / 1000;
       const done = written > 0
         ? `; ${written} shard${written === 1 ? "" : "s"} written in ${s.toFixed(1)} s`
@@ -159,6 +171,7 @@ async function harvestAction(flags: HarvestCliFlags): Promise<void> {
           `train on them with: deno task sae train --data ${plan.outDir}`,
       );
     } finally {
+      signals.remove();
       rows.destroy();
     }
   } finally {

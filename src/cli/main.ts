@@ -14,7 +14,7 @@
 
 import { Command, CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import denoJson from "../../deno.json" with { type: "json" };
-import { TrainingInterrupted, UserError } from "../errors.ts";
+import { Interrupted, UserError } from "../errors.ts";
 import { GpuFailure } from "../gpu/device.ts";
 import { exitOnInterrupt } from "../run/signals.ts";
 import { ablateCommand } from "./ablate.ts";
@@ -90,8 +90,8 @@ export async function main(
       io.writeErr(`error: ${(err as Error).message.replaceAll("\n", " ")}\n`);
       return 2;
     }
-    if (err instanceof TrainingInterrupted) {
-      // SIGINT/SIGTERM during training (sae train, sae ablate): checkpointed, say how to resume.
+    if (err instanceof Interrupted) {
+      // SIGINT/SIGTERM in a command that stops gracefully (train, ablate, harvest): say how to resume.
       io.writeErr(`${err.message}\n`);
       return err.exitCode;
     }

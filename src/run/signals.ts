@@ -18,8 +18,13 @@ let graceful = 0;
 
 const exitCode = (sig: "SIGINT" | "SIGTERM") => (sig === "SIGINT" ? 130 : 143);
 
-/** Installs the listeners; `remove()` takes them away again. */
-export function listenForSignals(): { state: SignalState; remove: () => void } {
+/**
+ * Installs the listeners; `remove()` takes them away again. `onFirst` runs on the first signal
+ * (e.g. to abort work that polls an AbortSignal).
+ */
+export function listenForSignals(
+  onFirst?: (sig: "SIGINT" | "SIGTERM") => void,
+): { state: SignalState; remove: () => void } {
   const state: SignalState = { received: null };
   const installed: [Deno.Signal, () => void][] = [];
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -31,6 +36,7 @@ export function listenForSignals(): { state: SignalState; remove: () => void } {
         Deno.exit(exitCode(sig));
       }
       state.received = sig;
+      onFirst?.(sig);
     };
     try {
       Deno.addSignalListener(sig, handler);
