@@ -7,7 +7,7 @@
  */
 import type { TrainConfig } from "../config.ts";
 import { openSource } from "../data/open.ts";
-import type { ActivationSource } from "../data/source.ts";
+import { type ActivationSource, isDeviceSource } from "../data/source.ts";
 import { TrainingInterrupted, UserError } from "../errors.ts";
 import { finalMetrics, formatReport } from "../eval/final.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
@@ -86,9 +86,11 @@ export interface TrainResult {
  */
 export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const signals = opts.signals === false ? null : listenForSignals();
+  const opened: ActivationSource[] = [];
   try {
-    return await trainRun(cfg, opts, signals?.state ?? { received: null });
+    return await trainRun(cfg, opts, signals?.state ?? { received: null }, opened);
   } finally {
+    for (const src of opened) await src.close?.();
     signals?.remove();
   }
 }
@@ -97,9 +99,10 @@ async function trainRun(
   cfg: TrainConfig,
   opts: TrainOptions,
   signal: SignalState,
+  opened: ActivationSource[],
 ): Promise<TrainResult> {
   const { outDir, writer } = opts;
-  const { src, gpu, ckpt } = await openRun(cfg, opts);
+  const { src, gpu, ckpt } = await openRun(cfg, opts, opened);
   const run = new RunFaults(gpu, outDir, ckpt ? ckpt.step : null);
   const session = await run.guard(() => startSession(gpu, cfg, src, ckpt, outDir));
   run.session = session;
@@ -115,15 +118,19 @@ async function trainRun(
   const profiler = opts.profile ? new Profiler(gpu, session.dispatchCount) : null;
   const profileFrom = cfg.steps - (opts.profile ?? 0) + 1;
   const batch = new Float32Array(cfg.batch * cfg.d_in); // x: [batch, d_in] f32, raw rows
+  // A source on the device writes each batch straight into the step's x.
+  const device = isDeviceSource(src) ? src : null;
+  const rows = device ? null : batch;
   try {
     for (let step = start + 1; step <= cfg.steps && signal.received === null; step++) {
       run.phase = `steps ${run.lastGood + 1}–${step}`;
       if (step === cfg.recon_only_steps + 1 && cfg.recon_only_steps > 0) {
         progress.note(step, `step ${step}: recon-only phase over, full loss from here on`);
       }
-      await src.nextBatch(batch);
-      if (profiler && step >= profileFrom) await session.stepProfiled(batch, profiler);
-      else await session.step(batch);
+      if (device) await device.nextBatchOnDevice(session.bufs.x, cfg.batch);
+      else await src.nextBatch(batch);
+      if (profiler && step >= profileFrom) await session.stepProfiled(rows, profiler);
+      else await session.step(rows);
       run.done = step;
       progress.stepped();
       await opts.onStep?.(step, session);
@@ -131,14 +138,16 @@ async function trainRun(
         const { metrics, state, health: h } = await session.readMetrics();
         const sps = progress.rate();
         const phase = state.main_phase ? 2 : 1;
+        const own = device?.report() ?? null;
         await writing(
           log.path,
           `the last checkpoint is kept: ${run.resumeHint}`,
-          () => log.append({ step, ...metrics, lr: state.lr, phase, steps_per_s: sps }),
+          () =>
+            log.append({ step, ...metrics, lr: state.lr, phase, steps_per_s: sps, ...own?.fields }),
         );
         if (isBad(h)) throw run.diverged(h, step);
         run.lastGood = step;
-        progress.logged(step, sps, metrics);
+        progress.logged(step, sps, metrics, own?.line);
       }
       if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every === 0 && step !== cfg.steps) {
         await save(step);
@@ -209,6 +218,7 @@ async function finish(
 async function openRun(
   cfg: TrainConfig,
   opts: TrainOptions,
+  opened: ActivationSource[],
 ): Promise<{ src: ActivationSource; gpu: Gpu; ckpt: Checkpoint | null }> {
   const { outDir } = opts;
   await writing(
@@ -217,13 +227,15 @@ async function openRun(
     () => prepareRunDir(outDir, { resume: opts.resume, overwrite: opts.overwrite }),
   );
   let src = await openSource(cfg);
+  opened.push(src);
   if (src.dIn !== cfg.d_in) {
     throw new UserError(
       `data rows have width ${src.dIn} but d_in is ${cfg.d_in}; set --d-in ${src.dIn}`,
     );
   }
-  if (opts.wrapSource) src = opts.wrapSource(src);
   const gpu = opts.gpu ?? await getGpu({ announce: true });
+  if (isDeviceSource(src)) await src.attach(gpu);
+  if (opts.wrapSource) src = opts.wrapSource(src);
   if (opts.resume) {
     const stale = await removeStaleTemps(outDir);
     if (stale.length) console.error(`removed ${stale.length} unfinished checkpoint write(s)`);
@@ -251,7 +263,7 @@ async function startSession(
   const snap = snapshotFromTensors(cfg, ckpt.tensors, variantOf(cfg.variant).state, ckpt.path);
   const session = await Session.create(gpu, cfg, snap.weights, Number(ckpt.meta.scale ?? 1));
   session.restore(snap);
-  src.restore(ckpt.meta.source);
+  src.restore(ckpt.meta.source, ckpt.tensors);
   console.error(`resuming ${outDir} from step ${ckpt.step}`);
   return session;
 }
@@ -270,10 +282,11 @@ async function saveRunCheckpoint(
     // The health flags of the window so far are in the accumulators.
     const h = health(snap.metricsAcc ?? new Float32Array(METRIC_WORDS));
     if (isBad(h)) throw run.diverged(h, step);
+    const own = isDeviceSource(src) ? await src.checkpointTensors() : {};
     await saveCheckpoint(
       outDir,
       step,
-      snapshotTensors(session.cfg, snap),
+      { ...snapshotTensors(session.cfg, snap), ...own },
       { scale: session.scale, source: src.state() },
       { writer },
     );
