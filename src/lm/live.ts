@@ -373,6 +373,7 @@ export class LiveSource implements DeviceSource {
     out.set(await dev.gpu.read(x, rows * this.dIn * 4));
   }
 
+  /** Leaves the next `rows` rows in `x` ([rows, dIn] f32); the first call starts the clocks. */
   async nextBatchOnDevice(x: GPUBuffer, rows: number): Promise<void> {
     const c = this.clocks;
     if (c.start === null) {
@@ -473,6 +474,7 @@ export class LiveSource implements DeviceSource {
     }
   }
 
+  /** The counters, the settings they depend on and the text position (JSON). */
   state(): LiveState {
     const s = this.settings;
     return {
@@ -490,6 +492,7 @@ export class LiveSource implements DeviceSource {
     };
   }
 
+  /** The buffer's rows, read back: `source.mixing_buffer` [N, dIn] f32. */
   async checkpointTensors(): Promise<Record<string, Tensor>> {
     const dev = this.device();
     const rows = await dev.gpu.read(dev.buf, this.spec.rows * this.dIn * 4);
@@ -534,6 +537,11 @@ export class LiveSource implements DeviceSource {
     dev.gpu.write(dev.st, this.counters.words());
   }
 
+  /**
+   * The model's tokens/s over all refills, the SAE's steps/s over the rest of the time since the
+   * first device batch, the share of that time spent on refills and which side bounds the run;
+   * null before the first device batch.
+   */
   report(): SourceReport | null {
     const k = this.clocks;
     if (k.start === null || k.lmMsAll === 0) return null;
