@@ -105,7 +105,11 @@ export interface CoreConfig {
   log_every: number;
   /** Write a checkpoint every N steps (0: only the final one). */
   checkpoint_every: number;
-  /** "synthetic" or a path/glob of activation files. */
+  /**
+   * "synthetic", a path/glob of activation files, or "live": activations of the language model
+   * `model` at `hook_name`, computed on the same device as the step from the text `dataset_path`
+   * (src/lm/live.ts).
+   */
   data: string;
   /**
    * Where the activations came from, under the names SAELens' config gives them (cfg.json,
@@ -120,8 +124,26 @@ export interface CoreConfig {
   context_size: number;
   /** Whether each context began with BOS (SAELens' prepend_bos). */
   prepend_bos: boolean;
-  /** The text the activations came from (a path or dataset id); "" when not recorded. */
+  /**
+   * The text the activations came from (a path or dataset id); "" when not recorded. A live run
+   * reads it: its text files, separated by the path-list separator (':'; ';' on Windows) as PATH.
+   */
   dataset_path: string;
+  /**
+   * Live training (data "live"): the language model, a Hugging Face directory, a llama2.c `.bin`
+   * or a repo id; "" otherwise.
+   */
+  model: string;
+  /** Live training: the tokenizer file ("" : the one beside the model). */
+  tokenizer: string;
+  /** Live training: contexts per forward pass of the model (SAELens' store_batch_size_prompts). */
+  lm_batch: number;
+  /**
+   * Live training: contexts whose activations (BOS left out) the mixing buffer holds, refilled
+   * half at a time (SAELens' n_batches_in_buffer × store_batch_size_prompts); a multiple of
+   * 2·lm_batch. Costs contexts·(context_size − 1)·d_in·4 bytes on the device and in checkpoints.
+   */
+  buffer_contexts: number;
   /**
    * Activation files only: skip rows holding NaN/Inf (and count them) instead of stopping with an
    * error naming the shard and row.
@@ -189,6 +211,10 @@ export const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   context_size: 128,
   prepend_bos: true,
   dataset_path: "",
+  model: "",
+  tokenizer: "",
+  lm_batch: 32,
+  buffer_contexts: 256,
   skip_bad_rows: false,
   recon_only_steps: 0,
 };
@@ -250,6 +276,10 @@ export const CORE_RULES: Record<Exclude<keyof CoreConfig, "synthetic" | "variant
   context_size: { kind: "int", min: 2 },
   prepend_bos: { kind: "bool" },
   dataset_path: { kind: "string", empty: true },
+  model: { kind: "string", empty: true },
+  tokenizer: { kind: "string", empty: true },
+  lm_batch: { kind: "int", min: 1 },
+  buffer_contexts: { kind: "int", min: 2 },
   skip_bad_rows: { kind: "bool" },
   recon_only_steps: { kind: "int", min: 0 },
 };

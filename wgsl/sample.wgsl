@@ -27,31 +27,6 @@ var<workgroup> red_v: array<f32, WG>;
 var<workgroup> red_i: array<u32, WG>;
 var<workgroup> chosen: atomic<u32>;
 
-// (hi, lo) 32-bit halves of the 64-bit product a·b.
-fn mul_wide(a: u32, b: u32) -> vec2<u32> {
-  let a0 = a & 0xffffu;
-  let a1 = a >> 16u;
-  let b0 = b & 0xffffu;
-  let b1 = b >> 16u;
-  let p01 = a0 * b1;
-  let p10 = a1 * b0;
-  let mid = ((a0 * b0) >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-  return vec2<u32>(a1 * b1 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u), a * b);
-}
-
-// Philox4x32-10 (Salmon et al. 2011; Random123's constants).
-fn philox(counter: vec4<u32>, key0: vec2<u32>) -> vec4<u32> {
-  var x = counter;
-  var key = key0;
-  for (var i = 0u; i < 10u; i++) {
-    let p0 = mul_wide(0xD2511F53u, x.x);
-    let p1 = mul_wide(0xCD9E8D57u, x.z);
-    x = vec4<u32>(p1.x ^ x.y ^ key.x, p1.y, p0.x ^ x.w ^ key.y, p0.y);
-    key += vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
-  }
-  return x;
-}
-
 fn weight(l: f32, m: f32) -> f32 {
   return exp((l - m) / TEMP);
 }

@@ -25,6 +25,7 @@ import {
 import { UserError } from "../errors.ts";
 import { dataWidth } from "../data/files.ts";
 import { collect } from "./options.ts";
+import { datasetPath, LIVE_DATA, modelWidth } from "../lm/live.ts";
 import { readRunConfig } from "../run/rundir.ts";
 import { train, type TrainOptions } from "../sae/trainer.ts";
 
@@ -47,6 +48,12 @@ const CONFIG_FLAGS = {
   logEvery: "log_every",
   data: "data",
   skipBadRows: "skip_bad_rows",
+  model: "model",
+  tokenizer: "tokenizer",
+  hook: "hook_name",
+  context: "context_size",
+  lmBatch: "lm_batch",
+  bufferContexts: "buffer_contexts",
 } as const satisfies Record<string, Exclude<keyof TrainConfig, "synthetic">>;
 
 /** Every config key with its default, for the end of `sae train --help`. */
@@ -105,6 +112,23 @@ export function makeTrainCommand() {
     .option(
       "--skip-bad-rows",
       "skip activation rows holding NaN/Inf (counted) instead of stopping (default: off)",
+    )
+    .option(
+      "--model <dir|file.bin|owner/name>",
+      "train live on a language model's activations at --hook, computed on the device from " +
+        "--text (sets data to 'live'; not with --data) (default: none)",
+    )
+    .option("--hook <name>", "live: the hook point, e.g. blocks.2.hook_resid_pre (default: none)")
+    .option(
+      "--text <files...>",
+      "live: the text, .txt, .jsonl or .parquet files, read in a loop (default: none)",
+    )
+    .option("--tokenizer <file>", "live: the tokenizer (default: the one beside the model)")
+    .option("--context <n>", `live: tokens per context, BOS included ${def("context_size")}`)
+    .option("--lm-batch <n>", `live: contexts per forward pass of the model ${def("lm_batch")}`)
+    .option(
+      "--buffer-contexts <n>",
+      `live: contexts the mixing buffer holds, refilled half at a time ${def("buffer_contexts")}`,
     )
     .option(
       "--resume <dir>",
@@ -187,14 +211,46 @@ async function resolveTrainFlags(flags: TrainFlags): Promise<ResolvedTrain> {
     const value = typeof raw === "boolean" || typeof DEFAULT_CONFIG[key] === "string"
       ? raw
       : parseScalar(raw);
-    validatePartialConfig({ [key]: value }, `--${key.replaceAll("_", "-")}`);
+    validatePartialConfig(
+      { [key]: value },
+      `--${attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+    );
     named[key] = value;
   }
 
-  let cfg = validateConfig(
-    mergeConfig(base, ...sets, named as PartialConfig),
-    "the configuration",
-  );
+  if (flags.model !== undefined) {
+    if (flags.data !== undefined) {
+      throw new UserError(
+        "--data and --model exclude each other: a run trains on activation files (--data) or " +
+          "live on a model (--model, reading --text)",
+      );
+    }
+    named.data = LIVE_DATA;
+  }
+  if (flags.text !== undefined) named.dataset_path = datasetPath(flags.text);
+  const layers = [base, ...sets, named as PartialConfig];
+  let cfg = validateConfig(mergeConfig(base, ...sets, named as PartialConfig), "the configuration");
+  if (cfg.data === LIVE_DATA) {
+    // d_in and model_name come from the model unless a layer sets them.
+    const unset = (key: "d_in" | "model_name") => layers.every((l) => l[key] === undefined);
+    if (flags.resume === undefined && (unset("d_in") || unset("model_name"))) {
+      const { dModel, name } = await modelWidth(cfg.model);
+      if (unset("d_in")) cfg = { ...cfg, d_in: dModel };
+      if (unset("model_name")) cfg = { ...cfg, model_name: name };
+    }
+  } else {
+    const liveOnly = [
+      [flags.text, "--text"],
+      [flags.hook, "--hook"],
+      [flags.tokenizer, "--tokenizer"],
+      [flags.context, "--context"],
+      [flags.lmBatch, "--lm-batch"],
+      [flags.bufferContexts, "--buffer-contexts"],
+    ] as const;
+    for (const [v, flag] of liveOnly) {
+      if (v !== undefined) throw new UserError(`${flag} applies only to live training (--model)`);
+    }
+  }
   if (flags.tensor !== undefined) {
     if (!/\.safetensors$/i.test(cfg.data) || cfg.data.includes("#")) {
       throw new UserError(

@@ -1,5 +1,7 @@
 /** Opening the activation source a config names. */
 import type { TrainConfig } from "../config.ts";
+import { UserError } from "../errors.ts";
+import { LIVE_DATA, LiveSource } from "../lm/live.ts";
 import { FileSource } from "./files.ts";
 import { ShuffleBuffer } from "./shuffle.ts";
 import type { ActivationSource } from "./source.ts";
@@ -15,12 +17,20 @@ export function shuffleCapacity(batch: number, dIn: number, totalRows: number): 
 }
 
 /**
- * Opens the activation source named by `cfg.data`: "synthetic" is the generator; anything else
+ * Opens the activation source named by `cfg.data`: "synthetic" is the generator; "live" the
+ * language model `cfg.model` (src/lm/live.ts; on the device once attached); anything else
  * is a path, directory or glob of .npy / .safetensors shards (`#NAME` after a .safetensors pattern
  * picks the tensor), streamed through a shuffle buffer of bounded size seeded from cfg.seed.
  * Every shard's header and row width is checked here, before training starts.
  */
 export async function openSource(cfg: TrainConfig): Promise<ActivationSource> {
+  if (cfg.data === LIVE_DATA) return await LiveSource.open(cfg);
+  if (cfg.model !== "") {
+    throw new UserError(
+      `model is set but data is '${cfg.data}': a run trains on activation files or on a live ` +
+        `model; set data ${LIVE_DATA} to train on the model, or model "" for the files`,
+    );
+  }
   if (cfg.data === "synthetic") return new SyntheticSource(cfg.synthetic, cfg.d_in);
   const files = await FileSource.open(cfg.data, cfg.d_in, { skipBadRows: cfg.skip_bad_rows });
   return new ShuffleBuffer(

@@ -1,7 +1,8 @@
 /**
  * Language models: load a model (Hugging Face directory, llama2.c checkpoint, or Hugging Face repo
  * id), tokenize, run it in WGSL with hooks read into GPU buffers, and generate text. The plain
- * TypeScript reference forward is what the WGSL forward is tested against.
+ * TypeScript reference forward is what the WGSL forward is tested against. `LiveSource` feeds an
+ * SAE from a model live (`sae train --model`).
  *
  * @example
  * ```ts
@@ -86,3 +87,12 @@ export {
 } from "./forward.ts";
 export { generate, type Generated, type GenerateOptions } from "./generate.ts";
 export { HookRows, type HookRowsSpec } from "./hook_rows.ts";
+export {
+  datasetPath,
+  LIVE_DATA,
+  type LiveSettings,
+  liveSettings,
+  LiveSource,
+  modelWidth,
+  textFiles,
+} from "./live.ts";

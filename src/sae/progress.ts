@@ -9,11 +9,12 @@ import { formatProfile, type Profiler } from "../gpu/profile.ts";
 import type { StepMetrics } from "../kernels/metrics.ts";
 
 /** A one-line summary of logged metrics. */
-function fmtLine(step: number, total: number, sps: number, m: StepMetrics): string {
+function fmtLine(step: number, total: number, sps: number, m: StepMetrics, extra?: string) {
   return `step ${step}/${total} | ${sps.toFixed(1)} steps/s | loss ${m.loss.toFixed(4)} | ` +
     `L0 ${m.l0.toFixed(2)} | EV ${m.explained_variance.toFixed(4)} | dead ${
       (100 * m.dead_fraction).toFixed(1)
-    }%` + (m.sparse_fraction > 0 ? ` | sparse ${(100 * m.sparse_fraction).toFixed(0)}%` : "");
+    }%` + (m.sparse_fraction > 0 ? ` | sparse ${(100 * m.sparse_fraction).toFixed(0)}%` : "") +
+    (extra ? ` | ${extra}` : "");
 }
 
 /** The bar or the lines of one run, and the steps/s between log steps. */
@@ -29,12 +30,13 @@ export class Progress {
     this.total = cfg.steps;
     this.bar = bar
       ? new cliProgress.SingleBar({
-        format: "train |{bar}| {value}/{total} | {sps} steps/s | loss {loss} | L0 {l0} | EV {ev}",
+        format:
+          "train |{bar}| {value}/{total} | {sps} steps/s | loss {loss} | L0 {l0} | EV {ev}{extra}",
         stream: process.stderr,
         hideCursor: true,
       }, cliProgress.Presets.shades_classic)
       : null;
-    this.bar?.start(cfg.steps, start, { sps: "-", loss: "-", l0: "-", ev: "-" });
+    this.bar?.start(cfg.steps, start, { sps: "-", loss: "-", l0: "-", ev: "-", extra: "" });
     this.printEvery = Math.max(
       cfg.log_every,
       Math.ceil(cfg.steps / 10 / cfg.log_every) * cfg.log_every,
@@ -61,17 +63,18 @@ export class Progress {
     return sps;
   }
 
-  /** Shows the metrics logged at `step`. */
-  logged(step: number, sps: number, metrics: StepMetrics): void {
+  /** Shows the metrics logged at `step` (and `extra`, the data source's own words). */
+  logged(step: number, sps: number, metrics: StepMetrics, extra?: string): void {
     if (this.bar) {
       this.bar.update(step, {
         sps: sps.toFixed(1),
         loss: metrics.loss.toFixed(4),
         l0: metrics.l0.toFixed(2),
         ev: metrics.explained_variance.toFixed(4),
+        extra: extra ? ` | ${extra}` : "",
       });
     } else if (step % this.printEvery === 0 || step === this.total) {
-      console.error(fmtLine(step, this.total, sps, metrics));
+      console.error(fmtLine(step, this.total, sps, metrics, extra));
     }
   }
 

@@ -86,13 +86,14 @@ export class Session {
   }
 
   /**
-   * Uploads a raw batch ([batch, d_in] f32) and submits one step. At most two steps are queued:
-   * the host waits for the step before last, which bounds memory without stalling the GPU.
+   * Uploads a raw batch ([batch, d_in] f32) and submits one step; `null`: x already holds the
+   * batch (a source on the device wrote it). At most two steps are queued: the host waits for
+   * the step before last, which bounds memory without stalling the GPU.
    */
-  async step(batch: Float32Array): Promise<void> {
+  async step(batch: Float32Array | null): Promise<void> {
     this.gpu.throwIfFailed();
     if (this.inflight.length >= 2) await this.gpu.guard(this.inflight.shift()!);
-    this.gpu.write(this.bufs.x, batch);
+    if (batch) this.gpu.write(this.bufs.x, batch);
     const enc = this.gpu.device.createCommandEncoder({ label: "train step" });
     if (this.clearAcc) {
       enc.clearBuffer(this.bufs.acc);
@@ -119,9 +120,9 @@ export class Session {
    * One step like {@link Session.step}, each kernel timed by `profiler` (same kernels, same
    * order, so the same result); waits for the step to finish. Returns per-dispatch milliseconds.
    */
-  async stepProfiled(batch: Float32Array, profiler: Profiler): Promise<number[]> {
+  async stepProfiled(batch: Float32Array | null, profiler: Profiler): Promise<number[]> {
     await this.sync();
-    this.gpu.write(this.bufs.x, batch);
+    if (batch) this.gpu.write(this.bufs.x, batch);
     const clear = this.clearAcc;
     this.clearAcc = false;
     return await profiler.run(this.dispatches, (enc) => {

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { type TrainConfig, validateConfig } from "../config.ts";
 import { openSource } from "../data/open.ts";
-import type { ActivationSource } from "../data/source.ts";
+import { type ActivationSource, isDeviceSource } from "../data/source.ts";
 import { resumeCommand, TrainingInterrupted, UserError } from "../errors.ts";
 import { finalMetrics, formatReport, reusedRowsNote } from "../eval/final.ts";
 import { getGpu, type Gpu } from "../gpu/device.ts";
@@ -103,9 +103,11 @@ export interface TrainResult {
  */
 export async function train(cfg: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const signals = opts.signals === false ? null : listenForSignals();
+  const sources: ActivationSource[] = [];
   try {
-    return await trainRun(cfg, opts, signals?.state ?? { received: null });
+    return await trainRun(cfg, opts, signals?.state ?? { received: null }, sources);
   } finally {
+    for (const src of sources) await src.close?.();
     signals?.remove();
   }
 }
@@ -114,6 +116,7 @@ async function trainRun(
   cfg: TrainConfig,
   opts: TrainOptions,
   signal: SignalState,
+  sources: ActivationSource[],
 ): Promise<TrainResult> {
   const plan = await planRunDir(opts.outDir, { resume: opts.resume, overwrite: opts.overwrite });
   const outDir = plan.dir;
@@ -127,7 +130,7 @@ async function trainRun(
   try {
     // Everything that can refuse the run (data, sizes, the checkpoint, the config's changes, the
     // initialisation sample) is checked before the directory is touched.
-    const { src, ckpt, session, run } = await openRun(cfg, opts, plan);
+    const { src, ckpt, session, run } = await openRun(cfg, opts, plan, sources);
     await writing(`run directory ${outDir}`, fix, async () => {
       await createRunDir(plan);
       if (replacing) locks.push(await lockDir(plan.dir));
@@ -196,15 +199,19 @@ async function trainSteps(
   const profiler = opts.profile ? new Profiler(gpu, session.dispatchCount) : null;
   const profileFrom = cfg.steps - (opts.profile ?? 0) + 1;
   const batch = new Float32Array(cfg.batch * cfg.d_in); // x: [batch, d_in] f32, raw rows
+  // A source on the device writes each batch straight into the step's x.
+  const device = isDeviceSource(src) ? src : null;
+  const rows = device ? null : batch;
   try {
     for (let step = start + 1; step <= cfg.steps && signal.received === null; step++) {
       run.phase = `steps ${run.lastGood + 1}–${step}`;
       if (step === cfg.recon_only_steps + 1 && cfg.recon_only_steps > 0) {
         progress.note(step, `step ${step}: recon-only phase over, full loss from here on`);
       }
-      await src.nextBatch(batch);
-      if (profiler && step >= profileFrom) await session.stepProfiled(batch, profiler);
-      else await session.step(batch);
+      if (device) await device.nextBatchOnDevice(session.bufs.x, cfg.batch);
+      else await src.nextBatch(batch);
+      if (profiler && step >= profileFrom) await session.stepProfiled(rows, profiler);
+      else await session.step(rows);
       run.done = step;
       progress.stepped();
       await opts.onStep?.(step, session);
@@ -212,14 +219,16 @@ async function trainSteps(
         const { metrics, state, health: h } = await session.readMetrics();
         const sps = progress.rate();
         const phase = state.main_phase ? 2 : 1;
+        const own = device?.report() ?? null;
         await writing(
           log.path,
           `the last checkpoint is kept: ${run.resumeHint}`,
-          () => log.append({ step, ...metrics, lr: state.lr, phase, steps_per_s: sps }),
+          () =>
+            log.append({ step, ...metrics, lr: state.lr, phase, steps_per_s: sps, ...own?.fields }),
         );
         if (isBad(h)) throw run.diverged(h, step);
         run.lastGood = step;
-        progress.logged(step, sps, metrics);
+        progress.logged(step, sps, metrics, own?.line);
       }
       if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every === 0 && step !== cfg.steps) {
         await save(step);
@@ -339,18 +348,21 @@ async function openRun(
   cfg: TrainConfig,
   opts: TrainOptions,
   plan: RunDirPlan,
+  sources: ActivationSource[],
 ): Promise<
   { src: ActivationSource; gpu: Gpu; ckpt: Checkpoint | null; session: Session; run: RunFaults }
 > {
   const outDir = plan.dir;
   let src = await openSource(cfg);
+  sources.push(src);
   if (src.dIn !== cfg.d_in) {
     throw new UserError(
       `data rows have width ${src.dIn} but d_in is ${cfg.d_in}; set --d-in ${src.dIn}`,
     );
   }
-  if (opts.wrapSource) src = opts.wrapSource(src);
   const gpu = opts.gpu ?? await getGpu({ announce: true });
+  if (isDeviceSource(src)) await src.attach(gpu);
+  if (opts.wrapSource) src = opts.wrapSource(src);
   checkStepSizes(gpu, cfg);
   let ckpt: Checkpoint | null = null;
   let snap: Snapshot | null = null;
@@ -370,7 +382,7 @@ async function openRun(
       if (!(scale > 0) || !Number.isFinite(scale)) {
         throw new UserError(`${ckpt.path}: its input scale ${ckpt.meta.scale} is not a number > 0`);
       }
-      src.restore(ckpt.meta.source);
+      src.restore(ckpt.meta.source, ckpt.tensors);
       if (changes.length > 0) {
         console.error(`resume changes ${changes.join(", ")} from step ${ckpt.step + 1}`);
       }
@@ -405,10 +417,11 @@ async function saveRunCheckpoint(
     // The health flags of the window so far are in the accumulators.
     const h = health(snap.metricsAcc ?? new Float32Array(METRIC_WORDS));
     if (isBad(h)) throw run.diverged(h, step);
+    const own = isDeviceSource(src) ? await src.checkpointTensors() : {};
     await saveCheckpoint(
       outDir,
       step,
-      snapshotTensors(session.cfg, snap),
+      { ...snapshotTensors(session.cfg, snap), ...own },
       // The config the run was trained with up to here: a resume checks what it changes.
       { scale: session.scale, source: src.state(), config: session.cfg },
       { writer },

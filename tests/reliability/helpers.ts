@@ -69,11 +69,21 @@ export async function waitForLines(path: string, n: number, timeoutMs = 30_000):
   }
 }
 
-/** metrics.jsonl as records, without the timing field. */
+/** Fields of metrics.jsonl that are timings (a live run adds the model's and the SAE's rates). */
+const TIMING_FIELDS = [
+  "steps_per_s",
+  "lm_tokens_per_s",
+  "sae_steps_per_s",
+  "lm_time_share",
+  "bound",
+];
+
+/** metrics.jsonl as records, without the timing fields. */
 export async function metricsLines(path: string): Promise<Record<string, unknown>[]> {
   return (await Deno.readTextFile(path)).trim().split("\n").map((l) => {
-    const { steps_per_s: _, ...rest } = JSON.parse(l);
-    return rest;
+    const record = JSON.parse(l);
+    for (const f of TIMING_FIELDS) delete record[f];
+    return record;
   });
 }
 
