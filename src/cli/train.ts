@@ -294,7 +294,8 @@ export async function withDataWidth(
   cfg: TrainConfig,
   dInFrom: string | null,
 ): Promise<TrainConfig> {
-  if (cfg.data === "synthetic") return cfg;
+  // Synthetic rows have the configured width; live rows the model's (checked by the source).
+  if (cfg.data === "synthetic" || cfg.data === LIVE_DATA) return cfg;
   const { d, path } = await dataWidth(cfg.data);
   if (dInFrom === null) return validateConfig({ ...cfg, d_in: d }, "the configuration");
   if (d !== cfg.d_in) {

@@ -39,7 +39,10 @@ Deno.test("--overwrite with bad inputs, or failing early, leaves the finished ru
   await writeRowsNpy(join(dir, "acts16.npy"), 500, 16);
   const cases: [string[], RegExp][] = [
     [["--data", join(dir, "nonexistent.npy")], /activation data '.*nonexistent\.npy' not found/],
-    [["--data", join(dir, "acts16.npy"), "--d-in", "8"], /d_in is 8 .* are 16 wide: pass --d-in 16/],
+    [
+      ["--data", join(dir, "acts16.npy"), "--d-in", "8"],
+      /d_in is 8 .* are 16 wide: pass --d-in 16/,
+    ],
   ];
   for (const [flags, message] of cases) {
     const { code, err } = await cli(["train", "--out", run, "--overwrite", ...TINY_ARGS, ...flags]);
