@@ -19,6 +19,7 @@ import {
 import type { Snapshot } from "./snapshot.ts";
 import { type StepState, unpackState } from "../kernels/common.ts";
 import { buildStep, forwardDispatches, type StepHooks } from "./step.ts";
+import { rowTopKActivation } from "./forward.ts";
 import { variantOf } from "./variants.ts";
 
 /** A buffer to read back (`bytes`: a prefix of it; default the whole buffer). */
@@ -35,6 +36,8 @@ export class Session {
   readonly scale: number;
   private dispatches: Dispatch[] = [];
   private hooks: StepHooks = {};
+  /** The encoder the trained SAE applies (the final evaluation's forward pass). */
+  private inference: StepHooks = {};
   private extra: Record<string, GPUBuffer> = {};
   private clearAcc = false;
   private inflight: Promise<void>[] = [];
@@ -63,11 +66,17 @@ export class Session {
       sparseEnabled(gpu, cfg),
     );
     const s = new Session(gpu, cfg, bufs, scale);
-    const ctx = { gpu, cfg, bufs, scale };
     const variant = variantOf(cfg.variant);
+    const k = variant.topk?.(cfg) ?? null;
+    const activation = k === null
+      ? undefined
+      : await rowTopKActivation(gpu, { B: cfg.batch, m: cfg.d_sae, k }, bufs.f);
+    const ctx = { gpu, cfg, bufs, scale, activation };
     const parts = await variant.build(ctx);
     const tau = variant.thresholds(cfg);
-    s.hooks = { ...parts.hooks, thresholds: tau === null ? undefined : parts.state[tau] };
+    s.inference = { thresholds: tau === null ? undefined : parts.state[tau], activation };
+    // Training applies the declared encoder unless the variant replaces the activation.
+    s.hooks = { ...parts.hooks, ...(parts.hooks.activation ? {} : s.inference) };
     // In the declared order: the order of the `extra.*` tensors in checkpoints.
     s.extra = Object.fromEntries(variant.state.map((n) => [n, parts.state[n]]));
     // The parameter health check ends every step (O(params), no readback: it sets a flag word
@@ -79,10 +88,13 @@ export class Session {
     return s;
   }
 
-  /** The forward pass and metrics into `acc` (no update): for evaluation. */
+  /** The forward pass of the trained SAE's encoder and metrics into `acc` (no update): for evaluation. */
   forward(acc: GPUBuffer): Promise<Dispatch[]> {
-    const ctx = { gpu: this.gpu, cfg: this.cfg, bufs: { ...this.bufs, acc }, scale: this.scale };
-    return forwardDispatches(ctx, this.hooks);
+    const bufs = { ...this.bufs, acc };
+    return forwardDispatches(
+      { gpu: this.gpu, cfg: this.cfg, bufs, scale: this.scale },
+      this.inference,
+    );
   }
 
   /**
