@@ -20,6 +20,7 @@
 //   lists_expand   the [B, K] lists as the sparse path's CSR (wgsl/sparse.wgsl: row r at r·M)
 //   bt_*           BatchTopK: the top KB of the whole batch, by the same radix select with the
 //                  histograms summed over rows (see the section below)
+//   bt_theta, theta_spread: BatchTopK's running threshold and its copy into every latent's slot
 //   dead_mask, aux_*: AuxK (see its section)
 
 override R: u32 = 1u;        // rows of this dispatch (a part of the batch when split)
@@ -440,6 +441,14 @@ fn bt_theta() {
   let mn = select(0.0, bitcast<f32>(mb), has);
   let th = theta[THETA_IDX];
   theta[THETA_IDX] = select(THETA_KEEP * th + THETA_RATE * mn, mn, THETA_INIT_NEG && th < 0.0);
+}
+
+// One invocation per latent: every slot of theta takes slot THETA_IDX's value, so the [M] buffer
+// holds the per-latent thresholds the inference encoder reads (R = M here).
+@compute @workgroup_size(WG)
+fn theta_spread(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = g.x + g.y * nw.x * WG;
+  if (i < R && i != THETA_IDX) { theta[i] = theta[THETA_IDX]; }
 }
 
 // --- AuxK --------------------------------------------------------------------------------------

@@ -322,6 +322,28 @@ export function batchThresholdKernel(
 }
 
 /**
+ * theta[i] = theta[index] for every i < m: the running threshold of {@link batchThresholdKernel}
+ * in every latent's slot, as the per-latent thresholds the inference encoder reads (the step's
+ * thresholds epilogue, SAELens' exported JumpReLU `threshold`).
+ */
+export function thetaSpreadKernel(
+  gpu: Gpu,
+  m: number,
+  theta: { buf: GPUBuffer; index: number },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch> {
+  return kernel(gpu, {
+    label: "batchtopk threshold spread",
+    code: code(gpu, opts),
+    entry: "theta_spread",
+    constants: { R: m, THETA_IDX: theta.index },
+    buffers: [...Array(10).fill(null), theta.buf],
+    groups: groupsFor(m, WG),
+    cost: { flops: 0, bytes: 8 * m },
+  });
+}
+
+/**
  * Reference of {@link batchTopKDispatches}: f, and the smallest positive kept value (null when
  * none was kept).
  */
