@@ -25,6 +25,7 @@ import {
   SEL_MINPOS,
   THETA_INIT,
   type ThetaRule,
+  thetaSpreadKernel,
   thetaUpdateReference,
   topkBackwardReference,
   topkListsToCsrKernel,
@@ -521,4 +522,15 @@ Deno.test("topk backward: the dF GEMM's relu_grad epilogue on topk's f is SAELen
       v === 0 && dLdf[i] !== 0 && pre[i] <= 0 && rowTopKReference(pre, s).f[i] === 0
     ),
   );
+});
+
+Deno.test("batchtopk threshold spread: θ's slot copied to every latent's slot", async () => {
+  const gpu = await getGpu();
+  for (const [m, index] of [[77, 0], [70000, 69999]]) {
+    const init = randArray(new Rng(m), m);
+    const buf = gpu.upload("theta", init);
+    run(gpu, [await thetaSpreadKernel(gpu, m, { buf, index })]);
+    const got = await gpu.read(buf, m * 4);
+    assertSame(got, new Float32Array(m).fill(init[index]), `m ${m}`);
+  }
 });
