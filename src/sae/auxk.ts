@@ -16,7 +16,8 @@
  * In the step: the dead mask, the selection, ê, the loss and g = dL_aux/dê after the forward pass
  * (before the statistics update last-fired); g·W_dec[j] into dL/dpre of the listed latents after
  * dF; dW_dec += auxfᵀ·g before the update. dL/dpre then reaches latents where f = 0, so the sparse
- * path keeps dW_enc and db_enc dense.
+ * path keeps dW_enc and db_enc dense. On a step without dead latents (every step before
+ * dead_steps) the loss is 0 and a plan dispatch skips the rest on the GPU (indirect dispatch).
  */
 import type { CoreConfig } from "../config_core.ts";
 import { gemmDispatches } from "../kernels/gemm/mod.ts";
@@ -26,6 +27,7 @@ import {
   auxGradKernel,
   type AuxKSpec,
   auxLossDispatches,
+  auxPlanDispatches,
   deadMaskKernel,
   rowTopKKernel,
 } from "../kernels/topk.ts";
@@ -79,6 +81,42 @@ export async function auxkHooks(
   const lists = allocTopKLists(gpu, B, k);
   const W = bufs.params.wDec;
   const f16 = { f16: cfg.gemm_f16 };
+  const forward = [
+    ...await rowTopKKernel(
+      gpu,
+      { B, m, k, reluBefore: s.reluBefore, reluAfter: false },
+      { pre, f: auxf, lists, mask: dead },
+      { label: "auxk topk" },
+    ),
+    ...await gemmDispatches(
+      gpu,
+      { label: "auxk decode", M: B, N: d, K: m, transA: false, transB: false, epilogue: "none" },
+      { a: auxf, b: W.p, c: recons },
+      f16,
+    ),
+    ...await auxLossDispatches(gpu, s, {
+      x: bufs.x,
+      xhat: bufs.xhat,
+      recons,
+      g,
+      aux,
+      scratch: allocAuxKScratch(gpu, B, d),
+    }),
+  ];
+  const grad = await auxGradKernel(
+    gpu,
+    { B, m, d, kAux: k, reluBefore: s.reluBefore },
+    { lists, g, wDec: W.p, dpre: bufs.dpre },
+  );
+  const dWdec = await gemmDispatches(
+    gpu,
+    { label: "auxk dW_dec", M: m, N: d, K: B, transA: true, transB: false, epilogue: "accumulate" },
+    { a: auxf, b: g, c: W.g },
+    f16,
+  );
+  // Until a latent dies (dead_steps into the run at the earliest) AuxK is 0: skip its work.
+  const { plan, planned } = await auxPlanDispatches(gpu, aux, [...forward, ...grad, ...dWdec]);
+  const at = (i: number, n: number) => planned.slice(i, i + n);
   return {
     afterForward: [
       await deadMaskKernel(gpu, m, cfg.dead_steps, {
@@ -87,46 +125,11 @@ export async function auxkHooks(
         dead,
         aux,
       }),
-      ...await rowTopKKernel(
-        gpu,
-        { B, m, k, reluBefore: s.reluBefore, reluAfter: false },
-        { pre, f: auxf, lists, mask: dead },
-        { label: "auxk topk" },
-      ),
-      ...await gemmDispatches(
-        gpu,
-        { label: "auxk decode", M: B, N: d, K: m, transA: false, transB: false, epilogue: "none" },
-        { a: auxf, b: W.p, c: recons },
-        f16,
-      ),
-      ...await auxLossDispatches(gpu, s, {
-        x: bufs.x,
-        xhat: bufs.xhat,
-        recons,
-        g,
-        aux,
-        scratch: allocAuxKScratch(gpu, B, d),
-      }),
+      plan,
+      ...at(0, forward.length),
     ],
-    afterDpre: await auxGradKernel(
-      gpu,
-      { B, m, d, kAux: k, reluBefore: s.reluBefore },
-      { lists, g, wDec: W.p, dpre: bufs.dpre },
-    ),
-    beforeUpdate: await gemmDispatches(
-      gpu,
-      {
-        label: "auxk dW_dec",
-        M: m,
-        N: d,
-        K: B,
-        transA: true,
-        transB: false,
-        epilogue: "accumulate",
-      },
-      { a: auxf, b: g, c: W.g },
-      f16,
-    ),
+    afterDpre: at(forward.length, grad.length),
+    beforeUpdate: at(forward.length + grad.length, dWdec.length),
     dpreBeyondF: true,
   };
 }
