@@ -114,6 +114,17 @@ export interface CoreConfig {
   skip_bad_rows: boolean;
   /** Steps at the start with the reconstruction loss only (paper §4.4 phase 1: 1000). */
   recon_only_steps: number;
+  /**
+   * Every this many steps, latents that have not fired for more than half as many are resampled
+   * toward badly reconstructed rows (dictionary_learning's `resample_steps`; src/sae/resample.ts).
+   * 0: never. Meant for the ReLU variants (the top-k variants have AuxK).
+   */
+  resample_steps: number;
+  /**
+   * How rows are sampled and encoder rows set: "anthropic" (∝ ‖x − x̂‖², normalised rows) or
+   * "dictionary_learning" (its code: ∝ ‖x − x̂‖, encoder row unnormalised).
+   */
+  resample_rule: "anthropic" | "dictionary_learning";
   /** Settings of the synthetic generator (used when data is "synthetic"). */
   synthetic: SyntheticConfig;
 }
@@ -171,6 +182,8 @@ export const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   data: "synthetic",
   skip_bad_rows: false,
   recon_only_steps: 0,
+  resample_steps: 0,
+  resample_rule: "anthropic",
 };
 
 /** Allowed values of `recon_loss`. */
@@ -227,6 +240,8 @@ export const CORE_RULES: Record<Exclude<keyof CoreConfig, "synthetic" | "variant
   data: { kind: "string" },
   skip_bad_rows: { kind: "bool" },
   recon_only_steps: { kind: "int", min: 0 },
+  resample_steps: { kind: "int", min: 0 },
+  resample_rule: { kind: "enum", values: ["anthropic", "dictionary_learning"] },
 };
 
 /**

@@ -124,6 +124,7 @@ async function trainRun(
       await src.nextBatch(batch);
       if (profiler && step >= profileFrom) await session.stepProfiled(batch, profiler);
       else await session.step(batch);
+      await session.resample(step);
       run.done = step;
       progress.stepped();
       await opts.onStep?.(step, session);
