@@ -95,8 +95,12 @@ export interface CoreConfig {
   b_dec_init: "mean" | "geometric_median" | "zeros";
   /** Rows sampled to initialise b_dec and estimate the normalisation scale. */
   init_rows: number;
-  /** "none" (paper) or scale inputs to mean norm √d_in (SAELens expected_average_only_in). */
-  normalize_activations: "none" | "expected_average_only_in";
+  /**
+   * "none" (paper), or scale inputs to mean norm √d_in (SAELens' expected_average_only_in), so λ1
+   * means the same on data of any scale; "auto" (default): expected_average_only_in for activation
+   * files, none for the synthetic generator (whose λ1 defaults are tuned unscaled).
+   */
+  normalize_activations: "none" | "expected_average_only_in" | "auto";
   /** A latent that has not fired for this many steps counts as dead. */
   dead_steps: number;
   /** A latent firing on more than this fraction of rows counts as dense. */
@@ -127,6 +131,14 @@ export interface CoreConfig {
   resample_rule: "anthropic" | "dictionary_learning";
   /** Settings of the synthetic generator (used when data is "synthetic"). */
   synthetic: SyntheticConfig;
+}
+
+/** Whether inputs are scaled to mean norm √d_in under `cfg` ("auto" resolved by the data). */
+export function normalizesInputs(
+  cfg: Pick<CoreConfig, "normalize_activations" | "data">,
+): boolean {
+  const n = cfg.normalize_activations;
+  return n === "expected_average_only_in" || (n === "auto" && cfg.data !== "synthetic");
 }
 
 /** Defaults of the synthetic generator: small enough for the CPU adapter. */
@@ -174,7 +186,7 @@ export const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   sparse_min_flops: 2 ** 28,
   b_dec_init: "geometric_median",
   init_rows: 2048,
-  normalize_activations: "none",
+  normalize_activations: "auto",
   dead_steps: 1000,
   dense_threshold: 0.1,
   log_every: 50,
@@ -202,6 +214,7 @@ const B_DEC_INITS = [
 const NORMALIZATIONS = [
   "none",
   "expected_average_only_in",
+  "auto",
 ] as const satisfies readonly CoreConfig[
   "normalize_activations"
 ][];

@@ -70,6 +70,7 @@ import {
 import { type LoadedSae, loadSae } from "../sae/load.ts";
 import type { SaeWeights } from "../sae/model.ts";
 import { type VariantName, VARIANTS } from "../sae/variants.ts";
+import { normalizesInputs } from "../config_core.ts";
 
 /** File names of a SAELens directory. */
 const SAELENS_CFG = "cfg.json";
@@ -94,7 +95,7 @@ export interface ModelInfo {
 interface SaeWebgpuInfo {
   /** Our input scale s (1 unless normalize_activations was set); folded into the weights. */
   activation_norm_scaling_factor: number;
-  /** The run's normalize_activations ("none" or "expected_average_only_in"). */
+  /** The run's normalize_activations, "auto" resolved ("none" or "expected_average_only_in"). */
   normalize_activations: string;
   /** Our variant and whether τ became the JumpReLU threshold. */
   variant: string;
@@ -223,7 +224,7 @@ function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
   };
   const info: SaeWebgpuInfo = {
     activation_norm_scaling_factor: s,
-    normalize_activations: sae.cfg.normalize_activations,
+    normalize_activations: normalizesInputs(sae.cfg) ? "expected_average_only_in" : "none",
     variant: sae.cfg.variant,
     adaptive_threshold: th !== null,
     ...(k !== null ? { k } : {}),
