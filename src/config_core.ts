@@ -44,7 +44,8 @@ export interface CoreConfig {
   /**
    * SAE variant, a name registered in src/sae/variants.ts ({@link TrainConfig} narrows the type):
    * "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4); "paper" adds the paper's Section 4
-   * mechanisms (its keys: src/sae/paper.ts).
+   * mechanisms (its keys: src/sae/paper.ts); "topk", "batchtopk", "jumprelu" and "matryoshka"
+   * are the architectures of docs/architectures.md.
    */
   variant: string;
   /** Seed for initialisation and data order. */

@@ -23,7 +23,55 @@
  * (src/kernels/resample.ts). Nothing is read back on other steps. The sampling is seeded by the
  * run's seed and the step, so a resumed run resamples identically.
  */
+import type { CoreConfig } from "../config_core.ts";
+import { UserError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Dispatch } from "../gpu/dispatch.ts";
+import { resampleDispatches } from "../kernels/resample.ts";
 import { Rng } from "../rng.ts";
+import type { StepBuffers } from "./model.ts";
+
+/** The resampling kernels of a session and the buffers the host fills at a resample step. */
+export interface Resampler {
+  /** [1 + 2·batch] u32: the count, then (latent, row) pairs. */
+  pairs: GPUBuffer;
+  /** [d_sae] u32: the dead mask. */
+  dead: GPUBuffer;
+  dispatches: Dispatch[];
+}
+
+/** Builds the resampling kernels over the step's buffers (once, when resample_steps > 0). */
+export async function buildResampler(
+  gpu: Gpu,
+  cfg: CoreConfig,
+  bufs: StepBuffers,
+): Promise<Resampler> {
+  if (cfg.d_sae * cfg.d_in * 4 > gpu.maxBinding) {
+    throw new UserError(
+      `resample_steps: the resampling kernels bind W_enc and W_dec whole, and d_sae × d_in ` +
+        `exceeds this adapter's storage-binding limit: set resample_steps 0`,
+    );
+  }
+  const P = bufs.params;
+  const pairs = gpu.buffer("resample pairs", (1 + 2 * cfg.batch) * 4);
+  const dead = gpu.buffer("resample dead", cfg.d_sae * 4);
+  const spec = {
+    m: cfg.d_sae,
+    d: cfg.d_in,
+    pairs: cfg.batch,
+    normalizeEnc: cfg.resample_rule === "anthropic",
+  };
+  const dispatches = await resampleDispatches(gpu, spec, {
+    wEnc: P.wEnc,
+    bEnc: P.bEnc,
+    wDec: P.wDec,
+    xc: bufs.xc,
+    pairs,
+    dead,
+    scal: gpu.buffer("resample scalar", 4),
+  });
+  return { pairs, dead, dispatches };
+}
 
 /** What to resample: the dead mask [m] (u32, 1 = dead) and (latent, row) pairs. */
 export interface ResamplePlan {

@@ -21,9 +21,7 @@ import { type StepState, unpackState } from "../kernels/common.ts";
 import { buildStep, forwardDispatches, type StepHooks } from "./step.ts";
 import { rowTopKActivation } from "./forward.ts";
 import { variantOf } from "./variants.ts";
-import { resampleDispatches } from "../kernels/resample.ts";
-import { resamplePlan } from "./resample.ts";
-import { UserError } from "../errors.ts";
+import { buildResampler, resamplePlan, type Resampler } from "./resample.ts";
 
 /** A buffer to read back (`bytes`: a prefix of it; default the whole buffer). */
 interface Readback {
@@ -44,7 +42,7 @@ export class Session {
   private extra: Record<string, GPUBuffer> = {};
   private clearAcc = false;
   /** Dead-latent resampling (resample_steps > 0): its buffers and dispatches. */
-  private resampler: { pairs: GPUBuffer; dead: GPUBuffer; dispatches: Dispatch[] } | null = null;
+  private resampler: Resampler | null = null;
   private inflight: Promise<void>[] = [];
 
   private constructor(gpu: Gpu, cfg: TrainConfig, bufs: StepBuffers, scale: number) {
@@ -90,36 +88,7 @@ export class Session {
       ...await buildStep(ctx, s.hooks),
       ...await healthKernel(gpu, bufs.params, bufs.acc),
     ];
-    if (cfg.resample_steps > 0) {
-      if (cfg.d_sae * cfg.d_in * 4 > gpu.maxBinding) {
-        throw new UserError(
-          `resample_steps: the resampling kernels bind W_enc and W_dec whole, and d_sae × d_in ` +
-            `exceeds this adapter's storage-binding limit: set resample_steps 0`,
-        );
-      }
-      const P = bufs.params;
-      const pairs = gpu.buffer("resample pairs", (1 + 2 * cfg.batch) * 4);
-      const dead = gpu.buffer("resample dead", cfg.d_sae * 4);
-      const spec = {
-        m: cfg.d_sae,
-        d: cfg.d_in,
-        pairs: cfg.batch,
-        normalizeEnc: cfg.resample_rule === "anthropic",
-      };
-      s.resampler = {
-        pairs,
-        dead,
-        dispatches: await resampleDispatches(gpu, spec, {
-          wEnc: P.wEnc,
-          bEnc: P.bEnc,
-          wDec: P.wDec,
-          xc: bufs.xc,
-          pairs,
-          dead,
-          scal: gpu.buffer("resample scalar", 4),
-        }),
-      };
-    }
+    if (cfg.resample_steps > 0) s.resampler = await buildResampler(gpu, cfg, bufs);
     return s;
   }
 
@@ -155,9 +124,9 @@ export class Session {
   /**
    * After the step `step` (its encoder input and row errors still in their buffers), on a resample
    * step (step % resample_steps == 0, the last step excepted: its latents would stay untrained):
-   * reads back the row errors and last-fired steps, picks the
-   * dead latents and the rows (src/sae/resample.ts) and re-initialises them on the GPU. Returns
-   * how many latents were resampled (0 on other steps, which read nothing back).
+   * reads back the row errors and last-fired steps, picks the dead latents and the rows
+   * (src/sae/resample.ts) and re-initialises them on the GPU. Returns how many latents were
+   * resampled (0 on other steps, which read nothing back).
    */
   async resample(step: number): Promise<number> {
     const r = this.resampler;
