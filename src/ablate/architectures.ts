@@ -19,7 +19,7 @@
  * @example
  * ```ts
  * import { architecturesSweep } from "./architectures.ts";
- * console.log(architecturesSweep().runs.length); // 72
+ * console.log(architecturesSweep().runs.length); // 81
  * ```
  */
 import { join } from "node:path";
@@ -46,6 +46,8 @@ export interface DataSetting {
   what: string;
   /** Its config layer: d_in, d_sae and the generator's keys. */
   layer: PartialConfig;
+  /** Factors on the scale-dependent knobs' values here (default 1). */
+  knobScale?: Partial<Record<KnobKey, number>>;
 }
 
 /**
@@ -101,6 +103,9 @@ export const ARCH_DATA: readonly DataSetting[] = [
         noise_std: 0.0025,
       },
     },
+    // Normalising by the mean norm counts the offset, 12× a feature here: the features come out
+    // 8× smaller than on the other settings, and the same λ1 or λ0 gives L0 ≈ 1-3.
+    knobScale: { l1: 1 / 8, l0_coefficient: 1 / 8 },
   },
 ];
 
@@ -128,19 +133,19 @@ export interface Knob {
 }
 
 /**
- * The knobs. λ1 and λ0 span L0 ≈ 4-40 on all three (normalised) settings; k is L0 by
- * construction. The paper's method keeps the CPU sweep's recon-only first phase (its §4.4);
+ * The knobs. λ1 and λ0 span L0 ≈ 4-40 on the (normalised) settings, with the narrow setting's
+ * factor ({@link DataSetting.knobScale}); k is L0 by construction. The paper's method keeps the CPU sweep's recon-only first phase (its §4.4);
  * JumpReLU starts its thresholds at 0.1 instead of SAELens' 0.01, which log θ under Adam (≈ lr a
  * step) would take most of a 1500-step run to leave.
  */
 export const ARCH_KNOBS: Record<ArchVariant, Knob> = {
-  baseline: { key: "l1", values: [0.5, 1, 2, 4], extra: {} },
-  paper: { key: "l1", values: [0.25, 0.5, 1, 2], extra: { recon_only_steps: 300 } },
+  baseline: { key: "l1", values: [0.5, 1, 2, 4, 8], extra: {} },
+  paper: { key: "l1", values: [0.25, 0.5, 1, 2, 4], extra: { recon_only_steps: 300 } },
   topk: { key: "k", values: [4, 8, 16, 32], extra: {} },
   batchtopk: { key: "k", values: [4, 8, 16, 32], extra: {} },
   jumprelu: {
     key: "l0_coefficient",
-    values: [0.1, 0.2, 0.4, 0.8],
+    values: [0.1, 0.2, 0.4, 0.8, 1.6],
     extra: { jumprelu_init_threshold: 0.1 },
   },
   matryoshka: { key: "k", values: [4, 8, 16, 32], extra: {} },
@@ -175,7 +180,8 @@ export function architecturesSweep(o: {
     for (const variant of ARCH_VARIANTS) {
       const knob = knobs[variant];
       if (!knob) continue;
-      for (const value of knob.values) {
+      for (const v of knob.values) {
+        const value = Number((v * (d.knobScale?.[knob.key] ?? 1)).toPrecision(6));
         runs.push({
           name: archRunName(d.name, variant, knob.key, value),
           overrides: { ...d.layer, ...knob.extra, variant, [knob.key]: value },
