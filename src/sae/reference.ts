@@ -205,7 +205,7 @@ export function referencePaperStep(
  * Decoder-gradient projection, AdamW with warmup and bias correction (optionally with per-latent
  * lr factors), renormalisation: the kernels' references, in the step's order.
  */
-function applyUpdate(
+export function applyUpdate(
   cfg: TrainConfig,
   w: SaeWeights,
   opt: ReferenceOptState,
