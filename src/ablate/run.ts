@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
 import { loadConfigFile, type TrainConfig, validateConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
-import { atomicWrite, atomicWriteAll, removeStaleTemps } from "../run/atomic.ts";
+import { atomicWrite, atomicWriteAll, pathExists, removeStaleTemps } from "../run/atomic.ts";
 import { DirLock } from "../run/lock.ts";
 import { writingTo } from "../run/output.ts";
 import { CONFIG_FILE } from "../run/rundir.ts";
@@ -93,16 +93,6 @@ export interface SweepReport extends Summary {
   outcomes: RunOutcome[];
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
 /** The first key (dotted) whose value differs between two configs, with both values. */
 function firstDifference(a: TrainConfig, b: TrainConfig): string {
   const fa = new Map(flattenLayer(a));
@@ -125,7 +115,7 @@ export async function runDirState(
   run: ResolvedRun,
 ): Promise<"new" | "finished" | "partial"> {
   const configPath = join(dir, CONFIG_FILE);
-  if (!(await exists(configPath))) return "new";
+  if (!(await pathExists(configPath))) return "new";
   const saved = validateConfig(await loadConfigFile(configPath), configPath);
   if (canonicalJson(saved) !== canonicalJson(run.cfg)) {
     throw new UserError(
@@ -134,7 +124,7 @@ export async function runDirState(
       }); delete that directory to retrain it, or pass another --out`,
     );
   }
-  return (await exists(join(dir, METRICS_JSON))) ? "finished" : "partial";
+  return (await pathExists(join(dir, METRICS_JSON))) ? "finished" : "partial";
 }
 
 /** Picks the runs named by `only` (names or aliases); unknown names are a UserError. */

@@ -10,7 +10,6 @@
  * console.log(formatEvalReport(report));
  * ```
  */
-import { join } from "node:path";
 import type { TrainConfig } from "../config.ts";
 import { openSource } from "../data/open.ts";
 import type { ActivationSource } from "../data/source.ts";
@@ -368,17 +367,6 @@ export async function evaluateSae(
  * with `out`, writes the report there atomically.
  */
 export async function evaluateRun(dir: string, opts: EvaluateRunOptions = {}): Promise<EvalReport> {
-  let info: Deno.FileInfo | null = null;
-  try {
-    info = await Deno.stat(join(dir, "config.yaml"));
-  } catch {
-    // reported below
-  }
-  if (!info?.isFile) {
-    throw new UserError(
-      `${dir} is not a run directory (no config.yaml there): pass a directory written by 'sae train'`,
-    );
-  }
   const sae = await loadSae(dir);
   // Before the evaluation: a path that cannot be written is refused now, not after it.
   if (opts.out !== undefined) await checkOutputFile(opts.out, "--out");

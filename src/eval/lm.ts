@@ -554,17 +554,6 @@ export async function evaluateLmRun(dir: string, opts: LmEvalOptions): Promise<E
     throw new UserError(`--context must be an integer of at least 2 (got ${C})`);
   }
   if (opts.text.length === 0) throw new UserError("--text is required with --model");
-  let info: Deno.FileInfo | null = null;
-  try {
-    info = await Deno.stat(join(dir, "config.yaml"));
-  } catch {
-    // reported below
-  }
-  if (!info?.isFile) {
-    throw new UserError(
-      `${dir} is not a run directory (no config.yaml there): pass a directory written by 'sae train'`,
-    );
-  }
   const sae = await loadSae(dir);
   const recorded = await recordedSource(sae);
   const model = await loadModel(opts.model, { tokenizer: opts.tokenizer });

@@ -42,7 +42,7 @@ import cliProgress from "cli-progress";
 import denoJson from "../../deno.json" with { type: "json" };
 import { UserError } from "../errors.ts";
 import { encodeNpyHeader } from "../data/npy.ts";
-import { AtomicFile, atomicWrite } from "../run/atomic.ts";
+import { AtomicFile, atomicWrite, pathExists } from "../run/atomic.ts";
 import { DirLock, LOCK_FILE } from "../run/lock.ts";
 import {
   type ContextBatch,
@@ -191,7 +191,7 @@ async function harvestLocked(
   const manifestPath = join(opts.outDir, "manifest.json");
   const fresh = freshManifest(opts, shardContexts);
   let manifest: HarvestManifest;
-  if (opts.resume && await exists(manifestPath)) {
+  if (opts.resume && await pathExists(manifestPath)) {
     manifest = await resumeManifest(opts, fresh, log);
   } else {
     await refuseExisting(opts.outDir);
@@ -500,7 +500,7 @@ const TEMPORARY = /^(?:(?:acts|tokens)-\d+\.npy|manifest\.json)\.tmp-[0-9a-f]{12
 
 /** A fresh harvest never writes over another's files. */
 async function refuseExisting(dir: string): Promise<void> {
-  if (await exists(join(dir, "manifest.json"))) {
+  if (await pathExists(join(dir, "manifest.json"))) {
     throw new UserError(
       `${dir} already holds a harvest (manifest.json); pass --resume to continue it, or choose another --out`,
     );
@@ -511,16 +511,6 @@ async function refuseExisting(dir: string): Promise<void> {
         `${dir} holds ${e.name} but no manifest.json (files of another tool, or of a harvest killed before its first shard was recorded); move them away or choose another --out`,
       );
     }
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
   }
 }
 

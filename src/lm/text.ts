@@ -464,7 +464,6 @@ async function* txtPieces(
     : src.separator;
   const blank = /\n[ \t\r]*\n(?:[ \t\r]*\n)*/g;
   const nonSpace = /[^ \t\r\n]/g;
-  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   let buf = "";
   let i = 0; // cursor in buf
   let byte = from?.offset ?? 0; // file offset of buf[i]
@@ -539,25 +538,11 @@ async function* txtPieces(
     }
   }
 
-  const file = await openText(src.path);
-  try {
-    let first = byte === 0;
-    for await (const chunk of alignedChunks(file, byte, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
-      let bytes = chunk;
-      if (first) {
-        bytes = stripBom(chunk);
-        byte += chunk.length - bytes.length;
-        first = false;
-      }
-      buf = buf.slice(i) + decodeOrFail(decoder, bytes, src.path, true);
-      i = 0;
-      yield* drain(false);
-    }
-    buf = buf.slice(i) + decodeOrFail(decoder, new Uint8Array(0), src.path, false);
+  const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  for await (const { text, last } of decodedText(src.path, byte, chunkBytes, (n) => byte += n)) {
+    buf = buf.slice(i) + text;
     i = 0;
-    yield* drain(true);
-  } finally {
-    file.close();
+    yield* drain(last);
   }
 }
 
@@ -568,7 +553,6 @@ async function* jsonlPieces(
   opts: TextOptions,
 ): AsyncGenerator<TextPiece> {
   const maxChars = opts.maxChars ?? DEFAULT_MAX_CHARS;
-  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   let buf = "";
   let byte = from?.offset ?? 0; // file offset of buf[0]
   let lineNo = from?.doc ?? 0;
@@ -587,31 +571,22 @@ async function* jsonlPieces(
     skip = 0;
     lineNo++;
   }
-  const file = await openText(src.path);
-  try {
-    let first = byte === 0;
-    for await (const chunk of alignedChunks(file, byte, opts.chunkBytes ?? DEFAULT_CHUNK_BYTES)) {
-      let bytes = chunk;
-      if (first) {
-        bytes = stripBom(chunk);
-        byte += chunk.length - bytes.length;
-        first = false;
-      }
-      buf += decodeOrFail(decoder, bytes, src.path, true);
-      let start = 0;
-      let nl: number;
-      while ((nl = buf.indexOf("\n", start)) >= 0) {
-        const lineStart = byte;
-        byte += utf8Length(buf, start, nl + 1);
-        yield* line(buf.slice(start, nl), lineStart);
-        start = nl + 1;
-      }
-      buf = buf.slice(start);
+  const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  for await (const { text, last } of decodedText(src.path, byte, chunkBytes, (n) => byte += n)) {
+    buf += text;
+    if (last) {
+      if (buf.length > 0) yield* line(buf, byte);
+      break;
     }
-    buf += decodeOrFail(decoder, new Uint8Array(0), src.path, false);
-    if (buf.length > 0) yield* line(buf, byte);
-  } finally {
-    file.close();
+    let start = 0;
+    let nl: number;
+    while ((nl = buf.indexOf("\n", start)) >= 0) {
+      const lineStart = byte;
+      byte += utf8Length(buf, start, nl + 1);
+      yield* line(buf.slice(start, nl), lineStart);
+      start = nl + 1;
+    }
+    buf = buf.slice(start);
   }
 }
 
@@ -663,6 +638,36 @@ async function openText(path: string): Promise<Deno.FsFile> {
  * The bytes of `file` from `start` on, in chunks that end at multiples of `chunkBytes` (the first
  * may be shorter), so the chunking after any offset is the same whatever offset reading began at.
  */
+/**
+ * The text of `path` from byte `from` in decoded pieces, one per aligned chunk, then the
+ * decoder's flush (`last`); a BOM at offset 0 is skipped and its length passed to `onBom` so the
+ * caller's byte offsets stay the file's. Stops with one line on invalid UTF-8.
+ */
+async function* decodedText(
+  path: string,
+  from: number,
+  chunkBytes: number,
+  onBom: (bytes: number) => void,
+): AsyncGenerator<{ text: string; last: boolean }> {
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const file = await openText(path);
+  try {
+    let first = from === 0;
+    for await (const chunk of alignedChunks(file, from, chunkBytes)) {
+      let bytes = chunk;
+      if (first) {
+        bytes = stripBom(chunk);
+        onBom(chunk.length - bytes.length);
+        first = false;
+      }
+      yield { text: decodeOrFail(decoder, bytes, path, true), last: false };
+    }
+    yield { text: decodeOrFail(decoder, new Uint8Array(0), path, false), last: true };
+  } finally {
+    file.close();
+  }
+}
+
 async function* alignedChunks(
   file: Deno.FsFile,
   start: number,

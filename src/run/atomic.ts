@@ -15,6 +15,20 @@
 import { basename, dirname, join } from "node:path";
 import { registerCleanup } from "./cleanup.ts";
 
+/**
+ * Whether `path` exists; with `follow: false` a link counts itself (lstat), so a dangling link
+ * exists. Errors other than not-found (permissions) are thrown.
+ */
+export async function pathExists(path: string, follow = true): Promise<boolean> {
+  try {
+    await (follow ? Deno.stat(path) : Deno.lstat(path));
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
 /** Writes all of `bytes` to `file` (injectable so tests can fail part-way). */
 export type Writer = (file: Deno.FsFile, bytes: Uint8Array) => Promise<void>;
 

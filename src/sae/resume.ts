@@ -16,6 +16,7 @@
 import { join } from "node:path";
 import { DEFAULT_CONFIG, isPlainObject, mergeConfig, type TrainConfig } from "../config.ts";
 import { UserError } from "../errors.ts";
+import { pathExists } from "../run/atomic.ts";
 import { type Checkpoint, listCheckpoints, loadLatestCheckpoint } from "../run/checkpoint.ts";
 import { IMPORTED_CFG_FILE } from "../run/rundir.ts";
 import { SAE_FILE } from "./load.ts";
@@ -113,16 +114,6 @@ export function checkpointConfig(ckpt: Checkpoint): TrainConfig | null {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
 /**
  * The checkpoint a resume of `dir` continues from (the newest usable one; each unusable one
  * skipped with a warning), or null when the run stopped before its first checkpoint and holds no
@@ -145,12 +136,12 @@ export async function resumePoint(
     return ckpt;
   }
   const files = (await listCheckpoints(dir)).length;
-  const finished = await exists(join(dir, SAE_FILE));
+  const finished = await pathExists(join(dir, SAE_FILE), false);
   if (files === 0 && !finished) return null;
   const retrain =
     `to train it again from step 0, pass --overwrite instead of --resume (${dir} is kept until ` +
     `the new run finishes) or choose another --out`;
-  if (await exists(join(dir, IMPORTED_CFG_FILE))) {
+  if (await pathExists(join(dir, IMPORTED_CFG_FILE), false)) {
     throw new UserError(
       `cannot resume ${dir}: it holds an SAE made by 'sae import' (its weights may be the only ` +
         `copy) and no checkpoint to continue training from; train a new run with another --out`,

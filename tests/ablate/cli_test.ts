@@ -1,16 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { buildProgram, type CliIo, main } from "../../src/cli/main.ts";
+import { buildProgram, main } from "../../src/cli/main.ts";
 import { listRuns, makeAblateCommand, resolveAblateFlags } from "../../src/cli/ablate.ts";
 import { resolveSweep } from "../../src/ablate/sweep.ts";
 import { withTemp } from "../helpers/check.ts";
-
-function captureIo(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, writeOut: (t) => out.push(t), writeErr: (t) => err.push(t) };
-}
+import { captureIo } from "../helpers/cli.ts";
 
 function parseFlags(argv: string[]) {
   const cmd = makeAblateCommand().exitOverride();

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CliIo, main } from "../../src/cli/main.ts";
+import { runCli } from "../helpers/cli.ts";
 import { mergeConfig } from "../../src/config.ts";
 import { exportSaelens } from "../../src/export/saelens.ts";
 import type { EvalReport } from "../../src/eval/schema.ts";
@@ -22,20 +22,7 @@ import { QUIET } from "../helpers/runs.ts";
 import { randomTensors, sharedLm, TINY_CONFIGS, writeHfDir } from "../lm/fixtures.ts";
 import { exactSae, randomSae, tinyTokenizer, writeRun, zeroSae } from "../eval/lm_helpers.ts";
 
-/** Runs the CLI capturing console.log and stderr. */
-async function sae(argv: string[]): Promise<{ code: number; log: string; err: string }> {
-  const err: string[] = [];
-  const io: CliIo = { writeOut: () => {}, writeErr: (t) => err.push(t) };
-  const logged: string[] = [];
-  const orig = console.log;
-  console.log = (...a: unknown[]) => logged.push(a.join(" "));
-  try {
-    const code = await main(argv, io);
-    return { code, log: logged.join("\n"), err: err.join("") };
-  } finally {
-    console.log = orig;
-  }
-}
+const sae = runCli;
 
 /** A tiny llama directory `m` (d 36, vocab 61, context 64), its tokenizer and some text. */
 async function fixture(dir: string) {

@@ -1,16 +1,11 @@
 /** `sae eval`: writes eval.json into the run, one-line errors, defaults in --help. */
 import assert from "node:assert/strict";
-import { type CliIo, main } from "../../src/cli/main.ts";
+import { main } from "../../src/cli/main.ts";
 import { makeEvalCommand } from "../../src/cli/eval.ts";
 import { DEFAULT_CONFIG, mergeConfig } from "../../src/config.ts";
 import type { EvalReport } from "../../src/eval/schema.ts";
 import { train } from "../../src/sae/trainer.ts";
-
-function captureIo(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, writeOut: (t) => out.push(t), writeErr: (t) => err.push(t) };
-}
+import { captureIo } from "../helpers/cli.ts";
 
 Deno.test("sae eval: writes RUN/eval.json; --out elsewhere; errors are one line", async () => {
   const dir = await Deno.makeTempDir();

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CliIo, main } from "../../src/cli/main.ts";
+import { runCli } from "../helpers/cli.ts";
 import { type HarvestManifest, sha256File } from "../../src/lm/harvest.ts";
 import { type LmModel, loadModel } from "../../src/lm/load.ts";
 import { referenceForward } from "../../src/lm/reference.ts";
@@ -19,19 +19,7 @@ import {
   writeHfDir,
 } from "../lm/fixtures.ts";
 
-async function sae(argv: string[]): Promise<{ code: number; log: string; err: string }> {
-  const err: string[] = [];
-  const io: CliIo = { writeOut: () => {}, writeErr: (t) => err.push(t) };
-  const logged: string[] = [];
-  const orig = console.log;
-  console.log = (...a: unknown[]) => logged.push(a.join(" "));
-  try {
-    const code = await main(argv, io);
-    return { code, log: logged.join("\n"), err: err.join("") };
-  } finally {
-    console.log = orig;
-  }
-}
+const sae = runCli;
 
 /** The payload of an .npy file after its header, and its shape ([rows, cols], C order). */
 async function npy(path: string): Promise<{ shape: number[]; data: ArrayBuffer }> {

@@ -1,29 +1,12 @@
 /** `sae lm info` and `sae lm generate`: output, files, and one-line errors with exit status 2. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CliIo, main } from "../../src/cli/main.ts";
+import { runCli } from "../helpers/cli.ts";
 import { parseCount } from "../../src/cli/lm.ts";
 import { withTemp } from "../helpers/check.ts";
 import { llama2cTokenizerBytes, randomTensors, TINY_CONFIGS, writeHfDir } from "../lm/fixtures.ts";
 
-function captureIo(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [], err: string[] = [];
-  return { out, err, writeOut: (t) => out.push(t), writeErr: (t) => err.push(t) };
-}
-
-/** Runs the CLI capturing console.log too. */
-async function sae(argv: string[]): Promise<{ code: number; log: string; err: string }> {
-  const io = captureIo();
-  const logged: string[] = [];
-  const orig = console.log;
-  console.log = (...a: unknown[]) => logged.push(a.join(" "));
-  try {
-    const code = await main(argv, io);
-    return { code, log: logged.join("\n"), err: io.err.join("") };
-  } finally {
-    console.log = orig;
-  }
-}
+const sae = runCli;
 
 Deno.test("sae lm info: text and --json describe the model; bad models exit 2 with one line", async () => {
   await withTemp(async (dir) => {

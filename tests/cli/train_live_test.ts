@@ -6,24 +6,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { type CliIo, main } from "../../src/cli/main.ts";
+import { runCli } from "../helpers/cli.ts";
 import { withTemp } from "../helpers/check.ts";
 import { tinyTokenizer } from "../eval/lm_helpers.ts";
 import { LIVE_HOOK, liveFixture, randomText } from "../lm/live_fixture.ts";
 
-/** Runs the CLI, capturing stderr and console output. */
-async function sae(argv: string[]): Promise<{ code: number; err: string }> {
-  const err: string[] = [];
-  const io: CliIo = { writeOut: () => {}, writeErr: (t) => err.push(t) };
-  const [log, error] = [console.log, console.error];
-  console.log = () => {};
-  console.error = (...a: unknown[]) => err.push(a.join(" ") + "\n");
-  try {
-    return { code: await main(argv, io), err: err.join("") };
-  } finally {
-    [console.log, console.error] = [log, error];
-  }
-}
+const sae = (argv: string[]) => runCli(argv, { consoleError: true });
 
 Deno.test("sae train --model: a live run records the model's keys, logs both rates, exports and evaluates", async () => {
   await withTemp(async (dir) => {

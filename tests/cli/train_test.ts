@@ -3,16 +3,11 @@ import { join } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { DEFAULT_CONFIG } from "../../src/config.ts";
 import { UserError } from "../../src/errors.ts";
-import { buildProgram, type CliIo, main } from "../../src/cli/main.ts";
+import { buildProgram, main } from "../../src/cli/main.ts";
 import { makeTrainCommand, parseTrainArgs, timestampName } from "../../src/cli/train.ts";
 import { writeConfig } from "../../src/run/rundir.ts";
 import { rejectsUserError, withTemp } from "../helpers/check.ts";
-
-function captureIo(): CliIo & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, writeOut: (t) => out.push(t), writeErr: (t) => err.push(t) };
-}
+import { captureIo } from "../helpers/cli.ts";
 
 Deno.test("no arguments: DEFAULT_CONFIG and a timestamped run directory", async () => {
   const { cfg, opts } = await parseTrainArgs([]);

@@ -7,6 +7,7 @@ import { Rng } from "../../src/rng.ts";
 import { type LoadedSae, saeFileBytes } from "../../src/sae/load.ts";
 import { weightTensors } from "../../src/sae/model.ts";
 import { randArray } from "../helpers/check.ts";
+import { llama2cTokenizerBytes } from "../lm/fixtures.ts";
 
 /** An SAE of random weights (W_dec rows unit norm), with thresholds when `tau` is given. */
 export function randomSae(
@@ -86,21 +87,5 @@ export async function writeRun(dir: string, sae: LoadedSae): Promise<string> {
   return dir;
 }
 
-/** A llama2.c tokenizer file of `n` tokens: unk, BOS (1), EOS (2), then single characters. */
-export function tinyTokenizer(n: number): Uint8Array {
-  const chars = " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?";
-  const pieces = ["<unk>", "<s>", "</s>", ...chars.slice(0, n - 3)];
-  const enc = new TextEncoder();
-  const parts = pieces.map((p) => enc.encode(p));
-  const out = new Uint8Array(4 + parts.reduce((s, p) => s + 8 + p.length, 0));
-  const v = new DataView(out.buffer);
-  v.setInt32(0, 5, true);
-  let o = 4;
-  for (const p of parts) {
-    v.setFloat32(o, 0, true);
-    v.setInt32(o + 4, p.length, true);
-    out.set(p, o + 8);
-    o += 8 + p.length;
-  }
-  return out;
-}
+/** A llama2.c tokenizer file of `n` tokens (tests/lm/fixtures.ts' builder). */
+export const tinyTokenizer = llama2cTokenizerBytes;

@@ -29,7 +29,8 @@ Deno.test("finite values of 1e20 are named as an f32 overflow, with normalize_ac
   const dir = await Deno.makeTempDir({ prefix: "sae-msg-huge-" });
   const data = join(dir, "huge.npy");
   await writeRowsNpy(data, 4000, 16, { gain: 1e20 });
-  const cfg = mergeConfig(TINY, { data, steps: 20 });
+  // Unscaled (normalize_activations none): the default, auto, scales activation files.
+  const cfg = mergeConfig(TINY, { data, steps: 20, normalize_activations: "none" });
   const err = await train(cfg, { ...QUIET, outDir: join(dir, "run") }).then(() => null, (e) => e);
   assert.ok(err instanceof UserError, String(err));
   assert.match(
@@ -43,6 +44,11 @@ Deno.test("finite values of 1e20 are named as an f32 overflow, with normalize_ac
     outDir: join(dir, "scaled"),
   });
   assert.ok(Number.isFinite(ok.metrics.explained_variance));
+  const auto = await train(mergeConfig(cfg, { normalize_activations: "auto" }), {
+    ...QUIET,
+    outDir: join(dir, "auto"),
+  });
+  assert.ok(Number.isFinite(auto.metrics.explained_variance));
 
   // Huge rows arriving later (after the initialisation sample) are named by the step's flags.
   const late = await train(mergeConfig(TINY, { steps: 20 }), {
