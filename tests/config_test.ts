@@ -208,10 +208,16 @@ Deno.test("loadConfigFile: missing file, YAML syntax error with file:line, bad c
   }
 });
 
-Deno.test("configs/default.yaml restates DEFAULT_CONFIG", async () => {
+Deno.test("configs/default.yaml restates DEFAULT_CONFIG but for the default run's variant", async () => {
   const layer = await loadConfigFile("configs/default.yaml");
   assert.ok(Object.keys(layer).length >= 20);
-  assert.deepEqual(validateConfig(layer, "configs/default.yaml"), DEFAULT_CONFIG);
+  // The built-in default stays the baseline; the default run trains TopK at k = 12.
+  assert.equal(DEFAULT_CONFIG.variant, "baseline");
+  assert.deepEqual(validateConfig(layer, "configs/default.yaml"), {
+    ...DEFAULT_CONFIG,
+    variant: "topk",
+    k: 12,
+  });
 });
 
 Deno.test("configs/baseline.yaml and configs/paper.yaml: one variant each, the same shared values", async () => {
