@@ -27,6 +27,7 @@ Deno.test("sae ablate --help: every option shows its default", async () => {
   assert.deepEqual(names, [
     "--sweep",
     "--scale",
+    "--preset",
     "--out",
     "--only",
     "--set",
