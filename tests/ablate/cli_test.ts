@@ -27,7 +27,6 @@ Deno.test("sae ablate --help: every option shows its default", async () => {
   assert.deepEqual(names, [
     "--sweep",
     "--scale",
-    "--preset",
     "--out",
     "--only",
     "--set",
