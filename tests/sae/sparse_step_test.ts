@@ -9,10 +9,15 @@ import { fiveSteps } from "../helpers/steps.ts";
 
 // The paper variant with λ_ortho = ρ = 0 uses no importance, so its dF goes sparse like the
 // baseline's.
+// Each with the squared loss (the default) and the paper's (l2), whose dF scales every row by
+// 1/‖x − x̂‖.
 const sparseCases = [
-  { variant: "baseline", lambda_ortho: 0.1, importance_lr: 0.5 },
-  { variant: "paper", lambda_ortho: 0.1, importance_lr: 0.5 },
-  { variant: "paper", lambda_ortho: 0, importance_lr: 0 },
+  { variant: "baseline", lambda_ortho: 0.1, importance_lr: 0.5, recon_loss: "squared" },
+  { variant: "baseline", lambda_ortho: 0.1, importance_lr: 0.5, recon_loss: "l2" },
+  { variant: "paper", lambda_ortho: 0.1, importance_lr: 0.5, recon_loss: "squared" },
+  { variant: "paper", lambda_ortho: 0.1, importance_lr: 0.5, recon_loss: "l2" },
+  { variant: "paper", lambda_ortho: 0, importance_lr: 0, recon_loss: "squared" },
+  { variant: "paper", lambda_ortho: 0, importance_lr: 0, recon_loss: "l2" },
 ] as const;
 for (const c of sparseCases) {
   const { variant } = c;
