@@ -4,6 +4,8 @@
  * 2304, d_sae 16384 for a GPU; TOPK_BENCH_REPS, default 9). Median milliseconds over the reps
  * (GPU timestamps where the adapter has them, else host clocks: src/gpu/profile.ts), and the
  * selection's time as a fraction of the encoder GEMM's, the product every variant runs anyway.
+ * The row and batch selections run in both forms (a workgroup per row; an invocation per row, the
+ * default on CPU adapters for rows up to LANE_MAX_M) and as the adapter's default.
  */
 import { getGpu } from "../src/gpu/device.ts";
 import type { Dispatch } from "../src/gpu/dispatch.ts";
@@ -68,6 +70,22 @@ for (const { B, d, m, k } of shapes) {
       }, { a: x, b: wEnc, c: pre, e: bEnc }),
     ],
     [`row top-k (k ${k})`, await rowTopKKernel(gpu, { B, m, k }, { pre, f, lists })],
+    [
+      `row top-k (k ${k}), workgroup per row`,
+      await rowTopKKernel(gpu, { B, m, k }, { pre, f, lists }, { lane: false }),
+    ],
+    [
+      `row top-k (k ${k}), invocation per row`,
+      await rowTopKKernel(gpu, { B, m, k }, { pre, f, lists }, { lane: true }),
+    ],
+    [
+      `batch top-k (k ${k}), workgroup per row`,
+      await batchTopKDispatches(gpu, { B, m, k }, { pre, f, scratch }, { lane: false }),
+    ],
+    [
+      `batch top-k (k ${k}), invocation per row`,
+      await batchTopKDispatches(gpu, { B, m, k }, { pre, f, scratch }, { lane: true }),
+    ],
     [`batch top-k (k ${k})`, [
       ...await batchTopKDispatches(gpu, { B, m, k }, { pre, f, scratch }),
       await batchThresholdKernel(gpu, { kind: "saelens", lr: 0.01 }, {

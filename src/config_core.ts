@@ -44,7 +44,8 @@ export interface CoreConfig {
   /**
    * SAE variant, a name registered in src/sae/variants.ts ({@link TrainConfig} narrows the type):
    * "baseline" is the paper's ReLU SAE (Sections 3.1, 4.4); "paper" adds the paper's Section 4
-   * mechanisms (its keys: src/sae/paper.ts).
+   * mechanisms (its keys: src/sae/paper.ts); "topk", "batchtopk", "jumprelu" and "matryoshka"
+   * are the architectures of docs/architectures.md.
    */
   variant: string;
   /** Seed for initialisation and data order. */
@@ -95,8 +96,12 @@ export interface CoreConfig {
   b_dec_init: "mean" | "geometric_median" | "zeros";
   /** Rows sampled to initialise b_dec and estimate the normalisation scale. */
   init_rows: number;
-  /** "none" (paper) or scale inputs to mean norm √d_in (SAELens expected_average_only_in). */
-  normalize_activations: "none" | "expected_average_only_in";
+  /**
+   * "none" (paper), or scale inputs to mean norm √d_in (SAELens' expected_average_only_in), so λ1
+   * means the same on data of any scale; "auto" (default): expected_average_only_in for activation
+   * files, none for the synthetic generator (whose λ1 defaults are tuned unscaled).
+   */
+  normalize_activations: "none" | "expected_average_only_in" | "auto";
   /** A latent that has not fired for this many steps counts as dead. */
   dead_steps: number;
   /** A latent firing on more than this fraction of rows counts as dense. */
@@ -151,8 +156,27 @@ export interface CoreConfig {
   skip_bad_rows: boolean;
   /** Steps at the start with the reconstruction loss only (paper §4.4 phase 1: 1000). */
   recon_only_steps: number;
+  /**
+   * Every this many steps, latents that have not fired for more than half as many are resampled
+   * toward badly reconstructed rows (dictionary_learning's `resample_steps`; src/sae/resample.ts).
+   * 0: never. Meant for the ReLU variants (the top-k variants have AuxK).
+   */
+  resample_steps: number;
+  /**
+   * How rows are sampled and encoder rows set: "anthropic" (∝ ‖x − x̂‖², normalised rows) or
+   * "dictionary_learning" (its code: ∝ ‖x − x̂‖, encoder row unnormalised).
+   */
+  resample_rule: "anthropic" | "dictionary_learning";
   /** Settings of the synthetic generator (used when data is "synthetic"). */
   synthetic: SyntheticConfig;
+}
+
+/** Whether inputs are scaled to mean norm √d_in under `cfg` ("auto" resolved by the data). */
+export function normalizesInputs(
+  cfg: Pick<CoreConfig, "normalize_activations" | "data">,
+): boolean {
+  const n = cfg.normalize_activations;
+  return n === "expected_average_only_in" || (n === "auto" && cfg.data !== "synthetic");
 }
 
 /** Defaults of the synthetic generator: small enough for the CPU adapter. */
@@ -200,7 +224,7 @@ export const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   sparse_min_flops: 2 ** 28,
   b_dec_init: "geometric_median",
   init_rows: 2048,
-  normalize_activations: "none",
+  normalize_activations: "auto",
   dead_steps: 1000,
   dense_threshold: 0.1,
   log_every: 50,
@@ -217,6 +241,8 @@ export const CORE_DEFAULTS: Omit<CoreConfig, "synthetic"> = {
   buffer_contexts: 256,
   skip_bad_rows: false,
   recon_only_steps: 0,
+  resample_steps: 0,
+  resample_rule: "anthropic",
 };
 
 /** Allowed values of `recon_loss`. */
@@ -235,6 +261,7 @@ const B_DEC_INITS = [
 const NORMALIZATIONS = [
   "none",
   "expected_average_only_in",
+  "auto",
 ] as const satisfies readonly CoreConfig[
   "normalize_activations"
 ][];
@@ -282,6 +309,8 @@ export const CORE_RULES: Record<Exclude<keyof CoreConfig, "synthetic" | "variant
   buffer_contexts: { kind: "int", min: 2 },
   skip_bad_rows: { kind: "bool" },
   recon_only_steps: { kind: "int", min: 0 },
+  resample_steps: { kind: "int", min: 0 },
+  resample_rule: { kind: "enum", values: ["anthropic", "dictionary_learning"] },
 };
 
 /**

@@ -106,7 +106,7 @@ Deno.test("enum values are checked", () => {
     () => validateConfig({ recon_loss: "l1" }, "f"),
     /invalid value 'l1' for 'recon_loss' in f \(expected one of 'l2', 'squared'\)/,
   );
-  assertUserError(() => validateConfig({ variant: "topk" }, "f"), /'variant'.*'baseline'/);
+  assertUserError(() => validateConfig({ variant: "gated" }, "f"), /'variant'.*'baseline'/);
   assertUserError(() => validateConfig({ normalize_activations: "yes" }, "f"), /'none'/);
 });
 

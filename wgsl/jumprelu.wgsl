@@ -12,6 +12,7 @@
 //                                          − (1/ε)·rect((pre − θ_i)/ε)·λ/B ]       (Step.backward)
 //                     rect(z) = 1 for −1/2 < z < 1/2; λ/B the L0 loss's gradient per entry
 //   l0_loss           L0 loss = λ·mean_b Σ_i 1[pre > θ] and the mean L0, from the row counts
+//   theta_exp         out = exp(log θ): the thresholds the inference encoder applies
 
 override R: u32 = 1u;        // rows of this dispatch (a part of the batch when split)
 override M: u32 = 1u;        // latents (d_sae)
@@ -93,4 +94,11 @@ fn l0_loss(l: Lanes) {
     out[OUT_IDX] = coef[COEF_IDX] * total / f32(R);
     out[OUT_IDX + 1u] = total / f32(R);
   }
+}
+
+// One invocation per latent (M latents).
+@compute @workgroup_size(WG)
+fn theta_exp(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = g.x + g.y * nw.x * WG;
+  if (i < M) { out[i] = exp(theta[i]); }
 }

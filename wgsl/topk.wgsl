@@ -17,9 +17,11 @@
 //
 //   row_select     per row r of pre [R, M]: keep the top K (among mask[j] != 0 where HAS_MASK);
 //                  f[r, :] = kept value or 0; the kept entries, ascending by index, to the lists
+//   row_select_lane  the same, one invocation per row (CPU adapters)
 //   lists_expand   the [B, K] lists as the sparse path's CSR (wgsl/sparse.wgsl: row r at r·M)
 //   bt_*           BatchTopK: the top KB of the whole batch, by the same radix select with the
 //                  histograms summed over rows (see the section below)
+//   bt_theta, theta_spread: BatchTopK's running threshold and its copy into every latent's slot
 //   dead_mask, aux_*: AuxK (see its section)
 
 override R: u32 = 1u;        // rows of this dispatch (a part of the batch when split)
@@ -242,6 +244,67 @@ fn row_select(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: 
   if (l.lid == 0u) { list_cnt[ROW0 + r] = at.y; }
 }
 
+// The same selection with one invocation per row (CPU adapters, where a workgroup's barriers and
+// atomics cost more than its lanes save, and rows are many): the radix select on a private
+// histogram, all four digits, gives the k-th key T and how many of the keys equal to it are kept;
+// one pass in index order then keeps the keys above T and the lowest-index ones equal to it. About
+// 5·M loop iterations per invocation: rows up to LANE_MAX_M (src/kernels/topk.ts).
+@compute @workgroup_size(WG)
+fn row_select_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let r = g.x + g.y * nw.x * WG;
+  if (r >= R) { return; }
+  var hist: array<u32, NB>;
+  var t = 0u;     // the digits of T found so far
+  var left = 0u;  // T's rank among the candidates that share them
+  var kept = 0u;
+  for (var shift = 24u; ; shift -= 8u) {
+    for (var b = 0u; b < NB; b++) { hist[b] = 0u; }
+    for (var j = 0u; j < M; j++) {
+      if (candidate(j)) {
+        let key = orderKey(rankedValue(pre[PRE_OFF + r * M + j]));
+        if (shift == 24u || (key >> (shift + 8u)) == t) { hist[(key >> shift) & 255u] += 1u; }
+      }
+    }
+    if (shift == 24u) {
+      var total = 0u;
+      for (var b = 0u; b < NB; b++) { total += hist[b]; }
+      kept = min(K, total);
+      left = kept;
+      if (kept == 0u) { break; }
+    }
+    var b = NB - 1u;
+    while (b > 0u && hist[b] < left) {
+      left -= hist[b];
+      b -= 1u;
+    }
+    t = (t << 8u) | b;
+    if (shift == 0u) { break; }
+  }
+  let row = (ROW0 + r) * K;
+  var o = 0u;
+  var ties = 0u;
+  for (var j = 0u; j < M; j++) {
+    let v = pre[PRE_OFF + r * M + j];
+    var keep = false;
+    if (kept > 0u && candidate(j)) {
+      let key = orderKey(rankedValue(v));
+      keep = key > t || (key == t && ties < left);
+      ties += u32(key == t);
+    }
+    f[F_OFF + r * M + j] = select(0.0, keptValue(v), keep);
+    if (keep) {
+      list_idx[row + o] = j;
+      list_val[row + o] = keptValue(v);
+      o++;
+    }
+  }
+  for (var e = o; e < K; e++) {
+    list_idx[row + e] = 0u;
+    list_val[row + e] = 0.0;
+  }
+  list_cnt[ROW0 + r] = o;
+}
+
 // One invocation per row of the batch (R = B here): the row's listed entries (those with a
 // positive value where POS_ONLY) at csr_idx[r·M ..], in order, and their number.
 override POS_ONLY: bool = true;
@@ -421,6 +484,70 @@ fn bt_keep(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec
   }
 }
 
+// The per-row passes with one invocation per row (CPU adapters, rows up to LANE_MAX_M): the same
+// state, counts and result as bt_hist, bt_ties and bt_keep. A row whose share of the boundary ties
+// is partial keeps its lowest-index `share` of them, counted in index order.
+fn btStateLane() -> array<u32, 8> {
+  var out: array<u32, 8>;
+  for (var i = 0u; i < 8u; i++) { out[i] = atomicLoad(&sel[i]); }
+  return out;
+}
+
+@compute @workgroup_size(WG)
+fn bt_hist_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let r = g.x + g.y * nw.x * WG;
+  if (r >= R) { return; }
+  let bs = btStateLane();
+  if (bs[SEL_DONE] != 0u) { return; }
+  let shift = 24u - 8u * PASS;
+  var h: array<u32, NB>;
+  for (var j = 0u; j < M; j++) {
+    let key = orderKey(rankedValue(pre[PRE_OFF + r * M + j]));
+    if (PASS == 0u || (key >> min(shift + 8u, 31u)) == bs[SEL_PREFIX]) {
+      h[(key >> shift) & 255u] += 1u;
+    }
+  }
+  for (var b = 0u; b < NB; b++) {
+    if (h[b] > 0u) { atomicAdd(&sel[SEL_HIST + b], h[b]); }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn bt_ties_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let r = g.x + g.y * nw.x * WG;
+  if (r >= R) { return; }
+  let bs = btStateLane();
+  if (bs[SEL_LEFT] == bs[SEL_CNT]) { return; }
+  var c = 0u;
+  for (var j = 0u; j < M; j++) {
+    c += u32(orderKey(rankedValue(pre[PRE_OFF + r * M + j])) == bs[SEL_LO]);
+  }
+  row_ties[ROW0 + r] = c;
+}
+
+@compute @workgroup_size(WG)
+fn bt_keep_lane(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let r = g.x + g.y * nw.x * WG;
+  if (r >= R) { return; }
+  let bs = btStateLane();
+  let lo = bs[SEL_LO];
+  let hi = bs[SEL_HI];
+  let share = select(M, row_ties[B_ROWS + ROW0 + r], bs[SEL_LEFT] != bs[SEL_CNT]);
+  var ties = 0u;
+  var mn = 0xffffffffu;
+  for (var j = 0u; j < M; j++) {
+    let v = pre[PRE_OFF + r * M + j];
+    let key = orderKey(rankedValue(v));
+    let inBin = key >= lo && key <= hi;
+    let keep = bs[SEL_KEPT] > 0u && (key > hi || (inBin && ties < share));
+    ties += u32(inBin);
+    let out = keptValue(v);
+    f[F_OFF + r * M + j] = select(0.0, out, keep);
+    if (keep && out > 0.0) { mn = min(mn, bitcast<u32>(out)); }
+  }
+  if (mn != 0xffffffffu) { atomicMin(&sel[SEL_MINPOS], mn); }
+}
+
 override THETA_KEEP: f32 = 0.99;  // weight of the old θ
 override THETA_RATE: f32 = 0.01;  // weight of the smallest positive kept value
 override THETA_SKIP_EMPTY: bool = true; // SAELens: no update without a positive kept value
@@ -442,6 +569,14 @@ fn bt_theta() {
   theta[THETA_IDX] = select(THETA_KEEP * th + THETA_RATE * mn, mn, THETA_INIT_NEG && th < 0.0);
 }
 
+// One invocation per latent: every slot of theta takes slot THETA_IDX's value, so the [M] buffer
+// holds the per-latent thresholds the inference encoder reads (R = M here).
+@compute @workgroup_size(WG)
+fn theta_spread(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let i = g.x + g.y * nw.x * WG;
+  if (i < R && i != THETA_IDX) { theta[i] = theta[THETA_IDX]; }
+}
+
 // --- AuxK --------------------------------------------------------------------------------------
 // The auxiliary loss of TopK training (Gao et al. 2024 §A.2; SAELens `calculate_topk_aux_loss`):
 // the k_aux dead latents with the largest pre-activations in each row (row_select with the dead
@@ -453,6 +588,8 @@ fn bt_theta() {
 //   aux_total  aux[AUX_LOSS] = AUX_COEF·scale·Σ_r row_loss / (B·denom); aux[AUX_SCALE], [AUX_DENOM]
 //   aux_grad   dpre[r, j] += g_r·W_dec[j] over row r's listed latents (· 1[value > 0] where
 //              RELU_BEFORE: the selected values were ReLU'd)
+//   aux_plan   the indirect workgroup counts of the other AuxK dispatches: as built, or zero on a
+//              step without dead latents (their loss and gradient are 0 then: nothing to compute)
 // scale = min(num_dead / k_aux, 1) where DEAD_SCALE (SAELens), else 1, and 0 without dead latents;
 // denom = Σ_c aux_var / B where NORMALIZE (dictionary_learning, after OpenAI), else 1. A zero
 // denominator gives loss and gradient 0 (dictionary_learning's nan_to_num of 0/0).
@@ -483,6 +620,10 @@ const AUX_DENOM: u32 = 3u;
 @group(0) @binding(22) var<storage, read_write> dpre: array<f32>;  // [R, M] dL/dpre
 @group(0) @binding(23) var<storage, read> g_aux4: array<vec4<f32>>; // g_aux as vec4s (D % 4 == 0)
 @group(0) @binding(24) var<storage, read> w_dec4: array<vec4<f32>>; // w_dec as vec4s
+@group(0) @binding(25) var<storage, read> plan_table: array<u32>;     // [3·N_ARGS] workgroup counts
+@group(0) @binding(26) var<storage, read_write> plan_args: array<u32>; // [3·N_ARGS] indirect args
+
+override N_ARGS: u32 = 1u;          // aux_plan: dispatches planned
 
 // One workgroup.
 @compute @workgroup_size(WG)
@@ -495,6 +636,15 @@ fn dead_mask(l: Lanes) {
   }
   let n = wgc_scan(c, l).y;
   if (l.lid == 0u) { aux[AUX_NUM_DEAD] = f32(n); }
+}
+
+// One invocation per planned dispatch.
+@compute @workgroup_size(WG)
+fn aux_plan(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  if (i >= N_ARGS) { return; }
+  let on = aux[AUX_NUM_DEAD] > 0.0;
+  for (var c = 0u; c < 3u; c++) { plan_args[3u * i + c] = select(0u, plan_table[3u * i + c], on); }
 }
 
 fn residual(i: u32) -> f32 {

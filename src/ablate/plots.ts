@@ -75,3 +75,56 @@ export function frontierSvg(fronts: Frontier[]): Promise<string> {
 export function ablationSvg(rows: AblationRow[]): Promise<string> {
   return renderSvg(ablationSpec(rows));
 }
+
+/** One point of the architectures chart: a run's L0 and one metric. */
+export interface ArchMark {
+  data: string;
+  variant: string;
+  /** "explained variance", "MMCS" or "recovered@0.9". */
+  metric: string;
+  l0: number;
+  value: number;
+  run: string;
+}
+
+/**
+ * Every variant's frontier on one chart (`sae ablate --preset architectures`): a column per data
+ * setting, a row per metric (EV, MMCS, recovered@0.9), L0 on a log axis, a line per variant.
+ */
+export function architecturesSvg(marks: ArchMark[]): Promise<string> {
+  const values = marks.map((m) => ({
+    ...m,
+    description: `${m.run}: L0 ${m.l0.toFixed(2)}, ${m.metric} ${m.value.toFixed(3)}`,
+  }));
+  const spec: TopLevelSpec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: {
+      text: "Sparsity frontiers of every architecture",
+      subtitle: "each line sweeps one variant's sparsity knob; up and left is better",
+    },
+    data: { values },
+    facet: {
+      row: {
+        field: "metric",
+        type: "nominal",
+        title: null,
+        sort: ["explained variance", "MMCS", "recovered@0.9"],
+      },
+      column: { field: "data", type: "nominal", title: "data", sort: null },
+    },
+    spec: {
+      width: 220,
+      height: 160,
+      mark: { type: "line", point: { size: 40, filled: true } },
+      encoding: {
+        x: { field: "l0", type: "quantitative", title: "L0", scale: { type: "log" } },
+        y: { field: "value", type: "quantitative", title: null, scale: { zero: false } },
+        color: { field: "variant", type: "nominal", title: "variant", sort: null },
+        order: { field: "l0", type: "quantitative" },
+        description: { field: "description", type: "nominal" },
+      },
+    },
+    resolve: { scale: { y: "independent" } },
+  };
+  return renderSvg(spec);
+}

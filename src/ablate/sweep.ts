@@ -22,6 +22,7 @@ import {
   validatePartialConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
+import baselineYaml from "../../configs/baseline.yaml" with { type: "text" };
 import paperYaml from "../../configs/paper.yaml" with { type: "text" };
 import { parse as parseYaml } from "yaml";
 
@@ -58,12 +59,30 @@ export type Scale = typeof SCALES[number];
 const L1_FACTORS = [0.25, 0.5, 1, 2, 4] as const;
 
 /**
- * The paper's sizes and hyperparameters: configs/paper.yaml (each value cited there), without its
- * `variant`, which each run sets.
+ * The paper's baseline at the paper's size: configs/baseline.yaml (each value cited there), without
+ * its `variant`, which each run sets. It is every run's base, so the `baseline` run is that file:
+ * l2 + λ1·L1 from step 1, as the paper's baseline trained.
  */
 export const PAPER_BASE: PartialConfig = (() => {
-  const { variant: _, ...base } = validatePartialConfig(parseYaml(paperYaml), "configs/paper.yaml");
+  const { variant: _, ...base } = validatePartialConfig(
+    parseYaml(baselineYaml),
+    "configs/baseline.yaml",
+  );
   return base;
+})();
+
+/**
+ * The method's layer over {@link PAPER_BASE}: what configs/paper.yaml sets and configs/baseline.yaml
+ * does not (or sets otherwise): `variant: paper`, the recon-only phase (§4.4) and the method's
+ * keys. PAPER_BASE < PAPER_METHOD is configs/paper.yaml.
+ */
+export const PAPER_METHOD: PartialConfig = (() => {
+  const paper = validatePartialConfig(parseYaml(paperYaml), "configs/paper.yaml");
+  const base = validatePartialConfig(parseYaml(baselineYaml), "configs/baseline.yaml");
+  const same = (k: string) =>
+    canonicalJson(base[k as keyof PartialConfig]) ===
+      canonicalJson(paper[k as keyof PartialConfig]);
+  return Object.fromEntries(Object.entries(paper).filter(([k]) => !same(k))) as PartialConfig;
 })();
 
 /**
@@ -78,12 +97,14 @@ export const CPU_BASE: PartialConfig = {
   batch: 256,
   steps: 1500,
   warmup_steps: 100,
-  recon_only_steps: 300,
   init_rows: 1024,
   log_every: 100,
   checkpoint_every: 500,
   synthetic: { n_features: 128, n_parents: 4, children_per_parent: 2, n_groups: 4 },
 };
+
+/** The method's layer over {@link CPU_BASE}: the variant and its recon-only phase (§4.4). */
+export const CPU_METHOD: PartialConfig = { variant: "paper", recon_only_steps: 300 };
 
 /** A number as a short name part: 0.07500000000000001 → "0.075". */
 export function fmtNumber(x: number): string {
@@ -91,7 +112,8 @@ export function fmtNumber(x: number): string {
 }
 
 /**
- * The paper's ablations at `scale`: `baseline`; `method` (variant paper); λ_ortho ∈ {0, 0.01,
+ * The paper's ablations at `scale`: `baseline` (the scale's base, the full loss from step 1);
+ * `method` (the variant with its recon-only phase); λ_ortho ∈ {0, 0.01,
  * 0.05, 0.1}; EMA decay γ ∈ {0.99, 0.999}; τ_base ∈ {0.1, 0.3, 0.5}; each mechanism switched off
  * alone (`no_threshold`, `no_ortho`, `no_ortho_importance`, `no_importance_lr`); and λ1 ×
  * {0.25, 0.5, 1, 2, 4} for the baseline (`baseline_l1=X`) and the method (`method_l1=X`).
@@ -102,7 +124,7 @@ export function defaultSweep(scale: Scale): Sweep {
   const base = scale === "paper" ? PAPER_BASE : CPU_BASE;
   const l1 = base.l1 ?? DEFAULT_CONFIG.l1;
   const baseline: PartialConfig = { variant: "baseline" };
-  const method: PartialConfig = { variant: "paper" };
+  const method: PartialConfig = scale === "paper" ? PAPER_METHOD : CPU_METHOD;
   const runs: SweepRun[] = [
     { name: "baseline", overrides: baseline },
     { name: "method", overrides: method },

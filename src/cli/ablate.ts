@@ -8,6 +8,7 @@
  * deno task ablate --list
  * deno task ablate --only baseline,method
  * deno task ablate --scale paper --set data=acts/
+ * deno task ablate --preset architectures
  * ```
  */
 
@@ -17,6 +18,7 @@ import { mergeConfig, type PartialConfig, setFlagLayer } from "../config.ts";
 import { UserError } from "../errors.ts";
 import { collect } from "./options.ts";
 import { runDirState, runSweep } from "../ablate/run.ts";
+import { architecturesSweep, finishArchitectures } from "../ablate/architectures.ts";
 import {
   defaultSweep,
   describeOverrides,
@@ -47,7 +49,18 @@ export function makeAblateCommand() {
           "d = 2304, batch 2048, 4882 steps) (default: cpu)",
       ).choices(SCALES),
     )
-    .option("--out <dir>", "output directory (default: runs/ablate-<scale> or runs/ablate-<file>)")
+    .addOption(
+      new Option(
+        "--preset <name>",
+        "a built-in comparison instead of the paper's ablations: architectures (every variant " +
+          "over its sparsity knob on three synthetic settings, compared at matched L0 with " +
+          "absorption and SCR; writes architectures.md/.json/.svg) (default: none)",
+      ).choices(PRESETS),
+    )
+    .option(
+      "--out <dir>",
+      "output directory (default: runs/ablate-<scale>, runs/ablate-<preset> or runs/ablate-<file>)",
+    )
     .option("--only <names>", "comma-separated run names to train (default: all runs)")
     .option(
       "--set <key=value>",
@@ -61,14 +74,26 @@ export function makeAblateCommand() {
 /** What commander parsed for `ablate`. */
 export type AblateFlags = ReturnType<ReturnType<typeof makeAblateCommand>["opts"]>;
 
+/** The built-in presets of `--preset`. */
+export const PRESETS = ["architectures"] as const;
+
 /** The sweep, output directory and --only list that `flags` ask for. */
 export async function resolveAblateFlags(
   flags: AblateFlags,
-): Promise<{ sweep: Sweep; outDir: string; only?: string[]; source: string }> {
+): Promise<
+  { sweep: Sweep; outDir: string; only?: string[]; source: string; preset?: string }
+> {
   let sweep: Sweep;
   let source: string;
   let defaultOut: string;
-  if (flags.sweep !== undefined) {
+  if (flags.preset !== undefined) {
+    if (flags.sweep !== undefined || flags.scale !== undefined) {
+      throw new UserError("--preset is a sweep of its own: drop --sweep and --scale");
+    }
+    sweep = architecturesSweep();
+    source = `the ${flags.preset} preset`;
+    defaultOut = `runs/ablate-${flags.preset}`;
+  } else if (flags.sweep !== undefined) {
     if (flags.scale !== undefined) {
       throw new UserError(
         "--scale picks the built-in sweep; with --sweep FILE put the sizes in the file's 'base'",
@@ -92,7 +117,7 @@ export async function resolveAblateFlags(
     only = flags.only.split(",").map((s) => s.trim()).filter((s) => s !== "");
     if (only.length === 0) throw new UserError("--only needs at least one run name");
   }
-  return { sweep, outDir: flags.out ?? defaultOut, only, source };
+  return { sweep, outDir: flags.out ?? defaultOut, only, source, preset: flags.preset };
 }
 
 /** `--list`: one line per distinct run with its overrides, aliases and state in `outDir`. */
@@ -122,7 +147,7 @@ export async function listRuns(sweep: Sweep, outDir: string, source: string): Pr
 /** `sae ablate`, ready to register on the program. */
 export function ablateCommand() {
   return makeAblateCommand().action(async (flags) => {
-    const { sweep, outDir, only, source } = await resolveAblateFlags(flags);
+    const { sweep, outDir, only, source, preset } = await resolveAblateFlags(flags);
     if (flags.list) {
       console.log((await listRuns(sweep, outDir, source)).trimEnd());
       return;
@@ -133,8 +158,15 @@ export function ablateCommand() {
       source,
       progress: flags.progress !== false && Deno.stdout.isTerminal(),
     });
-    console.log((await Deno.readTextFile(join(outDir, "ablation.md"))).trimEnd());
-    console.log(`\nwrote ${report.files.join(", ")}`);
+    let files = report.files;
+    if (preset === "architectures") {
+      const arch = await finishArchitectures(resolveSweep(sweep, source), outDir);
+      console.log((await Deno.readTextFile(arch.files[0])).trimEnd());
+      files = [...arch.files, ...files];
+    } else {
+      console.log((await Deno.readTextFile(join(outDir, "ablation.md"))).trimEnd());
+    }
+    console.log(`\nwrote ${files.join(", ")}`);
     const trained = report.outcomes.filter((o) => o.seconds !== undefined);
     const skipped = report.outcomes.filter((o) => o.status === "skipped").length;
     console.log(

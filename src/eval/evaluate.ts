@@ -21,7 +21,7 @@ import { type Dispatch, run } from "../gpu/dispatch.ts";
 import { atomicWrite, type Writer } from "../run/atomic.ts";
 import { checkOutputFile, writingTo } from "../run/output.ts";
 import { Rng } from "../rng.ts";
-import { forwardPass } from "../sae/forward.ts";
+import { forwardPass, rowTopKActivation } from "../sae/forward.ts";
 import { type LoadedSae, loadSae } from "../sae/load.ts";
 import { CoreAccumulator, DENSE_FREQUENCY, GroundTruthAccumulator, unavailable } from "./core.ts";
 import { groundTruthRecovery } from "./groundtruth.ts";
@@ -37,10 +37,11 @@ export const EVAL_SEED_OFFSET = 1_000_003;
 /**
  * The SAE's forward pass on the GPU (src/sae/forward.ts, the training step's) for up to `batch`
  * rows at a time, with the SAE's own weights, input scale and thresholds: x ← scale·x,
- * pre = (x − b_dec)·W_encᵀ + b_enc, f = ReLU(pre) or with τ pre·1[pre > max(τ, 0)] (SAELens'
- * JumpReLU), x̂ = f·W_dec + b_dec; the GEMMs in f32 whatever the run's gemm_f16. Buffers and
- * dispatches are built once; {@link SaeForward.destroy} frees them. The evaluation with a
- * language model (src/eval/lm.ts) splices the same dispatches into the model's forward pass.
+ * pre = (x − b_dec)·W_encᵀ + b_enc, f = ReLU(pre), with τ pre·1[pre > max(τ, 0)] (SAELens'
+ * JumpReLU) or with k ReLU(TopK_k(pre)) per row (SAELens' TopK), x̂ = f·W_dec + b_dec; the GEMMs
+ * in f32 whatever the run's gemm_f16. Buffers and dispatches are built once;
+ * {@link SaeForward.destroy} frees them. The evaluation with a language model (src/eval/lm.ts)
+ * splices the same dispatches into the model's forward pass.
  */
 export class SaeForward {
   readonly gpu: Gpu;
@@ -97,6 +98,12 @@ export class SaeForward {
       : undefined;
     if (tau) all.push(tau);
     try {
+      const activation = sae.k
+        ? await rowTopKActivation(gpu, { B: batch, m, k: sae.k }, f)
+        : undefined;
+      if (activation) {
+        all.push(activation.pre, ...Object.values(activation.rows!.lists));
+      }
       const none = gpu.dummy();
       const { prepare, encode, decode } = await forwardPass(gpu, {
         batch,
@@ -117,6 +124,7 @@ export class SaeForward {
         wDec,
         bDec,
         thresholds: tau,
+        activation,
         dxhat: none,
         xmean: none,
         rowstats: none,

@@ -25,7 +25,10 @@ export interface FinalMetrics extends Record<string, number> {
   l1: number;
   /** Mean ‖x − x̂‖₂. */
   l2: number;
-  /** The reconstruction term + λ1·L1 (the loss the last step optimised, without the update). */
+  /**
+   * The reconstruction term + λ1·L1 (the loss the last step optimised, without the update, so
+   * without the paper variant's orthogonality term, which the training step adds).
+   */
   loss: number;
   /** Latents that have not fired for dead_steps steps (training steps and these batches). */
   dead_fraction: number;

@@ -10,12 +10,23 @@
  * | `W_dec`     | [d_sae, d_in]  | as ours (rows unit norm)                        |
  * | `b_enc`     | [d_sae]        | as ours                                         |
  * | `b_dec`     | [d_in]         | as ours                                         |
- * | `threshold` | [d_sae]        | `jumprelu` only: the paper variant's final τ    |
+ * | `threshold` | [d_sae]        | `jumprelu` only: the encoder's final thresholds |
  *
- * Architecture: "standard" (ReLU) for the baseline and for the paper variant without adaptive
- * thresholds (its other mechanisms act on training only); "jumprelu" for the paper variant with
- * `adaptive_threshold`: f = pre·1[pre > τ] with the final τ (the last checkpoint's `extra.tau`,
- * τ ≥ 0) is exactly SAELens' JumpReLU, ReLU(pre)·1[pre > threshold].
+ * Architecture, by the encoder the run's variant declares (src/sae/variant.ts):
+ *
+ * | variant                                    | SAELens architecture | encoder                        |
+ * | ------------------------------------------ | -------------------- | ------------------------------ |
+ * | baseline, paper without adaptive_threshold | `standard`           | ReLU                           |
+ * | paper with adaptive_threshold              | `jumprelu`           | τ (the last checkpoint's)      |
+ * | jumprelu                                   | `jumprelu`           | θ = exp(log θ)                 |
+ * | batchtopk, matryoshka                      | `jumprelu`           | θ in every slot (as SAELens saves BatchTopK and Matryoshka BatchTopK) |
+ * | topk                                       | `topk`, `k` in cfg.json | the row top-k               |
+ *
+ * f = pre·1[pre > τ] with τ ≥ 0 is exactly SAELens' JumpReLU, ReLU(pre)·1[pre > threshold];
+ * SAELens' `matryoshka_batchtopk` and `batchtopk` are training architectures only (their saved
+ * inference SAE says `jumprelu`), so cfg.json's `sae_webgpu.variant` records which it was and
+ * `sae import` restores it. The paper's other mechanisms, Matryoshka's nested losses and AuxK act
+ * on training only.
  *
  * Input scale (normalize_activations: expected_average_only_in): SAELens' loaders do not apply a
  * stored factor at inference; a trained SAELens SAE has it folded into the weights
@@ -44,6 +55,7 @@ import {
   DEFAULT_CONFIG,
   isPlainObject,
   mergeConfig,
+  type PartialConfig,
   type TrainConfig,
 } from "../config.ts";
 import { UserError } from "../errors.ts";
@@ -60,6 +72,8 @@ import {
 } from "../run/safetensors.ts";
 import { type LoadedSae, loadSae, SAE_FILE } from "../sae/load.ts";
 import type { SaeWeights } from "../sae/model.ts";
+import { type VariantName, VARIANTS } from "../sae/variants.ts";
+import { normalizesInputs } from "../config_core.ts";
 
 /** File names of a SAELens directory. */
 const SAELENS_CFG = "cfg.json";
@@ -82,11 +96,13 @@ export interface ModelInfo {
 interface SaeWebgpuInfo {
   /** Our input scale s (1 unless normalize_activations was set); folded into the weights. */
   activation_norm_scaling_factor: number;
-  /** The run's normalize_activations ("none" or "expected_average_only_in"). */
+  /** The run's normalize_activations, "auto" resolved ("none" or "expected_average_only_in"). */
   normalize_activations: string;
   /** Our variant and whether τ became the JumpReLU threshold. */
   variant: string;
   adaptive_threshold: boolean;
+  /** The row top-k's k (variant topk), as cfg.json's `k`. */
+  k?: number;
   /** Decoder rows were renormalised (their norms folded into the encoder). */
   decoder_norm_folded: boolean;
   /** The run directory exported. */
@@ -103,10 +119,12 @@ export interface SaelensSae {
 export interface ImportedSae {
   d_in: number;
   d_sae: number;
-  architecture: "standard" | "jumprelu";
+  architecture: "standard" | "jumprelu" | "topk";
   apply_b_dec_to_input: boolean;
   weights: SaeWeights;
   threshold: Float32Array | null;
+  /** The row top-k's k (architecture topk), else null. */
+  k: number | null;
   /** Input scale (1 unless cfg.json's sae_webgpu key says our export folded one). */
   scale: number;
   cfg: Record<string, unknown>;
@@ -193,7 +211,8 @@ function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
     bDec = bDec.map((v) => v / s);
     th = th?.map((v) => v / s) ?? null;
   }
-  const architecture = th ? "jumprelu" : "standard";
+  const k = sae.k ?? null;
+  const architecture = k !== null ? "topk" : th ? "jumprelu" : "standard";
   const tensors: Record<string, Tensor> = {
     W_enc: f32Tensor([d, m], transpose(wEnc, m, d)),
     W_dec: f32Tensor([m, d], wDec),
@@ -217,9 +236,10 @@ function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
   };
   const info: SaeWebgpuInfo = {
     activation_norm_scaling_factor: s,
-    normalize_activations: sae.cfg.normalize_activations,
+    normalize_activations: normalizesInputs(sae.cfg) ? "expected_average_only_in" : "none",
     variant: sae.cfg.variant,
     adaptive_threshold: th !== null,
+    ...(k !== null ? { k } : {}),
     decoder_norm_folded: fold,
     run,
   };
@@ -227,6 +247,7 @@ function toSaelens(sae: LoadedSae, model: ModelInfo, run = ""): SaelensSae {
     architecture,
     d_in: d,
     d_sae: m,
+    ...(k !== null ? { k } : {}),
     dtype: "float32",
     device: "cpu",
     apply_b_dec_to_input: sae.cfg.apply_b_dec_to_input,
@@ -351,7 +372,7 @@ function positiveInt(cfg: Record<string, unknown>, key: string, file: string): n
 }
 
 /**
- * Reads a SAELens directory (standard or jumprelu, any float dtype) into our layout. `scale`
+ * Reads a SAELens directory (standard, jumprelu or topk, any float dtype) into our layout. `scale`
  * overrides the input scale (for an `expected_average_only_in` SAE whose factor was not folded).
  * Throws one-line UserErrors for missing or malformed files and shape mismatches.
  */
@@ -384,10 +405,15 @@ async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
   const d = positiveInt(cfg, "d_in", cfgPath);
   const m = positiveInt(cfg, "d_sae", cfgPath);
   const arch = cfg.architecture ?? "standard";
-  if (arch !== "standard" && arch !== "jumprelu") {
+  if (arch !== "standard" && arch !== "jumprelu" && arch !== "topk") {
     throw new UserError(
-      `${cfgPath}: architecture ${JSON.stringify(arch)} is not supported (standard or jumprelu)`,
+      `${cfgPath}: architecture ${JSON.stringify(arch)} is not supported (standard, jumprelu or ` +
+        `topk)`,
     );
+  }
+  const k = arch === "topk" ? positiveInt(cfg, "k", cfgPath) : null;
+  if (k !== null && k > m) {
+    throw new UserError(`${cfgPath}: 'k' ${k} is larger than d_sae ${m}`);
   }
   const act = cfg.activation_fn ?? cfg.activation_fn_str ?? "relu";
   if (act !== "relu") {
@@ -489,6 +515,7 @@ async function readSaelens(dir: string, scale?: number): Promise<ImportedSae> {
     apply_b_dec_to_input: applyBDec,
     weights: { wEnc: transpose(got.W_enc, d, m), bEnc, wDec: got.W_dec, bDec },
     threshold,
+    k,
     scale: s,
     cfg,
   };
@@ -523,11 +550,31 @@ export interface ImportOptions {
 }
 
 /**
+ * The variant an imported SAE's run config names: the one our export recorded under cfg.json's
+ * `sae_webgpu` key (for the paper variant with its adaptive_threshold), else the SAELens
+ * architecture's (standard: baseline, jumprelu: jumprelu, topk: topk).
+ */
+function importedVariant(sae: ImportedSae): PartialConfig {
+  const ours = isPlainObject(sae.cfg.sae_webgpu) ? sae.cfg.sae_webgpu : {};
+  const known = VARIANTS.map((v) => v.name) as string[];
+  const recorded = typeof ours.variant === "string" && known.includes(ours.variant)
+    ? ours.variant as VariantName
+    : null;
+  const byArch = { standard: "baseline", jumprelu: "jumprelu", topk: "topk" } as const;
+  const variant = recorded ?? byArch[sae.architecture];
+  return {
+    variant,
+    ...(variant === "paper" ? { adaptive_threshold: sae.architecture === "jumprelu" } : {}),
+    ...(sae.k !== null ? { k: sae.k } : {}),
+  };
+}
+
+/**
  * Converts a SAELens directory into a run directory (config.yaml, sae.safetensors, and the
  * original cfg.json as saelens_cfg.json) that {@link loadSae} reads, written beside the target
- * and swapped in when complete (an `overwrite` never empties the old run first). A JumpReLU threshold is kept
- * as the `threshold` tensor of sae.safetensors and the config says variant paper with
- * adaptive_threshold ({@link loadSae} reads it back).
+ * and swapped in when complete (an `overwrite` never empties the old run first). A JumpReLU
+ * threshold is kept as the `threshold` tensor of sae.safetensors ({@link loadSae} reads it back);
+ * a TopK SAE's k is the config's `k` under variant topk.
  */
 export async function importSaelens(
   dir: string,
@@ -535,10 +582,8 @@ export async function importSaelens(
   opts: ImportOptions,
 ): Promise<{ sae: ImportedSae; cfg: TrainConfig }> {
   const sae = await readSaelens(dir, opts.scale);
-  const jump = sae.architecture === "jumprelu";
   const cfg = mergeConfig(DEFAULT_CONFIG, {
-    variant: jump ? "paper" : "baseline",
-    adaptive_threshold: jump,
+    ...importedVariant(sae),
     d_in: sae.d_in,
     d_sae: sae.d_sae,
     apply_b_dec_to_input: sae.apply_b_dec_to_input,

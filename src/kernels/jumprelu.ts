@@ -144,6 +144,24 @@ export function l0LossKernel(
   });
 }
 
+/** theta [m] = exp(logTheta): the per-latent thresholds of the inference encoder from log θ. */
+export function thetaExpKernel(
+  gpu: Gpu,
+  m: number,
+  b: { logTheta: GPUBuffer; theta: GPUBuffer },
+  opts: JumpReluOptions = {},
+): Promise<ComputeDispatch> {
+  return kernel(gpu, {
+    label: "jumprelu threshold",
+    code: code(gpu, opts),
+    entry: "theta_exp",
+    constants: { M: m },
+    buffers: [null, null, b.logTheta, ...Array(4).fill(null), b.theta],
+    groups: groupsFor(m, WG),
+    cost: { flops: m, bytes: 8 * m },
+  });
+}
+
 // --- Plain-TypeScript references: SAELens' autograd functions, transcribed -----------------------
 
 /** SAELens `rectangle(x)`: 1 on the open interval (−1/2, 1/2). */

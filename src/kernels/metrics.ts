@@ -8,7 +8,10 @@ import { type Dispatch, kernel } from "../gpu/dispatch.ts";
 import { type StepState, withCommon } from "./common.ts";
 import { hasSubgroups } from "./collectives.ts";
 
-/** Slot of each accumulator (mirrors the writes at the end of wgsl/metrics.wgsl). */
+/**
+ * Slot of each accumulator (mirrors the writes at the end of wgsl/metrics.wgsl; `ortho` and the
+ * orthogonality share of `loss` are added by the paper variant's `ortho_total`, wgsl/paper.wgsl).
+ */
 export const METRIC_INDEX = {
   steps: 0,
   loss: 1,
@@ -30,10 +33,12 @@ export const METRIC_INDEX = {
   input_bad: 14,
   /** Steps whose sparse-latent plan chose the sparse kernels (src/kernels/sparse.ts). */
   sparse_steps: 15,
+  /** The orthogonality penalty λ_ortho·R·Σ α c² of the step (paper variant; also in `loss`). */
+  ortho: 16,
 } as const;
 
 /** Accumulator buffer length in f32 words. */
-export const METRIC_WORDS = 16;
+export const METRIC_WORDS = 17;
 
 /**
  * Invocations of the metrics kernel's one workgroup (RED_WG in wgsl/metrics.wgsl): it loops over
@@ -43,8 +48,13 @@ const METRICS_WG = 256;
 
 /** Averages over the steps since the last read. */
 export interface StepMetrics {
-  /** Loss optimized: reconstruction term + λ1·L1 (λ1 = 0 in a recon-only phase; no ortho term). */
+  /**
+   * Loss optimized: reconstruction term + λ1·L1 + the orthogonality term (λ1 and the
+   * orthogonality term are 0 in a recon-only phase; the latter is the paper variant's).
+   */
   loss: number;
+  /** The orthogonality term λ_ortho·R·Σ_{i≠j} α_ij c_ij² (0 without one). */
+  ortho: number;
   /** Mean ‖x − x̂‖₂. */
   l2: number;
   /** Mean squared error per element. */
@@ -69,6 +79,7 @@ export function summarize(acc: Float32Array): StepMetrics {
   const n = Math.max(acc[I.steps], 1);
   return {
     loss: acc[I.loss] / n,
+    ortho: acc[I.ortho] / n,
     l2: acc[I.l2] / n,
     mse: acc[I.mse] / n,
     l1: acc[I.l1] / n,

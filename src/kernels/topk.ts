@@ -9,10 +9,11 @@
 import topkSrc from "../../wgsl/topk.wgsl" with { type: "text" };
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { type ComputeDispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
+import { type ComputeDispatch, type Dispatch, groupsFor, kernel } from "../gpu/dispatch.ts";
 import { rowParts } from "../gpu/split.ts";
 import { useSubgroups, withCollectives } from "./collectives.ts";
 import { WG } from "./common.ts";
+import { adapterClass } from "../gpu/adapter.ts";
 import type { SparseLists } from "./sparse.ts";
 
 /** Options shared by the builders. */
@@ -20,6 +21,24 @@ export interface TopKOptions {
   /** Workgroup collectives with subgroup operations (default: where the device has them). */
   subgroups?: boolean;
 }
+
+/** Options of the row-wise selection. */
+export interface RowTopKOptions extends TopKOptions {
+  label?: string;
+  /**
+   * One invocation per row instead of one workgroup (default on CPU adapters, where it measured
+   * several times faster: docs/architectures.md); the same selection, bit for bit. Rows longer
+   * than {@link LANE_MAX_M} take the workgroup form whatever this says.
+   */
+  lane?: boolean;
+}
+
+/**
+ * Longest row the one-invocation-per-row selection takes: it loops 5 times over the row, and
+ * lavapipe ends an invocation after about 65535 loop iterations in all (measured: rows of 13000
+ * came out incomplete).
+ */
+export const LANE_MAX_M = 8192;
 
 function code(gpu: Gpu, opts: TopKOptions): string {
   return withCollectives(topkSrc, useSubgroups(gpu, opts.subgroups));
@@ -69,8 +88,9 @@ export async function rowTopKKernel(
   gpu: Gpu,
   s: RowTopKSpec,
   b: { pre: GPUBuffer; f: GPUBuffer; lists: TopKLists; mask?: GPUBuffer },
-  opts: TopKOptions & { label?: string } = {},
+  opts: RowTopKOptions = {},
 ): Promise<ComputeDispatch[]> {
+  const lane = (opts.lane ?? adapterClass(gpu) === "cpu") && s.m <= LANE_MAX_M;
   if (!(Number.isInteger(s.k) && s.k >= 1 && s.k <= s.m)) {
     throw new UserError(`top-k needs an integer 1 ≤ k ≤ d_sae = ${s.m}, got k = ${s.k}`);
   }
@@ -81,7 +101,7 @@ export async function rowTopKKernel(
       await kernel(gpu, {
         label: opts.label ?? "topk rows",
         code: src,
-        entry: "row_select",
+        entry: lane ? "row_select_lane" : "row_select",
         constants: {
           R: r1 - r0,
           M: s.m,
@@ -101,7 +121,7 @@ export async function rowTopKKernel(
           b.lists.val,
           b.lists.cnt,
         ],
-        groups: groupsFor(r1 - r0),
+        groups: lane ? groupsFor(r1 - r0, WG) : groupsFor(r1 - r0),
         // At least: pre read and f written once, the lists written, the mask read per row.
         cost: {
           flops: 0,
@@ -218,8 +238,10 @@ export async function batchTopKDispatches(
   gpu: Gpu,
   s: { B: number; m: number; k: number },
   b: { pre: GPUBuffer; f: GPUBuffer; scratch: BatchTopKScratch },
-  opts: TopKOptions = {},
+  opts: RowTopKOptions = {},
 ): Promise<ComputeDispatch[]> {
+  // The per-row passes one invocation per row, as the row selection's `lane` (CPU adapters).
+  const lane = (opts.lane ?? adapterClass(gpu) === "cpu") && s.m <= LANE_MAX_M;
   const KB = batchKeep(s.k, s.B);
   if (!(KB >= 1) || s.B * s.m >= 2 ** 32) {
     throw new UserError(
@@ -246,17 +268,17 @@ export async function batchTopKDispatches(
       kernel(gpu, {
         label,
         code: src,
-        entry,
+        entry: lane ? `${entry}_lane` : entry,
         constants: { ...base, R: r1 - r0, ROW0: r0, PRE_OFF: pv.off, F_OFF: fv.off, ...extra },
         buffers: [
           pv.binding,
           withF ? fv.binding : null,
-          entry === "bt_keep" ? gpu.dummy() : null,
+          entry === "bt_keep" && !lane ? gpu.dummy() : null,
           ...Array(5).fill(null),
           sel,
           entry === "bt_hist" ? null : ties,
         ],
-        groups: groupsFor(r1 - r0),
+        groups: lane ? groupsFor(r1 - r0, WG) : groupsFor(r1 - r0),
         cost: { flops: 0, bytes: 4 * (r1 - r0) * s.m * (withF ? 2 : 1) },
       })
     ));
@@ -318,6 +340,28 @@ export function batchThresholdKernel(
     buffers: [...Array(8).fill(null), b.scratch.sel, null, b.theta.buf, b.state],
     groups: [1, 1, 1],
     cost: { flops: 3, bytes: 16 },
+  });
+}
+
+/**
+ * theta[i] = theta[index] for every i < m: the running threshold of {@link batchThresholdKernel}
+ * in every latent's slot, as the per-latent thresholds the inference encoder reads (the step's
+ * thresholds epilogue, SAELens' exported JumpReLU `threshold`).
+ */
+export function thetaSpreadKernel(
+  gpu: Gpu,
+  m: number,
+  theta: { buf: GPUBuffer; index: number },
+  opts: TopKOptions = {},
+): Promise<ComputeDispatch> {
+  return kernel(gpu, {
+    label: "batchtopk threshold spread",
+    code: code(gpu, opts),
+    entry: "theta_spread",
+    constants: { R: m, THETA_IDX: theta.index },
+    buffers: [...Array(10).fill(null), theta.buf],
+    groups: groupsFor(m, WG),
+    cost: { flops: 0, bytes: 8 * m },
   });
 }
 
@@ -529,6 +573,46 @@ export async function auxGradKernel(
     );
   }
   return out;
+}
+
+/**
+ * `dispatches` (AuxK's selection, products and gradients) made conditional on dead latents: a plan
+ * dispatch, to run after {@link deadMaskKernel}, writes their workgroup counts as built where
+ * aux[AUX_INDEX.numDead] > 0 and zeros otherwise, and the returned copies read their counts from
+ * it. Without dead latents AuxK's loss and gradient are 0, so skipping them changes nothing.
+ * Copy items (a GEMM's operand packing) run either way.
+ */
+export async function auxPlanDispatches(
+  gpu: Gpu,
+  aux: GPUBuffer,
+  dispatches: readonly Dispatch[],
+  opts: TopKOptions = {},
+): Promise<{ plan: ComputeDispatch; planned: Dispatch[] }> {
+  const compute = dispatches.filter((d): d is ComputeDispatch => !d.copy);
+  const n = compute.length;
+  const table = new Uint32Array(3 * n);
+  compute.forEach((d, i) => table.set(d.groups, 3 * i));
+  const args = gpu.buffer("auxk plan args", 12 * n, GPUBufferUsage.INDIRECT);
+  const plan = await kernel(gpu, {
+    label: "auxk plan",
+    code: code(gpu, opts),
+    entry: "aux_plan",
+    constants: { N_ARGS: n },
+    buffers: [
+      ...Array(14).fill(null),
+      aux,
+      ...Array(10).fill(null),
+      gpu.upload("auxk plan table", table),
+      args,
+    ],
+    groups: groupsFor(n, WG),
+    cost: { flops: 0, bytes: 4 * (1 + 6 * n) },
+  });
+  let next = 0;
+  const planned = dispatches.map((d): Dispatch =>
+    d.copy ? d : { ...d, indirect: { buffer: args, offset: 12 * next++ } }
+  );
+  return { plan, planned };
 }
 
 /** Reference of {@link deadMaskKernel}. */

@@ -6,6 +6,8 @@
  *   x_c = scale·x − b_dec (or scale·x)
  *   pre = W_enc x_c + b_enc                         (f64 sums)
  *   f_i = pre_i if pre_i > max(τ_i, 0) else 0        (τ absent: ReLU)
+ *   or, with k (TopK): f_i = max(pre_i, 0) for the k largest pre_i of the row (ties to the lowest
+ *   index, as the GPU's selection: src/kernels/topk.ts), 0 elsewhere
  */
 import type { SaeWeights } from "./model.ts";
 
@@ -19,6 +21,8 @@ export interface EncoderSpec {
   scale: number;
   /** thresholds: [d_sae] τ, or null for ReLU. */
   tau: ArrayLike<number> | null;
+  /** The row top-k's k (SAELens' TopK), or null/absent. */
+  k?: number | null;
 }
 
 /**
@@ -33,15 +37,22 @@ export function encodeInto(
   xc?: Float64Array,
 ): void {
   const { dIn: d, dSae: m, tau } = s;
+  const topk = s.k ?? null;
   const n = x.length / d;
   const row = new Float64Array(d);
+  const pre = new Float64Array(m);
+  const order = Array.from({ length: m }, (_, i) => i);
   for (let r = 0; r < n; r++) {
     const xr = xc ? xc.subarray(r * d, (r + 1) * d) : row;
     for (let k = 0; k < d; k++) xr[k] = s.scale * x[r * d + k] - (s.applyBDec ? w.bDec[k] : 0);
     for (let i = 0; i < m; i++) {
-      let pre = w.bEnc[i];
-      for (let k = 0; k < d; k++) pre += w.wEnc[i * d + k] * xr[k];
-      f[r * m + i] = pre > Math.max(tau ? tau[i] : 0, 0) ? pre : 0;
+      let p = w.bEnc[i];
+      for (let k = 0; k < d; k++) p += w.wEnc[i * d + k] * xr[k];
+      pre[i] = p;
+      f[r * m + i] = topk === null && p > Math.max(tau ? tau[i] : 0, 0) ? p : 0;
     }
+    if (topk === null) continue;
+    order.sort((a, b) => pre[b] - pre[a] || a - b);
+    for (let e = 0; e < topk; e++) f[r * m + order[e]] = Math.max(pre[order[e]], 0);
   }
 }

@@ -25,6 +25,8 @@ export interface LoadedSae {
    * SAE's, or the paper variant's with adaptive_threshold), or null for ReLU.
    */
   threshold: Float32Array | null;
+  /** The row top-k's k when the encoder is SAELens' TopK (variant topk); null or absent: none. */
+  k?: number | null;
 }
 
 /** The final weights' file in a run directory. */
@@ -85,7 +87,8 @@ export async function loadSae(dir: string): Promise<LoadedSae> {
   } else {
     threshold = await finalThresholds(dir, cfg, weights);
   }
-  return { cfg, weights, scale: Number(metadata.scale ?? 1), threshold };
+  const k = variantOf(cfg.variant).topk?.(cfg) ?? null;
+  return { cfg, weights, scale: Number(metadata.scale ?? 1), threshold, k };
 }
 
 /**
@@ -119,7 +122,8 @@ async function finalThresholds(
 
 /**
  * Encodes raw rows x [n, d_in] on the CPU with the SAE's own encoder (its input scale and, where it
- * has them, its thresholds τ): f [n, d_sae], the codes the trained SAE computes on the GPU.
+ * has them, its thresholds τ or its row top-k): f [n, d_sae], the codes the trained SAE computes
+ * on the GPU.
  *
  * @example
  * ```ts
@@ -138,6 +142,7 @@ export function encodeRows(sae: LoadedSae, x: Float32Array): Float32Array {
       applyBDec: apply_b_dec_to_input,
       scale: sae.scale,
       tau: sae.threshold,
+      k: sae.k,
     },
     sae.weights,
     x,

@@ -2,7 +2,7 @@
  * SAE parameters (on the host and on the GPU with their gradients and moments), the working
  * buffers of a training step, and the initialisation (on the host, once, before the first step).
  */
-import type { CoreConfig } from "../config_core.ts";
+import { type CoreConfig, normalizesInputs } from "../config_core.ts";
 import type { ActivationSource } from "../data/source.ts";
 import { UserError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
@@ -221,9 +221,7 @@ export async function initialise(
   src: ActivationSource,
 ): Promise<{ weights: SaeWeights; scale: number }> {
   const sample = await drawRows(src, cfg.init_rows, cfg.batch);
-  const scale = cfg.normalize_activations === "expected_average_only_in"
-    ? normScale(sample, cfg.d_in)
-    : 1;
+  const scale = normalizesInputs(cfg) ? normScale(sample, cfg.d_in) : 1;
   if (scale !== 1) { for (let i = 0; i < sample.length; i++) sample[i] *= scale; }
   checkSample(sample, cfg);
   const bDec = cfg.b_dec_init === "zeros"

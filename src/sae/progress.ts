@@ -11,6 +11,7 @@ import type { StepMetrics } from "../kernels/metrics.ts";
 /** A one-line summary of logged metrics. */
 function fmtLine(step: number, total: number, sps: number, m: StepMetrics, extra?: string) {
   return `step ${step}/${total} | ${sps.toFixed(1)} steps/s | loss ${m.loss.toFixed(4)} | ` +
+    (m.ortho !== 0 ? `ortho ${m.ortho.toPrecision(3)} | ` : "") +
     `L0 ${m.l0.toFixed(2)} | EV ${m.explained_variance.toFixed(4)} | dead ${
       (100 * m.dead_fraction).toFixed(1)
     }%` + (m.sparse_fraction > 0 ? ` | sparse ${(100 * m.sparse_fraction).toFixed(0)}%` : "") +

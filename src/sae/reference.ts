@@ -4,7 +4,12 @@
  * against finite differences.
  */
 import type { TrainConfig } from "../config.ts";
-import { orthoGradReference, type PaperStats, paperStatsReference } from "../kernels/paper.ts";
+import {
+  orthoGradReference,
+  orthoPenaltyReference,
+  type PaperStats,
+  paperStatsReference,
+} from "../kernels/paper.ts";
 import { adamSpec, adamwReference } from "../kernels/adamw.ts";
 import { normalizeReference, projectGradReference } from "../kernels/decoder.ts";
 import { encodeInto } from "./encode.ts";
@@ -161,9 +166,10 @@ export interface ReferencePaperState {
 /**
  * One training step of the paper's method in place (see src/sae/paper.ts for the order):
  * thresholds from the previous step mask the encoder; the raw reconstruction gradient gives the
- * importance; statistics update; the orthogonality gradient (α from this step's weights and
- * importance, held constant) joins dL/dW_dec; AdamW with per-latent factors; renormalisation.
- * Returns the loss (reconstruction + the phase's L1 term) before the update.
+ * importance; statistics update (thresholds for the next step); the orthogonality gradient (α and
+ * R from this step's weights, importance and batch, held constant) joins dL/dW_dec; AdamW with
+ * per-latent factors; renormalisation. Returns the loss before the update: reconstruction + the
+ * phase's L1 term + the orthogonality term, and that term alone.
  */
 export function referencePaperStep(
   cfg: TrainConfig,
@@ -171,38 +177,35 @@ export function referencePaperStep(
   opt: ReferenceOptState,
   ps: ReferencePaperState,
   x: Float32Array,
-): number {
+): { loss: number; ortho: number } {
   const d = cfg.d_in, m = cfg.d_sae;
   const t = opt.step + 1;
   const phase = t > cfg.recon_only_steps ? 1 : 0;
   const l1 = phase ? cfg.l1 : 0;
   const tau = cfg.adaptive_threshold ? ps.stats.tau : undefined;
-  const loss = referenceForward(cfg, w, x, l1, tau).loss;
+  const fw = referenceForward(cfg, w, x, l1, tau);
   const batchStats = { fires: new Float64Array(m), gnorm: new Float64Array(m) };
   const g = referenceGradients(cfg, w, x, l1, tau, batchStats);
   const spec = paperSpec(cfg);
-  paperStatsReference(spec, ps.stats, batchStats.fires, batchStats.gnorm, phase);
+  paperStatsReference(spec, ps.stats, batchStats.fires, batchStats.gnorm, t, fw.recon);
+  let ortho = 0;
   if (cfg.lambda_ortho > 0) {
-    const og = orthoGradReference(
-      w.wDec,
-      ps.stats.weight,
-      ps.stats.orthoScale,
-      cfg.ortho_eps,
-      m,
-      d,
-    );
+    const S0 = ps.stats.orthoScale;
+    const og = orthoGradReference(w.wDec, ps.stats.weight, S0, cfg.ortho_eps, m, d);
     for (let i = 0; i < og.length; i++) g.wDec[i] += og[i];
+    // S0 = 4λR·phase/norm: the penalty with weight λR·phase and normaliser norm, i.e. S0/4 over 1.
+    ortho = orthoPenaltyReference(w.wDec, w.wDec, ps.stats.weight, 1, S0 / 4, cfg.ortho_eps, m, d);
   }
   const scale = cfg.importance_lr > 0 ? ps.stats.lrScale : undefined;
   applyUpdate(cfg, w, opt, g, scale);
-  return loss;
+  return { loss: fw.loss + ortho, ortho };
 }
 
 /**
  * Decoder-gradient projection, AdamW with warmup and bias correction (optionally with per-latent
  * lr factors), renormalisation: the kernels' references, in the step's order.
  */
-function applyUpdate(
+export function applyUpdate(
   cfg: TrainConfig,
   w: SaeWeights,
   opt: ReferenceOptState,

@@ -19,7 +19,9 @@ import {
 import type { Snapshot } from "./snapshot.ts";
 import { type StepState, unpackState } from "../kernels/common.ts";
 import { buildStep, forwardDispatches, type StepHooks } from "./step.ts";
+import { rowTopKActivation } from "./forward.ts";
 import { variantOf } from "./variants.ts";
+import { buildResampler, resamplePlan, type Resampler } from "./resample.ts";
 
 /** A buffer to read back (`bytes`: a prefix of it; default the whole buffer). */
 interface Readback {
@@ -35,8 +37,12 @@ export class Session {
   readonly scale: number;
   private dispatches: Dispatch[] = [];
   private hooks: StepHooks = {};
+  /** The encoder the trained SAE applies (the final evaluation's forward pass). */
+  private inference: StepHooks = {};
   private extra: Record<string, GPUBuffer> = {};
   private clearAcc = false;
+  /** Dead-latent resampling (resample_steps > 0): its buffers and dispatches. */
+  private resampler: Resampler | null = null;
   private inflight: Promise<void>[] = [];
 
   private constructor(gpu: Gpu, cfg: TrainConfig, bufs: StepBuffers, scale: number) {
@@ -63,11 +69,17 @@ export class Session {
       sparseEnabled(gpu, cfg),
     );
     const s = new Session(gpu, cfg, bufs, scale);
-    const ctx = { gpu, cfg, bufs, scale };
     const variant = variantOf(cfg.variant);
+    const k = variant.topk?.(cfg) ?? null;
+    const activation = k === null
+      ? undefined
+      : await rowTopKActivation(gpu, { B: cfg.batch, m: cfg.d_sae, k }, bufs.f);
+    const ctx = { gpu, cfg, bufs, scale, activation };
     const parts = await variant.build(ctx);
     const tau = variant.thresholds(cfg);
-    s.hooks = { ...parts.hooks, thresholds: tau === null ? undefined : parts.state[tau] };
+    s.inference = { thresholds: tau === null ? undefined : parts.state[tau], activation };
+    // Training applies the declared encoder unless the variant replaces the activation.
+    s.hooks = { ...parts.hooks, ...(parts.hooks.activation ? {} : s.inference) };
     // In the declared order: the order of the `extra.*` tensors in checkpoints.
     s.extra = Object.fromEntries(variant.state.map((n) => [n, parts.state[n]]));
     // The parameter health check ends every step (O(params), no readback: it sets a flag word
@@ -76,13 +88,17 @@ export class Session {
       ...await buildStep(ctx, s.hooks),
       ...await healthKernel(gpu, bufs.params, bufs.acc),
     ];
+    if (cfg.resample_steps > 0) s.resampler = await buildResampler(gpu, cfg, bufs);
     return s;
   }
 
-  /** The forward pass and metrics into `acc` (no update): for evaluation. */
+  /** The forward pass of the trained SAE's encoder and metrics into `acc` (no update): for evaluation. */
   forward(acc: GPUBuffer): Promise<Dispatch[]> {
-    const ctx = { gpu: this.gpu, cfg: this.cfg, bufs: { ...this.bufs, acc }, scale: this.scale };
-    return forwardDispatches(ctx, this.hooks);
+    const bufs = { ...this.bufs, acc };
+    return forwardDispatches(
+      { gpu: this.gpu, cfg: this.cfg, bufs, scale: this.scale },
+      this.inference,
+    );
   }
 
   /**
@@ -104,6 +120,38 @@ export class Session {
     const done = this.gpu.device.queue.onSubmittedWorkDone();
     done.catch(() => {}); // a rejection surfaces through guard() above, never as unhandled
     this.inflight.push(done);
+  }
+
+  /**
+   * After the step `step` (its encoder input and row errors still in their buffers), on a resample
+   * step (step % resample_steps == 0, the last step excepted: its latents would stay untrained):
+   * reads back the row errors and last-fired steps, picks the dead latents and the rows
+   * (src/sae/resample.ts) and re-initialises them on the GPU. Returns how many latents were
+   * resampled (0 on other steps, which read nothing back).
+   */
+  async resample(step: number): Promise<number> {
+    const r = this.resampler;
+    if (!r || step % this.cfg.resample_steps !== 0 || step >= this.cfg.steps) return 0;
+    const { rowstats, lastFired } = this.bufs;
+    const [rows, fired] = await this.gpu.readMany([
+      { buf: rowstats, bytes: this.cfg.batch * 3 * 4 },
+      { buf: lastFired, bytes: this.cfg.d_sae * 4 },
+    ]);
+    const plan = resamplePlan({
+      step,
+      window: this.cfg.resample_steps,
+      lastFired: new Uint32Array(fired.buffer, fired.byteOffset, fired.length),
+      rowError: Array.from({ length: this.cfg.batch }, (_, b) => rows[3 * b]),
+      power: this.cfg.resample_rule === "anthropic" ? 2 : 1,
+      seed: this.cfg.seed,
+    });
+    if (plan.pairs.length === 0) return 0;
+    this.gpu.write(r.pairs, Uint32Array.from([plan.pairs.length, ...plan.pairs.flat()]));
+    this.gpu.write(r.dead, plan.dead);
+    const enc = this.gpu.device.createCommandEncoder({ label: "resample" });
+    encodeDispatches(enc, r.dispatches);
+    this.gpu.submit([enc.finish()]);
+    return plan.pairs.length;
   }
 
   /** Dispatches in one step (the capacity a {@link Profiler} of the step needs). */

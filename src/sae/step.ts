@@ -4,10 +4,12 @@
  *   schedule      st.step += 1; lr (warmup), Adam bias powers, L1 coefficient      [1]
  *   x̄             xmean = mean_b x                                                 [d]
  *   prepare       x ← scale·x;  xc = x − b_dec                                      [B,d]
- *   encode        f = ReLU(xc·W_encᵀ + b_enc)                                       [B,m]
+ *   encode        f = ReLU(xc·W_encᵀ + b_enc) (or the variant's activation of pre)  [B,m]
  *   decode        x̂ = f·W_dec + b_dec                                               [B,d]
  *   residual      dL/dx̂ = r/(B‖r‖) (or 2r/B), row stats                              [B,d]
+ *   (variant)     afterForward: extra losses and their residual gradients
  *   dF            dL/dpre = (dL/dx̂·W_decᵀ + λ1/B)·1[f>0]                            [B,m]
+ *   (variant)     afterReconGrad, afterDpre: gradient into dL/dpre
  *   dW_dec        fᵀ·dL/dx̂                                                          [m,d]
  *   dW_enc        (dL/dpre)ᵀ·xc                                                     [m,d]
  *   db_enc        Σ_b dL/dpre                                                       [m]
@@ -22,8 +24,8 @@
  * encoder (CSR) and a plan dispatch picks, on the GPU, per step: the dense decode, dF, dW_dec and
  * dW_enc GEMMs, or sparse kernels over the active entries (CSC lists built for the backward).
  *
- * A variant (src/sae/variant.ts; baseline.ts, paper.ts) supplies the pieces it changes through
- * {@link StepHooks}; this file never needs to know which variant runs.
+ * A variant (src/sae/variant.ts; baseline.ts, paper.ts, topk.ts, ...) supplies the pieces it
+ * changes through {@link StepHooks}; this file never needs to know which variant runs.
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { Dispatch } from "../gpu/dispatch.ts";
@@ -45,7 +47,8 @@ import {
   spmmRowsKernel,
 } from "../kernels/sparse.ts";
 import type { CoreConfig } from "../config_core.ts";
-import { forwardPass } from "./forward.ts";
+import { type Activation, forwardPass } from "./forward.ts";
+import { topkListsToCsrKernel } from "../kernels/topk.ts";
 import { METRIC_INDEX, metricsKernel } from "../kernels/metrics.ts";
 import { PARAM_NAMES, type StepBuffers } from "./model.ts";
 import { STATE_INDEX } from "../kernels/common.ts";
@@ -57,6 +60,11 @@ export interface StepContext {
   bufs: StepBuffers;
   /** Input normalisation factor (1 = none), fixed for the run. */
   scale: number;
+  /**
+   * The activation of the encoder the variant declares (the row top-k of Variant.topk), built by
+   * the session before the variant: its pre-activations are what AuxK ranks.
+   */
+  activation?: Activation;
 }
 
 /** What a variant changes in the shared step (every field optional: the baseline sets none). */
@@ -67,10 +75,36 @@ export interface StepHooks {
    */
   thresholds?: GPUBuffer;
   /**
+   * Replaces the encoder's activation (then `thresholds` is not applied): the encoder GEMM writes
+   * the pre-activations and these dispatches write f (TopK, BatchTopK, JumpReLU).
+   */
+  activation?: Activation;
+  /**
+   * No L1 term: the schedule's L1 coefficient stays 0 (λ1 is ignored), so neither dL/dpre nor the
+   * logged loss has one (the top-k variants and JumpReLU control sparsity otherwise).
+   */
+  noL1?: boolean;
+  /**
+   * After the forward pass and the reconstruction's residual gradient dL/dx̂, before the backward
+   * pass: extra losses and the gradients they send back (AuxK; Matryoshka's nested prefixes, which
+   * may add into dL/dx̂).
+   */
+  afterForward?: Dispatch[];
+  /**
    * When set, the dF GEMM writes the raw dL_recon/df into dpre and these dispatches must turn it
    * into dL/dpre (adding λ1/B and masking), e.g. after taking statistics of the raw gradient.
    */
   afterReconGrad?: Dispatch[];
+  /**
+   * After dL/dpre is complete (dF, afterReconGrad), before the weight gradients read it: extra
+   * gradient added into dpre (AuxK's dead latents).
+   */
+  afterDpre?: Dispatch[];
+  /**
+   * afterDpre writes dL/dpre where f = 0: the gradients of W_enc and b_enc then stay dense on the
+   * sparse-latent path (whose lists cover f's active entries only).
+   */
+  dpreBeyondF?: boolean;
   /** After the backward pass and the statistics, before the optimizer (e.g. extra gradients). */
   beforeUpdate?: Dispatch[];
   /** Per-latent learning-rate factors [m] for W_enc rows, b_enc and W_dec rows. */
@@ -156,13 +190,17 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
   };
   const lb = { ...bufs, bDec: P.bDec.p };
   let sparse: ForwardParts["sparse"];
+  const act = hooks.activation;
   if (bufs.sparse) {
     const shape = { B, m, d };
     const lists = bufs.sparse;
     sparse = {
       shape,
       lists,
-      csr: await csrRowsKernel(gpu, shape, bufs.f, lists),
+      // Rows listed by the activation (the row top-k) give the CSR without a pass over f.
+      csr: act?.rows
+        ? await topkListsToCsrKernel(gpu, { B, m, k: act.rows.k }, act.rows.lists, lists, true)
+        : await csrRowsKernel(gpu, shape, bufs.f, lists),
       decode: await spmmRowsKernel(gpu, "decode sparse", shape, {
         f: bufs.f,
         lists,
@@ -182,6 +220,7 @@ async function forwardParts(ctx: StepContext, hooks: StepHooks): Promise<Forward
       bEnc: P.bEnc.p,
       wDec: P.wDec.p,
       thresholds: hooks.thresholds,
+      activation: act,
     },
   );
   return {
@@ -225,7 +264,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     warmupSteps: cfg.warmup_steps,
     beta1: cfg.beta1,
     beta2: cfg.beta2,
-    l1Coef: cfg.l1 / B,
+    l1Coef: hooks.noL1 ? 0 : cfg.l1 / B,
     reconOnlySteps: cfg.recon_only_steps,
   }, bufs.state);
   const dF = await gemmDispatches(
@@ -257,15 +296,25 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
   // replacements for this step. dF stays dense when a variant needs the raw gradient of every
   // latent (afterReconGrad).
   const dbEnc = await colSumKernel(gpu, "db_enc", B, m, 1, bufs.dpre, P.bEnc.g);
+  const gradPre = [...(hooks.afterReconGrad ?? []), ...(hooks.afterDpre ?? [])];
   let forward = decode;
-  let products = [...dF, ...(hooks.afterReconGrad ?? []), ...dWdec, ...dWenc, ...dbEnc];
+  let products = [...dF, ...gradPre, ...dWdec, ...dWenc, ...dbEnc];
   let featureStats = stats;
   if (sparse) {
     const { shape, lists } = sparse;
     const sparseDF = !hooks.afterReconGrad;
+    // dL/dpre beyond f's support: dW_enc dense, db_enc recomputed densely after the statistics.
+    const beyond = hooks.dpreBeyondF === true;
     // Sparse: db_enc and the feature statistics both come from the CSC lists (one kernel, where
     // db_enc runs); dense: the column sums, statistics at their usual place.
-    const dense = { decode, dF: sparseDF ? dF : [], dWdec, dWenc, dbEnc, stats };
+    const dense = {
+      decode,
+      dF: sparseDF ? dF : [],
+      dWdec,
+      dWenc: beyond ? [] : dWenc,
+      dbEnc,
+      stats,
+    };
     const sp = {
       decode: [sparse.decode],
       dF: sparseDF
@@ -286,7 +335,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
           out: P.wDec.g,
         }),
       ],
-      dWenc: [
+      dWenc: beyond ? [] : [
         await spmmColsKernel(gpu, "dW_enc sparse", shape, {
           F: bufs.dpre,
           lists,
@@ -311,13 +360,13 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     forward = [sparse.csr, pl.plan, ...pl.dense.decode, ...pl.sparse.decode];
     products = [
       ...(sparseDF ? [...pl.dense.dF, ...pl.sparse.dF] : dF),
-      ...(hooks.afterReconGrad ?? []),
+      ...gradPre,
       ...pl.dense.dWdec,
       ...pl.sparse.dWdec,
-      ...pl.dense.dWenc,
-      ...pl.sparse.dWenc,
+      ...(beyond ? dWenc : [...pl.dense.dWenc, ...pl.sparse.dWenc]),
       ...pl.dense.dbEnc,
       ...pl.sparse.dbEnc,
+      ...(beyond ? dbEnc : []),
     ];
     featureStats = pl.dense.stats;
   }
@@ -348,6 +397,7 @@ export async function buildStep(ctx: StepContext, hooks: StepHooks): Promise<Dis
     ...encode,
     ...forward,
     ...residual,
+    ...(hooks.afterForward ?? []),
     ...backward,
     ...featureStats,
     ...metrics,

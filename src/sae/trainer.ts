@@ -212,6 +212,7 @@ async function trainSteps(
       else await src.nextBatch(batch);
       if (profiler && step >= profileFrom) await session.stepProfiled(rows, profiler);
       else await session.step(rows);
+      await session.resample(step);
       run.done = step;
       progress.stepped();
       await opts.onStep?.(step, session);

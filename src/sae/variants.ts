@@ -1,11 +1,15 @@
 /** Every SAE variant the trainer knows, by the config's `variant` value: adding one is a line here. */
 import type { ValuesOf } from "../config_keys.ts";
 import { baseline } from "./baseline.ts";
+import { batchtopk } from "./batchtopk.ts";
+import { jumprelu } from "./jumprelu.ts";
+import { matryoshka } from "./matryoshka.ts";
 import { paper } from "./paper.ts";
+import { topk } from "./topk.ts";
 import type { Variant } from "./variant.ts";
 
 /** The registered variants. */
-export const VARIANTS = [baseline, paper] as const;
+export const VARIANTS = [baseline, paper, topk, batchtopk, jumprelu, matryoshka] as const;
 
 /** A registered variant's name. */
 export type VariantName = typeof VARIANTS[number]["name"];

@@ -42,19 +42,24 @@ Deno.test("default sweep: the paper's ablations, mechanisms off and both λ1 fro
     "method_l1=0.6",
     "method_l1=1.2",
   ]);
+  // The method runs carry the recon-only phase; the baselines do not.
+  const M = { variant: "paper", recon_only_steps: 300 };
   const byName = Object.fromEntries(sweep.runs.map((r) => [r.name, r.overrides]));
   assert.deepEqual(byName.baseline, { variant: "baseline" });
-  assert.deepEqual(byName.method, { variant: "paper" });
-  assert.deepEqual(byName["lambda_ortho=0.05"], { variant: "paper", lambda_ortho: 0.05 });
-  assert.deepEqual(byName["ema_decay=0.99"], { variant: "paper", ema_decay: 0.99 });
-  assert.deepEqual(byName["tau_base=0.5"], { variant: "paper", tau_base: 0.5 });
-  assert.deepEqual(byName.no_threshold, { variant: "paper", adaptive_threshold: false });
-  assert.deepEqual(byName.no_ortho, { variant: "paper", lambda_ortho: 0 });
-  assert.deepEqual(byName.no_ortho_importance, { variant: "paper", ortho_importance: false });
-  assert.deepEqual(byName.no_importance_lr, { variant: "paper", importance_lr: 0 });
+  assert.deepEqual(byName.method, M);
+  assert.deepEqual(byName["lambda_ortho=0.05"], { ...M, lambda_ortho: 0.05 });
+  assert.deepEqual(byName["ema_decay=0.99"], { ...M, ema_decay: 0.99 });
+  assert.deepEqual(byName["tau_base=0.5"], { ...M, tau_base: 0.5 });
+  assert.deepEqual(byName.no_threshold, { ...M, adaptive_threshold: false });
+  assert.deepEqual(byName.no_ortho, { ...M, lambda_ortho: 0 });
+  assert.deepEqual(byName.no_ortho_importance, { ...M, ortho_importance: false });
+  assert.deepEqual(byName.no_importance_lr, { ...M, importance_lr: 0 });
   assert.deepEqual(byName["baseline_l1=1.2"], { variant: "baseline", l1: 1.2 });
-  assert.deepEqual(byName["method_l1=0.075"], { variant: "paper", l1: 0.075 });
-  assert.equal(describeOverrides(byName["method_l1=0.075"]), "variant=paper l1=0.075");
+  assert.deepEqual(byName["method_l1=0.075"], { ...M, l1: 0.075 });
+  assert.equal(
+    describeOverrides(byName["method_l1=0.075"]),
+    "variant=paper recon_only_steps=300 l1=0.075",
+  );
 });
 
 Deno.test("default sweep: identical configs train once, under the first name", () => {
@@ -75,16 +80,27 @@ Deno.test("default sweep: identical configs train once, under the first name", (
   for (const r of runs) {
     assert.equal(r.cfg.d_sae, CPU_BASE.d_sae);
     assert.equal(r.cfg.steps, CPU_BASE.steps);
+    // The recon-only phase is the method's (§4.4); every baseline trains the full loss throughout.
+    assert.equal(r.cfg.recon_only_steps, r.cfg.variant === "paper" ? 300 : 0, r.name);
   }
 });
 
-Deno.test("paper scale: the method run is configs/paper.yaml; λ1 sweeps around its λ1", async () => {
+Deno.test("paper scale: baseline is configs/baseline.yaml, method configs/paper.yaml; λ1 sweeps around its λ1", async () => {
   const sweep = defaultSweep("paper");
   assert.equal(sweep.base, PAPER_BASE);
   const runs = resolveSweep(sweep);
   assert.equal(runs.length, 19);
   const paper = validateConfig(await loadConfigFile("configs/paper.yaml"), "configs/paper.yaml");
+  const baseline = validateConfig(
+    await loadConfigFile("configs/baseline.yaml"),
+    "configs/baseline.yaml",
+  );
   assert.deepEqual(runs.find((r) => r.name === "method")!.cfg, paper);
+  // The paper's baseline: l2 + λ1·L1 from step 1, no recon-only phase.
+  const base = runs.find((r) => r.name === "baseline")!.cfg;
+  assert.deepEqual(base, baseline);
+  assert.equal(base.recon_only_steps, 0);
+  assert.equal(paper.recon_only_steps, 1000);
   const l1s = runs.filter((r) => r.name.startsWith("baseline")).map((r) => r.cfg.l1);
   assert.deepEqual(l1s, [1, 0.25, 0.5, 2, 4].map((f) => Number((paper.l1 * f).toPrecision(6))));
 });

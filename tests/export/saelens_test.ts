@@ -265,9 +265,14 @@ Deno.test("saelens: missing files, bad JSON and shape mismatches are one-line er
     await expectError(/'d_sae' must be a positive integer/);
     await Deno.writeTextFile(
       `${dir}/sl/cfg.json`,
+      `{"d_in": 3, "d_sae": 2, "architecture": "gated"}`,
+    );
+    await expectError(/architecture "gated" is not supported/);
+    await Deno.writeTextFile(
+      `${dir}/sl/cfg.json`,
       `{"d_in": 3, "d_sae": 2, "architecture": "topk"}`,
     );
-    await expectError(/architecture "topk" is not supported/);
+    await expectError(/'k' must be a positive integer/);
     await Deno.writeTextFile(`${dir}/sl/cfg.json`, `{"d_in": 3, "d_sae": 2}`);
     await expectError(/sae_weights\.safetensors not found/);
     await Deno.writeFile(`${dir}/sl/sae_weights.safetensors`, new Uint8Array([1, 2, 3]));

@@ -6,6 +6,7 @@ import {
   jumpReluBackwardKernel,
   jumpReluTrainingReference,
   l0LossKernel,
+  thetaExpKernel,
   thresholdActKernel,
   thresholdActReference,
 } from "../../src/kernels/jumprelu.ts";
@@ -222,4 +223,13 @@ Deno.test("threshold activation at inference: per-latent θ as stored, and one g
 Deno.test("jumprelu WGSL with subgroup collectives parses; only the capability is missing here", async () => {
   if (MODES.includes(true)) return; // it runs in the tests above instead
   await assertOnlyLacksSubgroups(withCollectives(jumpreluSrc, true));
+});
+
+Deno.test("jumprelu threshold: θ = exp(log θ) for every latent", async () => {
+  const gpu = await getGpu();
+  const m = 301;
+  const logTheta = randArray(new Rng(9), m, -6, 1);
+  const theta = poisoned(gpu, "theta", m);
+  run(gpu, [await thetaExpKernel(gpu, m, { logTheta: gpu.upload("log theta", logTheta), theta })]);
+  assertClose(await gpu.read(theta, m * 4), Array.from(logTheta, Math.exp), 1e-5, "θ");
 });

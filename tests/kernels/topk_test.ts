@@ -13,6 +13,7 @@ import {
   type AuxKSpec,
   auxLossDispatches,
   auxLossReference,
+  auxPlanDispatches,
   batchKeep,
   batchThresholdKernel,
   batchTopKDispatches,
@@ -20,11 +21,13 @@ import {
   deadMaskKernel,
   deadMaskReference,
   rowTopKKernel,
+  type RowTopKOptions,
   rowTopKReference,
   type RowTopKSpec,
   SEL_MINPOS,
   THETA_INIT,
   type ThetaRule,
+  thetaSpreadKernel,
   thetaUpdateReference,
   topkBackwardReference,
   topkListsToCsrKernel,
@@ -37,6 +40,16 @@ import { assertOnlyLacksSubgroups } from "../helpers/subgroups.ts";
 
 /** The collectives each kernel test runs with: the fallback, and subgroups where the device has them. */
 const MODES = [false, ...(hasSubgroups(await getGpu()) ? [true] : [])];
+
+/** The row selection's forms: a workgroup per row (each collectives mode), an invocation per row. */
+const ROW_MODES: RowTopKOptions[] = [
+  ...MODES.map((subgroups) => ({ subgroups, lane: false })),
+  { lane: true },
+];
+
+function rowMode(o: RowTopKOptions): string {
+  return o.lane ? " (lane per row)" : o.subgroups ? " (subgroups)" : "";
+}
 
 /**
  * pre [B, m] with many ties: values on a grid of `levels` steps in [lo, hi) (levels 0: continuous),
@@ -72,13 +85,13 @@ async function runRowTopK(
   s: RowTopKSpec,
   pre: Float32Array,
   mask?: Uint32Array,
-  subgroups = false,
+  opts: RowTopKOptions = { lane: false },
 ) {
   const preB = gpu.upload("pre", pre);
   const f = poisoned(gpu, "f", s.B * s.m);
   const lists = poisonLists(gpu, s.B, s.k);
   const maskB = mask ? gpu.upload("mask", mask) : undefined;
-  run(gpu, await rowTopKKernel(gpu, s, { pre: preB, f, lists, mask: maskB }, { subgroups }));
+  run(gpu, await rowTopKKernel(gpu, s, { pre: preB, f, lists, mask: maskB }, opts));
   const [gf, gi, gv, gc] = await gpu.readMany([
     { buf: f },
     { buf: lists.idx },
@@ -119,15 +132,15 @@ const rowCases: [RowTopKSpec, number, string][] = [
 ];
 
 for (
-  const [[s, levels, what], subgroups] of rowCases.flatMap((c) => MODES.map((m) => [c, m] as const))
+  const [[s, levels, what], mode] of rowCases.flatMap((c) => ROW_MODES.map((m) => [c, m] as const))
 ) {
-  const name = `B=${s.B} m=${s.m} k=${s.k}: ${what}${subgroups ? " (subgroups)" : ""}`;
+  const name = `B=${s.B} m=${s.m} k=${s.k}: ${what}${rowMode(mode)}`;
   Deno.test(`topk rows match the reference: ${name}`, async () => {
     const gpu = await getGpu();
     const rng = new Rng(s.B * 1009 + s.m);
     const hi = what.startsWith("mostly negative") ? 0.1 : 1;
     const pre = preacts(rng, s.B * s.m, levels, -1, hi);
-    const got = await runRowTopK(gpu, s, pre, undefined, subgroups);
+    const got = await runRowTopK(gpu, s, pre, undefined, mode);
     assertRowTopK(got, pre, s, name);
     if (what.startsWith("mostly negative")) {
       // Kept entries that are not positive are listed with value 0 (SAELens ReLUs the selected).
@@ -142,7 +155,10 @@ Deno.test("topk rows: ReLU before ranking (dictionary_learning's AuxK) and raw k
   for (const opt of [{ reluBefore: true }, { reluAfter: false }]) {
     const s: RowTopKSpec = { B: 11, m: 90, k: 12, ...opt };
     const pre = preacts(rng, s.B * s.m, 5, -1, 0.3);
-    assertRowTopK(await runRowTopK(gpu, s, pre), pre, s, JSON.stringify(opt));
+    for (const mode of ROW_MODES) {
+      const name = JSON.stringify(opt) + rowMode(mode);
+      assertRowTopK(await runRowTopK(gpu, s, pre, undefined, mode), pre, s, name);
+    }
   }
 });
 
@@ -157,9 +173,11 @@ Deno.test("topk rows with a mask: only candidates kept; fewer candidates than k;
       const j = rng.nextU32() % s.m;
       if (!mask[j]) (mask[j] = 1 + (rng.nextU32() % 3), c++);
     }
-    const got = await runRowTopK(gpu, s, pre, mask);
-    assertRowTopK(got, pre, s, `${nCand} candidates`, mask);
-    assert.ok([...got.cnt.slice(0, s.B)].every((c) => c === Math.min(s.k, nCand)));
+    for (const mode of ROW_MODES) {
+      const got = await runRowTopK(gpu, s, pre, mask, mode);
+      assertRowTopK(got, pre, s, `${nCand} candidates${rowMode(mode)}`, mask);
+      assert.ok([...got.cnt.slice(0, s.B)].every((c) => c === Math.min(s.k, nCand)));
+    }
   }
 });
 
@@ -170,17 +188,20 @@ Deno.test("topk rows split over row ranges (binding limit of a few KiB) match th
   const preB = gpu.upload("pre", pre);
   const f = poisoned(gpu, "f", s.B * s.m);
   const lists = poisonLists(gpu, s.B, s.k);
-  const parts = await rowTopKKernel(gpu, s, { pre: preB, f, lists });
-  assert.ok(parts.length >= 3, `${parts.length} parts`);
-  run(gpu, parts);
-  const [gf, gi, gv, gc] = await gpu.readMany([
-    { buf: f },
-    { buf: lists.idx },
-    { buf: lists.val },
-    { buf: lists.cnt },
-  ]);
-  const u32 = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
-  assertRowTopK({ f: gf, idx: u32(gi), val: gv, cnt: u32(gc) }, pre, s, "split");
+  for (const lane of [false, true]) {
+    gpu.write(f, new Float32Array(s.B * s.m).fill(NaN));
+    const parts = await rowTopKKernel(gpu, s, { pre: preB, f, lists }, { lane });
+    assert.ok(parts.length >= 3, `${parts.length} parts`);
+    run(gpu, parts);
+    const [gf, gi, gv, gc] = await gpu.readMany([
+      { buf: f },
+      { buf: lists.idx },
+      { buf: lists.val },
+      { buf: lists.cnt },
+    ]);
+    const u32 = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+    assertRowTopK({ f: gf, idx: u32(gi), val: gv, cnt: u32(gc) }, pre, s, `split, lane ${lane}`);
+  }
   gpu.destroy();
 });
 
@@ -222,13 +243,13 @@ async function runBatchTopK(
   gpu: Gpu,
   s: { B: number; m: number; k: number },
   pre: Float32Array,
-  subgroups = false,
+  opts: RowTopKOptions = { lane: false },
 ) {
   const preB = gpu.upload("pre", pre);
   const f = poisoned(gpu, "f", s.B * s.m);
   const scratch = allocBatchTopKScratch(gpu, s.B);
   gpu.write(scratch.sel, new Uint32Array(264).fill(0xdeadbeef)); // bt_init must reset it
-  const list = await batchTopKDispatches(gpu, s, { pre: preB, f, scratch }, { subgroups });
+  const list = await batchTopKDispatches(gpu, s, { pre: preB, f, scratch }, opts);
   run(gpu, list);
   const [gf, sel] = await gpu.readMany([{ buf: f }, { buf: scratch.sel }]);
   const bits = new Uint32Array(sel.buffer, sel.byteOffset, sel.length)[SEL_MINPOS];
@@ -248,15 +269,15 @@ const batchCases: [{ B: number; m: number; k: number }, number, number, string][
 ];
 
 for (
-  const [[s, levels, hi, what], subgroups] of batchCases.flatMap((c) =>
-    MODES.map((m) => [c, m] as const)
+  const [[s, levels, hi, what], mode] of batchCases.flatMap((c) =>
+    ROW_MODES.map((m) => [c, m] as const)
   )
 ) {
-  const name = `B=${s.B} m=${s.m} k=${s.k}: ${what}${subgroups ? " (subgroups)" : ""}`;
+  const name = `B=${s.B} m=${s.m} k=${s.k}: ${what}${rowMode(mode)}`;
   Deno.test(`batchtopk matches the reference: ${name}`, async () => {
     const gpu = await getGpu();
     const pre = preacts(new Rng(s.B * 31 + s.m), s.B * s.m, levels, -1, hi);
-    const got = await runBatchTopK(gpu, s, pre, subgroups);
+    const got = await runBatchTopK(gpu, s, pre, mode);
     const want = batchTopKReference(pre, s);
     assertSame(got.f, want.f, `${name} f`);
     assert.equal(got.minPositive, want.minPositive, `${name} smallest positive kept`);
@@ -269,11 +290,13 @@ Deno.test("batchtopk split over row ranges matches the reference", async () => {
   const gpu = await createGpu({ maxStorageBufferBindingSize: 4096 });
   const s = { B: 23, m: 131, k: 4.25 };
   const pre = preacts(new Rng(9), s.B * s.m, 5);
-  const got = await runBatchTopK(gpu, s, pre);
-  assert.ok(got.parts > 12 + 6, `${got.parts} dispatches: the row kernels are split`);
-  const want = batchTopKReference(pre, s);
-  assertSame(got.f, want.f, "split f");
-  assert.equal(got.minPositive, want.minPositive);
+  for (const lane of [false, true]) {
+    const got = await runBatchTopK(gpu, s, pre, { lane });
+    assert.ok(got.parts > 12 + 6, `${got.parts} dispatches: the row kernels are split`);
+    const want = batchTopKReference(pre, s);
+    assertSame(got.f, want.f, `split f, lane ${lane}`);
+    assert.equal(got.minPositive, want.minPositive);
+  }
   gpu.destroy();
 });
 
@@ -521,4 +544,35 @@ Deno.test("topk backward: the dF GEMM's relu_grad epilogue on topk's f is SAELen
       v === 0 && dLdf[i] !== 0 && pre[i] <= 0 && rowTopKReference(pre, s).f[i] === 0
     ),
   );
+});
+
+Deno.test("batchtopk threshold spread: θ's slot copied to every latent's slot", async () => {
+  const gpu = await getGpu();
+  for (const [m, index] of [[77, 0], [70000, 69999]]) {
+    const init = randArray(new Rng(m), m);
+    const buf = gpu.upload("theta", init);
+    run(gpu, [await thetaSpreadKernel(gpu, m, { buf, index })]);
+    const got = await gpu.read(buf, m * 4);
+    assertSame(got, new Float32Array(m).fill(init[index]), `m ${m}`);
+  }
+});
+
+Deno.test("auxk plan: the planned dispatches' counts as built with dead latents, zero without", async () => {
+  const gpu = await getGpu();
+  const s: RowTopKSpec = { B: 70, m: 33, k: 4 };
+  const pre = preacts(new Rng(12), s.B * s.m, 0);
+  const preB = gpu.upload("pre", pre);
+  const f = poisoned(gpu, "f", s.B * s.m);
+  const lists = poisonLists(gpu, s.B, s.k);
+  const sel = await rowTopKKernel(gpu, s, { pre: preB, f, lists });
+  for (const numDead of [0, 3]) {
+    const aux = gpu.upload("aux", new Float32Array([0, 0, numDead, 0]));
+    gpu.write(f, new Float32Array(s.B * s.m).fill(NaN));
+    const { plan, planned } = await auxPlanDispatches(gpu, aux, sel);
+    assert.ok(planned.every((d) => !d.copy && d.indirect !== undefined));
+    run(gpu, [plan, ...planned]);
+    const got = await gpu.read(f);
+    if (numDead === 0) assert.ok(got.every((v) => Number.isNaN(v)), "skipped: f untouched");
+    else assertSame(got, rowTopKReference(pre, s).f, "ran: f written");
+  }
 });

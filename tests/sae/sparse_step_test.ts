@@ -7,18 +7,26 @@ import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
 import { fiveSteps } from "../helpers/steps.ts";
 
-for (const variant of ["baseline", "paper"] as const) {
-  Deno.test(`sparse latents: a ${variant} run matches the dense one (always sparse vs never)`, async () => {
+// The paper variant with λ_ortho = ρ = 0 uses no importance, so its dF goes sparse like the
+// baseline's.
+const sparseCases = [
+  { variant: "baseline", lambda_ortho: 0.1, importance_lr: 0.5 },
+  { variant: "paper", lambda_ortho: 0.1, importance_lr: 0.5 },
+  { variant: "paper", lambda_ortho: 0, importance_lr: 0 },
+] as const;
+for (const c of sparseCases) {
+  const { variant } = c;
+  const rawGrad = variant === "paper" && (c.lambda_ortho > 0 || c.importance_lr > 0);
+  Deno.test(`sparse latents: a ${variant} run matches the dense one (always sparse vs never) ${JSON.stringify(c)}`, async () => {
     const base = mergeConfig(DEFAULT_CONFIG, {
       sparse_min_flops: 0, // these shapes are far below the default size limit
-      variant,
       d_in: 24,
       d_sae: 72,
       batch: 40,
       lr: 1e-3,
       l1: 1,
       recon_only_steps: 1,
-      lambda_ortho: 0.1,
+      ...c,
     });
     const dense = await fiveSteps({ ...base, sparse_max_density: 0 });
     const sparse = await fiveSteps({ ...base, sparse_max_density: 1 });
@@ -29,8 +37,9 @@ for (const variant of ["baseline", "paper"] as const) {
     for (const k of ["decode sparse", "dW_dec sparse", "dW_enc sparse", "sparse plan"]) {
       assert.ok(sparse.labels.includes(k), `${k} missing from ${sparse.labels}`);
     }
-    // The baseline also replaces dF; the paper variant needs its dense raw gradient.
-    assert.equal(sparse.labels.includes("dF sparse"), variant === "baseline");
+    // The baseline also replaces dF; the paper variant needs its dense raw gradient where it
+    // computes the importance.
+    assert.equal(sparse.labels.includes("dF sparse"), !rawGrad);
     for (const n of PARAM_NAMES) assertClose(sparse.w[n], dense.w[n], 1e-4, n);
     // Which path ran (the plan counts sparse steps). The sparse decode and weight gradients sum
     // in the same order as the small dense GEMMs here (ascending latent / row, one FMA each), so

@@ -11,6 +11,7 @@ import {
 } from "../../src/sae/reference.ts";
 import { Session } from "../../src/sae/session.ts";
 import { initialPaperStats } from "../../src/kernels/paper.ts";
+import { paperSpec } from "../../src/sae/paper.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
 
@@ -120,15 +121,41 @@ function copyWeights(w: SaeWeights): SaeWeights {
   return { wEnc: w.wEnc.slice(), bEnc: w.bEnc.slice(), wDec: w.wDec.slice(), bDec: w.bDec.slice() };
 }
 
-Deno.test("paper step: 4 steps across the phase change match the reference step", async () => {
-  const gpu = await getGpu();
-  for (
-    const over of [{}, {
-      tau_variance_sign: "increase" as const,
-      ortho_importance: false,
-      ortho_reduction: "sum" as const,
-    }]
-  ) {
+// The paper's loss (l2) and the squared one, each reading of the choices that have several, with and
+// without a recon-only phase (the thresholds of the first main-phase step come from the step
+// before; with none, step 1 starts at τ_base).
+const paperCases: Partial<TrainConfig>[] = [
+  { recon_loss: "l2" },
+  { recon_loss: "squared" },
+  {
+    recon_loss: "l2",
+    tau_variance_sign: "increase",
+    tau_variance: "token",
+    ortho_importance: false,
+    ortho_reduction: "sum",
+    lambda_ortho: 0.5,
+    importance_lr_form: "mean",
+  },
+  {
+    recon_loss: "l2",
+    ortho_reduction: "recon",
+    lambda_ortho: 0.5 * 37,
+    importance_lr_form: "inverse",
+    recon_only_steps: 0,
+  },
+  {
+    recon_loss: "squared",
+    ortho_reduction: "per_latent",
+    lambda_ortho: 0.5 * 37,
+    tau_variance: "token",
+    tau_beta: 1,
+  },
+  // Importance unused: no raw-gradient pass, dF masks in its epilogue.
+  { recon_loss: "l2", lambda_ortho: 0, importance_lr: 0 },
+];
+for (const over of paperCases) {
+  Deno.test(`paper step: 4 steps across the phase change match the reference step ${JSON.stringify(over)}`, async () => {
+    const gpu = await getGpu();
     const cfg = tinyConfig({
       variant: "paper",
       recon_only_steps: 1,
@@ -144,16 +171,28 @@ Deno.test("paper step: 4 steps across the phase change match the reference step"
     const session = await Session.create(gpu, cfg, w0, 1);
     const ref = copyWeights(w0);
     const opt = referenceOptState(cfg.d_in, cfg.d_sae);
-    const ps = { stats: initialPaperStats(cfg.d_sae) };
-    let refLoss = 0;
+    const ps = { stats: initialPaperStats(paperSpec(cfg)) };
+    let refLoss = 0, refOrtho = 0;
+    const labels = session.dispatchLabels();
+    assert.equal(
+      labels.some((l) => l.startsWith("importance grad")),
+      cfg.importance_lr > 0 || (cfg.lambda_ortho > 0 && cfg.ortho_importance),
+      "the raw-gradient pass runs exactly when the importance is used",
+    );
     for (let s = 0; s < 4; s++) {
       const x = randArray(rng, cfg.batch * cfg.d_in, -1, 1);
       await session.step(x);
-      refLoss += referencePaperStep(cfg, ref, opt, ps, x);
+      const r = referencePaperStep(cfg, ref, opt, ps, x);
+      refLoss += r.loss;
+      refOrtho += r.ortho;
     }
     const { state, metrics } = await session.readMetrics();
     assert.equal(state.main_phase, 1);
     assertClose([metrics.loss], [refLoss / 4], 1e-5, "mean loss");
+    assertClose([metrics.ortho], [refOrtho / 4], 1e-4, "mean orthogonality term");
+    if (cfg.lambda_ortho > 0) {
+      assert.ok(refOrtho > 1e-3 * refLoss, "the orthogonality term is live");
+    }
     const got = await session.readWeights();
     const st = await session.snapshot();
     for (const n of PARAM_NAMES) {
@@ -161,12 +200,38 @@ Deno.test("paper step: 4 steps across the phase change match the reference step"
       assertClose(st.adamM[n], opt.m[n], 2e-4, `adam m ${n}`);
     }
     assertClose(st.extra.ema_freq, ps.stats.freq, 1e-5, "EMA frequency");
+    assertClose(st.extra.ema_var, ps.stats.fvar, 1e-4, "EMA variance");
     assertClose(st.extra.tau, ps.stats.tau, 1e-5, "thresholds");
     assertClose(st.extra.lr_scale, ps.stats.lrScale, 1e-4, "lr factors");
-    // The mechanisms were live: some thresholds are non-zero and some lr factors below 1.
+    // The mechanisms were live: some thresholds are non-zero and some lr factors moved from 1.
     assert.ok(ps.stats.tau.some((t) => t > 0));
-    assert.ok(ps.stats.lrScale.some((v) => v < 0.99));
+    if (cfg.importance_lr > 0) assert.ok(ps.stats.lrScale.some((v) => Math.abs(v - 1) > 0.01));
+  });
+}
+
+Deno.test("paper step: the first main-phase step runs with thresholds", async () => {
+  // Thresholds are written one step ahead with the next step's phase: after recon_only_steps = 2,
+  // step 3 already masks (a lagging τ would give step 3 a plain ReLU, i.e. more active latents).
+  const gpu = await getGpu();
+  const cfg = tinyConfig({
+    variant: "paper",
+    recon_only_steps: 2,
+    tau_base: 0.2,
+    lambda_ortho: 0,
+    importance_lr: 0,
+    l1: 0,
+    lr: 1e-9,
+  });
+  const rng = new Rng(29);
+  const session = await Session.create(gpu, cfg, randomWeights(cfg, rng), 1);
+  const x = randArray(rng, cfg.batch * cfg.d_in, -1, 1);
+  const l0 = [];
+  for (let s = 0; s < 3; s++) {
+    await session.step(x);
+    l0.push((await session.readMetrics()).metrics.l0);
   }
+  assert.equal(l0[0], l0[1], "the recon-only steps encode alike");
+  assert.ok(l0[2] < l0[1] - 0.5, `step 3 masked nothing: L0 ${l0}`);
 });
 
 Deno.test("paper variant with every mechanism off reproduces the baseline step bit for bit", async () => {
