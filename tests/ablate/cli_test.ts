@@ -27,6 +27,8 @@ Deno.test("sae ablate --help: every option shows its default", async () => {
   assert.deepEqual(names, [
     "--sweep",
     "--scale",
+    "--preset",
+    "--corpus",
     "--out",
     "--only",
     "--set",
