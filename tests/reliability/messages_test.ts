@@ -29,7 +29,8 @@ Deno.test("finite values of 1e20 are named as an f32 overflow, with normalize_ac
   const dir = await Deno.makeTempDir({ prefix: "sae-msg-huge-" });
   const data = join(dir, "huge.npy");
   await writeRowsNpy(data, 4000, 16, { gain: 1e20 });
-  const cfg = mergeConfig(TINY, { data, steps: 20 });
+  // Unscaled on purpose: normalize_activations' default (auto) would scale files into range.
+  const cfg = mergeConfig(TINY, { data, steps: 20, normalize_activations: "none" });
   const err = await train(cfg, { ...QUIET, outDir: join(dir, "run") }).then(() => null, (e) => e);
   assert.ok(err instanceof UserError, String(err));
   assert.match(
