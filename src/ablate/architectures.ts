@@ -288,14 +288,28 @@ export function atL0(
   target: number,
   f: MatchedField | "value",
 ): number | null {
+  return interpolateAtL0(points, target, (p) => field(p, f), f === "value");
+}
+
+/**
+ * `get` of a frontier (points with an L0) at L0 `target`, linear in log L0 between the nearest
+ * points on each side (`logValue`: linear in log value too, for a knob swept geometrically); null
+ * when no point lies on one side or a bracketing point lacks the value. No extrapolation.
+ */
+export function interpolateAtL0<P extends { l0: number }>(
+  points: P[],
+  target: number,
+  get: (p: P) => number | null,
+  logValue = false,
+): number | null {
   const below = points.filter((p) => p.l0 <= target).sort((a, b) => b.l0 - a.l0)[0];
   const above = points.filter((p) => p.l0 >= target).sort((a, b) => a.l0 - b.l0)[0];
   if (!below || !above) return null;
-  const lo = field(below, f), hi = field(above, f);
+  const lo = get(below), hi = get(above);
   if (lo === null || hi === null) return null;
   if (above.l0 === below.l0) return (lo + hi) / 2;
   const t = (Math.log(target) - Math.log(below.l0)) / (Math.log(above.l0) - Math.log(below.l0));
-  if (f === "value") return Math.exp(Math.log(lo) + t * (Math.log(hi) - Math.log(lo)));
+  if (logValue) return Math.exp(Math.log(lo) + t * (Math.log(hi) - Math.log(lo)));
   return lo + t * (hi - lo);
 }
 

@@ -80,7 +80,7 @@ export function ablationSvg(rows: AblationRow[]): Promise<string> {
 export interface ArchMark {
   data: string;
   variant: string;
-  /** "explained variance", "MMCS" or "recovered@0.9". */
+  /** The row: "explained variance", "MMCS", "recovered@0.9", or those `architecturesSvg` is given. */
   metric: string;
   l0: number;
   value: number;
@@ -88,10 +88,14 @@ export interface ArchMark {
 }
 
 /**
- * Every variant's frontier on one chart (`sae ablate --preset architectures`): a column per data
- * setting, a row per metric (EV, MMCS, recovered@0.9), L0 on a log axis, a line per variant.
+ * Every variant's frontier on one chart (`sae ablate --preset architectures` and `--preset lm`):
+ * a column per data setting (or layer), a row per metric (default EV, MMCS, recovered@0.9; `o`
+ * names others, and the title), L0 on a log axis, a line per variant.
  */
-export function architecturesSvg(marks: ArchMark[]): Promise<string> {
+export function architecturesSvg(
+  marks: ArchMark[],
+  o: { title?: string; metrics?: string[]; columnTitle?: string } = {},
+): Promise<string> {
   const values = marks.map((m) => ({
     ...m,
     description: `${m.run}: L0 ${m.l0.toFixed(2)}, ${m.metric} ${m.value.toFixed(3)}`,
@@ -99,7 +103,7 @@ export function architecturesSvg(marks: ArchMark[]): Promise<string> {
   const spec: TopLevelSpec = {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
-      text: "Sparsity frontiers of every architecture",
+      text: o.title ?? "Sparsity frontiers of every architecture",
       subtitle: "each line sweeps one variant's sparsity knob; up and left is better",
     },
     data: { values },
@@ -108,9 +112,9 @@ export function architecturesSvg(marks: ArchMark[]): Promise<string> {
         field: "metric",
         type: "nominal",
         title: null,
-        sort: ["explained variance", "MMCS", "recovered@0.9"],
+        sort: o.metrics ?? ["explained variance", "MMCS", "recovered@0.9"],
       },
-      column: { field: "data", type: "nominal", title: "data", sort: null },
+      column: { field: "data", type: "nominal", title: o.columnTitle ?? "data", sort: null },
     },
     spec: {
       width: 220,

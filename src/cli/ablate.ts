@@ -9,6 +9,7 @@
  * deno task ablate --only baseline,method
  * deno task ablate --scale paper --set data=acts/
  * deno task ablate --preset architectures
+ * deno task ablate --preset lm --corpus stories-corpus.jsonl
  * ```
  */
 
@@ -19,6 +20,7 @@ import { UserError } from "../errors.ts";
 import { collect } from "./options.ts";
 import { runDirState, runSweep } from "../ablate/run.ts";
 import { architecturesSweep, finishArchitectures } from "../ablate/architectures.ts";
+import { finishLm, type LmPlan, lmPlan, lmSweep, prepareLm } from "../ablate/lm.ts";
 import {
   defaultSweep,
   describeOverrides,
@@ -54,8 +56,15 @@ export function makeAblateCommand() {
         "--preset <name>",
         "a built-in comparison instead of the paper's ablations: architectures (every variant " +
           "over its sparsity knob on three synthetic settings, compared at matched L0 with " +
-          "absorption and SCR; writes architectures.md/.json/.svg) (default: none)",
+          "absorption and SCR; writes architectures.md/.json/.svg); lm (the same on stories260K " +
+          "from ../shared/lm at two layers, trained on a corpus sampled from the model, scored " +
+          "with KL-div and CE-loss on held-out text; writes lm.md/.json/.svg) (default: none)",
       ).choices(PRESETS),
+    )
+    .option(
+      "--corpus <file>",
+      "with --preset lm: the training corpus (.jsonl or .txt), reused when it exists, else " +
+        "2M tokens sampled from the model into it (default: runs/lm-corpus.jsonl)",
     )
     .option(
       "--out <dir>",
@@ -75,24 +84,39 @@ export function makeAblateCommand() {
 export type AblateFlags = ReturnType<ReturnType<typeof makeAblateCommand>["opts"]>;
 
 /** The built-in presets of `--preset`. */
-export const PRESETS = ["architectures"] as const;
+export const PRESETS = ["architectures", "lm"] as const;
 
 /** The sweep, output directory and --only list that `flags` ask for. */
 export async function resolveAblateFlags(
   flags: AblateFlags,
 ): Promise<
-  { sweep: Sweep; outDir: string; only?: string[]; source: string; preset?: string }
+  {
+    sweep: Sweep;
+    outDir: string;
+    only?: string[];
+    source: string;
+    preset?: string;
+    /** The lm preset's plan. */
+    lm?: LmPlan;
+  }
 > {
   let sweep: Sweep;
   let source: string;
   let defaultOut: string;
+  let lm: LmPlan | undefined;
+  if (flags.corpus !== undefined && flags.preset !== "lm") {
+    throw new UserError("--corpus applies only with --preset lm");
+  }
   if (flags.preset !== undefined) {
     if (flags.sweep !== undefined || flags.scale !== undefined) {
       throw new UserError("--preset is a sweep of its own: drop --sweep and --scale");
     }
-    sweep = architecturesSweep();
     source = `the ${flags.preset} preset`;
     defaultOut = `runs/ablate-${flags.preset}`;
+    if (flags.preset === "lm") {
+      lm = lmPlan(flags.corpus === undefined ? {} : { corpus: flags.corpus });
+      sweep = lmSweep(lm, flags.out ?? defaultOut);
+    } else sweep = architecturesSweep();
   } else if (flags.sweep !== undefined) {
     if (flags.scale !== undefined) {
       throw new UserError(
@@ -117,7 +141,8 @@ export async function resolveAblateFlags(
     only = flags.only.split(",").map((s) => s.trim()).filter((s) => s !== "");
     if (only.length === 0) throw new UserError("--only needs at least one run name");
   }
-  return { sweep, outDir: flags.out ?? defaultOut, only, source, preset: flags.preset };
+  if (lm) lm = { ...lm, base: sweep.base };
+  return { sweep, outDir: flags.out ?? defaultOut, only, source, preset: flags.preset, lm };
 }
 
 /** `--list`: one line per distinct run with its overrides, aliases and state in `outDir`. */
@@ -147,12 +172,13 @@ export async function listRuns(sweep: Sweep, outDir: string, source: string): Pr
 /** `sae ablate`, ready to register on the program. */
 export function ablateCommand() {
   return makeAblateCommand().action(async (flags) => {
-    const { sweep, outDir, only, source, preset } = await resolveAblateFlags(flags);
+    const { sweep, outDir, only, source, preset, lm } = await resolveAblateFlags(flags);
     if (flags.list) {
       console.log((await listRuns(sweep, outDir, source)).trimEnd());
       return;
     }
     const t0 = performance.now();
+    if (lm) await prepareLm(lm, outDir);
     const report = await runSweep(sweep, outDir, {
       only,
       source,
@@ -163,6 +189,13 @@ export function ablateCommand() {
       const arch = await finishArchitectures(resolveSweep(sweep, source), outDir);
       console.log((await Deno.readTextFile(arch.files[0])).trimEnd());
       files = [...arch.files, ...files];
+    } else if (lm) {
+      const trained = Object.fromEntries(
+        report.outcomes.filter((o) => o.seconds !== undefined).map((o) => [o.name, o.seconds!]),
+      );
+      const res = await finishLm(lm, resolveSweep(sweep, source), outDir, { trained });
+      console.log((await Deno.readTextFile(res.files[0])).trimEnd());
+      files = [...res.files, ...files];
     } else {
       console.log((await Deno.readTextFile(join(outDir, "ablation.md"))).trimEnd());
     }

@@ -16,6 +16,7 @@
  */
 
 import { UserError } from "../errors.ts";
+import type { ModelHarvestPlan } from "../lm/harvest_model.ts";
 
 /** The flags of `sae harvest` as strings (Commander's raw values). */
 export interface HarvestFlags {
@@ -48,22 +49,7 @@ export interface HarvestFlags {
 }
 
 /** What `sae harvest` will do, checked. */
-export interface HarvestPlan {
-  model: string;
-  tokenizer: string | null;
-  hook: string;
-  text: string[];
-  context: number;
-  tokens: number;
-  outDir: string;
-  dtype: "f32" | "f16";
-  /** null: sized from d once the model is loaded ({@link defaultShardRows}). */
-  shardRows: number | null;
-  batch: number;
-  shuffleSeed: number | null;
-  resume: boolean;
-  progress: boolean;
-}
+export type HarvestPlan = ModelHarvestPlan;
 
 /** Defaults of the optional flags. */
 export const HARVEST_DEFAULTS = {
@@ -73,13 +59,7 @@ export const HARVEST_DEFAULTS = {
   dtype: "f32",
 } as const;
 
-/** Bytes of activations per shard when --shard-rows is not given. */
-export const DEFAULT_SHARD_BYTES = 256 << 20;
-
-/** Rows per shard holding about {@link DEFAULT_SHARD_BYTES} of activations of width `d`. */
-export function defaultShardRows(d: number, dtype: "f32" | "f16"): number {
-  return Math.max(1, Math.floor(DEFAULT_SHARD_BYTES / (d * (dtype === "f32" ? 4 : 2))));
-}
+export { DEFAULT_SHARD_BYTES, defaultShardRows } from "../lm/harvest.ts";
 
 /**
  * A count with an optional suffix: `2000000`, `2_000_000`, `2e6`, `2M`, `500k`, `1.5G`

@@ -10,15 +10,10 @@
  * ```
  */
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { extname } from "node:path";
 import { UserError } from "../errors.ts";
-import { getGpu } from "../gpu/device.ts";
-import { GpuLm } from "../lm/forward.ts";
-import { generate } from "../lm/generate.ts";
+import { writeCorpus } from "../lm/corpus.ts";
 import { hookPoints, hookSummary } from "../lm/hooks.ts";
 import { type LmModel, loadModel } from "../lm/load.ts";
-import { atomicWrite } from "../run/atomic.ts";
-import { checkOutputFile, writingTo } from "../run/output.ts";
 import { checkTokenizerFits, openTokenizer, type Tokenizer } from "../lm/tokenizer.ts";
 
 /** What `lm info` reports, as printed with --json. */
@@ -180,42 +175,22 @@ export function makeLmGenerateCommand() {
 type GenerateFlags = ReturnType<ReturnType<typeof makeLmGenerateCommand>["opts"]>;
 
 async function generateAction(flags: GenerateFlags) {
-  const ext = extname(flags.out).toLowerCase();
-  if (ext !== ".txt" && ext !== ".jsonl") {
-    throw new UserError(`--out '${flags.out}' must end in .txt or .jsonl`);
-  }
-  // Before the model is loaded and sampled from: a path that cannot be written is refused now.
-  await checkOutputFile(flags.out, "--out");
   const tokens = parseCount(flags.tokens, "--tokens");
   const temperature = nonNegative(flags.temperature, "--temperature");
   const seed = parseCount(String(Number(flags.seed) + 1), "--seed") - 1;
   const batch = parseCount(flags.batch, "--batch");
-  const m = await loadModel(flags.model, { tokenizer: flags.tokenizer });
-  const tok = m.tokenizer;
-  if (!tok) {
-    throw new UserError(
-      `${m.source.path} has no tokenizer beside it: pass --tokenizer (tokenizer.json or tok.bin)`,
-    );
-  }
-  const context = flags.context ? parseCount(flags.context, "--context") : m.config.maxSeq;
-  if (context > m.config.maxSeq) {
-    throw new UserError(
-      `--context ${context} is longer than the model's ${m.config.maxSeq} (${m.config.source}): ` +
-        `pass --context ${m.config.maxSeq} or less`,
-    );
-  }
-  if (context < 2) throw new UserError(`--context must be at least 2 (BOS and one token)`);
-  const lm = GpuLm.upload(await getGpu({ announce: true }), m);
+  const context = flags.context ? parseCount(flags.context, "--context") : undefined;
   const tty = Deno.stderr.isTerminal();
   let shown = 0;
-  const out = await generate(lm, {
-    batch,
+  const out = await writeCorpus({
+    model: flags.model,
+    tokenizer: flags.tokenizer,
     tokens,
     temperature,
     seed,
+    batch,
     context,
-    bos: tok.bos ?? undefined,
-    eos: tok.eos ?? undefined,
+    out: flags.out,
     onProgress: (p) => {
       if (p.seconds - shown < 1 && p.tokens < tokens) return;
       shown = p.seconds;
@@ -224,17 +199,11 @@ async function generateAction(flags: GenerateFlags) {
       Deno.stderr.writeSync(new TextEncoder().encode(tty ? `\r${line}` : `${line}\n`));
     },
   });
-  lm.destroy();
   if (tty) Deno.stderr.writeSync(new TextEncoder().encode("\n"));
-  const texts = out.documents.map((d) => tok.decode(d));
-  const body = ext === ".jsonl"
-    ? texts.map((text) => JSON.stringify({ text }) + "\n").join("")
-    : texts.map((t) => t.trim()).join("\n\n") + "\n";
-  await writingTo(flags.out, "--out", () => atomicWrite(flags.out, body));
   console.log(
-    `wrote ${flags.out}: ${texts.length} documents, ${out.tokens} tokens (${out.steps} steps of ` +
+    `wrote ${flags.out}: ${out.documents} documents, ${out.tokens} tokens (${out.steps} steps of ` +
       `${batch} sequences in ${out.seconds.toFixed(1)} s, ` +
-      `${Math.round((out.steps * batch) / out.seconds)} tokens/s decoded)`,
+      `${Math.round(out.decodedPerSecond)} tokens/s decoded)`,
   );
 }
 

@@ -143,6 +143,14 @@ export interface HarvestResult {
   interrupted: boolean;
 }
 
+/** Bytes of activations per shard when no shard size is given. */
+export const DEFAULT_SHARD_BYTES = 256 << 20;
+
+/** Rows per shard holding about {@link DEFAULT_SHARD_BYTES} of activations of width `d`. */
+export function defaultShardRows(d: number, dtype: "f32" | "f16"): number {
+  return Math.max(1, Math.floor(DEFAULT_SHARD_BYTES / (d * (dtype === "f32" ? 4 : 2))));
+}
+
 /** Format tag of the manifest, also how `sae train --data DIR` recognises a harvest. */
 export const HARVEST_FORMAT = "sae-harvest";
 

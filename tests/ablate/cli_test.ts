@@ -23,6 +23,7 @@ Deno.test("sae ablate --help: every option shows its default", async () => {
     "--sweep",
     "--scale",
     "--preset",
+    "--corpus",
     "--out",
     "--only",
     "--set",
