@@ -21,7 +21,7 @@ import { getGpu } from "../src/gpu/device.ts";
 import { GpuLm, LmForward } from "../src/lm/forward.ts";
 import { Rng } from "../src/rng.ts";
 import { forwardWork, GPT2_SMALL, median, peakMeter, randomGpt2 } from "./lm_models.ts";
-import { findTorchPython, TorchPeer } from "./torch_peer.ts";
+import { findTorchPython, pairedSummary, TorchPeer } from "./torch_peer.ts";
 
 /** Starts bench/peer_lm_torch.py (one forward per `run`). */
 export function startTorchLm(python: string, args: string[]): Promise<TorchPeer> {
@@ -113,8 +113,11 @@ if (import.meta.main) {
       `average ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")} on ` +
       `${navigator.hardwareConcurrency} CPUs`,
   );
+  const sum = pairedSummary(mine, theirs);
   console.log(
-    `ratio ours / PyTorch: ${(median(mine) / median(theirs)).toFixed(2)} (≤ 1.0: no slower; ` +
-      `goal ≤ 1.5 on the CPU adapter)`,
+    `ratio ours / PyTorch: ${sum.ratioOfMedians.toFixed(2)} of the medians, ` +
+      `${sum.ratioOfMins.toFixed(2)} of the mins (≤ 1.0: no slower; goal ≤ 1.5 on the CPU ` +
+      `adapter); per-round ratios ${sum.roundRatios.min.toFixed(2)}–` +
+      `${sum.roundRatios.max.toFixed(2)}`,
   );
 }
