@@ -182,7 +182,7 @@ if (import.meta.main) {
   console.log(
     `active latents per row: ours ${ourMetrics.l0.toFixed(1)} (sparse kernels on ${
       (100 * ourMetrics.sparse_fraction).toFixed(0)
-    }% of the logged steps, sparse_max_density ${cfg.sparse_max_density}), PyTorch ${
+    }% of the steps, sparse_max_density ${cfg.sparse_max_density}), PyTorch ${
       theirL0.toFixed(1)
     } (dense)`,
   );
