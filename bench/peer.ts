@@ -4,10 +4,12 @@
  * renormalisation), alternating in one run: each round runs `--steps` of ours back to back (as
  * `sae train` runs them) and `--steps` of PyTorch's, which side goes first alternating, so both
  * see the same load. Prints min and median seconds per step over the rounds for each side, the
- * ratio ours / PyTorch's of both (≤ 1 means we are no slower), and how stable the median is.
+ * ratio ours / PyTorch's of both (≤ 1 means we are no slower), and how stable the ratio is: the
+ * per-round ratios' range and the ratio over the even and the odd rounds alone (on a shared
+ * 2-core machine the two halves differed by 5-25% at 15 rounds: bench/RESULTS.md).
  *
  *   deno task bench:peer                                   # B=1024, d_in=512, d_sae=4096, CPU
- *   deno task bench:peer --rounds 15 --steps 3             # more rounds: a steadier median
+ *   deno task bench:peer --rounds 25                       # more rounds: a steadier median
  *   deno task bench:peer --batch 256 --d-in 64 --d-sae 512
  *   deno task bench:peer --device cuda                     # PyTorch on the GPU (where it has CUDA)
  *   deno task bench:peer --threads 1                       # PyTorch's threads (default: all CPUs)
@@ -75,7 +77,7 @@ if (import.meta.main) {
     .option("--batch <n>", "rows per step", "1024")
     .option("--d-in <n>", "activation width", "512")
     .option("--d-sae <n>", "latents", "4096")
-    .option("--rounds <n>", "timed rounds, each --steps of ours and --steps of PyTorch's", "9")
+    .option("--rounds <n>", "timed rounds, each --steps of ours and --steps of PyTorch's", "15")
     .option("--steps <n>", "steps per side per round (ours back to back, as training runs)", "3")
     .option("--warmup <n>", "untimed steps before the rounds (both sides)", "2")
     .option("--threads <n>", "PyTorch CPU threads (default: all CPUs)")
