@@ -1,90 +1,45 @@
 /**
  * `deno task bench:peer`: our baseline training step against the same step in PyTorch eager
  * (bench/peer_torch.py: same shapes, f32, forward + backward + decoder projection + AdamW +
- * renormalisation), in one run, and the ratio ours / PyTorch's (≤ 1 means we are no slower).
+ * renormalisation), alternating in one run: each round runs `--steps` of ours back to back (as
+ * `sae train` runs them) and `--steps` of PyTorch's, which side goes first alternating, so both
+ * see the same load. Prints min and median seconds per step over the rounds for each side, the
+ * ratio ours / PyTorch's of both (≤ 1 means we are no slower), and how stable the ratio is: the
+ * per-round ratios' range and the ratio over the even and the odd rounds alone (on a shared
+ * 2-core machine the two halves differed by 5-25% at 15 rounds: bench/RESULTS.md).
  *
- *   deno task bench:peer                                  # B=1024, d_in=512, d_sae=4096, CPU
+ *   deno task bench:peer                                   # B=1024, d_in=512, d_sae=4096, CPU
+ *   deno task bench:peer --rounds 25                       # more rounds: a steadier median
  *   deno task bench:peer --batch 256 --d-in 64 --d-sae 512
- *   deno task bench:peer --device cuda                    # PyTorch on the GPU (where it has CUDA)
- *   deno task bench:peer --steps 9 --warmup 3 --threads 1 # threads: PyTorch's (default: all CPUs)
- *   deno task bench:peer --density 0.01                   # ~41 of 4096 latents active per row
+ *   deno task bench:peer --device cuda                     # PyTorch on the GPU (where it has CUDA)
+ *   deno task bench:peer --threads 1                       # PyTorch's threads (default: all CPUs)
+ *   deno task bench:peer --density 0.01                    # ~41 of 4096 latents active per row
  *
  * Installs nothing: it looks for a python3 that imports torch (`python3`, then /usr/bin/python3)
- * and skips with a one-line hint when there is none. Debian's python3-torch calls whatever
- * libblas.so.3 the alternatives system provides (reference BLAS unless OpenBLAS is installed),
- * so the BLAS library PyTorch loaded is printed with its time, and OpenBLAS's core type. The
- * peer runs without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE ({@link torchEnv}).
+ * and skips with a one-line hint when there is none. The peer runs without OPENBLAS_CORETYPE and
+ * OPENBLAS_L2_SIZE (bench/torch_peer.ts: `torchEnv`), so OpenBLAS picks the machine's own kernels;
+ * the BLAS library PyTorch loaded and OpenBLAS's core type are printed with the times (Debian's
+ * python3-torch calls whatever libblas.so.3 the alternatives system provides: reference BLAS
+ * unless OpenBLAS is installed).
  */
 import { Command } from "@commander-js/extra-typings";
-import { fileURLToPath } from "node:url";
 import { DEFAULT_CONFIG, mergeConfig } from "../src/config.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { initWeights } from "../src/sae/model.ts";
 import { Session } from "../src/sae/session.ts";
+import { findTorchPython, pairedSummary, type PeerInfo, TorchPeer } from "./torch_peer.ts";
 
-/** What bench/peer_torch.py prints. */
-export interface TorchResult {
-  torch_version: string;
-  /** Mean active latents per row after the timed steps. */
-  l0: number;
+/** What bench/peer_torch.py says about itself. */
+export interface TorchStepInfo extends PeerInfo {
   device: string;
-  threads: number;
-  blas: string;
-  /** OpenBLAS's core type and build, or "not OpenBLAS". */
-  openblas_core: string;
   batch: number;
   d_in: number;
   d_sae: number;
-  steps: number;
-  median_s: number;
-  step_s: number[];
 }
 
-/** The first of `candidates` that runs and imports torch, or null. */
-export async function findTorchPython(
-  candidates = ["python3", "/usr/bin/python3"],
-): Promise<string | null> {
-  for (const py of candidates) {
-    try {
-      const out = await new Deno.Command(py, {
-        args: ["-c", "import torch"],
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (out.success) return py;
-    } catch {
-      // not installed: try the next one
-    }
-  }
-  return null;
-}
-
-/**
- * The environment of a PyTorch peer: ours without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
- * would pin OpenBLAS to a core type and cache size other than the machine's (pass it with
- * `clearEnv: true`).
- */
-export function torchEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
-  return env;
-}
-
-/** Runs bench/peer_torch.py with `args` under `python`; throws with its stderr on failure. */
-export async function runTorchStep(python: string, args: string[]): Promise<TorchResult> {
-  const script = fileURLToPath(new URL("./peer_torch.py", import.meta.url));
-  const out = await new Deno.Command(python, {
-    args: [script, ...args],
-    stderr: "piped",
-    env: torchEnv(),
-    clearEnv: true,
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  if (!out.success) {
-    throw new Error(`peer_torch.py failed: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  return JSON.parse(text.split("\n").at(-1)!);
+/** Starts bench/peer_torch.py (one SAE step per `run`; `l0` for the active latents per row). */
+export function startTorchStep(python: string, args: string[]): Promise<TorchPeer<TorchStepInfo>> {
+  return TorchPeer.start<TorchStepInfo>(python, "peer_torch.py", args);
 }
 
 /**
@@ -117,15 +72,14 @@ export function densityBias(
   return out;
 }
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-
 if (import.meta.main) {
   const o = new Command("bench:peer")
     .option("--batch <n>", "rows per step", "1024")
     .option("--d-in <n>", "activation width", "512")
     .option("--d-sae <n>", "latents", "4096")
-    .option("--steps <n>", "timed steps (PyTorch: median of each alone)", "5")
-    .option("--warmup <n>", "untimed steps before the timed ones (both sides)", "2")
+    .option("--rounds <n>", "timed rounds, each --steps of ours and --steps of PyTorch's", "15")
+    .option("--steps <n>", "steps per side per round (ours back to back, as training runs)", "3")
+    .option("--warmup <n>", "untimed steps before the rounds (both sides)", "2")
     .option("--threads <n>", "PyTorch CPU threads (default: all CPUs)")
     .option("--device <d>", "PyTorch device", "cpu")
     .option("--sparse <p>", "our sparse_max_density (default: the config default)")
@@ -140,7 +94,8 @@ if (import.meta.main) {
     )
     .parse(Deno.args, { from: "user" })
     .opts();
-  const [B, d, m, steps, warmup] = [o.batch, o.dIn, o.dSae, o.steps, o.warmup].map(Number);
+  const [B, d, m, rounds, steps, warmup] = [o.batch, o.dIn, o.dSae, o.rounds, o.steps, o.warmup]
+    .map(Number);
   const python = await findTorchPython();
   if (!python) {
     console.log(
@@ -164,25 +119,10 @@ if (import.meta.main) {
   const session = await Session.create(gpu, cfg, w, 1);
   for (let i = 0; i < warmup; i++) await session.step(x);
   await session.sync();
-  // Ours two ways: each step alone (submit, wait: adds the queue's submission latency, ~11 ms
-  // on lavapipe) and `steps` steps back to back as `sae train` runs them (two in flight); the
-  // ratio uses the latter, PyTorch eager on the CPU being synchronous anyway.
-  const ours: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    await session.step(x);
-    await session.sync();
-    ours.push((performance.now() - t0) / 1000);
-  }
-  const tp0 = performance.now();
-  for (let i = 0; i < steps; i++) await session.step(x);
-  await session.sync();
-  const pipelined = (performance.now() - tp0) / 1000 / steps;
-  const torch = await runTorchStep(python, [
+  const torch = await startTorchStep(python, [
     `--batch=${B}`,
     `--d-in=${d}`,
     `--d-sae=${m}`,
-    `--steps=${steps}`,
     `--warmup=${warmup}`,
     ...(o.threads ? [`--threads=${o.threads}`] : []),
     `--device=${o.device}`,
@@ -192,34 +132,73 @@ if (import.meta.main) {
     `--weight-decay=${cfg.weight_decay}`,
     ...(o.density !== undefined ? [`--density=${o.density}`] : []),
   ]);
+  // Seconds per step of one round: ours `steps` back to back (two in flight, as `sae train`),
+  // waited for at the end; PyTorch's `steps` steps, each synchronous, summed.
+  const oursRound = async () => {
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) await session.step(x);
+    await session.sync();
+    return (performance.now() - t0) / 1000 / steps;
+  };
+  const theirsRound = async () => {
+    let s = 0;
+    for (let i = 0; i < steps; i++) s += await torch.run();
+    return s / steps;
+  };
+  const ours: number[] = [], theirs: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    if (r % 2 === 0) {
+      ours.push(await oursRound());
+      theirs.push(await theirsRound());
+    } else {
+      theirs.push(await theirsRound());
+      ours.push(await oursRound());
+    }
+  }
+  const theirL0 = (await torch.request<{ l0: number }>("l0")).l0;
+  await torch.close();
   const ourMetrics = (await session.readMetrics()).metrics;
-  const oursS = pipelined;
+  const sum = pairedSummary(ours, theirs);
   const gflop = 6 * B * d * m / 1e9;
-  const row = (who: string, s: number) =>
-    `${who.padEnd(44)} ${(s * 1000).toFixed(1).padStart(9)} ms/step ${
-      (gflop / s).toFixed(2).padStart(7)
-    } GFLOP/s`;
-  console.log(`baseline step, B=${B} d_in=${d} d_sae=${m}, f32, ${steps} steps`);
-  console.log(row(`sae (WebGPU: ${gpu.adapterName}), back to back`, oursS));
-  console.log(row(`sae, each step waited for (median)`, median(ours)));
+  const ms = (s: number) => (s * 1000).toFixed(1);
+  const row = (who: string, v: { min: number; median: number }, all: number[]) =>
+    `${who.padEnd(48)} ${ms(v.min).padStart(8)} ${ms(v.median).padStart(8)} ms/step ${
+      (gflop / v.median).toFixed(2).padStart(7)
+    } GFLOP/s  [${all.map(ms).join(", ")}]`;
+  const t = torch.info;
   console.log(
-    row(
-      `PyTorch ${torch.torch_version} (${torch.device}, ${torch.threads} threads)`,
-      torch.median_s,
-    ),
+    `baseline step, B=${B} d_in=${d} d_sae=${m}, f32; ${rounds} rounds of ${steps} steps per ` +
+      `side, alternating; per side min and median over the rounds [each round]`,
   );
-  console.log(`PyTorch BLAS: ${torch.blas}; OpenBLAS core: ${torch.openblas_core}`);
+  console.log(`${"".padEnd(48)} ${"min".padStart(8)} ${"median".padStart(8)}`);
+  console.log(row(`sae (WebGPU: ${gpu.adapterName})`, sum.ours, ours));
+  console.log(
+    row(`PyTorch ${t.torch_version} (${t.device}, ${t.threads} threads)`, sum.theirs, theirs),
+  );
+  console.log(`PyTorch BLAS: ${t.blas}`);
+  console.log(
+    `OpenBLAS core: ${t.openblas_core}; OPENBLAS_* in the peer's environment: ${
+      JSON.stringify(t.openblas_env)
+    }`,
+  );
   console.log(
     `active latents per row: ours ${ourMetrics.l0.toFixed(1)} (sparse kernels on ${
       (100 * ourMetrics.sparse_fraction).toFixed(0)
     }% of the steps, sparse_max_density ${cfg.sparse_max_density}), PyTorch ${
-      torch.l0.toFixed(1)
+      theirL0.toFixed(1)
     } (dense)`,
   );
-  console.log(`ratio ours / PyTorch: ${(oursS / torch.median_s).toFixed(2)} (≤ 1.0: no slower)`);
-  const spread = (v: number[]) =>
-    `${(Math.min(...v) * 1000).toFixed(1)}–${(Math.max(...v) * 1000).toFixed(1)} ms`;
-  console.log(`per-step range: ours ${spread(ours)}, PyTorch ${spread(torch.step_s)}`);
+  console.log(
+    `ratio ours / PyTorch: ${sum.ratioOfMedians.toFixed(2)} of the medians, ${
+      sum.ratioOfMins.toFixed(2)
+    } of the mins (≤ 1.0: no slower)`,
+  );
+  console.log(
+    `stability: per-round ratios ${sum.roundRatios.min.toFixed(2)}–${
+      sum.roundRatios.max.toFixed(2)
+    } (median ${sum.roundRatios.median.toFixed(2)}); ratio of medians over the even / odd ` +
+      `rounds alone ${sum.halves[0].toFixed(2)} / ${sum.halves[1].toFixed(2)}`,
+  );
   console.log(
     `load average (1/5/15 min, ${navigator.hardwareConcurrency} CPUs): ${
       Deno.loadavg().map((l) => l.toFixed(2)).join(" ")

@@ -12,95 +12,20 @@
  *   deno task bench:peer-lm --layers 2               # a shorter model, same widths
  *
  * Installs nothing: it looks for a python3 that imports torch and skips with a one-line hint when
- * there is none. The PyTorch process runs without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (so
- * OpenBLAS picks the machine's own core type and cache size) and prints the BLAS library it loaded
- * and OpenBLAS's core type.
+ * there is none. The PyTorch process runs without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+ * (bench/torch_peer.ts, shared with `bench:peer`: OpenBLAS picks the machine's own core type and
+ * cache size) and prints the BLAS library it loaded and OpenBLAS's core type.
  */
 import { Command } from "@commander-js/extra-typings";
-import { fileURLToPath } from "node:url";
 import { getGpu } from "../src/gpu/device.ts";
 import { GpuLm, LmForward } from "../src/lm/forward.ts";
 import { Rng } from "../src/rng.ts";
 import { forwardWork, GPT2_SMALL, median, peakMeter, randomGpt2 } from "./lm_models.ts";
-import { findTorchPython, torchEnv } from "./peer.ts";
+import { findTorchPython, pairedSummary, TorchPeer } from "./torch_peer.ts";
 
-/** What bench/peer_lm_torch.py says about itself. */
-export interface TorchLmInfo {
-  torch_version: string;
-  threads: number;
-  blas: string;
-  openblas_core: string;
-  /** OPENBLAS_* variables the process saw (none, as started here). */
-  openblas_env: Record<string, string>;
-}
-
-/** A running bench/peer_lm_torch.py: one forward per {@link TorchLm.run}. */
-export class TorchLm {
-  readonly info: TorchLmInfo;
-  private readonly child: Deno.ChildProcess;
-  private readonly lines: AsyncGenerator<string>;
-  private readonly stdin: WritableStreamDefaultWriter<Uint8Array>;
-
-  private constructor(
-    child: Deno.ChildProcess,
-    lines: AsyncGenerator<string>,
-    info: TorchLmInfo,
-  ) {
-    this.child = child;
-    this.lines = lines;
-    this.info = info;
-    this.stdin = child.stdin.getWriter();
-  }
-
-  /** Starts the script under `python` with `args` (its flags) and waits for its first line. */
-  static async start(python: string, args: string[]): Promise<TorchLm> {
-    const script = fileURLToPath(new URL("./peer_lm_torch.py", import.meta.url));
-    const child = new Deno.Command(python, {
-      args: [script, ...args],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-      env: torchEnv(),
-      clearEnv: true,
-    }).spawn();
-    const lines = readLines(child.stdout);
-    const first = await lines.next();
-    if (first.done) {
-      const status = await child.status;
-      throw new Error(`peer_lm_torch.py exited with status ${status.code} before starting`);
-    }
-    return new TorchLm(child, lines, JSON.parse(first.value));
-  }
-
-  /** Seconds PyTorch took for one forward. */
-  async run(): Promise<number> {
-    await this.stdin.write(new TextEncoder().encode("run\n"));
-    const r = await this.lines.next();
-    if (r.done) throw new Error("peer_lm_torch.py ended");
-    return JSON.parse(r.value).s;
-  }
-
-  /** Ends the process. */
-  async close(): Promise<void> {
-    await this.stdin.write(new TextEncoder().encode("quit\n"));
-    await this.stdin.close();
-    for await (const _ of this.lines) { /* drain */ }
-    await this.child.status;
-  }
-}
-
-/** Lines of a byte stream. */
-async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buf = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      yield buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-    }
-  }
-  if (buf) yield buf;
+/** Starts bench/peer_lm_torch.py (one forward per `run`). */
+export function startTorchLm(python: string, args: string[]): Promise<TorchPeer> {
+  return TorchPeer.start(python, "peer_lm_torch.py", args);
 }
 
 if (import.meta.main) {
@@ -130,7 +55,7 @@ if (import.meta.main) {
   const rng = new Rng(7);
   const tokens = Array.from({ length: B * S }, () => Math.floor(rng.uniform() * cfg.vocabSize));
   const flops = forwardWork(f.dispatches).flops!;
-  const torch = await TorchLm.start(python, [
+  const torch = await startTorchLm(python, [
     `--batch=${B}`,
     `--context=${S}`,
     `--d=${cfg.dModel}`,
@@ -188,8 +113,11 @@ if (import.meta.main) {
       `average ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")} on ` +
       `${navigator.hardwareConcurrency} CPUs`,
   );
+  const sum = pairedSummary(mine, theirs);
   console.log(
-    `ratio ours / PyTorch: ${(median(mine) / median(theirs)).toFixed(2)} (≤ 1.0: no slower; ` +
-      `goal ≤ 1.5 on the CPU adapter)`,
+    `ratio ours / PyTorch: ${sum.ratioOfMedians.toFixed(2)} of the medians, ` +
+      `${sum.ratioOfMins.toFixed(2)} of the mins (≤ 1.0: no slower; goal ≤ 1.5 on the CPU ` +
+      `adapter); per-round ratios ${sum.roundRatios.min.toFixed(2)}–` +
+      `${sum.roundRatios.max.toFixed(2)}`,
   );
 }

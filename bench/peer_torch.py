@@ -5,13 +5,19 @@ Same shapes and work as one step of src/sae/step.ts (f32): x_c = x - b_dec; f = 
 b_enc); x_hat = f W_dec + b_dec; loss = mean_b ||x - x_hat||^2 (or mean_b ||x - x_hat|| with
 --loss l2) + l1 * mean_b sum f; backward (autograd); the decoder-gradient projection that keeps
 rows unit-norm; torch.optim.AdamW (decoupled weight decay, as ours); rows of W_dec renormalised.
-Prints one JSON line. Installs nothing: needs `torch` (Debian: apt-get install -y python3-torch).
+
+A long-lived process so the caller can alternate our step and this one (bench/torch_peer.ts): after
+--warmup steps it prints one JSON line describing itself (torch version, threads, the BLAS library
+loaded, OpenBLAS's core type, the OPENBLAS_* variables it saw, the shape), then answers each line on
+stdin: `run` does one step and prints `{"s": seconds}`, `l0` prints `{"l0": mean active latents per
+row}`; `quit` or EOF ends it. Installs nothing: needs `torch` (Debian: apt-get install -y
+python3-torch).
 """
 import argparse
 import ctypes
 import json
 import os
-import statistics
+import sys
 import time
 
 import torch
@@ -47,7 +53,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--d-in", type=int, default=512)
     ap.add_argument("--d-sae", type=int, default=4096)
-    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu")
@@ -98,32 +103,39 @@ def main() -> None:
             opt.step()
             wd /= wd.norm(dim=1, keepdim=True)
 
+    def l0() -> float:
+        with torch.no_grad():
+            p = params
+            pre = (x - p["b_dec"]) @ p["w_enc"].T + p["b_enc"]
+            return float((pre > 0).sum(dim=1).float().mean())
+
     for _ in range(a.warmup):
         step()
     sync()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    with torch.no_grad():
-        p = params
-        l0 = (torch.relu((x - p["b_dec"]) @ p["w_enc"].T + p["b_enc"]) > 0).sum(dim=1)
     print(json.dumps({
-        "l0": float(l0.float().mean()),
         "torch_version": torch.__version__,
         "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
         "threads": torch.get_num_threads(),
         "blas": blas_library(),
         "openblas_core": openblas_core(),
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
         "batch": B,
         "d_in": d,
         "d_sae": m,
-        "steps": a.steps,
-        "median_s": statistics.median(times),
-        "step_s": times,
-    }))
+    }), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        if cmd == "run":
+            t0 = time.perf_counter()
+            step()
+            sync()
+            print(json.dumps({"s": time.perf_counter() - t0}), flush=True)
+        elif cmd == "l0":
+            print(json.dumps({"l0": l0()}), flush=True)
+        else:
+            print(json.dumps({"error": f"unknown command {cmd!r}"}), flush=True)
 
 
 if __name__ == "__main__":

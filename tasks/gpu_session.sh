@@ -108,9 +108,9 @@ for s in "${steps[@]}"; do
       --steps 10 --warmup 2
     if [[ $torch == yes ]]; then
       run peer-paper 45 deno run -A --no-check bench/peer.ts --device cuda --batch 2048 \
-        --d-in 2304 --d-sae 2304 --steps 50 --warmup 5
+        --d-in 2304 --d-sae 2304 --rounds 5 --steps 10 --warmup 5
       run peer-16k 45 deno run -A --no-check bench/peer.ts --device cuda --batch 2048 \
-        --d-in 2304 --d-sae 16384 --steps 20 --warmup 3
+        --d-in 2304 --d-sae 16384 --rounds 5 --steps 4 --warmup 3
     else
       note "== peer: skipped (no PyTorch with CUDA here)"
     fi

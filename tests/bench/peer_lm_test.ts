@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { TorchLm } from "../../bench/peer_lm.ts";
-import { findTorchPython } from "../../bench/peer.ts";
+import { startTorchLm } from "../../bench/peer_lm.ts";
+import { findTorchPython } from "../../bench/torch_peer.ts";
 
 const python = await findTorchPython();
 
@@ -11,7 +11,7 @@ Deno.test({
     const prev = Deno.env.get("OPENBLAS_L2_SIZE");
     Deno.env.set("OPENBLAS_L2_SIZE", "512");
     try {
-      const t = await TorchLm.start(python!, [
+      const t = await startTorchLm(python!, [
         "--batch=2",
         "--context=9",
         "--d=24",

@@ -1,4 +1,5 @@
 import gemmWgsl from "../../wgsl/gemm.wgsl" with { type: "text" };
+import { forcedAdapterClass } from "../../src/gpu/adapter.ts";
 import { createGpu, getGpu } from "../../src/gpu/device.ts";
 import { type Dispatch, kernel, run } from "../../src/gpu/dispatch.ts";
 import {
@@ -33,6 +34,15 @@ const shapes = [[37, 53, 71], [5, 3, 130], [130, 67, 9], [1, 1, 1]];
 
 const check = checkGemm;
 
+/**
+ * A test of paths only CPU adapters take, forced by name (vec4, scalar, texture, broadcast): the
+ * same code whatever the class, so the SAE_ADAPTER_CLASS=gpu pass of CI (`deno task
+ * test:gpu-paths`) leaves it to the first pass and runs the tests that take the default path.
+ */
+function cpuPathTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: forcedAdapterClass() === "gpu", fn });
+}
+
 for (const [name, transA, transB, epilogue] of cases) {
   Deno.test(`gemm ${name} matches the reference on awkward sizes`, async () => {
     for (const shape of shapes) await check(name, shape, transA, transB, epilogue);
@@ -58,7 +68,7 @@ for (const [name, transA, transB, epilogue] of cases) {
     for (const shape of mixedShapes) await check(name, shape, transA, transB, epilogue);
   });
 
-  Deno.test(`gemm ${name} vec4 tile variants and the forced scalar path agree`, async () => {
+  cpuPathTest(`gemm ${name} vec4 tile variants and the forced scalar path agree`, async () => {
     for (const V_RG of [1, 2] as const) {
       for (const V_CG of [1, 2] as const) {
         const tile = { V_WG_X: 4, V_WG_Y: 2, V_RG, V_CG };
@@ -68,7 +78,7 @@ for (const [name, transA, transB, epilogue] of cases) {
     await check(name, [36, 52, 68], transA, transB, epilogue, { path: "scalar" });
   });
 
-  Deno.test(`gemm ${name} texture path matches the reference`, async () => {
+  cpuPathTest(`gemm ${name} texture path matches the reference`, async () => {
     for (const shape of vec4Shapes) {
       await check(name, shape, transA, transB, epilogue, { path: "texture" });
     }
@@ -83,7 +93,7 @@ for (const [name, transA, transB, epilogue] of cases) {
     }
   });
 
-  Deno.test(`gemm ${name} broadcast path matches the reference`, async () => {
+  cpuPathTest(`gemm ${name} broadcast path matches the reference`, async () => {
     // 36x52x1028: 3 chunks of K (86 texels each, the last padded by one); 132x68x8 and 8x200x12
     // narrower in one dimension than a workgroup's lanes (the shared rows swap to B' for 132x68).
     for (const shape of vec4Shapes) {
@@ -110,47 +120,50 @@ for (const [name, transA, transB, epilogue] of cases) {
 }
 
 for (const path of ["texture", "bcast"] as const) {
-  Deno.test(`gemm ${path} path: GEMMs sharing the packed textures, run in any order`, async () => {
-    // Every GEMM packs into the same scratch textures (a later, larger one grows them): each
-    // dispatch list still computes its own product, whatever ran in between.
-    const gpu = await getGpu();
-    const rng = new Rng(11);
-    const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
-    // K = 132: 33 texels: 3 chunks of 11 (2 would need padding; 3 divide evenly).
-    const bcTile = { T: 8, R: 3, KC4: 32 };
-    const runs = [];
-    for (const [M, N, K] of shapes) {
-      const spec: GemmSpec = {
-        label: `shared ${M}`,
-        M,
-        N,
-        K,
-        transA: true,
-        transB: false,
-        epilogue: "none",
-      };
-      const a = randArray(rng, M * K);
-      const b = randArray(rng, K * N);
-      const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
-      const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
-      // pack A, pack B, then one product (the broadcast path: one per chunk of K, 3 for K = 132).
-      const expected = path === "bcast" && K > 128 ? 5 : 3;
-      if (list.length !== expected) {
-        throw new Error(`expected ${expected} dispatches (packs, products); got ${list.length}`);
+  cpuPathTest(
+    `gemm ${path} path: GEMMs sharing the packed textures, run in any order`,
+    async () => {
+      // Every GEMM packs into the same scratch textures (a later, larger one grows them): each
+      // dispatch list still computes its own product, whatever ran in between.
+      const gpu = await getGpu();
+      const rng = new Rng(11);
+      const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
+      // K = 132: 33 texels: 3 chunks of 11 (2 would need padding; 3 divide evenly).
+      const bcTile = { T: 8, R: 3, KC4: 32 };
+      const runs = [];
+      for (const [M, N, K] of shapes) {
+        const spec: GemmSpec = {
+          label: `shared ${M}`,
+          M,
+          N,
+          K,
+          transA: true,
+          transB: false,
+          epilogue: "none",
+        };
+        const a = randArray(rng, M * K);
+        const b = randArray(rng, K * N);
+        const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
+        const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
+        // pack A, pack B, then one product (the broadcast path: one per chunk of K, 3 for K = 132).
+        const expected = path === "bcast" && K > 128 ? 5 : 3;
+        if (list.length !== expected) {
+          throw new Error(`expected ${expected} dispatches (packs, products); got ${list.length}`);
+        }
+        runs.push({ spec, a, b, bufs, list });
       }
-      runs.push({ spec, a, b, bufs, list });
-    }
-    for (const r of [...runs].reverse()) run(gpu, r.list);
-    for (const r of runs) run(gpu, r.list);
-    for (const r of runs) {
-      const got = await gpu.read(r.bufs.c, r.spec.M * r.spec.N * 4);
-      assertClose(got, gemmReference(r.spec, r.a, r.b), 1e-5, r.spec.label);
-      for (const buf of Object.values(r.bufs)) buf.destroy();
-    }
-  });
+      for (const r of [...runs].reverse()) run(gpu, r.list);
+      for (const r of runs) run(gpu, r.list);
+      for (const r of runs) {
+        const got = await gpu.read(r.bufs.c, r.spec.M * r.spec.N * 4);
+        assertClose(got, gemmReference(r.spec, r.a, r.b), 1e-5, r.spec.label);
+        for (const buf of Object.values(r.bufs)) buf.destroy();
+      }
+    },
+  );
 }
 
-Deno.test("gemm packs densely stored operands by copies, others by kernels, alike", async () => {
+cpuPathTest("gemm packs densely stored operands by copies, others by kernels, alike", async () => {
   const gpu = await getGpu();
   const rng = new Rng(17);
   const [M, N, K] = [36, 52, 68];
@@ -236,42 +249,49 @@ Deno.test("gemm reference itself: a hand-computed 2x2 case", () => {
 });
 
 for (const path of ["texture", "bcast"] as const) {
-  Deno.test(`gemm ${path} path over split views (leading dimensions, offsets, K parts)`, async () => {
-    // A binding limit of 2 KiB splits every operand: each part packs views that start mid-buffer
-    // with the full matrices' leading dimensions, and parts along K accumulate.
-    const gpu = await createGpu({ maxStorageBufferBindingSize: 2048 });
-    const [M, N, K] = [36, 52, 68];
-    for (const [name, transA, transB] of [["NN", 0, 0], ["NT", 0, 1], ["TN", 1, 0], ["TT", 1, 1]]) {
-      for (const epilogue of ["none", "bias"] as const) {
-        const rng = new Rng(M + N + K);
-        const spec: GemmSpec = {
-          label: `split ${name}`,
-          M,
-          N,
-          K,
-          transA: !!transA,
-          transB: !!transB,
-          epilogue,
-        };
-        const a = randArray(rng, M * K);
-        const b = randArray(rng, K * N);
-        const e = randArray(rng, N);
-        const bufs = {
-          a: gpu.upload("a", a),
-          b: gpu.upload("b", b),
-          c: poisoned(gpu, "c", M * N),
-          e: gpu.upload("e", e),
-        };
-        const list = await gemmDispatches(gpu, spec, bufs, { path });
-        if (list.length < 30) throw new Error(`expected many parts, got ${list.length} dispatches`);
-        assert.equal(flopsOf(list), 2 * M * N * K, "the parts' FLOPs add up to the GEMM's");
-        run(gpu, list);
-        const got = await gpu.read(bufs.c, M * N * 4);
-        assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
-        for (const buf of Object.values(bufs)) buf.destroy();
+  cpuPathTest(
+    `gemm ${path} path over split views (leading dimensions, offsets, K parts)`,
+    async () => {
+      // A binding limit of 2 KiB splits every operand: each part packs views that start mid-buffer
+      // with the full matrices' leading dimensions, and parts along K accumulate.
+      const gpu = await createGpu({ maxStorageBufferBindingSize: 2048 });
+      const [M, N, K] = [36, 52, 68];
+      for (
+        const [name, transA, transB] of [["NN", 0, 0], ["NT", 0, 1], ["TN", 1, 0], ["TT", 1, 1]]
+      ) {
+        for (const epilogue of ["none", "bias"] as const) {
+          const rng = new Rng(M + N + K);
+          const spec: GemmSpec = {
+            label: `split ${name}`,
+            M,
+            N,
+            K,
+            transA: !!transA,
+            transB: !!transB,
+            epilogue,
+          };
+          const a = randArray(rng, M * K);
+          const b = randArray(rng, K * N);
+          const e = randArray(rng, N);
+          const bufs = {
+            a: gpu.upload("a", a),
+            b: gpu.upload("b", b),
+            c: poisoned(gpu, "c", M * N),
+            e: gpu.upload("e", e),
+          };
+          const list = await gemmDispatches(gpu, spec, bufs, { path });
+          if (list.length < 30) {
+            throw new Error(`expected many parts, got ${list.length} dispatches`);
+          }
+          assert.equal(flopsOf(list), 2 * M * N * K, "the parts' FLOPs add up to the GEMM's");
+          run(gpu, list);
+          const got = await gpu.read(bufs.c, M * N * 4);
+          assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
+          for (const buf of Object.values(bufs)) buf.destroy();
+        }
       }
-    }
-  });
+    },
+  );
 }
 
 Deno.test("gemm Params: encoded by field name as wgsl/gemm.wgsl lays the struct out", async () => {
