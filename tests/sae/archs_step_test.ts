@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, type TrainConfig } from "../../src/config.ts";
+import type { TrainConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
-import { initWeights, PARAM_NAMES, type SaeWeights } from "../../src/sae/model.ts";
+import { PARAM_NAMES, type SaeWeights } from "../../src/sae/model.ts";
 import {
   archRefState,
   referenceJumpReluStep,
@@ -10,33 +10,12 @@ import {
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
+import { stepConfig, stepWeights } from "../helpers/steps.ts";
 
-/** Awkward sizes; dead_steps 2 so that AuxK has dead latents within the test's steps. */
-function tinyConfig(over: Partial<TrainConfig>): TrainConfig {
-  return {
-    ...DEFAULT_CONFIG,
-    d_in: 13,
-    d_sae: 37,
-    batch: 29,
-    lr: 1e-2,
-    warmup_steps: 2,
-    dead_steps: 2,
-    k: 5,
-    ...over,
-  };
-}
-
-/**
- * Random weights: W_enc away from W_decᵀ, b_enc of both signs, and a few latents far below zero
- * (they never fire, so AuxK has dead latents to rank).
- */
-function randomWeights(cfg: TrainConfig, rng: Rng): SaeWeights {
-  const w = initWeights(cfg.d_in, cfg.d_sae, 1, randArray(rng, cfg.d_in, -0.2, 0.2));
-  w.wEnc = w.wEnc.map((v) => v + 0.1 * (rng.uniform() - 0.5));
-  w.bEnc = randArray(rng, cfg.d_sae, -0.1, 0.1);
-  for (let i = 0; i < cfg.d_sae; i += 5) w.bEnc[i] = -3 - rng.uniform();
-  return w;
-}
+/** dead_steps 2 so that AuxK has dead latents within the test's steps. */
+const tinyConfig = (over: Partial<TrainConfig>) => stepConfig({ dead_steps: 2, k: 5, ...over });
+/** A few latents far below zero never fire, so AuxK has dead latents to rank. */
+const randomWeights = (cfg: TrainConfig, rng: Rng) => stepWeights(cfg, rng, 5);
 
 function copy(w: SaeWeights): SaeWeights {
   return { wEnc: w.wEnc.slice(), bEnc: w.bEnc.slice(), wDec: w.wDec.slice(), bDec: w.bDec.slice() };

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, type TrainConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
 import { resampleReference } from "../../src/kernels/resample.ts";
 import { initWeights, PARAM_NAMES, type SaeWeights } from "../../src/sae/model.ts";
@@ -8,21 +7,16 @@ import { resamplePlan } from "../../src/sae/resample.ts";
 import { Session } from "../../src/sae/session.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
+import { stepConfig } from "../helpers/steps.ts";
 
 for (const rule of ["anthropic", "dictionary_learning"] as const) {
   Deno.test(`resampling (${rule}): GPU steps with a resample match the reference, and the resampled latents fire`, async () => {
-    const cfg: TrainConfig = {
-      ...DEFAULT_CONFIG,
-      d_in: 13,
-      d_sae: 37,
-      batch: 29,
-      lr: 1e-2,
-      warmup_steps: 2,
+    const cfg = stepConfig({
       l1: 0.05,
       steps: 100,
       resample_steps: 4,
       resample_rule: rule,
-    };
+    });
     const gpu = await getGpu();
     const rng = new Rng(41);
     const w0 = initWeights(cfg.d_in, cfg.d_sae, 1, randArray(rng, cfg.d_in, -0.2, 0.2));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CONFIG, type TrainConfig } from "../../src/config.ts";
+import type { TrainConfig } from "../../src/config.ts";
 import { getGpu } from "../../src/gpu/device.ts";
-import { initWeights, PARAM_NAMES, type SaeWeights } from "../../src/sae/model.ts";
+import { PARAM_NAMES, type SaeWeights } from "../../src/sae/model.ts";
 import {
   referenceForward,
   referenceGradients,
@@ -14,27 +14,10 @@ import { initialPaperStats } from "../../src/kernels/paper.ts";
 import { paperSpec } from "../../src/sae/paper.ts";
 import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray } from "../helpers/check.ts";
+import { stepConfig, stepWeights } from "../helpers/steps.ts";
 
-function tinyConfig(over: Partial<TrainConfig> = {}): TrainConfig {
-  return {
-    ...DEFAULT_CONFIG,
-    d_in: 13,
-    d_sae: 37,
-    batch: 29,
-    lr: 1e-2,
-    warmup_steps: 2,
-    l1: 0.05,
-    ...over,
-  };
-}
-
-function randomWeights(cfg: TrainConfig, rng: Rng): SaeWeights {
-  const w = initWeights(cfg.d_in, cfg.d_sae, 1, randArray(rng, cfg.d_in, -0.2, 0.2));
-  // Perturb W_enc away from W_decᵀ and give b_enc both signs so every code path is exercised.
-  w.wEnc = w.wEnc.map((v) => v + 0.1 * (rng.uniform() - 0.5));
-  w.bEnc = randArray(rng, cfg.d_sae, -0.1, 0.1);
-  return w;
-}
+const tinyConfig = (over: Partial<TrainConfig> = {}) => stepConfig({ l1: 0.05, ...over });
+const randomWeights = (cfg: TrainConfig, rng: Rng) => stepWeights(cfg, rng);
 
 for (const recon_loss of ["l2", "squared"] as const) {
   for (const apply_b_dec_to_input of [true, false]) {
