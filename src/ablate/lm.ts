@@ -119,22 +119,23 @@ export const LM_LAYERS: readonly LmLayer[] = [
 ];
 
 /**
- * Four values per knob, chosen from 1500-step calibration runs at λ1 1 (baseline L0 32, method 17;
- * JumpReLU λ0 0.5: 12.5); k is L0 by construction. At 1000 steps they gave L0 ≈ 0.6-49: λ1 8 is
- * too strong for both L1 variants (L0 < 1.1) and λ0 2 stops at L0 11 (docs/results.md). The
- * baseline and the method share λ1 values, so the table also shows what the same λ1 does to each.
- * The method keeps its recon-only first phase (§4.4); JumpReLU starts its thresholds at 0.1, as in
- * the architectures preset.
+ * Four values per knob; k is L0 by construction. λ1 ∈ {0.5, 1, 2, 4} gives L0 ≈ 4-84 at 1000 steps
+ * (λ1 8 left L0 < 1.1 with negative scores). The baseline and the method share λ1 values, so the
+ * table also shows what the same λ1 does to each. The method keeps its recon-only first phase
+ * (§4.4). JumpReLU starts its thresholds at 0.5, not the architectures preset's 0.1: log θ moves
+ * about lr a step under Adam, so from 0.1 the thresholds cannot rise far enough in 1000 steps and
+ * L0 stops near 10 whatever λ0 (pilot runs, training L0 at step 1000: λ0 2, 8, 32 → 12.4, 10.6,
+ * 10.3); from 0.5, λ0 0.03-16 spans L0 ≈ 5.6-30 (docs/results.md).
  */
 export const LM_KNOBS: Record<ArchVariant, Knob> = {
-  baseline: { key: "l1", values: [1, 2, 4, 8], extra: {} },
-  paper: { key: "l1", values: [1, 2, 4, 8], extra: { recon_only_steps: 300 } },
+  baseline: { key: "l1", values: [0.5, 1, 2, 4], extra: {} },
+  paper: { key: "l1", values: [0.5, 1, 2, 4], extra: { recon_only_steps: 300 } },
   topk: { key: "k", values: [4, 8, 16, 32], extra: {} },
   batchtopk: { key: "k", values: [4, 8, 16, 32], extra: {} },
   jumprelu: {
     key: "l0_coefficient",
-    values: [0.25, 0.5, 1, 2],
-    extra: { jumprelu_init_threshold: 0.1 },
+    values: [0.03, 0.3, 2, 16],
+    extra: { jumprelu_init_threshold: 0.5 },
   },
   matryoshka: { key: "k", values: [4, 8, 16, 32], extra: {} },
 };
@@ -604,7 +605,7 @@ export interface LmResult {
 
 /**
  * After the runs: records their training times (`trained`: seconds per run name, from this
- * invocation), evaluates every finished run that has no eval.json with the language model, then
+ * invocation) and forgets those of runs not in `runs`, evaluates every finished run that has no eval.json with the language model, then
  * writes lm.md, lm.json and lm.svg into `outDir`.
  */
 export async function finishLm(
@@ -615,6 +616,11 @@ export async function finishLm(
 ): Promise<LmResult> {
   const log = opts.log ?? ((line: string) => console.error(line));
   const times = await readTimes(outDir);
+  // Times of runs the plan no longer has (a knob value changed) would skew the totals.
+  const names = new Set(runs.map((r) => r.name));
+  for (const recorded of [times.train, times.eval]) {
+    for (const name of Object.keys(recorded)) if (!names.has(name)) delete recorded[name];
+  }
   for (const [name, seconds] of Object.entries(opts.trained ?? {})) {
     const cfg = runs.find((r) => r.name === name)?.cfg;
     if (cfg) times.train[name] = { seconds, rows: cfg.steps * cfg.batch };

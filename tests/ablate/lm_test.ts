@@ -60,6 +60,8 @@ Deno.test("lm preset: layer 2 every variant and the ablations, layer 4 three var
     "the method's own run is the reference",
   );
   assert.ok(!runs.some((r) => r.name.startsWith("L4.ablate.")));
+  // The same-λ1 table pairs the baseline's and the method's runs.
+  assert.deepEqual(LM_KNOBS.baseline.values, LM_KNOBS.paper.values);
 });
 
 Deno.test("lm preset: --corpus only with --preset lm; --out moves the harvests; --set reaches the plan", async () => {
@@ -206,6 +208,13 @@ Deno.test("lm preset end to end on a tiny random llama: corpus sampled, harvest,
     await finishLm(plan, runs, out, { log });
     assert.deepEqual((await Deno.stat(join(out, "L1.topk.k=3", "eval.json"))).mtime, evalMtime);
     assert.equal(Object.keys((await readTimes(out)).eval).length, 6);
+
+    // A plan without a run (a knob value changed): its times leave the totals.
+    const fewer = await finishLm(plan, runs.filter((r) => r.name !== "L1.topk.k=3"), out, { log });
+    assert.equal(fewer.points.length, 5);
+    assert.ok(!("L1.topk.k=3" in fewer.times.train) && !("L1.topk.k=3" in fewer.times.eval));
+    assert.equal(Object.keys((await readTimes(out)).eval).length, 5);
+    assert.match(await Deno.readTextFile(join(out, "lm.md")), /training: 5 runs/);
   });
 });
 
