@@ -153,7 +153,7 @@ export const ARCH_KNOBS: Record<ArchVariant, Knob> = {
 };
 
 /** The settings every run shares: CPU_BASE's optimiser and length, inputs normalised. */
-export const ARCH_BASE: PartialConfig = {
+const ARCH_BASE: PartialConfig = {
   batch: CPU_BASE.batch,
   steps: CPU_BASE.steps,
   warmup_steps: CPU_BASE.warmup_steps,
@@ -164,7 +164,7 @@ export const ARCH_BASE: PartialConfig = {
 };
 
 /** A run's name: `<data>.<variant>.<knob>=<value>`. */
-export function archRunName(data: string, variant: string, key: string, value: number): string {
+function archRunName(data: string, variant: string, key: string, value: number): string {
   return `${data}.${variant}.${key}=${fmtNumber(value)}`;
 }
 
@@ -242,7 +242,7 @@ function knobOf(cfg: TrainConfig): { knob: KnobKey; value: number } {
  * The finished runs' points: metrics.json (held-out rows, written by train()) and, where the run
  * has been evaluated, eval.json's absorption and SCR. `data` of a run is its name's first part.
  */
-export async function archPoints(runs: ResolvedRun[], outDir: string): Promise<ArchPoint[]> {
+async function archPoints(runs: ResolvedRun[], outDir: string): Promise<ArchPoint[]> {
   const out: ArchPoint[] = [];
   for (const run of runs) {
     const dir = join(outDir, run.name);
@@ -392,7 +392,7 @@ const HEADERS: Record<MatchedField, string> = {
 };
 
 /** One matched-L0 table as Markdown. */
-export function matchedMarkdown(rows: MatchedRow[]): string {
+function matchedMarkdown(rows: MatchedRow[]): string {
   const head = [
     "variant",
     "knob at this L0",
@@ -419,7 +419,7 @@ export function matchedMarkdown(rows: MatchedRow[]): string {
 }
 
 /** The whole report as Markdown (architectures.md). */
-export function architecturesMarkdown(reports: ArchDataReport[], points: ArchPoint[]): string {
+function architecturesMarkdown(reports: ArchDataReport[], points: ArchPoint[]): string {
   const out = [
     "# Architectures at matched L0",
     "",

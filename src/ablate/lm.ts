@@ -100,9 +100,9 @@ export interface LmPlan {
 }
 
 /** stories260K's checkpoint, relative to the project root (../shared/lm/README.md). */
-export const LM_MODEL = "../shared/lm/stories260K/stories260K.bin";
+const LM_MODEL = "../shared/lm/stories260K/stories260K.bin";
 /** The held-out evaluation text (TinyStories, the model's own domain). */
-export const LM_EVAL_TEXT = "../shared/lm/text/tinystories-sample.txt";
+const LM_EVAL_TEXT = "../shared/lm/text/tinystories-sample.txt";
 
 /**
  * Layer 2 (of 5) gets every variant and the ablations; layer 4 the baseline, the method and TopK
@@ -160,7 +160,7 @@ export const LM_ABLATIONS: readonly LmAblation[] = [
  * keeps the preset near half an hour on 2 shared CPU cores. The L1 variants are far from converged
  * there (at 3000 steps their L0 halves and their KL-div score rises by 0.02-0.09; TopK's by 0.01).
  */
-export const LM_BASE: PartialConfig = {
+const LM_BASE: PartialConfig = {
   d_in: 64,
   d_sae: 512,
   batch: 256,
@@ -201,7 +201,7 @@ export function actsDir(outDir: string, hook: string): string {
 }
 
 /** A run's name: `<layer>.<variant>.<knob>=<value>`, or `<layer>.ablate.<name>`. */
-export function lmRunName(layer: string, variant: string, key: string, value: number): string {
+function lmRunName(layer: string, variant: string, key: string, value: number): string {
   return `${layer}.${variant}.${key}=${fmtNumber(value)}`;
 }
 
@@ -392,7 +392,7 @@ function knobOf(plan: LmPlan, cfg: TrainConfig): { knob: KnobKey; value: number 
 }
 
 /** The evaluated runs' points (runs without eval.json's `lm` are left out). */
-export async function lmPoints(
+async function lmPoints(
   plan: LmPlan,
   runs: ResolvedRun[],
   outDir: string,
@@ -485,7 +485,7 @@ function f3(v: number | null): string {
 }
 
 /** lm.md. */
-export function lmMarkdown(plan: LmPlan, points: LmPoint[], times: LmTimes): string {
+function lmMarkdown(plan: LmPlan, points: LmPoint[], times: LmTimes): string {
   const out = [
     "# The paper on a real language model",
     "",
@@ -562,7 +562,7 @@ export function lmMarkdown(plan: LmPlan, points: LmPoint[], times: LmTimes): str
 }
 
 /** Totals and rates of the recorded times, one line each. */
-export function timesLines(t: LmTimes): string[] {
+function timesLines(t: LmTimes): string[] {
   const lines: string[] = [];
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   if (t.corpus) {

@@ -76,7 +76,7 @@ export const PAPER_BASE: PartialConfig = (() => {
  * does not (or sets otherwise): `variant: paper`, the recon-only phase (§4.4) and the method's
  * keys. PAPER_BASE < PAPER_METHOD is configs/paper.yaml.
  */
-export const PAPER_METHOD: PartialConfig = (() => {
+const PAPER_METHOD: PartialConfig = (() => {
   const paper = validatePartialConfig(parseYaml(paperYaml), "configs/paper.yaml");
   const base = validatePartialConfig(parseYaml(baselineYaml), "configs/baseline.yaml");
   const same = (k: string) =>
@@ -104,7 +104,7 @@ export const CPU_BASE: PartialConfig = {
 };
 
 /** The method's layer over {@link CPU_BASE}: the variant and its recon-only phase (§4.4). */
-export const CPU_METHOD: PartialConfig = { variant: "paper", recon_only_steps: 300 };
+const CPU_METHOD: PartialConfig = { variant: "paper", recon_only_steps: 300 };
 
 /** A number as a short name part: 0.07500000000000001 → "0.075". */
 export function fmtNumber(x: number): string {

@@ -84,7 +84,7 @@ export function makeAblateCommand() {
 export type AblateFlags = ReturnType<ReturnType<typeof makeAblateCommand>["opts"]>;
 
 /** The built-in presets of `--preset`. */
-export const PRESETS = ["architectures", "lm"] as const;
+const PRESETS = ["architectures", "lm"] as const;
 
 /** The sweep, output directory and --only list that `flags` ask for. */
 export async function resolveAblateFlags(

@@ -20,7 +20,7 @@ import { harvestModel } from "../lm/harvest_model.ts";
 import { HARVEST_DEFAULTS, parseHarvestFlags } from "./harvest_options.ts";
 
 /** The `harvest` command's options (no action attached). */
-export function makeHarvestCommand() {
+function makeHarvestCommand() {
   return new Command("harvest")
     .description(
       "run a language model over text on the GPU and write one hook's activations as .npy " +

@@ -37,7 +37,7 @@ export interface LmInfo {
 }
 
 /** The facts `lm info` prints about a loaded model. */
-export function lmInfo(m: LmModel, tokenizer: Tokenizer | null): LmInfo {
+function lmInfo(m: LmModel, tokenizer: Tokenizer | null): LmInfo {
   const c = m.config;
   return {
     model: m.source.path,
@@ -60,7 +60,7 @@ export function lmInfo(m: LmModel, tokenizer: Tokenizer | null): LmInfo {
 }
 
 /** `lm info` as text: one fact per line. */
-export function formatLmInfo(m: LmModel, info: LmInfo, tokNote: string): string {
+function formatLmInfo(m: LmModel, info: LmInfo, tokNote: string): string {
   const c = m.config;
   const arch = [
     c.norm === "layer" ? "LayerNorm" : c.norm === "rms_gemma" ? "RMSNorm (1 + w)" : "RMSNorm",
@@ -109,7 +109,7 @@ class CommandGroup extends Command {
 }
 
 /** The `lm info` command's options (no action attached). */
-export function makeLmInfoCommand() {
+function makeLmInfoCommand() {
   return new Command("info")
     .description("print a model's family, sizes, dtype, parameter count, context length and hooks")
     .requiredOption(
@@ -142,7 +142,7 @@ function nonNegative(raw: string, flag: string): number {
 }
 
 /** The `lm generate` command's options (no action attached). */
-export function makeLmGenerateCommand() {
+function makeLmGenerateCommand() {
   return new Command("generate")
     .description(
       "sample documents from a model on the GPU, batched, each from BOS until EOS or the context " +

@@ -105,7 +105,7 @@ export async function main(
  * returned for a file (permission denied, no space left, not a directory, ...) or a failed GPU
  * device. Commands name the file where they can; this keeps any they do not to one line too.
  */
-export function isEnvironmentFault(err: unknown): boolean {
+function isEnvironmentFault(err: unknown): boolean {
   if (err instanceof GpuFailure) return true;
   if (!(err instanceof Error)) return false;
   const os = [

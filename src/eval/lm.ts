@@ -505,7 +505,7 @@ export interface LmEvalOptions {
 }
 
 /** The model and hook a run records: its config keys, else its harvest's manifest.json. */
-export async function recordedSource(
+async function recordedSource(
   sae: LoadedSae,
 ): Promise<{ model: string; hook: string; from: string }> {
   const cfg = sae.cfg;

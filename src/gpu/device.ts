@@ -39,7 +39,7 @@ export class GpuFailure extends Error {
 }
 
 /** The kernel a wgpu message names ("ComputePipeline with 'encode' label"), or null. */
-export function kernelInMessage(message: string): string | null {
+function kernelInMessage(message: string): string | null {
   const m = /ComputePipeline with '([^']+)' label/.exec(message) ??
     /BindGroup with '([^']+)' label/.exec(message);
   return m ? m[1] : null;

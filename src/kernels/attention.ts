@@ -99,7 +99,7 @@ export interface KvWriteBuffers {
  * holds under 15 KiB (q tile, one block of keys or values padded by one float a row, one block of
  * scores): within WebGPU's guaranteed 16 KiB of workgroup memory.
  */
-export function attentionTile(headDim: number): { rows: number; keys: number } {
+function attentionTile(headDim: number): { rows: number; keys: number } {
   return {
     rows: Math.max(1, Math.min(16, Math.floor(1024 / headDim))),
     keys: Math.max(1, Math.min(32, Math.floor(2048 / headDim))),

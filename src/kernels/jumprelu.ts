@@ -173,7 +173,7 @@ export function rectangle(z: number): number {
  * SAELens `JumpReLU.backward` for a batch of one latent's pre-activations x [B] with threshold θ
  * and upstream gradients g [B]: (x_grad [B], threshold_grad).
  */
-export function jumpReluBackward(
+function jumpReluBackward(
   x: ArrayLike<number>,
   theta: number,
   bandwidth: number,
@@ -189,7 +189,7 @@ export function jumpReluBackward(
 }
 
 /** SAELens `Step.backward` (no gradient to x): the threshold's gradient. */
-export function stepBackward(
+function stepBackward(
   x: ArrayLike<number>,
   theta: number,
   bandwidth: number,

@@ -399,7 +399,7 @@ export function initialPaperStats(s: PaperSpec): PaperStats {
 }
 
 /** The scale R of the orthogonality sum under `s.orthoReduction` (`recon`: the batch's loss). */
-export function orthoReductionScale(s: PaperSpec, reconLoss: number): number {
+function orthoReductionScale(s: PaperSpec, reconLoss: number): number {
   const m = s.dSae;
   switch (s.orthoReduction) {
     case "sum":

@@ -181,7 +181,7 @@ function checkHeads(c: LmConfig): LmConfig {
 }
 
 /** The family of a Hugging Face config.json, or a UserError naming the supported ones. */
-export function familyOf(cfg: Json, file: string): Family {
+function familyOf(cfg: Json, file: string): Family {
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures as unknown[] : [];
   for (const a of archs) if (typeof a === "string" && a in ARCHITECTURES) return ARCHITECTURES[a];
   const byType: Record<string, Family> = { llama: "llama", gpt2: "gpt2", gemma2: "gemma2" };

@@ -152,7 +152,7 @@ export function defaultShardRows(d: number, dtype: "f32" | "f16"): number {
 }
 
 /** Format tag of the manifest, also how `sae train --data DIR` recognises a harvest. */
-export const HARVEST_FORMAT = "sae-harvest";
+const HARVEST_FORMAT = "sae-harvest";
 
 const EXCLUDED =
   "position 0 of every context (the BOS that begins it): each context gives context_size - 1 rows; BOS tokens separating documents inside a context are kept";

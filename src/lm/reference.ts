@@ -100,7 +100,7 @@ export function normRows(cfg: LmConfig, x: Float32Array, nw: NormWeights, T: num
 }
 
 /** RoPE in place on x [T, heads·hd] at positions pos[t]. */
-export function applyRope(
+function applyRope(
   cfg: LmConfig,
   x: Float32Array,
   pos: ArrayLike<number>,
@@ -186,7 +186,7 @@ function add(a: Float32Array, b: Float32Array): Float32Array {
 }
 
 /** The residual stream entering block 0: [T, d]. */
-export function embedTokens(
+function embedTokens(
   cfg: LmConfig,
   w: LmWeights,
   tokens: ArrayLike<number>,

@@ -93,7 +93,7 @@ export interface TextOptions {
 }
 
 /** The default end-of-text marker looked for besides the tokenizer's. */
-export const END_OF_TEXT = "<|endoftext|>";
+const END_OF_TEXT = "<|endoftext|>";
 
 const DEFAULT_MAX_CHARS = 1 << 20;
 const DEFAULT_CHUNK_BYTES = 1 << 20;
@@ -117,7 +117,7 @@ export function endOfTextMarkers(
 }
 
 /** The format of `path` by its extension, or a UserError. */
-export function textFormat(path: string): TextFormat {
+function textFormat(path: string): TextFormat {
   const m = /\.(txt|jsonl|parquet)$/i.exec(path);
   if (m === null) {
     throw new UserError(

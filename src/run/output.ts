@@ -34,7 +34,7 @@ export async function checkOutputFile(path: string, flag: string): Promise<void>
  * Checks that the directory `dir` exists and accepts a new file (`what`: the output named in
  * messages, default `dir`).
  */
-export async function checkOutputDir(dir: string, flag: string, what = dir): Promise<void> {
+async function checkOutputDir(dir: string, flag: string, what = dir): Promise<void> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(dir);

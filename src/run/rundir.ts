@@ -74,7 +74,7 @@ export interface RunDirPlan {
 }
 
 /** The suffix of the directory a replacement trains in, beside the run it replaces. */
-export const REPLACEMENT_SUFFIX = ".new";
+const REPLACEMENT_SUFFIX = ".new";
 /** Inside a replacement's directory: the name of the run it replaces (a sibling). */
 const REPLACES_FILE = ".replaces";
 

@@ -40,7 +40,7 @@ export interface BatchTopKConfig {
 }
 
 /** Defaults: SAELens' rule and its lr; dictionary_learning's β and start step for its rule. */
-export const BATCHTOPK_KEYS: KeySpecsOf<BatchTopKConfig> = {
+const BATCHTOPK_KEYS: KeySpecsOf<BatchTopKConfig> = {
   topk_threshold: oneOf(["saelens", "dictionary_learning"], "saelens"),
   topk_threshold_lr: key(0.01, PROBABILITY),
   threshold_beta: key(0.999, DECAY),

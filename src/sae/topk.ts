@@ -31,7 +31,7 @@ export interface TopKConfig {
 }
 
 /** Defaults (docs/architectures.md has the sources) and rules. */
-export const TOPK_KEYS: KeySpecsOf<TopKConfig> = {
+const TOPK_KEYS: KeySpecsOf<TopKConfig> = {
   k: key(16, POSITIVE),
   auxk: oneOf(["saelens", "dictionary_learning", "off"], "saelens"),
   k_aux: { default: 0, rule: { kind: "int", min: 0 } },

@@ -42,7 +42,7 @@ export function setTuning(gpu: Gpu, mode: TuneMode | null): void {
 }
 
 /** The tuning mode: setTuning's, else "missing" where SAE_GEMM_TUNE=1, else "off". */
-export function tuningMode(gpu: Gpu): TuneMode {
+function tuningMode(gpu: Gpu): TuneMode {
   const set = modes.get(gpu);
   if (set) return set;
   try {
@@ -116,7 +116,7 @@ async function productSeconds(gpu: Gpu, list: Dispatch[]): Promise<number> {
  * Times every candidate tile on this GEMM's shape (epilogue left out: the choice is per shape
  * class), records the fastest in the tile cache and returns the timing.
  */
-export async function timeTiles(gpu: Gpu, spec: GemmSpec, f16: boolean): Promise<TuneResult> {
+async function timeTiles(gpu: Gpu, spec: GemmSpec, f16: boolean): Promise<TuneResult> {
   const shape = shapeClass(spec, f16);
   const { M, N, K, transA, transB } = spec;
   const probe: GemmSpec = { label: `tune ${shape}`, M, N, K, transA, transB, epilogue: "none" };
