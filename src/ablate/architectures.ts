@@ -269,7 +269,8 @@ async function archPoints(runs: ResolvedRun[], outDir: string): Promise<ArchPoin
   return out;
 }
 
-async function readJson(path: string): Promise<Record<string, unknown> | null> {
+/** A JSON file's object, or null when the file does not exist; anything else unreadable is one line. */
+export async function readJson(path: string): Promise<Record<string, unknown> | null> {
   try {
     return JSON.parse(await Deno.readTextFile(path));
   } catch (err) {

@@ -33,7 +33,7 @@ import type { EvalReport } from "../eval/schema.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { writeCorpus } from "../lm/corpus.ts";
 import { harvestModel } from "../lm/harvest_model.ts";
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWrite, pathExists } from "../run/atomic.ts";
 import {
   ARCH_VARIANTS,
   type ArchVariant,
@@ -41,6 +41,7 @@ import {
   interpolateAtL0,
   type Knob,
   type KnobKey,
+  readJson,
 } from "./architectures.ts";
 import { architecturesSvg, type ArchMark } from "./plots.ts";
 import { fmtNumber, type ResolvedRun, type Sweep } from "./sweep.ts";
@@ -258,25 +259,6 @@ async function writeTimes(outDir: string, t: LmTimes): Promise<void> {
   await atomicWrite(join(outDir, TIMES_JSON), JSON.stringify(t, null, 2) + "\n");
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
-async function readJson(path: string): Promise<Record<string, unknown> | null> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw new UserError(`cannot read ${path}: ${(err as Error).message}`);
-  }
-}
-
 /**
  * Before the runs: the model and evaluation text must exist; the corpus is sampled if absent; each
  * layer is harvested (or its harvest resumed, which checks it was made from the same model, text
@@ -289,7 +271,7 @@ export async function prepareLm(
 ): Promise<LmTimes> {
   const log = opts.log ?? ((line: string) => console.error(line));
   for (const [path, what] of [[plan.model, "model"], ...plan.evalText.map((t) => [t, "text"])]) {
-    if (!(await exists(path))) {
+    if (!(await pathExists(path))) {
       throw new UserError(
         `the lm preset's ${what} ${path} is missing (../shared/lm holds stories260K and its ` +
           `held-out text): run from the project root of a checkout that has ../shared/lm`,
@@ -298,7 +280,7 @@ export async function prepareLm(
   }
   await Deno.mkdir(outDir, { recursive: true });
   const times = await readTimes(outDir);
-  if (!(await exists(plan.corpus))) {
+  if (!(await pathExists(plan.corpus))) {
     log(`sampling ${plan.corpusTokens} tokens of corpus from ${plan.model} → ${plan.corpus}`);
     const c = await writeCorpus({
       model: plan.model,
