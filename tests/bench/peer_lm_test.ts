@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startTorchLm } from "../../bench/peer_lm.ts";
 import { findTorchPython } from "../../bench/torch_peer.ts";
+import { withEnv } from "../helpers/check.ts";
 
 const python = await findTorchPython();
 
@@ -8,9 +9,7 @@ Deno.test({
   name: "bench/peer_lm_torch.py: a tiny GPT-2 forward per 'run', OPENBLAS_* unset, BLAS named",
   ignore: python === null,
   fn: async () => {
-    const prev = Deno.env.get("OPENBLAS_L2_SIZE");
-    Deno.env.set("OPENBLAS_L2_SIZE", "512");
-    try {
+    await withEnv("OPENBLAS_L2_SIZE", "512", async () => {
       const t = await startTorchLm(python!, [
         "--batch=2",
         "--context=9",
@@ -28,9 +27,6 @@ Deno.test({
         assert.ok(s > 0 && Number.isFinite(s));
       }
       await t.close();
-    } finally {
-      if (prev === undefined) Deno.env.delete("OPENBLAS_L2_SIZE");
-      else Deno.env.set("OPENBLAS_L2_SIZE", prev);
-    }
+    });
   },
 });

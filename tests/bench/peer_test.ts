@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startTorchStep } from "../../bench/peer.ts";
 import { findTorchPython, pairedSummary } from "../../bench/torch_peer.ts";
+import { withEnv } from "../helpers/check.ts";
 
 Deno.test("bench:peer finds no PyTorch among missing interpreters (the skip path)", async () => {
   assert.equal(await findTorchPython(["/nonexistent/python3", "no-such-python-xyz"]), null);
@@ -28,9 +29,7 @@ Deno.test({
   name: "bench/peer_torch.py: a tiny SAE step per 'run', L0 on request, OPENBLAS_* unset",
   ignore: python === null,
   fn: async () => {
-    const prev = Deno.env.get("OPENBLAS_CORETYPE");
-    Deno.env.set("OPENBLAS_CORETYPE", "Haswell");
-    try {
+    await withEnv("OPENBLAS_CORETYPE", "Haswell", async () => {
       const t = await startTorchStep(python!, [
         "--batch=8",
         "--d-in=8",
@@ -49,9 +48,6 @@ Deno.test({
       const { l0 } = await t.request<{ l0: number }>("l0");
       assert.ok(l0 >= 0 && l0 <= 16);
       await t.close();
-    } finally {
-      if (prev === undefined) Deno.env.delete("OPENBLAS_CORETYPE");
-      else Deno.env.set("OPENBLAS_CORETYPE", prev);
-    }
+    });
   },
 });

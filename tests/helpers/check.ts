@@ -70,3 +70,15 @@ export async function rejectsUserError(
     return true;
   });
 }
+
+/** Runs `fn` with the environment variable `name` set to `value`, restoring it afterwards. */
+export async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Promise<T> {
+  const prev = Deno.env.get(name);
+  Deno.env.set(name, value);
+  try {
+    return await fn();
+  } finally {
+    if (prev === undefined) Deno.env.delete(name);
+    else Deno.env.set(name, prev);
+  }
+}
