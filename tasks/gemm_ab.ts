@@ -8,7 +8,7 @@
  *   deno task bench:gemm-ab                               # bcast vs texture, B=1024 d=512 m=4096
  *   deno task bench:gemm-ab --paths bcast,texture,vec4 --rounds 10
  *   deno task bench:gemm-ab --shape 2048,2304,2304        # the paper's shape
- *   deno task bench:gemm-ab --paths bcast --bc-tile 512,12,64   # other broadcast-path tiles
+ *   deno task bench:gemm-ab --paths bcast --bc-tile 512,12,64,256   # other broadcast-path tiles
  *
  * Each time includes the ~11 ms it takes lavapipe to report a submission done, so GEMMs much
  * under ~100 ms read slow on every path alike unless `--reps` runs each several times per
@@ -33,7 +33,7 @@ const opts = new Command("gemm-ab")
   .option("--rounds <n>", "alternating rounds", "8")
   .option("--reps <n>", "runs of a GEMM per timed submission (amortizes the ~11 ms latency)", "1")
   .option(
-    "--bc-tile <T,R,KC4>",
+    "--bc-tile <T,R,KC4,U>",
     "broadcast-path tile limits (default GEMM_TILE.bcast, src/kernels/gemm/tiles.ts)",
   )
   .parse(Deno.args, { from: "user" })
@@ -48,15 +48,16 @@ const bad = paths.find((p) => !PATHS.includes(p));
 if (bad) throw new Error(`--paths: unknown path ${bad}; use ${PATHS.join(", ")}`);
 const rounds = Number(opts.rounds);
 const reps = Number(opts.reps);
-let bcTile: { T: number; R: number; KC4: number } | undefined;
+let bcTile: { T: number; R: number; KC4: number; U: number } | undefined;
 if (opts.bcTile) {
-  const [T, R, KC4] = opts.bcTile.split(",").map(Number);
-  if (![T, R, KC4].every((v) => Number.isInteger(v) && v > 0)) {
+  const v = opts.bcTile.split(",").map(Number);
+  if (v.length !== 4 || !v.every((x) => Number.isInteger(x) && x > 0)) {
     throw new Error(
-      `--bc-tile ${opts.bcTile}: give three positive integers T,R,KC4, e.g. 512,12,128`,
+      `--bc-tile ${opts.bcTile}: give four positive integers T,R,KC4,U, e.g. 512,20,32,256`,
     );
   }
-  bcTile = { T, R, KC4 };
+  const [T, R, KC4, U] = v;
+  bcTile = { T, R, KC4, U };
 }
 
 const gpu = await getGpu();

@@ -43,7 +43,7 @@ struct Params {
   offB: u32,
   offC: u32,
   eoff: u32, // global column of this GEMM's column 0, for per-column vectors E[n], S[n]
-  kc: u32, // main_bc: this dispatch's chunk of K (chunks of KC4 texels)
+  kc: u32, // main_bc: this dispatch's chunk of K (CH stages of KC4 texels each)
   mode: u32, // main_bc: bit 0 adds C's value (chunks after the first), bit 1 applies EPILOGUE
   // Texture paths: the texel where packed A and B start in At and Bt (operands packed once for
   // several GEMMs, e.g. row blocks of W_dec); pack_k: where its packed copy starts (offAt).

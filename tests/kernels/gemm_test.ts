@@ -94,14 +94,16 @@ for (const [name, transA, transB, epilogue] of cases) {
   });
 
   cpuPathTest(`gemm ${name} broadcast path matches the reference`, async () => {
-    // 36x52x1028: 3 chunks of K (86 texels each, the last padded by one); 132x68x8 and 8x200x12
+    // 36x52x1028: K/4 = 257 texels in 2 dispatches of 5 stages of 29 (padded to 290); 132x68x8
+    // and 8x200x12
     // narrower in one dimension than a workgroup's lanes (the shared rows swap to B' for 132x68).
     for (const shape of vec4Shapes) {
       await check(name, shape, transA, transB, epilogue, { path: "bcast" });
     }
-    // Tiny tiles: chunks of 8 texels (K = 92: 23 texels, 3 chunks, padded to 24), 3 shared rows,
-    // 8 lanes; lanes along N (36x52) and along M (52x12, N narrower than M).
-    const bcTile = { T: 8, R: 3, KC4: 8 };
+    // Tiny tiles: stages of 8 texels, 2 per dispatch (K = 92: 23 texels, 3 stages in 2
+    // dispatches, padded to 32: the last stage all zeros), 3 shared rows, 8 lanes; lanes along N
+    // (36x52) and along M (52x12, N narrower than M).
+    const bcTile = { T: 8, R: 3, KC4: 8, U: 16 };
     for (const shape of [[36, 52, 92], [52, 12, 92]]) {
       await check(name, shape, transA, transB, epilogue, { path: "bcast", bcTile });
     }
@@ -128,8 +130,9 @@ for (const path of ["texture", "bcast"] as const) {
       const gpu = await getGpu();
       const rng = new Rng(11);
       const shapes = [[8, 12, 16], [64, 40, 132], [20, 8, 4]];
-      // K = 132: 33 texels: 3 chunks of 11 (2 would need padding; 3 divide evenly).
-      const bcTile = { T: 8, R: 3, KC4: 32 };
+      // K = 132: 33 texels: 3 stages of 11 (2 would need padding; 3 divide evenly), one per
+      // dispatch (at most 16 texels each).
+      const bcTile = { T: 8, R: 3, KC4: 32, U: 16 };
       const runs = [];
       for (const [M, N, K] of shapes) {
         const spec: GemmSpec = {
@@ -145,7 +148,7 @@ for (const path of ["texture", "bcast"] as const) {
         const b = randArray(rng, K * N);
         const bufs = { a: gpu.upload("a", a), b: gpu.upload("b", b), c: poisoned(gpu, "c", M * N) };
         const list = await gemmDispatches(gpu, spec, bufs, { path, bcTile });
-        // pack A, pack B, then one product (the broadcast path: one per chunk of K, 3 for K = 132).
+        // pack A, pack B, then one product (the broadcast path: one per U texels of K, 3 here).
         const expected = path === "bcast" && K > 128 ? 5 : 3;
         if (list.length !== expected) {
           throw new Error(`expected ${expected} dispatches (packs, products); got ${list.length}`);
@@ -326,7 +329,7 @@ Deno.test("gemm Params: encoded by field name as wgsl/gemm.wgsl lays the struct 
 
 Deno.test("gemm dispatches carry their cost: products 2·M·N·K FLOPs on every path, packs bytes", async () => {
   const gpu = await getGpu();
-  // K = 1028: the broadcast path runs 3 chunks of K (86 texels, the last padded by one).
+  // K = 1028: the broadcast path runs 2 dispatches of 5 stages of 29 texels (the last padded).
   const [M, N, K] = [36, 52, 1028];
   const bufs = {
     a: gpu.buffer("a", 4 * M * K),
