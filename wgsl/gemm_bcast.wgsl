@@ -23,9 +23,22 @@
 override BC_T: u32 = 256u; // lanes (invocations) per workgroup
 override BC_SWAP: bool = false;
 
-// The store of one C entry: `row` indexes the shared rows, `lane` the lanes. Chunks after the
-// first add C's value (p.mode bit 0); the last applies the epilogue (bit 1).
-fn bcStore(row: u32, lane: u32, acc: f32) {
+// Whether this dispatch's epilogue adds a per-column bias that a lane can read once for all its
+// rows: lanes along N (each store is a loop over the lanes on llvmpipe, and so is each read of E).
+fn bcLaneBias() -> bool {
+  return !BC_SWAP && (EPILOGUE == 1u || EPILOGUE == 2u) && (p.mode & 2u) != 0u;
+}
+
+// The bias of lane `lane`'s column where bcLaneBias(), else 0.
+fn bcBias(lane: u32) -> f32 {
+  if (bcLaneBias() && lane < p.N) { return E[p.eoff + lane]; }
+  return 0.0;
+}
+
+// The store of one C entry: `row` indexes the shared rows, `lane` the lanes, `bias` the lane's
+// bcBias. Chunks after the first add C's value (p.mode bit 0); the last applies the epilogue
+// (bit 1).
+fn bcStore(row: u32, lane: u32, acc: f32, bias: f32) {
   var m = row;
   var n = lane;
   if (BC_SWAP) {
@@ -36,7 +49,11 @@ fn bcStore(row: u32, lane: u32, acc: f32) {
   let idx = p.offC + m * p.ldc + n;
   var v = acc;
   if ((p.mode & 1u) != 0u) { v += C[idx]; }
-  if ((p.mode & 2u) != 0u) {
+  if (bcLaneBias()) {
+    v += bias;
+    if (EPILOGUE == 2u) { v = max(v, 0.0); }
+    C[idx] = v;
+  } else if ((p.mode & 2u) != 0u) {
     epilogue(m, n, v);
   } else {
     C[idx] = v;

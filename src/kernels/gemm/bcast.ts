@@ -151,8 +151,8 @@ function bcEntry(R: number, KC4: number, CH: number, swap: boolean): string {
       L.push("  }");
     }
   }
-  L.push("  if (l < nLanes) {");
-  for (const r of rows) L.push(`    if (r0 + ${r}u < nRows) { bcStore(r0 + ${r}u, l, c${r}); }`);
+  L.push("  if (l < nLanes) {", "    let e = bcBias(l);");
+  for (const r of rows) L.push(`    if (r0 + ${r}u < nRows) { bcStore(r0 + ${r}u, l, c${r}, e); }`);
   L.push("  }", "}");
   return L.join("\n") + "\n";
 }
