@@ -5,6 +5,7 @@ import {
   attentionDispatches,
   attentionReference,
   type AttentionSpec,
+  bcOk,
   kvWriteDispatches,
   kvWriteReference,
   laneOk,
@@ -77,13 +78,18 @@ async function check(
   assert.deepEqual(gk.subarray(0, kCache.length), caches.kCache, `${name}: k cache`);
   assert.deepEqual(gv.subarray(0, vCache.length), caches.vCache, `${name}: v cache`);
   const want = attentionReference(spec, q, caches.kCache, caches.vCache, pos);
-  // Both kernels: the tiled one, and one invocation per query row where the shape allows it.
-  for (const lane of laneOk(spec2) ? [false, true] : [false]) {
+  // Every kernel the shape allows: the tiled one, one invocation per query row, the broadcast one.
+  const forms = [
+    { form: "tiled", lane: false, bc: false },
+    ...laneOk(spec2) ? [{ form: "lane", lane: true, bc: false }] : [],
+    ...bcOk(spec2) ? [{ form: "broadcast", bc: true }] : [],
+  ];
+  for (const { form, ...choice } of forms) {
     const out = poisoned(gpu, "out", T * nHeads * hd);
-    const ds = await attentionDispatches(gpu, { ...spec2, lane }, { ...bufs, out });
+    const ds = await attentionDispatches(gpu, { ...spec2, ...choice }, { ...bufs, out });
     for (const d of [...write, ...ds]) assert.ok((d as ComputeDispatch).cost!.bytes > 0);
     run(gpu, ds);
-    assertClose(await gpu.read(out), want, 1e-5, `${name} (${lane ? "lane" : "tiled"}): out`);
+    assertClose(await gpu.read(out), want, 1e-5, `${name} (${form}): out`);
     gpu.destroyBuffer(out);
   }
   for (const b of new Set(Object.values(bufs))) gpu.destroyBuffer(b);
