@@ -124,13 +124,20 @@ export function laneOk(spec: AttentionSpec): boolean {
 const BC_MAX_SEQ = 256;
 
 /**
+ * Cache positions × head_dim the broadcast kernel unrolls at most: its code grows with both, and
+ * llvmpipe took 1 s to compile 128 × 64, 2.8-3.5 s for 256 × 64 and 128 × 128, 12 s for 256 × 128.
+ */
+const BC_MAX_UNROLL = 256 * 64;
+
+/**
  * Whether attend_bc can run this shape: a prefill-sized dispatch (16 tokens per sequence or more)
  * with positions from each sequence's first token, a cache of at most {@link BC_MAX_SEQ}
- * positions, head_dim ≤ 128 and q's vec4 views lined up.
+ * positions, head_dim ≤ 128, cache positions × head_dim ≤ {@link BC_MAX_UNROLL}, and q's vec4
+ * views lined up.
  */
 export function bcOk(spec: AttentionSpec): boolean {
   return laneOk(spec) && spec.headDim <= 128 && spec.positions === "offset" &&
-    spec.seq >= 16 && spec.maxSeq <= BC_MAX_SEQ;
+    spec.seq >= 16 && spec.maxSeq <= BC_MAX_SEQ && spec.maxSeq * spec.headDim <= BC_MAX_UNROLL;
 }
 
 /** Lanes (query rows) per workgroup of attend_bc: the sequence's rows in as few workgroups. */
@@ -302,7 +309,8 @@ export async function attentionDispatches(
   if (bc && !bcOk(spec)) {
     throw new Error(
       `attention: the broadcast kernel needs ≥ 16 tokens per sequence from offset positions, ` +
-        `a cache of ≤ ${BC_MAX_SEQ} positions, head_dim ≤ 128 and q in vec4s`,
+        `a cache of ≤ ${BC_MAX_SEQ} positions, head_dim ≤ 128, positions × head_dim ≤ ` +
+        `${BC_MAX_UNROLL} and q in vec4s`,
     );
   }
   const lane = !bc && (spec.lane ?? (cpu && laneOk(spec)));

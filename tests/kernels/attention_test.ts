@@ -187,6 +187,29 @@ Deno.test("attention: mismatched heads, more tokens than cache rows, a cache ove
   await assert.rejects(() => attentionDispatches(gpu, big, bufs), /binding limit.*lower the batch/);
 });
 
+Deno.test("attention: the broadcast kernel's limits (prefills, offset positions, unrolled size)", async () => {
+  const gpu = await getGpu();
+  const b = gpu.dummy();
+  const bufs = { q: b, kCache: b, vCache: b, pos: b, out: b };
+  const gpt2: AttentionSpec = {
+    ...BASE,
+    nHeads: 12,
+    nKvHeads: 12,
+    headDim: 64,
+    seq: 128,
+    maxSeq: 128,
+    positions: "offset",
+  };
+  assert.equal(bcOk(gpt2), true);
+  assert.equal(bcOk({ ...gpt2, maxSeq: 256 }), true); // 256 × 64: the largest unrolled
+  assert.equal(bcOk({ ...gpt2, maxSeq: 256, headDim: 128 }), false); // 12 s to compile
+  assert.equal(bcOk({ ...gpt2, maxSeq: 512 }), false);
+  assert.equal(bcOk({ ...gpt2, seq: 1 }), false); // a decoding step
+  assert.equal(bcOk({ ...gpt2, positions: "token" }), false);
+  const forced = { ...gpt2, seq: 1, bc: true };
+  await assert.rejects(() => attentionDispatches(gpu, forced, bufs), /broadcast kernel needs/);
+});
+
 Deno.test("attention: 37 decoding steps (RoPE, KV write, attention) reproduce the prefill", async () => {
   const gpu = await getGpu();
   const rng = new Rng(77);
