@@ -140,10 +140,9 @@ export function bcOk(spec: AttentionSpec): boolean {
     spec.seq >= 16 && spec.maxSeq <= BC_MAX_SEQ && spec.maxSeq * spec.headDim <= BC_MAX_UNROLL;
 }
 
-/** Lanes (query rows) per workgroup of attend_bc: the sequence's rows in as few workgroups. */
+/** Lanes of attend_bc's one workgroup per (sequence, head): every query, in whole SIMD groups. */
 function bcLanes(seq: number): number {
-  const maxT = 256;
-  return Math.ceil(seq / Math.ceil(seq / maxT) / 8) * 8;
+  return Math.ceil(seq / 8) * 8;
 }
 
 /**
@@ -167,11 +166,11 @@ function bcEntry(hd: number, maxSeq: number): string {
     "fn attend_bc(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
     "  let h = wid.y;",
     "  let b = wid.z;",
-    "  let s = wid.x * ABC_T + lid;",
+    "  let s = lid;",
     "  let t = b * SEQ + min(s, SEQ - 1u);",
     "  let p = position(t);",
-    "  // The workgroup's last query position: rows past it are staged as zeros.",
-    "  let pmax = min(position(b * SEQ + min((wid.x + 1u) * ABC_T, SEQ) - 1u), MAX_SEQ - 1u);",
+    "  // The sequence's last query position: rows past it are staged as zeros.",
+    "  let pmax = min(position(b * SEQ + SEQ - 1u), MAX_SEQ - 1u);",
     "  let kvh = h / (NH / NKV);",
     "  let hi = min(p, MAX_SEQ - 1u);",
     "  let lo = select(0u, p + 1u - WINDOW, WINDOW > 0u && p + 1u > WINDOW);",
@@ -349,7 +348,7 @@ export async function attentionDispatches(
       },
       buffers: [bufs.q, bufs.kCache, bufs.vCache, bufs.pos, bufs.out],
       groups: bc
-        ? [cdiv(seq, bcLanes(seq)), nHeads, batch]
+        ? [1, nHeads, batch]
         : lane
         ? groupsFor(batch * nHeads * seq, WG)
         : [cdiv(seq * G, tile.rows), nKvHeads, batch],

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { getGpu } from "../../src/gpu/device.ts";
+import { getGpu, type Gpu } from "../../src/gpu/device.ts";
 import { type ComputeDispatch, run } from "../../src/gpu/dispatch.ts";
 import {
   attentionDispatches,
@@ -168,10 +168,15 @@ Deno.test("attention: a chunk after a cached prefix with per-token positions equ
   );
 });
 
+/** One placeholder buffer bound as every attention buffer: for calls that must be refused. */
+function placeholders(gpu: Gpu) {
+  const b = gpu.dummy();
+  return { b, bufs: { q: b, kCache: b, vCache: b, pos: b, out: b } };
+}
+
 Deno.test("attention: mismatched heads, more tokens than cache rows, a cache over the binding limit are refused", async () => {
   const gpu = await getGpu();
-  const b = gpu.dummy();
-  const bufs = { q: b, kCache: b, vCache: b, pos: b, out: b };
+  const { b, bufs } = placeholders(gpu);
   const spec: AttentionSpec = {
     ...BASE,
     nHeads: 3,
@@ -189,8 +194,7 @@ Deno.test("attention: mismatched heads, more tokens than cache rows, a cache ove
 
 Deno.test("attention: the broadcast kernel's limits (prefills, offset positions, unrolled size)", async () => {
   const gpu = await getGpu();
-  const b = gpu.dummy();
-  const bufs = { q: b, kCache: b, vCache: b, pos: b, out: b };
+  const { b, bufs } = placeholders(gpu);
   const gpt2: AttentionSpec = {
     ...BASE,
     nHeads: 12,
