@@ -194,7 +194,7 @@ Deno.test("attention: mismatched heads, more tokens than cache rows, a cache ove
 
 Deno.test("attention: the broadcast kernel's limits (prefills, offset positions, unrolled size)", async () => {
   const gpu = await getGpu();
-  const { b, bufs } = placeholders(gpu);
+  const { bufs } = placeholders(gpu);
   const gpt2: AttentionSpec = {
     ...BASE,
     nHeads: 12,
