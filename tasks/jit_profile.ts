@@ -13,7 +13,8 @@
  * Needs perf, gdb and objdump (`apt-get install -y linux-perf gdb binutils`) and the right to
  * attach to the workload (root, or kernel.yama.ptrace_scope 0 and perf_event_paranoid ≤ 0).
  * Linux on x86-64 only; a developer's tool, not a test or a bench. The workload must still be
- * running its kernel when the sampling starts (`--wait`) and is stopped once the code is dumped.
+ * running its kernel when the sampling starts (`--wait`); only its own processes (the command and
+ * its descendants) are profiled, and they are stopped once the code is dumped.
  */
 import { Command } from "@commander-js/extra-typings";
 
@@ -77,9 +78,36 @@ for (const line of script.split("\n")) {
   const ips = byPid.get(pid)!;
   ips.set(ip, (ips.get(ip) ?? 0) + 1);
 }
+// The workload's processes: the child and its descendants (deno task starts another deno).
+async function descendants(root: number): Promise<Set<number>> {
+  const parent = new Map<number, number>();
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${e.name}/stat`);
+      parent.set(Number(e.name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch { /* gone meanwhile */ }
+  }
+  const out = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [p, pp] of parent) {
+      if (out.has(pp) && !out.has(p)) {
+        out.add(p);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+const ours = await descendants(child.pid);
 const sum = (m: Map<bigint, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-const [pid, ips] = [...byPid].sort((a, b) => sum(b[1]) - sum(a[1]))[0] ?? [];
-if (!ips) throw new Error("jit_profile: no user-space samples; is the workload still running?");
+const [pid, ips] =
+  [...byPid].filter(([p]) => ours.has(p)).sort((a, b) => sum(b[1]) - sum(a[1]))[0] ??
+    [];
+if (!ips) {
+  throw new Error("jit_profile: no samples in the workload's processes; is it still running?");
+}
 const hottest = [...ips].sort((a, b) => b[1] - a[1])[0][0];
 
 // The mapping that holds the hottest address: JIT code lives in anonymous executable mappings.
@@ -92,12 +120,11 @@ const region = maps.split("\n").map((l) => l.split(/\s+/)).find((f) => {
 if (!region) throw new Error(`jit_profile: 0x${hottest.toString(16)} is in no mapping of ${pid}`);
 const [lo, hi] = region[0].split("-").map((x) => `0x${x}`);
 await sh(["gdb", "-p", `${pid}`, "-batch", "-ex", `dump binary memory ${dir}/jit.bin ${lo} ${hi}`]);
-try {
-  Deno.kill(pid, "SIGTERM");
-} catch { /* already gone */ }
-try {
-  child.kill("SIGTERM");
-} catch { /* already gone */ }
+for (const p of [...ours].reverse()) {
+  try {
+    Deno.kill(p, "SIGTERM");
+  } catch { /* already gone */ }
+}
 const asm = await sh([
   "objdump",
   "-D",

@@ -114,7 +114,8 @@ export function bcastFits(gpu: Gpu, spec: GemmSpec, w: number): boolean {
  * stores of c0 .. c{R-1}. Why: a constant-address load outside any loop or branch is the only
  * load llvmpipe makes a scalar load plus a broadcast (wgsl/gemm_bcast.wgsl), and stages keep the
  * staged rows small enough to stay in the L1 cache while C is stored once per CH stages. With
- * `swap` the shared rows come from B' and the lanes run along M.
+ * `swap` the shared rows come from B' and the lanes run along M. Workgroup (x, y) takes block x
+ * of the shared rows and block y of the lanes (why that way round: {@link bcastDispatches}).
  */
 function bcEntry(R: number, KC4: number, CH: number, swap: boolean): string {
   const [staged, laneTex] = swap ? ["Bt", "At"] : ["At", "Bt"];
@@ -128,9 +129,9 @@ function bcEntry(R: number, KC4: number, CH: number, swap: boolean): string {
     ") {",
     `  let nRows = ${swap ? "p.N" : "p.M"};`,
     `  let nLanes = ${swap ? "p.M" : "p.N"};`,
-    `  let r0 = wid.y * ${R}u;`,
+    `  let r0 = wid.x * ${R}u;`,
     `  let k0 = p.kc * ${CH * KC4}u;`,
-    "  let l = wid.x * BC_T + lid;",
+    "  let l = wid.y * BC_T + lid;",
     `  let lt = p.off${laneTex} + min(l, nLanes - 1u) * K4P + k0;`,
     ...rows.map((r) => `  var c${r} = 0.0;`),
   ];
@@ -238,7 +239,11 @@ export async function bcastDispatches(
         entry: "main_bc",
         constants,
         buffers: productBindings(gpu, bufs, params, [ta, tb]),
-        groups: [cdiv(lanes, plan.T), cdiv(rows, plan.R), 1],
+        // Blocks of shared rows along x: llvmpipe hands out workgroups x first, so consecutive
+        // workgroups (the two CPU threads take them in turn) read the same block of the lanes'
+        // operand while it is still in the caches (bench/RESULTS.md: +2-14% per GEMM against
+        // lane blocks along x, where every workgroup streamed a new 1.2 MB block).
+        groups: [cdiv(rows, plan.R), cdiv(lanes, plan.T), 1],
         // This chunk's part of K (the padding past K is zeros) and of the stores.
         cost: gemmCost(spec, {
           k: Math.max(0, Math.min(4 * plan.CH * plan.KC4, spec.K - 4 * plan.CH * plan.KC4 * kc)),
