@@ -5,9 +5,10 @@
  * memory, and each of its T invocations gathers its own row of the other one texel by texel and
  * adds the texel's dot product with each shared row to R accumulators. Each stage is straight-line
  * code read at constant addresses; a dispatch runs CH stages one after another and adds its part
- * of K to C (why: wgsl/gemm_bcast.wgsl). On llvmpipe the GPT-2 forward's GEMMs run 1.2x faster
- * with 20 rows in stages of 32 texels, 8 per dispatch, than with the earlier 12 rows in one stage
- * of up to 128 texels per dispatch (bench/RESULTS.md).
+ * of K to C (why: wgsl/gemm_bcast.wgsl). On llvmpipe the GPT-2 forward ran 7.1 → 5.9 s with 20
+ * rows in stages of 32 texels, 8 per dispatch, instead of 12 rows in one stage of up to 128
+ * texels per dispatch; then 5.6 → 5.35 s with the grid turned round (shared-row blocks along x)
+ * and 6.3 → 5.7 s with stages of 64 texels, 4 per dispatch (bench/RESULTS.md).
  */
 import bcastSrc from "../../../wgsl/gemm_bcast.wgsl" with { type: "text" };
 import type { Gpu } from "../../gpu/device.ts";

@@ -46,7 +46,7 @@ export const GEMM_TILE = {
   /** Fallback for sizes vec4 cannot take. BM = WG_Y·TM, BN = WG_X·4. */
   scalar: { WG_X: 16, WG_Y: 16, TM: 4, BK: 16 },
   /** Broadcast path (CPU adapters), limits: bcPlan fits them to the shape and the device. */
-  bcast: { T: 512, R: 20, KC4: 32, U: 256 } satisfies BcTile,
+  bcast: { T: 512, R: 20, KC4: 64, U: 256 } satisfies BcTile,
   /** Texture path. BM = T_R, BN = T_WG·4·T_CG; texTileFor adapts it to the shape. */
   texture: { T_WG: 64, T_R: 16, T_CG: 2 } satisfies TexTile,
   /** vec4 path (CPU adapters: the single-dispatch `gemm`, and GEMMs too small to pack). */
