@@ -46,11 +46,8 @@ for (const tool of ["perf", "gdb", "objdump"]) {
 }
 
 const dir = await Deno.makeTempDir({ prefix: "jit_profile" });
-const log = await Deno.open(`${dir}/workload.log`, { write: true, create: true });
-const child = new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped" })
+const child = new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "null", stderr: "null" })
   .spawn();
-child.stdout.pipeTo(log.writable, { preventClose: true }).catch(() => {});
-child.stderr.pipeTo(new WritableStream()).catch(() => {});
 await new Promise((r) => setTimeout(r, wait * 1000));
 
 // Every CPU, so that whichever process runs the kernels (deno task starts a child) is seen.
@@ -176,5 +173,4 @@ for (let b = 0; b < buckets; b++) {
     }`,
   );
 }
-log.close();
 await Deno.remove(dir, { recursive: true });
