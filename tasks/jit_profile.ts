@@ -122,22 +122,25 @@ for (const p of [...ours].reverse()) {
     Deno.kill(p, "SIGTERM");
   } catch { /* already gone */ }
 }
-const asm = await sh([
-  "objdump",
-  "-D",
-  "-b",
-  "binary",
-  "-m",
-  "i386:x86-64",
-  `--adjust-vma=${lo}`,
-  `${dir}/jit.bin`,
-]);
-
+// objdump's listing of a large mapping can exceed a JavaScript string: read it line by line.
 const code: { ip: bigint; op: string }[] = [];
-for (const line of asm.split("\n")) {
+const objdump = new Deno.Command("objdump", {
+  args: ["-D", "-b", "binary", "-m", "i386:x86-64", `--adjust-vma=${lo}`, `${dir}/jit.bin`],
+  stdout: "piped",
+  stderr: "null",
+}).spawn();
+let rest = "";
+const take = (line: string) => {
   const m = line.match(/^\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*([a-z][\w.]*)/);
   if (m) code.push({ ip: BigInt(`0x${m[1]}`), op: m[2] });
+};
+for await (const chunk of objdump.stdout.pipeThrough(new TextDecoderStream())) {
+  const lines = (rest + chunk).split("\n");
+  rest = lines.pop()!;
+  lines.forEach(take);
 }
+take(rest);
+if (!(await objdump.status).success) throw new Error("jit_profile: objdump failed");
 const total = sum(ips);
 const inRegion = code.reduce((s, c) => s + (ips.get(c.ip) ?? 0), 0);
 const pct = (n: number, of = inRegion) => `${(100 * n / Math.max(1, of)).toFixed(1)}%`;

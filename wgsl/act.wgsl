@@ -4,7 +4,8 @@
 //         (GeGLU, Gemma's gelu_pytorch_tanh); gate and up may be parts of one fused row.
 //   gelu: x ← gelu_new(x) in place (GPT-2's MLP).
 //   add:  x ← x + y (the residual stream).
-// tanh-GELU = gelu_new = gelu_pytorch_tanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+// tanh-GELU = gelu_new = gelu_pytorch_tanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (gelu_tanh
+// in wgsl/common.wgsl: the GEMM's bias_gelu epilogue applies it too).
 // SiLU(x) = x / (1 + exp(−x)).
 override N: u32 = 1u;        // elements: rows · W
 override W: u32 = 1u;        // glu: output width (hidden)
@@ -31,11 +32,6 @@ override OFFU: u32 = 0u;
 
 fn silu(v: f32) -> f32 {
   return v / (1.0 + exp(min(-v, 88.0)));
-}
-
-fn gelu_tanh(v: f32) -> f32 {
-  let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
-  return 0.5 * v * (1.0 + tanh(clamp(u, -15.0, 15.0)));
 }
 
 fn silu4(v: vec4<f32>) -> vec4<f32> {

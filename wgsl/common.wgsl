@@ -87,6 +87,14 @@ fn wg_max(v: f32, lid: u32) -> f32 {
   return wg_max4(vec4<f32>(v, 0.0, 0.0, 0.0), lid).x;
 }
 
+// tanh-GELU = gelu_new = gelu_pytorch_tanh: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the
+// argument of tanh clamped to ±15 (where tanh is ±1 in f32) so that no backend overflows in it.
+// GPT-2's MLP (wgsl/act.wgsl, and the GEMM's bias_gelu epilogue) and Gemma's GeGLU.
+fn gelu_tanh(v: f32) -> f32 {
+  let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+  return 0.5 * v * (1.0 + tanh(clamp(u, -15.0, 15.0)));
+}
+
 // A counter-based generator shared by the families that draw random numbers on the GPU (sample,
 // mixing): Philox4x32-10, whose TypeScript twin is philox4x32 in src/kernels/sample.ts.
 // (hi, lo) 32-bit halves of the 64-bit product a·b.

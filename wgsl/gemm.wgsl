@@ -21,6 +21,8 @@
 //   4: C = v * (v > S[n]), v = acc + E[n]            (encoder with per-latent thresholds S)
 //   5: C = S[0]·E[row0+m]·E[n]·acc/(|acc| + S[1]), 0 where row0+m == n (orthogonality coefficients)
 //   6: C += acc                                      (accumulate)
+//   7: C = gelu_new(acc + E[n])                      (bias + tanh-GELU: GPT-2's MLP in)
+//   8: C += acc + E[n]                               (bias, added to C: a residual branch)
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -85,6 +87,10 @@ fn epilogue(m: u32, n: u32, acc: f32) {
     v = select(S[0] * E[i] * E[ng] * v / (abs(v) + S[1]), 0.0, i == ng);
   } else if (EPILOGUE == 6u) {
     v = C[idx] + v;
+  } else if (EPILOGUE == 7u) {
+    v = gelu_tanh(v + E[ng]);
+  } else if (EPILOGUE == 8u) {
+    v = C[idx] + (v + E[ng]);
   }
   C[idx] = v;
 }

@@ -30,7 +30,7 @@ override BC_SWAP: bool = false;
 // Whether this dispatch's epilogue adds a per-column bias that a lane can read once for all its
 // rows: lanes along N (each store is a loop over the lanes on llvmpipe, and so is each read of E).
 fn bcLaneBias() -> bool {
-  return !BC_SWAP && (EPILOGUE == 1u || EPILOGUE == 2u) && (p.mode & 2u) != 0u;
+  return !BC_SWAP && (EPILOGUE == 1u || EPILOGUE == 2u || EPILOGUE == 7u) && (p.mode & 2u) != 0u;
 }
 
 // The bias of lane `lane`'s column where bcLaneBias(), else 0.
@@ -56,6 +56,7 @@ fn bcStore(row: u32, lane: u32, acc: f32, bias: f32) {
   if (bcLaneBias()) {
     v += bias;
     if (EPILOGUE == 2u) { v = max(v, 0.0); }
+    if (EPILOGUE == 7u) { v = gelu_tanh(v); }
     C[idx] = v;
   } else if ((p.mode & 2u) != 0u) {
     epilogue(m, n, v);

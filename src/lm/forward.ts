@@ -19,6 +19,10 @@
  *   m = u·Wdownᵀ (+ bd); gemma2: postMlpNorm(m)      GEMM (+ norm)       → hook_mlp_out
  *   x += m                                                               → hook_resid_post
  *
+ * A branch that is neither hooked, spliced nor post-normed is added to x by its GEMM's epilogue
+ * (x += att·Woᵀ + bo in one pass over x instead of a store, a load and an add), and GPT-2's gelu_new
+ * is its MLP-in GEMM's epilogue: the same arithmetic, three fewer element-wise passes per block.
+ *
  * then logits = finalNorm(x)·Unembedᵀ (all positions, or each sequence's last), soft-capped for
  * gemma2. The same code runs a prefill (positions pos[b] + s, s < seq) and an incremental decoding
  * step (seq 1, one new token per sequence at pos[b], attending to the keys cached before it).
@@ -200,6 +204,11 @@ export interface ForwardSpec {
   caches?: KvCaches;
   /** Replaces one hook's activations in place inside the pass. */
   splice?: Splice;
+  /**
+   * Whether GEMM epilogues add unobserved branches to the residual stream and apply GPT-2's
+   * gelu_new (default true); false runs each in its own kernel, for A/B timings and tests.
+   */
+  fuse?: boolean;
 }
 
 /** Per layer, keys and values [batch, cacheLen, nKv·hd] f32. */
@@ -217,7 +226,7 @@ export interface KvCaches {
  */
 export class LmForward {
   readonly lm: GpuLm;
-  readonly spec: Required<Omit<ForwardSpec, "caches" | "splice">>;
+  readonly spec: Required<Omit<ForwardSpec, "caches" | "splice" | "fuse">>;
   /** u32 [batch·seq] token ids. */
   readonly tokens: GPUBuffer;
   /** u32 [batch] position of each sequence's first token (zeros after build). */
@@ -294,6 +303,7 @@ export class LmForward {
     const points: HookPoint[] = this.spec.hooks.map((h) => parseHook(h, cfg));
     const hooked = new Set(this.spec.hooks);
     const splice = spec0.splice;
+    const fuse = spec0.fuse ?? true;
     if (splice) parseHook(splice.hook, cfg);
     const stop = this.spec.stopAtHook ? stopPoint(points) : null;
     const out = this.dispatches;
@@ -311,8 +321,15 @@ export class LmForward {
       N: number,
       K: number,
       layout: Partial<GemmLayout> = {},
+      then: "store" | "add" | "gelu" = "store",
     ) => {
-      const epilogue: Epilogue = bias ? "bias" : "none";
+      // "add": C += the product (+ b), a residual branch added in the GEMM's epilogue; "gelu":
+      // C = gelu_new(product + b) (GPT-2's MLP; only with a bias).
+      const epilogue: Epilogue = then === "add"
+        ? (bias ? "bias_accumulate" : "accumulate")
+        : then === "gelu"
+        ? "bias_gelu"
+        : (bias ? "bias" : "none");
       push(
         await gemmDispatches(
           gpu,
@@ -438,14 +455,34 @@ export class LmForward {
         await attentionDispatches(gpu, aspec, { q: qkv, kCache, vCache, pos: this.pos, out: att }),
       );
       const attnName = `blocks.${l}.hook_attn_out`;
+      // A branch nobody looks at (no hook, no splice, no post-norm) is added to x by its GEMM.
+      const direct = (name: string, postNorm?: GpuNorm) =>
+        fuse && !postNorm && !hooked.has(name) && splice?.hook !== name;
       const attnDst = hooked.has(attnName) && !L.postAttnNorm && splice?.hook !== attnName
         ? this.hooks[attnName]
         : branch;
-      await linear(`l${l} o`, att, L.wo, L.bo, attnDst, T, d, qd);
-      await addBranch(attnName, attnDst, L.postAttnNorm);
+      if (direct(attnName, L.postAttnNorm)) {
+        await linear(`l${l} o`, att, L.wo, L.bo, x, T, d, qd, {}, "add");
+      } else {
+        await linear(`l${l} o`, att, L.wo, L.bo, attnDst, T, d, qd);
+        await addBranch(attnName, attnDst, L.postAttnNorm);
+      }
       if (stop && stop.layer === l && stop.attnOnly) return;
       await norm(L.mlpNorm, x, h);
-      await linear(`l${l} mlp in`, h, L.wIn, L.bIn, mlpIn, T, cfg.gated ? 2 * f : f, d);
+      const geluInGemm = fuse && !cfg.gated && !!L.bIn;
+      const mlpInWidth = cfg.gated ? 2 * f : f;
+      await linear(
+        `l${l} mlp in`,
+        h,
+        L.wIn,
+        L.bIn,
+        mlpIn,
+        T,
+        mlpInWidth,
+        d,
+        {},
+        geluInGemm ? "gelu" : "store",
+      );
       if (cfg.gated) {
         push(
           await gluDispatches(gpu, {
@@ -455,16 +492,20 @@ export class LmForward {
             layout: { ldGate: 2 * f, offGate: 0, ldUp: 2 * f, offUp: f },
           }, { gate: mlpIn, up: mlpIn, out: mlpAct }),
         );
-      } else push(await geluDispatches(gpu, { n: T * f }, { x: mlpIn }));
+      } else if (!geluInGemm) push(await geluDispatches(gpu, { n: T * f }, { x: mlpIn }));
       const mlpName = `blocks.${l}.hook_mlp_out`;
       const mlpDst = hooked.has(mlpName) && !L.postMlpNorm && splice?.hook !== mlpName
         ? this.hooks[mlpName]
         : branch;
-      await linear(`l${l} mlp out`, mlpAct, L.wDown, L.bDown, mlpDst, T, d, f);
       // Stopping at this block's MLP output, the residual stream after it is not needed.
       const residAfter = hooked.has(`blocks.${l}.hook_resid_post`) ||
         hooked.has(`blocks.${l + 1}.hook_resid_pre`);
-      await addBranch(mlpName, mlpDst, L.postMlpNorm, !!stop && stop.layer === l && !residAfter);
+      if (direct(mlpName, L.postMlpNorm)) {
+        await linear(`l${l} mlp out`, mlpAct, L.wDown, L.bDown, x, T, d, f, {}, "add");
+      } else {
+        await linear(`l${l} mlp out`, mlpAct, L.wDown, L.bDown, mlpDst, T, d, f);
+        await addBranch(mlpName, mlpDst, L.postMlpNorm, !!stop && stop.layer === l && !residAfter);
+      }
       if (stop && stop.layer === l && !residAfter) return;
       await keep(`blocks.${l}.hook_resid_post`, x);
       await spliceAt(`blocks.${l}.hook_resid_post`, x);

@@ -25,7 +25,8 @@ export function f16Toward0(x: number): number {
 /**
  * Random epilogue operands for a GEMM: E and S as each epilogue reads them (a signed mask [M,N]
  * for relu_grad, bias and signed thresholds [N] for bias_threshold, importances over the global
- * rows and columns and positive constants for ortho_coef), and C's values before for accumulate.
+ * rows and columns and positive constants for ortho_coef), and C's values before for the
+ * accumulating epilogues.
  */
 export function epilogueInputs(
   rng: Rng,
@@ -44,13 +45,15 @@ export function epilogueInputs(
       };
     case "accumulate":
       return { e: new Float32Array(1), s: new Float32Array(1), cIn: randArray(rng, M * N) };
+    case "bias_accumulate":
+      return { e: randArray(rng, N), s: new Float32Array(1), cIn: randArray(rng, M * N) };
     default:
       return { e: randArray(rng, N), s: new Float32Array([0.5, 0.125, 2]) };
   }
 }
 
 /**
- * Runs one GEMM on random data into a NaN-poisoned C (random values for "accumulate") and
+ * Runs one GEMM on random data into a NaN-poisoned C (random values for the accumulating ones) and
  * compares with the reference: f32 to 1e-5; f16 storage to f32 accuracy on the operands rounded
  * to f16 (to nearest, or toward zero: how a conversion rounds is the adapter's choice), to ~1e-3
  * on the unrounded ones and measurably not to f32 accuracy. Single-dispatch paths run through

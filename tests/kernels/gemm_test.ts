@@ -27,6 +27,8 @@ const cases: [string, boolean, boolean, Epilogue][] = [
   ["NT relu_grad (dF)", false, true, "relu_grad"],
   ["TN none (weight grads)", true, false, "none"],
   ["TT none", true, true, "none"],
+  ["NT bias_gelu (GPT-2 MLP in)", false, true, "bias_gelu"],
+  ["TN bias_accumulate (residual branch)", true, false, "bias_accumulate"],
 ];
 
 // Awkward sizes: none a multiple of the 64x64x16 tile; one smaller than a tile; one with K < BK.
@@ -256,13 +258,14 @@ for (const path of ["texture", "bcast"] as const) {
     `gemm ${path} path over split views (leading dimensions, offsets, K parts)`,
     async () => {
       // A binding limit of 2 KiB splits every operand: each part packs views that start mid-buffer
-      // with the full matrices' leading dimensions, and parts along K accumulate.
+      // with the full matrices' leading dimensions, and parts along K accumulate (into C's values
+      // before, for bias_accumulate: the first part adds the bias and C, the later ones add).
       const gpu = await createGpu({ maxStorageBufferBindingSize: 2048 });
       const [M, N, K] = [36, 52, 68];
       for (
         const [name, transA, transB] of [["NN", 0, 0], ["NT", 0, 1], ["TN", 1, 0], ["TT", 1, 1]]
       ) {
-        for (const epilogue of ["none", "bias"] as const) {
+        for (const epilogue of ["none", "bias", "bias_accumulate"] as const) {
           const rng = new Rng(M + N + K);
           const spec: GemmSpec = {
             label: `split ${name}`,
@@ -276,10 +279,11 @@ for (const path of ["texture", "bcast"] as const) {
           const a = randArray(rng, M * K);
           const b = randArray(rng, K * N);
           const e = randArray(rng, N);
+          const cIn = epilogue === "bias_accumulate" ? randArray(rng, M * N) : undefined;
           const bufs = {
             a: gpu.upload("a", a),
             b: gpu.upload("b", b),
-            c: poisoned(gpu, "c", M * N),
+            c: cIn ? gpu.upload("c", cIn) : poisoned(gpu, "c", M * N),
             e: gpu.upload("e", e),
           };
           const list = await gemmDispatches(gpu, spec, bufs, { path });
@@ -289,7 +293,12 @@ for (const path of ["texture", "bcast"] as const) {
           assert.equal(flopsOf(list), 2 * M * N * K, "the parts' FLOPs add up to the GEMM's");
           run(gpu, list);
           const got = await gpu.read(bufs.c, M * N * 4);
-          assertClose(got, gemmReference(spec, a, b, e), 1e-5, `${spec.label} ${epilogue}`);
+          assertClose(
+            got,
+            gemmReference(spec, a, b, e, undefined, cIn),
+            1e-5,
+            `${spec.label} ${epilogue}`,
+          );
           for (const buf of Object.values(bufs)) buf.destroy();
         }
       }

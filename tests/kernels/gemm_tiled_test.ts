@@ -30,6 +30,8 @@ const EPILOGUES: Epilogue[] = [
   "bias_threshold",
   "ortho_coef",
   "accumulate",
+  "bias_gelu",
+  "bias_accumulate",
 ];
 
 // A 64x64 tile over K steps of 8: 68x132x36 is 2x3 blocks with partial edges and 4.5 K steps, read

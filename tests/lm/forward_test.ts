@@ -11,7 +11,11 @@ import { Rng } from "../../src/rng.ts";
 import { assertClose, randArray, rejectsUserError, withTemp } from "../helpers/check.ts";
 import { randomTensors, randomTokens, sharedLm, TINY_CONFIGS, writeHfDir } from "./fixtures.ts";
 
-/** Runs the GPU forward on [batch, seq] tokens; compares logits and every hook with the reference. */
+/**
+ * Runs the GPU forward on [batch, seq] tokens; compares logits and every hook with the reference,
+ * then the logits of the pass without hooks (where the GEMMs add the branches to the residual
+ * stream and apply GPT-2's gelu_new in their epilogues).
+ */
 async function compareAll(m: LmModel, batch: number, seq: number, what: string) {
   const gpu = await getGpu();
   const lm = GpuLm.upload(gpu, m);
@@ -31,6 +35,11 @@ async function compareAll(m: LmModel, batch: number, seq: number, what: string) 
     );
   }
   f.destroy();
+  const bare = await LmForward.build(lm, { batch, seq });
+  bare.run(tokens);
+  const got = await gpu.read(bare.logits!, batch * seq * V * 4);
+  assertClose(got, want.logits!, 1e-4, `${what} logits without hooks`);
+  bare.destroy();
   lm.destroy();
 }
 

@@ -162,7 +162,8 @@ function bcEntry(R: number, KC4: number, CH: number, swap: boolean): string {
 /**
  * A GEMM's dispatches on the broadcast path with `plan`: both operands packed along K (each left
  * out where a prepacked block serves), then one product dispatch per chunk of K (the first
- * stores, later ones add, the last applies the epilogue; "accumulate" adds from the first).
+ * stores, later ones add, the last applies the epilogue; "accumulate" and "bias_accumulate" add
+ * from the first).
  */
 export async function bcastDispatches(
   gpu: Gpu,
@@ -173,7 +174,9 @@ export async function bcastDispatches(
   packing: Packing,
 ): Promise<Dispatch[]> {
   const { w, fmt } = packing;
-  const accumulate = spec.epilogue === "accumulate";
+  // "accumulate" and "bias_accumulate" add C's value from the first chunk; the bias is then the
+  // "bias" epilogue's.
+  const accumulate = ["accumulate", "bias_accumulate"].includes(spec.epilogue);
   // A prepacked block along K: X as stored where K runs along its columns, its transposed block
   // where K runs along its rows; only without padding (packed rows of exactly K/4 texels).
   const alongK = (role: "a" | "b", blk?: PackedBlock) => {
@@ -217,7 +220,9 @@ export async function bcastDispatches(
   const rows = plan.swap ? spec.N : spec.M;
   const code = packedSource(fmt, bcastSrc, bcEntry(plan.R, plan.KC4, plan.CH, plan.swap));
   const constants = {
-    EPILOGUE: accumulate ? 0 : EPILOGUE_CODE[spec.epilogue],
+    EPILOGUE: accumulate
+      ? EPILOGUE_CODE[spec.epilogue === "accumulate" ? "none" : "bias"]
+      : EPILOGUE_CODE[spec.epilogue],
     SCALAR_IDX: spec.scalarIdx ?? 0,
     TEX_W: w,
     K4P: plan.K4P,

@@ -17,7 +17,8 @@ export interface GemmPart {
  * The parts of a GEMM: blocks of rows of C and of the inner dimension such that each stored
  * operand's touched span fits one binding. Every stored matrix is row-major, so a block touches
  * a contiguous span of it once the block's rows are bounded; parts along K accumulate (allowed
- * for the "none", "bias" and "accumulate" epilogues, the bias added by the first part). `e` of
+ * for the "none", "bias", "accumulate" and "bias_accumulate" epilogues, the bias added by the
+ * first part). `e` of
  * "relu_grad" is laid out like C; `eoff` is the global column of column 0 of the whole GEMM.
  */
 export function gemmParts(gpu: Gpu, spec: GemmSpec, bufs: GemmBuffers, eoff = 0): GemmPart[] {
@@ -44,7 +45,7 @@ export function gemmParts(gpu: Gpu, spec: GemmSpec, bufs: GemmBuffers, eoff = 0)
     }
   }
   const kSplit = blk.K < K;
-  if (kSplit && !["none", "bias", "accumulate"].includes(spec.epilogue)) {
+  if (kSplit && !["none", "bias", "accumulate", "bias_accumulate"].includes(spec.epilogue)) {
     throw new Error(`gemm ${spec.label}: epilogue ${spec.epilogue} cannot be split along K`);
   }
   const parts: GemmPart[] = [];

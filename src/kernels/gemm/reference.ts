@@ -1,9 +1,10 @@
 /** The GEMM family's plain-TypeScript reference. */
+import { geluTanh } from "../act.ts";
 import type { GemmSpec } from "./spec.ts";
 
 /**
  * C = epilogue(op(A)·op(B)) in f64 accumulation, as every GEMM path computes it (`cIn`: C's
- * values before, for "accumulate").
+ * values before, for "accumulate" and "bias_accumulate").
  */
 export function gemmReference(
   spec: GemmSpec,
@@ -44,6 +45,12 @@ export function gemmReference(
         }
         case "accumulate":
           acc += c[m * N + n];
+          break;
+        case "bias_gelu":
+          acc = geluTanh(acc + e![n]);
+          break;
+        case "bias_accumulate":
+          acc = c[m * N + n] + (acc + e![n]);
           break;
       }
       c[m * N + n] = acc;

@@ -17,7 +17,9 @@ export type Epilogue =
   | "relu_grad"
   | "bias_threshold"
   | "ortho_coef"
-  | "accumulate";
+  | "accumulate"
+  | "bias_gelu"
+  | "bias_accumulate";
 
 /** The EPILOGUE constant of each epilogue (the list in wgsl/gemm.wgsl). */
 export const EPILOGUE_CODE: Record<Epilogue, number> = {
@@ -28,6 +30,8 @@ export const EPILOGUE_CODE: Record<Epilogue, number> = {
   bias_threshold: 4,
   ortho_coef: 5,
   accumulate: 6,
+  bias_gelu: 7,
+  bias_accumulate: 8,
 };
 
 /** A GEMM kernel path (src/kernels/gemm/mod.ts describes each). */
@@ -181,12 +185,17 @@ export function gemmFlops(spec: Pick<GemmSpec, "M" | "N" | "K">): number {
 /**
  * The cost of one product dispatch over `k` of the GEMM's K (default all of it): 2·M·N·k FLOPs;
  * bytes: A and B once at `operandBytes` per element (2 for f16 textures), C written, C read
- * where `readC` (the "accumulate" epilogue, later chunks of K), and what the epilogue reads of E
+ * where `readC` (the accumulating epilogues, later chunks of K), and what the epilogue reads of E
  * and S where `epilogue` (f32 each).
  */
 export function gemmCost(
   spec: GemmSpec,
-  { k = spec.K, operandBytes = 4, readC = spec.epilogue === "accumulate", epilogue = true } = {},
+  {
+    k = spec.K,
+    operandBytes = 4,
+    readC = ["accumulate", "bias_accumulate"].includes(spec.epilogue),
+    epilogue = true,
+  } = {},
 ): KernelCost {
   const { M, N } = spec;
   let eps = 0;
@@ -199,6 +208,8 @@ export function gemmCost(
       bias_threshold: 2 * N, // bias E and thresholds S
       ortho_coef: M + N, // importance of the rows and of the columns
       accumulate: 0,
+      bias_gelu: N,
+      bias_accumulate: N,
     }[spec.epilogue];
   }
   return {
