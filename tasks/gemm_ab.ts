@@ -13,6 +13,11 @@
  * Each time includes the ~11 ms it takes lavapipe to report a submission done, so GEMMs much
  * under ~100 ms read slow on every path alike unless `--reps` runs each several times per
  * submission (`--shape 256,64,512 --reps 20`: the CPU default shape).
+ *
+ * Mesa's on-disk shader cache is off in this process (MESA_SHADER_CACHE_DISABLE, unless set):
+ * lavapipe 22.3 ran one broadcast tile (`--bc-tile 512,20,16,256`) 25x slower when its code came
+ * from the cache than when compiled afresh (1.6 against 36-44 GFLOP/s), so an A/B of tiles
+ * compiles every variant itself (bench/RESULTS.md).
  */
 import { Command } from "@commander-js/extra-typings";
 import { getGpu } from "../src/gpu/device.ts";
@@ -60,6 +65,10 @@ if (opts.bcTile) {
   bcTile = { T, R, KC4, U };
 }
 
+// Read by Mesa when the adapter is created, below.
+if (Deno.env.get("MESA_SHADER_CACHE_DISABLE") === undefined) {
+  Deno.env.set("MESA_SHADER_CACHE_DISABLE", "true");
+}
 const gpu = await getGpu();
 const gemm = (
   label: string,
