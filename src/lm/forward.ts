@@ -21,7 +21,8 @@
  *
  * A branch that is neither hooked, spliced nor post-normed is added to x by its GEMM's epilogue
  * (x += att·Woᵀ + bo in one pass over x instead of a store, a load and an add), and GPT-2's gelu_new
- * is its MLP-in GEMM's epilogue: the same arithmetic, three fewer element-wise passes per block.
+ * is its MLP-in GEMM's epilogue: the same arithmetic, up to three fewer element-wise kernels per
+ * block (`fuse: false` keeps them, for A/B timings).
  *
  * then logits = finalNorm(x)·Unembedᵀ (all positions, or each sequence's last), soft-capped for
  * gemma2. The same code runs a prefill (positions pos[b] + s, s < seq) and an incremental decoding

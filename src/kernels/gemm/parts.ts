@@ -18,8 +18,8 @@ export interface GemmPart {
  * operand's touched span fits one binding. Every stored matrix is row-major, so a block touches
  * a contiguous span of it once the block's rows are bounded; parts along K accumulate (allowed
  * for the "none", "bias", "accumulate" and "bias_accumulate" epilogues, the bias added by the
- * first part). `e` of
- * "relu_grad" is laid out like C; `eoff` is the global column of column 0 of the whole GEMM.
+ * first part). `e` of "relu_grad" is laid out like C; `eoff` is the global column of column 0 of
+ * the whole GEMM.
  */
 export function gemmParts(gpu: Gpu, spec: GemmSpec, bufs: GemmBuffers, eoff = 0): GemmPart[] {
   const { M, N, K } = spec;
