@@ -1,8 +1,9 @@
 /**
  * MLP activations and the residual add (wgsl/act.wgsl): SwiGLU (Llama), GeGLU with tanh-GELU
- * (Gemma), gelu_new in place (GPT-2), x += y. The GEMM's "accumulate" epilogue adds a product
- * into the residual stream where no bias or norm comes between; {@link addDispatches} covers the
- * rest (GPT-2's biased projections, a hooked attention or MLP output kept apart).
+ * (Gemma), gelu_new in place (GPT-2), x += y. The LM forward applies GPT-2's gelu_new in its MLP-in
+ * GEMM's `bias_gelu` epilogue and adds an unobserved branch to the residual stream in its GEMM's
+ * `accumulate` / `bias_accumulate` epilogue; these kernels serve the rest (a hooked, spliced or
+ * post-normed branch kept apart, `fuse: false`).
  */
 import actSrc from "../../wgsl/act.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";

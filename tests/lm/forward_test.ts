@@ -39,6 +39,16 @@ async function compareAll(m: LmModel, batch: number, seq: number, what: string) 
   bare.run(tokens);
   const got = await gpu.read(bare.logits!, batch * seq * V * 4);
   assertClose(got, want.logits!, 1e-4, `${what} logits without hooks`);
+  // The fusion took place: per block, GPT-2 drops its gelu_new and both residual adds, Llama its
+  // two adds; Gemma-2's post-normed branches keep theirs (its norms accumulate into x instead).
+  const unfused = await LmForward.build(lm, { batch, seq, fuse: false });
+  const perBlock = { gpt2: 3, llama: 2, gemma2: 0 }[m.config.family];
+  assert.equal(
+    unfused.dispatches.length - bare.dispatches.length,
+    perBlock * m.config.nLayers,
+    `${what}: kernels the epilogues replace`,
+  );
+  unfused.destroy();
   bare.destroy();
   lm.destroy();
 }
